@@ -1,0 +1,57 @@
+# tutorstream — the two commands are `make run` and `make test`; the rest serve them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test deps system-deps generate check-generated lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned: the CPU build of exactly this version is what this machine provides.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+deps: $(STAMP) $(NODE_STAMP)
+
+system-deps:
+	bash scripts/system-deps.sh
+
+generate: deps
+	$(PY) scripts/generate.py
+
+check-generated: deps
+	$(PY) scripts/generate.py --check
+
+lint: deps
+	node_modules/.bin/buf lint
+	node_modules/.bin/buf format --diff --exit-code
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy server
+
+format: deps
+	node_modules/.bin/buf format -w
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: system-deps deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+run: system-deps deps
+	bash scripts/run.sh
+
+bench: system-deps deps
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

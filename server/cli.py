@@ -1,0 +1,87 @@
+"""`tutorstream-server`: serve (default), migrate, token."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from server.config import Settings
+from server.core.auth import Role, Tier, mint_token
+from server.core.db import migrate_main
+
+app = typer.Typer(add_completion=False, help="The tutorstream gRPC server.", no_args_is_help=False)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(context: typer.Context) -> None:
+    if context.invoked_subcommand is None:
+        serve()
+
+
+@app.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="Override PORT.")] = None,
+    host: Annotated[str | None, typer.Option(help="Override HOST.")] = None,
+) -> None:
+    """Start the gRPC server (and the embedded database when DATABASE_URL is unset)."""
+    from server.app import serve as run_server
+
+    _configure_logging()
+    overrides: dict[str, object] = {}
+    if port is not None:
+        overrides["port"] = port
+    if host is not None:
+        overrides["host"] = host
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    asyncio.run(run_server(settings))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply all database migrations and exit."""
+    _configure_logging()
+    revision = migrate_main(Settings())
+    typer.echo(f"database at revision {revision}")
+
+
+@app.command()
+def token(
+    user: Annotated[str, typer.Option(help="User id (the token subject).")],
+    role: Annotated[Role, typer.Option(help="student, instructor or service.")] = Role.STUDENT,
+    tier: Annotated[Tier | None, typer.Option(help="free or pro (default from the role).")] = None,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 12 * 3600,
+    private_key: Annotated[
+        Path | None, typer.Option(help="RS256 private key PEM (default: HS256 secret).")
+    ] = None,
+    key_id: Annotated[str | None, typer.Option(help="`kid` header for RS256 tokens.")] = None,
+) -> None:
+    """Mint a development JWT for the configured issuer and audience."""
+    pem = private_key.read_text() if private_key is not None else None
+    typer.echo(
+        mint_token(
+            Settings(),
+            user_id=user,
+            role=role,
+            tier=tier,
+            ttl_seconds=ttl,
+            private_key_pem=pem,
+            key_id=key_id,
+        )
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,199 @@
+"""One server interceptor: request id, authentication, the RPC gate hook, error mapping, access log.
+
+grpc.aio interceptors only see the handler, so this wraps each behaviour in a coroutine (unary
+responses) or an async generator (streamed responses). Everything runs in the RPC's own task, so the
+contextvars set here are visible to the servicer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+import grpc
+from grpc import aio
+
+from server.core import errors, request_context, status
+from server.core.auth import Authenticator, Principal
+
+log = logging.getLogger("tutorstream.access")
+errlog = logging.getLogger("tutorstream.errors")
+
+PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+REQUEST_ID_KEY = "x-request-id"
+
+
+class RpcGate(Protocol):
+    """Admission hook run after authentication (rate limits, concurrency limits)."""
+
+    def admit(self, principal: Principal, method: str) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+
+class _OpenGate:
+    @contextlib.asynccontextmanager
+    async def admit(self, principal: Principal, method: str) -> AsyncIterator[None]:
+        yield
+
+
+def _metadata(context: aio.ServicerContext[Any, Any]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for key, value in context.invocation_metadata() or ():
+        if isinstance(value, str):
+            found[key.lower()] = value
+    return found
+
+
+class _RpcOutcome:
+    def __init__(self) -> None:
+        self.code = grpc.StatusCode.OK
+
+
+class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, authenticator: Authenticator, gate: RpcGate | None = None) -> None:
+        self._authenticator = authenticator
+        self.gate: RpcGate = gate or _OpenGate()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method: str = handler_call_details.method
+        public = method.startswith(PUBLIC_METHOD_PREFIXES)
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method, public),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(handler.stream_unary, method, public),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method, public),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._wrap_stream(handler.stream_stream, method, public),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    @staticmethod
+    def _request_id(context: aio.ServicerContext[Any, Any]) -> str:
+        request_id = _metadata(context).get(REQUEST_ID_KEY, "")
+        if not request_id or len(request_id) > 64 or not request_id.isprintable():
+            request_id = uuid.uuid4().hex
+        request_context.bind(None, request_id)
+        return request_id
+
+    def _authenticate(
+        self, context: aio.ServicerContext[Any, Any], request_id: str, public: bool
+    ) -> Principal | None:
+        if public:
+            return None
+        principal = self._authenticator.authenticate(_metadata(context).get("authorization"))
+        request_context.bind(principal, request_id)
+        return principal
+
+    async def _fail(
+        self,
+        context: aio.ServicerContext[Any, Any],
+        method: str,
+        request_id: str,
+        exc: Exception,
+        outcome: _RpcOutcome,
+    ) -> None:
+        if isinstance(exc, errors.DomainError):
+            mapped = status.status_for_error(exc, request_id)
+        elif isinstance(exc, NotImplementedError):
+            mapped = status.unimplemented_status(method, request_id)
+        else:
+            errlog.exception("unexpected error in %s (request id %s)", method, request_id)
+            mapped = status.internal_status(request_id)
+        outcome.code = mapped.code
+        await context.abort(mapped.code, mapped.details, mapped.trailing_metadata)
+
+    def _log(
+        self, method: str, outcome: _RpcOutcome, started: float, request_id: str, principal: Principal | None
+    ) -> None:
+        if method.startswith(PUBLIC_METHOD_PREFIXES):
+            return
+        log.info(
+            "rpc method=%s status=%s duration_ms=%.1f request_id=%s user=%s",
+            method,
+            outcome.code.name,
+            (time.perf_counter() - started) * 1000,
+            request_id,
+            principal.user_id if principal else "-",
+        )
+
+    def _wrap_unary(self, behavior: Callable[..., Any], method: str, public: bool) -> Callable[..., Any]:
+        async def wrapper(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            started = time.perf_counter()
+            outcome = _RpcOutcome()
+            request_id, principal = self._request_id(context), None
+            try:
+                principal = self._authenticate(context, request_id, public)
+                if principal is None:
+                    result = behavior(request, context)
+                    return await result if inspect.isawaitable(result) else result
+                async with self.gate.admit(principal, method):
+                    result = behavior(request, context)
+                    return await result if inspect.isawaitable(result) else result
+            except aio.AbortError:
+                outcome.code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:
+                await self._fail(context, method, request_id, exc, outcome)
+            except BaseException:
+                outcome.code = grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                self._log(method, outcome, started, request_id, principal)
+
+        return wrapper
+
+    def _wrap_stream(self, behavior: Callable[..., Any], method: str, public: bool) -> Callable[..., Any]:
+        async def wrapper(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            outcome = _RpcOutcome()
+            request_id, principal = self._request_id(context), None
+            try:
+                principal = self._authenticate(context, request_id, public)
+                gate = self.gate.admit(principal, method) if principal else contextlib.nullcontext()
+                async with gate:
+                    result = behavior(request, context)
+                    if inspect.isasyncgen(result):
+                        try:
+                            async for item in result:
+                                yield item
+                        finally:
+                            await result.aclose()
+                    elif inspect.isawaitable(result):
+                        await result
+            except aio.AbortError:
+                outcome.code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:
+                await self._fail(context, method, request_id, exc, outcome)
+            except BaseException:
+                outcome.code = grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                self._log(method, outcome, started, request_id, principal)
+
+        return wrapper
