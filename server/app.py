@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -39,6 +40,37 @@ SERVICE_NAMES = (
 )
 
 
+@dataclass
+class Runtime:
+    """Long-lived collaborators shared by the servicers of one process. Built once in `start()`;
+    whatever needs closing registers a closer in `closers` (closed in reverse order on shutdown)."""
+
+    settings: Settings
+    database: Database
+    authenticator: Authenticator
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def register_servicers(server: aio.Server, runtime: Runtime) -> None:
+    """Each domain's servicer, built from the runtime. Unimplemented RPCs answer UNIMPLEMENTED."""
+    chat_service_pb2_grpc.add_ChatServiceServicer_to_server(
+        chat_service_pb2_grpc.ChatServiceServicer(),  # type: ignore[abstract]
+        server,
+    )
+    agent_service_pb2_grpc.add_AgentServiceServicer_to_server(
+        AgentServicer(PreferencesService(runtime.database)),  # type: ignore[abstract]
+        server,
+    )
+    transcript_service_pb2_grpc.add_TranscriptServiceServicer_to_server(
+        transcript_service_pb2_grpc.TranscriptServiceServicer(),  # type: ignore[abstract]
+        server,
+    )
+    analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server(
+        analytics_service_pb2_grpc.AnalyticsServiceServicer(),  # type: ignore[abstract]
+        server,
+    )
+
+
 class TutorstreamServer:
     """One server process: owns the database handle and every long-lived client it opens."""
 
@@ -51,6 +83,7 @@ class TutorstreamServer:
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self.port = 0
         self.interceptor: ServerInterceptor | None = None
+        self.runtime: Runtime
 
     @property
     def database(self) -> Database:
@@ -65,6 +98,8 @@ class TutorstreamServer:
         if settings.migrate_on_start:
             await self._database.run_migrations()
         authenticator = Authenticator(settings)
+        self.runtime = Runtime(settings=settings, database=self._database, authenticator=authenticator)
+        self._closers = self.runtime.closers
         self.interceptor = ServerInterceptor(authenticator)
         server = aio.server(
             interceptors=[self.interceptor],
@@ -76,22 +111,7 @@ class TutorstreamServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        chat_service_pb2_grpc.add_ChatServiceServicer_to_server(
-            chat_service_pb2_grpc.ChatServiceServicer(),  # type: ignore[abstract]
-            server,
-        )
-        agent_service_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(PreferencesService(self._database)),  # type: ignore[abstract]
-            server,
-        )
-        transcript_service_pb2_grpc.add_TranscriptServiceServicer_to_server(
-            transcript_service_pb2_grpc.TranscriptServiceServicer(),  # type: ignore[abstract]
-            server,
-        )
-        analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server(
-            analytics_service_pb2_grpc.AnalyticsServiceServicer(),  # type: ignore[abstract]
-            server,
-        )
+        register_servicers(server, self.runtime)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
