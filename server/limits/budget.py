@@ -1,0 +1,514 @@
+"""Token budgets per user, UTC day and UTC month: reserve before an upstream call, reconcile after.
+
+    reservation = await runtime.budget.reserve(principal, estimated_tokens, operation="chat")
+    try:
+        completion = await call_the_model(...)
+    except BaseException:
+        await reservation.release()          # refund: the call failed or was cancelled
+        raise
+    await reservation.commit(model=..., prompt_tokens=..., completion_tokens=..., cost_usd=...)
+
+(or `async with await budget.reserve(...) as reservation:`, which releases unless committed). A cached
+answer costs nothing: release the reservation. `release()` after `commit()` does nothing, so it is safe
+in a `finally`.
+
+Accounting lives in PostgreSQL, so it is shared by every replica and keeps working when Redis is down.
+A reservation is one transaction that takes a per-user advisory lock (one user's reservations queue
+there), locks the user's day and month rows of `token_budgets`, checks that committed + reserved +
+estimate fits both windows, and books the estimate as reserved. So concurrent calls can never reserve
+more than the budget, whichever replica serves them. `commit()` swaps the estimate for the real usage
+and appends a `usage_records` row; an estimate is an upper bound (prompt + max_tokens), and a call
+that still exceeds it is recorded in full. A reservation whose replica died mid-call is charged at
+its estimate once it expires (`budget_reservation_ttl_seconds`): the call may have reached the
+upstream, and an unknown spend is never refunded. If PostgreSQL is unreachable, `reserve()` fails
+closed with UNAVAILABLE. Call these methods outside any open database transaction of your own: they
+run their own short transactions on other connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from types import TracebackType
+
+from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core.auth import Principal
+from server.core.db import Database
+from server.core.errors import QuotaExceeded, QuotaViolation, Unavailable
+from server.core.models import User
+from server.limits.models import TokenBudgetWindow, TokenReservation, UsageRecord
+from server.limits.policy import LimitPolicy
+
+log = logging.getLogger("tutorstream.limits")
+
+KNOWN_OPERATIONS = ("chat", "hint", "quiz", "reflection", "learning_path", "embedding")
+_OPERATION = re.compile(r"^[a-z][a-z_]{0,39}$")
+DAY, MONTH = "day", "month"
+UNRECONCILED_MODEL = "unreconciled"
+# When only calls in flight block a reservation, they finish (or are refunded) within seconds.
+IN_FLIGHT_RETRY_SECONDS = 5.0
+_FINISH_ATTEMPTS = 3
+_DATABASE_DOWN = (OperationalError, InterfaceError, OSError)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The accounting windows that contain `now`."""
+
+    now: datetime
+    day_start: date
+    month_start: date
+
+    @property
+    def day_reset(self) -> datetime:
+        return datetime.combine(self.day_start + timedelta(days=1), time(), tzinfo=UTC)
+
+    @property
+    def month_reset(self) -> datetime:
+        start = self.month_start
+        following = date(start.year + 1, 1, 1) if start.month == 12 else date(start.year, start.month + 1, 1)
+        return datetime.combine(following, time(), tzinfo=UTC)
+
+    @property
+    def month_begin(self) -> datetime:
+        return datetime.combine(self.month_start, time(), tzinfo=UTC)
+
+    def reset_of(self, period: str) -> datetime:
+        return self.day_reset if period == DAY else self.month_reset
+
+
+def windows_at(now: datetime) -> Windows:
+    utc = now.astimezone(UTC)
+    return Windows(now=utc, day_start=utc.date(), month_start=utc.date().replace(day=1))
+
+
+@dataclass(frozen=True)
+class WindowStatus:
+    """One window of one user's budget. `tokens_reserved` are held by calls in flight."""
+
+    period: str
+    period_start: date
+    tokens_used: int
+    tokens_reserved: int
+    tokens_limit: int
+    cost_usd: float
+    reset_time: datetime
+
+    @property
+    def tokens_remaining(self) -> int:
+        return max(0, self.tokens_limit - self.tokens_used - self.tokens_reserved)
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    model: str
+    operation: str
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+    calls: int
+
+
+@dataclass(frozen=True)
+class _Usage:
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+class Reservation:
+    """Tokens held for one upstream call; finish it exactly once with `commit` or `release`."""
+
+    def __init__(
+        self,
+        budget: TokenBudget,
+        *,
+        reservation_id: str,
+        user_id: str,
+        operation: str,
+        tokens: int,
+        windows: Windows,
+    ) -> None:
+        self._budget = budget
+        self.id = reservation_id
+        self.user_id = user_id
+        self.operation = operation
+        self.tokens = tokens
+        self.windows = windows
+        self._state = "held"
+
+    @property
+    def finished(self) -> bool:
+        return self._state != "held"
+
+    async def commit(self, *, model: str, prompt_tokens: int, completion_tokens: int, cost_usd: float) -> None:
+        """Replace the estimate with the real usage and record it (per user, model and operation)."""
+        if self._state != "held":
+            raise RuntimeError(f"reservation {self.id} is already {self._state}")
+        if prompt_tokens < 0 or completion_tokens < 0 or cost_usd < 0:
+            raise ValueError("token counts and cost must not be negative")
+        self._state = "committed"
+        usage = _Usage(model or UNRECONCILED_MODEL, prompt_tokens, completion_tokens, cost_usd)
+        # Shielded: a cancelled caller still gets its usage recorded.
+        await asyncio.shield(self._budget._finish(self, usage))
+
+    async def release(self) -> None:
+        """Refund the whole reservation (the call failed, or the answer came from a cache)."""
+        if self._state != "held":
+            return
+        self._state = "released"
+        await asyncio.shield(self._budget._finish(self, None))
+
+    async def __aenter__(self) -> Reservation:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.release()
+
+
+class TokenBudget:
+    """Per-user token budgets by tier, accounted in PostgreSQL (shared by all replicas)."""
+
+    def __init__(
+        self,
+        database: Database,
+        policy: LimitPolicy,
+        *,
+        reservation_ttl_seconds: float = 600.0,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._db = database
+        self._policy = policy
+        self._ttl = timedelta(seconds=reservation_ttl_seconds)
+        self._clock = clock
+
+    def windows(self) -> Windows:
+        return windows_at(self._clock())
+
+    async def reserve(self, principal: Principal, estimated_tokens: int, *, operation: str) -> Reservation:
+        """Hold `estimated_tokens` in the caller's day and month windows, or raise QuotaExceeded."""
+        if estimated_tokens < 0:
+            raise ValueError("estimated_tokens must not be negative")
+        if not _OPERATION.match(operation):
+            raise ValueError(f"operation must be a short snake_case word, got {operation!r}")
+        limits = self._policy.for_tier(principal.tier.value)
+        windows = self.windows()
+        reservation = Reservation(
+            self,
+            reservation_id=uuid.uuid4().hex,
+            user_id=principal.user_id,
+            operation=operation,
+            tokens=estimated_tokens,
+            windows=windows,
+        )
+        try:
+            async with self._db.transaction() as session:
+                await _serialize_user(session, principal)
+                expired = await self._take_expired(session, principal.user_id, windows.now)
+                keys = {(DAY, windows.day_start), (MONTH, windows.month_start)}
+                keys.update(key for item in expired for key in _keys_of(item))
+                rows = await _lock_windows(session, principal.user_id, keys)
+                for item in expired:
+                    _charge_expired(session, rows, item, windows.now)
+                day, month = rows[(DAY, windows.day_start)], rows[(MONTH, windows.month_start)]
+                refusal = _refusal(
+                    principal.user_id,
+                    estimated_tokens,
+                    windows,
+                    [(day, limits.daily_tokens), (month, limits.monthly_tokens)],
+                )
+                if refusal is None:
+                    day.tokens_reserved += estimated_tokens
+                    month.tokens_reserved += estimated_tokens
+                    session.add(
+                        TokenReservation(
+                            id=reservation.id,
+                            user_id=principal.user_id,
+                            operation=operation,
+                            tokens=estimated_tokens,
+                            day_start=windows.day_start,
+                            month_start=windows.month_start,
+                            create_time=windows.now,
+                            expire_time=windows.now + self._ttl,
+                        )
+                    )
+        except _DATABASE_DOWN as exc:
+            log.warning("token budget unavailable: %s", type(exc).__name__)
+            raise Unavailable(
+                "token accounting is unavailable; try again shortly",
+                retry_after_seconds=1.0,
+                reason="BUDGET_UNAVAILABLE",
+            ) from exc
+        if refusal is not None:
+            raise refusal
+        return reservation
+
+    async def status(self, user_id: str, tier: str) -> list[WindowStatus]:
+        """The day and month windows of `user_id` right now (tokens_used excludes reservations)."""
+        limits = self._policy.for_tier(tier)
+        windows = self.windows()
+        async with self._db.session() as session:
+            found = (
+                await session.execute(
+                    select(TokenBudgetWindow).where(
+                        TokenBudgetWindow.user_id == user_id,
+                        tuple_(TokenBudgetWindow.period, TokenBudgetWindow.period_start).in_(
+                            [(DAY, windows.day_start), (MONTH, windows.month_start)]
+                        ),
+                    )
+                )
+            ).scalars()
+            rows = {row.period: row for row in found}
+        statuses: list[WindowStatus] = []
+        for period, start, limit in (
+            (DAY, windows.day_start, limits.daily_tokens),
+            (MONTH, windows.month_start, limits.monthly_tokens),
+        ):
+            row = rows.get(period)
+            statuses.append(
+                WindowStatus(
+                    period=period,
+                    period_start=start,
+                    tokens_used=row.tokens_used if row else 0,
+                    tokens_reserved=row.tokens_reserved if row else 0,
+                    tokens_limit=limit,
+                    cost_usd=float(row.cost_usd) if row else 0.0,
+                    reset_time=windows.reset_of(period),
+                )
+            )
+        return statuses
+
+    async def usage_by_model(self, user_id: str, since: datetime) -> list[ModelUsage]:
+        """Recorded usage of `user_id` since `since`, by model and operation, largest first."""
+        total = func.sum(UsageRecord.total_tokens)
+        statement = (
+            select(
+                UsageRecord.model,
+                UsageRecord.operation,
+                func.sum(UsageRecord.prompt_tokens),
+                func.sum(UsageRecord.completion_tokens),
+                total,
+                func.sum(UsageRecord.cost_usd),
+                func.count(),
+            )
+            .where(UsageRecord.user_id == user_id, UsageRecord.create_time >= since)
+            .group_by(UsageRecord.model, UsageRecord.operation)
+            .order_by(total.desc(), UsageRecord.model, UsageRecord.operation)
+        )
+        async with self._db.session() as session:
+            result = await session.execute(statement)
+            return [
+                ModelUsage(
+                    model=model,
+                    operation=operation,
+                    prompt_tokens=int(prompt),
+                    completion_tokens=int(completion),
+                    total_tokens=int(tokens),
+                    cost_usd=float(cost),
+                    calls=int(calls),
+                )
+                for model, operation, prompt, completion, tokens, cost, calls in result.all()
+            ]
+
+    async def _finish(self, reservation: Reservation, usage: _Usage | None) -> None:
+        for attempt in range(1, _FINISH_ATTEMPTS + 1):
+            try:
+                await self._finish_once(reservation, usage)
+                return
+            except _DATABASE_DOWN as exc:
+                if attempt == _FINISH_ATTEMPTS:
+                    # The reservation row stays and is charged at its estimate when it expires.
+                    log.error(
+                        "could not %s token reservation %s: %s",
+                        "commit" if usage else "release",
+                        reservation.id,
+                        type(exc).__name__,
+                    )
+                    return
+                await asyncio.sleep(0.2 * attempt)
+
+    async def _finish_once(self, reservation: Reservation, usage: _Usage | None) -> None:
+        async with self._db.transaction() as session:
+            held = (
+                await session.execute(
+                    delete(TokenReservation)
+                    .where(TokenReservation.id == reservation.id)
+                    .returning(TokenReservation.tokens)
+                )
+            ).scalar_one_or_none()
+            if held is None and usage is None:
+                return  # already charged on expiry
+            windows = reservation.windows
+            rows = await _lock_windows(
+                session,
+                reservation.user_id,
+                {(DAY, windows.day_start), (MONTH, windows.month_start)},
+                create=False,
+            )
+            if len(rows) < 2:
+                return  # the user's data was deleted meanwhile
+            now = self._clock()
+            for row in rows.values():
+                if held is not None:
+                    row.tokens_reserved = max(0, row.tokens_reserved - held)
+                if usage is not None:
+                    row.tokens_used += usage.prompt_tokens + usage.completion_tokens
+                    row.cost_usd += Decimal(repr(usage.cost_usd))
+                row.update_time = now
+            if usage is not None:
+                session.add(
+                    UsageRecord(
+                        id=uuid.uuid4().hex,
+                        user_id=reservation.user_id,
+                        operation=reservation.operation,
+                        model=usage.model,
+                        prompt_tokens=usage.prompt_tokens,
+                        completion_tokens=usage.completion_tokens,
+                        total_tokens=usage.prompt_tokens + usage.completion_tokens,
+                        reserved_tokens=reservation.tokens,
+                        cost_usd=Decimal(repr(usage.cost_usd)),
+                        create_time=now,
+                    )
+                )
+
+    @staticmethod
+    async def _take_expired(session: AsyncSession, user_id: str, now: datetime) -> list[TokenReservation]:
+        result = await session.execute(
+            delete(TokenReservation)
+            .where(TokenReservation.user_id == user_id, TokenReservation.expire_time < now)
+            .returning(TokenReservation)
+        )
+        return list(result.scalars())
+
+
+WindowKey = tuple[str, date]
+# First key of the two-key advisory locks that queue one user's reservations.
+_RESERVE_LOCK_SPACE = 0x7462  # "tb"
+
+
+async def _serialize_user(session: AsyncSession, principal: Principal) -> None:
+    """Queue this user's reservations (until commit) and make sure the user row exists for the foreign
+    keys. Neither touches a lock other transactions hold: an existing `users` row is left alone."""
+    await session.execute(select(func.pg_advisory_xact_lock(_RESERVE_LOCK_SPACE, func.hashtext(principal.user_id))))
+    await session.execute(
+        insert(User)
+        .values(id=principal.user_id, role=principal.role.value, tier=principal.tier.value)
+        .on_conflict_do_nothing(index_elements=[User.id])
+    )
+
+
+def _keys_of(reservation: TokenReservation) -> tuple[WindowKey, WindowKey]:
+    return (DAY, reservation.day_start), (MONTH, reservation.month_start)
+
+
+async def _lock_windows(
+    session: AsyncSession, user_id: str, keys: Iterable[WindowKey], *, create: bool = True
+) -> dict[WindowKey, TokenBudgetWindow]:
+    """Lock (creating when asked) the user's window rows, always in one order so lockers never deadlock."""
+    ordered = sorted(set(keys), key=lambda key: (key[1], key[0]))
+    if create:
+        await session.execute(
+            insert(TokenBudgetWindow)
+            .values([{"user_id": user_id, "period": period, "period_start": start} for period, start in ordered])
+            .on_conflict_do_nothing()
+        )
+    found = (
+        await session.execute(
+            select(TokenBudgetWindow)
+            .where(
+                TokenBudgetWindow.user_id == user_id,
+                tuple_(TokenBudgetWindow.period, TokenBudgetWindow.period_start).in_(ordered),
+            )
+            .order_by(TokenBudgetWindow.period_start, TokenBudgetWindow.period)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalars()
+    return {(row.period, row.period_start): row for row in found}
+
+
+def _charge_expired(
+    session: AsyncSession,
+    rows: dict[WindowKey, TokenBudgetWindow],
+    reservation: TokenReservation,
+    now: datetime,
+) -> None:
+    for key in _keys_of(reservation):
+        row = rows[key]
+        row.tokens_reserved = max(0, row.tokens_reserved - reservation.tokens)
+        row.tokens_used += reservation.tokens
+        row.update_time = now
+    session.add(
+        UsageRecord(
+            id=uuid.uuid4().hex,
+            user_id=reservation.user_id,
+            operation=reservation.operation,
+            model=UNRECONCILED_MODEL,
+            prompt_tokens=0,
+            completion_tokens=0,
+            total_tokens=reservation.tokens,
+            reserved_tokens=reservation.tokens,
+            cost_usd=Decimal(0),
+            create_time=now,
+        )
+    )
+    log.warning("charged expired token reservation %s at its estimate", reservation.id)
+
+
+_PERIOD_WORDS = {DAY: "daily", MONTH: "monthly"}
+
+
+def _refusal(
+    user_id: str,
+    estimated: int,
+    windows: Windows,
+    checks: list[tuple[TokenBudgetWindow, int]],
+) -> QuotaExceeded | None:
+    violations: list[QuotaViolation] = []
+    retry_after = 0.0
+    for row, limit in checks:
+        if row.tokens_used + row.tokens_reserved + estimated <= limit:
+            continue
+        reset = windows.reset_of(row.period)
+        violations.append(
+            QuotaViolation(
+                subject=f"users/{user_id}/budgets/{row.period}",
+                description=(
+                    f"{_PERIOD_WORDS[row.period]} token budget of {limit} exceeded: {row.tokens_used} used, "
+                    f"{row.tokens_reserved} held by calls in flight, {estimated} requested; "
+                    f"resets at {reset.isoformat()}"
+                ),
+            )
+        )
+        only_in_flight = row.tokens_used + estimated <= limit
+        wait = IN_FLIGHT_RETRY_SECONDS if only_in_flight else (reset - windows.now).total_seconds()
+        retry_after = max(retry_after, wait)
+    if not violations:
+        return None
+    return QuotaExceeded(
+        "token budget exhausted: " + "; ".join(v.description for v in violations),
+        retry_after_seconds=max(1.0, retry_after),
+        violations=violations,
+        reason="TOKEN_BUDGET_EXHAUSTED",
+        metadata={"window": ",".join(v.subject.rsplit("/", 1)[-1] for v in violations)},
+    )
