@@ -26,21 +26,21 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tutorstream.v1 import common_pb2 as tutorstream_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tutorstream/v1/transcript_service.proto\x12\x0etutorstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1btutorstream/v1/common.proto\"\xd0\x01\n\x17IngestTranscriptRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x11\n\tcourse_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x30\n\x06\x66ormat\x18\x05 \x01(\x0e\x32 .tutorstream.v1.TranscriptFormat\x12\x0f\n\x07\x63ontent\x18\x06 \x01(\t\x12\x10\n\x08language\x18\x07 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x08 \x01(\x01\"B\n\x18IngestTranscriptResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.tutorstream.v1.IngestJob\"\xf7\x02\n\tIngestJob\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08video_id\x18\x03 \x01(\t\x12\x11\n\tcourse_id\x18\x04 \x01(\t\x12-\n\x05state\x18\x05 \x01(\x0e\x32\x1e.tutorstream.v1.IngestJobState\x12*\n\x05stage\x18\x06 \x01(\x0e\x32\x1b.tutorstream.v1.IngestStage\x12\x17\n\x0f\x63ompleted_units\x18\x07 \x01(\x03\x12\x13\n\x0btotal_units\x18\x08 \x01(\x03\x12\x15\n\rerror_message\x18\t \x01(\t\x12\x11\n\tunchanged\x18\n \x01(\x08\x12\x12\n\nrequest_id\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x15WatchIngestJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x16WatchIngestJobResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.tutorstream.v1.IngestJob\"#\n\x13GetIngestJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\">\n\x14GetIngestJobResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.tutorstream.v1.IngestJob\"_\n\x03\x43ue\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x15\n\rstart_seconds\x18\x02 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x03 \x01(\x01\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x0f\n\x07speaker\x18\x05 \x01(\t\"\x80\x03\n\nTranscript\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x11\n\tcourse_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x18\n\x10timing_estimated\x18\x07 \x01(\x08\x12\x18\n\x10\x64uration_seconds\x18\x08 \x01(\x01\x12\x11\n\tcue_count\x18\t \x01(\x05\x12\x13\n\x0b\x63hunk_count\x18\n \x01(\x05\x12\x14\n\x0c\x63ontent_hash\x18\x0b \x01(\t\x12\x17\n\x0f\x65mbedding_model\x18\x0c \x01(\t\x12!\n\x04\x63ues\x18\r \x03(\x0b\x32\x13.tutorstream.v1.Cue\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x14GetTranscriptRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x04view\x18\x02 \x01(\x0e\x32\x1e.tutorstream.v1.TranscriptView\"G\n\x15GetTranscriptResponse\x12.\n\ntranscript\x18\x01 \x01(\x0b\x32\x1a.tutorstream.v1.Transcript\"R\n\x16ListTranscriptsRequest\x12\x11\n\tcourse_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"c\n\x17ListTranscriptsResponse\x12/\n\x0btranscripts\x18\x01 \x03(\x0b\x32\x1a.tutorstream.v1.Transcript\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x44\x65leteTranscriptRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteTranscriptResponse\"\x8d\x01\n\x18SearchTranscriptsRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x11\n\tcourse_id\x18\x03 \x01(\t\x12.\n\x0btime_window\x18\x04 \x01(\x0b\x32\x19.tutorstream.v1.TimeRange\x12\r\n\x05limit\x18\x05 \x01(\x05\"\xb6\x01\n\x0cSearchResult\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x11\n\tcourse_id\x18\x03 \x01(\t\x12\x15\n\rstart_seconds\x18\x04 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x05 \x01(\x01\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\r\n\x05score\x18\x07 \x01(\x01\x12\x13\n\x0bvector_rank\x18\x08 \x01(\x05\x12\x11\n\ttext_rank\x18\t \x01(\x05\"c\n\x19SearchTranscriptsResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.tutorstream.v1.SearchResult\x12\x17\n\x0f\x65mbedding_model\x18\x02 \x01(\t*\xb5\x01\n\x10TranscriptFormat\x12!\n\x1dTRANSCRIPT_FORMAT_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRANSCRIPT_FORMAT_WEBVTT\x10\x01\x12\x19\n\x15TRANSCRIPT_FORMAT_SRT\x10\x02\x12#\n\x1fTRANSCRIPT_FORMAT_JSON_SEGMENTS\x10\x03\x12 \n\x1cTRANSCRIPT_FORMAT_PLAIN_TEXT\x10\x04*\xaa\x01\n\x0eIngestJobState\x12 \n\x1cINGEST_JOB_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17INGEST_JOB_STATE_QUEUED\x10\x01\x12\x1c\n\x18INGEST_JOB_STATE_RUNNING\x10\x02\x12\x1e\n\x1aINGEST_JOB_STATE_SUCCEEDED\x10\x03\x12\x1b\n\x17INGEST_JOB_STATE_FAILED\x10\x04*\x83\x02\n\x0bIngestStage\x12\x1c\n\x18INGEST_STAGE_UNSPECIFIED\x10\x00\x12\x18\n\x14INGEST_STAGE_PARSING\x10\x01\x12\x19\n\x15INGEST_STAGE_CHUNKING\x10\x02\x12\x1a\n\x16INGEST_STAGE_EMBEDDING\x10\x03\x12\x19\n\x15INGEST_STAGE_INDEXING\x10\x04\x12\x15\n\x11INGEST_STAGE_DONE\x10\x05\x12\x19\n\x15INGEST_STAGE_FETCHING\x10\x06\x12\x19\n\x15INGEST_STAGE_DECODING\x10\x07\x12\x1d\n\x19INGEST_STAGE_TRANSCRIBING\x10\x08*f\n\x0eTranscriptView\x12\x1f\n\x1bTRANSCRIPT_VIEW_UNSPECIFIED\x10\x00\x12\x19\n\x15TRANSCRIPT_VIEW_BASIC\x10\x01\x12\x18\n\x14TRANSCRIPT_VIEW_FULL\x10\x02\x32\xcb\x05\n\x11TranscriptService\x12\x65\n\x10IngestTranscript\x12\'.tutorstream.v1.IngestTranscriptRequest\x1a(.tutorstream.v1.IngestTranscriptResponse\x12\x61\n\x0eWatchIngestJob\x12%.tutorstream.v1.WatchIngestJobRequest\x1a&.tutorstream.v1.WatchIngestJobResponse0\x01\x12Y\n\x0cGetIngestJob\x12#.tutorstream.v1.GetIngestJobRequest\x1a$.tutorstream.v1.GetIngestJobResponse\x12\\\n\rGetTranscript\x12$.tutorstream.v1.GetTranscriptRequest\x1a%.tutorstream.v1.GetTranscriptResponse\x12\x62\n\x0fListTranscripts\x12&.tutorstream.v1.ListTranscriptsRequest\x1a\'.tutorstream.v1.ListTranscriptsResponse\x12\x65\n\x10\x44\x65leteTranscript\x12\'.tutorstream.v1.DeleteTranscriptRequest\x1a(.tutorstream.v1.DeleteTranscriptResponse\x12h\n\x11SearchTranscripts\x12(.tutorstream.v1.SearchTranscriptsRequest\x1a).tutorstream.v1.SearchTranscriptsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tutorstream/v1/transcript_service.proto\x12\x0etutorstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1btutorstream/v1/common.proto\"\xd0\x01\n\x17IngestTranscriptRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x11\n\tcourse_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x30\n\x06\x66ormat\x18\x05 \x01(\x0e\x32 .tutorstream.v1.TranscriptFormat\x12\x0f\n\x07\x63ontent\x18\x06 \x01(\t\x12\x10\n\x08language\x18\x07 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x08 \x01(\x01\"B\n\x18IngestTranscriptResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.tutorstream.v1.IngestJob\"\xf7\x02\n\tIngestJob\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08video_id\x18\x03 \x01(\t\x12\x11\n\tcourse_id\x18\x04 \x01(\t\x12-\n\x05state\x18\x05 \x01(\x0e\x32\x1e.tutorstream.v1.IngestJobState\x12*\n\x05stage\x18\x06 \x01(\x0e\x32\x1b.tutorstream.v1.IngestStage\x12\x17\n\x0f\x63ompleted_units\x18\x07 \x01(\x03\x12\x13\n\x0btotal_units\x18\x08 \x01(\x03\x12\x15\n\rerror_message\x18\t \x01(\t\x12\x11\n\tunchanged\x18\n \x01(\x08\x12\x12\n\nrequest_id\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x15WatchIngestJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x16WatchIngestJobResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.tutorstream.v1.IngestJob\"#\n\x13GetIngestJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\">\n\x14GetIngestJobResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.tutorstream.v1.IngestJob\"\x87\x01\n\x03\x43ue\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x15\n\rstart_seconds\x18\x02 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x03 \x01(\x01\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x0f\n\x07speaker\x18\x05 \x01(\t\x12\x17\n\nconfidence\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\r\n\x0b_confidence\"\x80\x03\n\nTranscript\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x11\n\tcourse_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x18\n\x10timing_estimated\x18\x07 \x01(\x08\x12\x18\n\x10\x64uration_seconds\x18\x08 \x01(\x01\x12\x11\n\tcue_count\x18\t \x01(\x05\x12\x13\n\x0b\x63hunk_count\x18\n \x01(\x05\x12\x14\n\x0c\x63ontent_hash\x18\x0b \x01(\t\x12\x17\n\x0f\x65mbedding_model\x18\x0c \x01(\t\x12!\n\x04\x63ues\x18\r \x03(\x0b\x32\x13.tutorstream.v1.Cue\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x14GetTranscriptRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x04view\x18\x02 \x01(\x0e\x32\x1e.tutorstream.v1.TranscriptView\"G\n\x15GetTranscriptResponse\x12.\n\ntranscript\x18\x01 \x01(\x0b\x32\x1a.tutorstream.v1.Transcript\"R\n\x16ListTranscriptsRequest\x12\x11\n\tcourse_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"c\n\x17ListTranscriptsResponse\x12/\n\x0btranscripts\x18\x01 \x03(\x0b\x32\x1a.tutorstream.v1.Transcript\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x44\x65leteTranscriptRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteTranscriptResponse\"\x8d\x01\n\x18SearchTranscriptsRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x11\n\tcourse_id\x18\x03 \x01(\t\x12.\n\x0btime_window\x18\x04 \x01(\x0b\x32\x19.tutorstream.v1.TimeRange\x12\r\n\x05limit\x18\x05 \x01(\x05\"\xb6\x01\n\x0cSearchResult\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x11\n\tcourse_id\x18\x03 \x01(\t\x12\x15\n\rstart_seconds\x18\x04 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x05 \x01(\x01\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\r\n\x05score\x18\x07 \x01(\x01\x12\x13\n\x0bvector_rank\x18\x08 \x01(\x05\x12\x11\n\ttext_rank\x18\t \x01(\x05\"c\n\x19SearchTranscriptsResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.tutorstream.v1.SearchResult\x12\x17\n\x0f\x65mbedding_model\x18\x02 \x01(\t\"\xa6\x01\n\x16TranscribeMediaRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x11\n\tcourse_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\x12\x13\n\tmedia_url\x18\x06 \x01(\tH\x00\x12\x14\n\nmedia_path\x18\x07 \x01(\tH\x00\x42\x07\n\x05media\"A\n\x17TranscribeMediaResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.tutorstream.v1.IngestJob\"\x96\x01\n\x13UploadMediaMetadata\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x11\n\tcourse_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\x12\x10\n\x08\x66ilename\x18\x06 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\"i\n\x12UploadMediaRequest\x12\x37\n\x08metadata\x18\x01 \x01(\x0b\x32#.tutorstream.v1.UploadMediaMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"=\n\x13UploadMediaResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.tutorstream.v1.IngestJob*\xb5\x01\n\x10TranscriptFormat\x12!\n\x1dTRANSCRIPT_FORMAT_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRANSCRIPT_FORMAT_WEBVTT\x10\x01\x12\x19\n\x15TRANSCRIPT_FORMAT_SRT\x10\x02\x12#\n\x1fTRANSCRIPT_FORMAT_JSON_SEGMENTS\x10\x03\x12 \n\x1cTRANSCRIPT_FORMAT_PLAIN_TEXT\x10\x04*\xaa\x01\n\x0eIngestJobState\x12 \n\x1cINGEST_JOB_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17INGEST_JOB_STATE_QUEUED\x10\x01\x12\x1c\n\x18INGEST_JOB_STATE_RUNNING\x10\x02\x12\x1e\n\x1aINGEST_JOB_STATE_SUCCEEDED\x10\x03\x12\x1b\n\x17INGEST_JOB_STATE_FAILED\x10\x04*\x83\x02\n\x0bIngestStage\x12\x1c\n\x18INGEST_STAGE_UNSPECIFIED\x10\x00\x12\x18\n\x14INGEST_STAGE_PARSING\x10\x01\x12\x19\n\x15INGEST_STAGE_CHUNKING\x10\x02\x12\x1a\n\x16INGEST_STAGE_EMBEDDING\x10\x03\x12\x19\n\x15INGEST_STAGE_INDEXING\x10\x04\x12\x15\n\x11INGEST_STAGE_DONE\x10\x05\x12\x19\n\x15INGEST_STAGE_FETCHING\x10\x06\x12\x19\n\x15INGEST_STAGE_DECODING\x10\x07\x12\x1d\n\x19INGEST_STAGE_TRANSCRIBING\x10\x08*f\n\x0eTranscriptView\x12\x1f\n\x1bTRANSCRIPT_VIEW_UNSPECIFIED\x10\x00\x12\x19\n\x15TRANSCRIPT_VIEW_BASIC\x10\x01\x12\x18\n\x14TRANSCRIPT_VIEW_FULL\x10\x02\x32\x89\x07\n\x11TranscriptService\x12\x65\n\x10IngestTranscript\x12\'.tutorstream.v1.IngestTranscriptRequest\x1a(.tutorstream.v1.IngestTranscriptResponse\x12\x61\n\x0eWatchIngestJob\x12%.tutorstream.v1.WatchIngestJobRequest\x1a&.tutorstream.v1.WatchIngestJobResponse0\x01\x12Y\n\x0cGetIngestJob\x12#.tutorstream.v1.GetIngestJobRequest\x1a$.tutorstream.v1.GetIngestJobResponse\x12\\\n\rGetTranscript\x12$.tutorstream.v1.GetTranscriptRequest\x1a%.tutorstream.v1.GetTranscriptResponse\x12\x62\n\x0fListTranscripts\x12&.tutorstream.v1.ListTranscriptsRequest\x1a\'.tutorstream.v1.ListTranscriptsResponse\x12\x65\n\x10\x44\x65leteTranscript\x12\'.tutorstream.v1.DeleteTranscriptRequest\x1a(.tutorstream.v1.DeleteTranscriptResponse\x12h\n\x11SearchTranscripts\x12(.tutorstream.v1.SearchTranscriptsRequest\x1a).tutorstream.v1.SearchTranscriptsResponse\x12\x62\n\x0fTranscribeMedia\x12&.tutorstream.v1.TranscribeMediaRequest\x1a\'.tutorstream.v1.TranscribeMediaResponse\x12X\n\x0bUploadMedia\x12\".tutorstream.v1.UploadMediaRequest\x1a#.tutorstream.v1.UploadMediaResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tutorstream.v1.transcript_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSCRIPTFORMAT']._serialized_start=2310
-  _globals['_TRANSCRIPTFORMAT']._serialized_end=2491
-  _globals['_INGESTJOBSTATE']._serialized_start=2494
-  _globals['_INGESTJOBSTATE']._serialized_end=2664
-  _globals['_INGESTSTAGE']._serialized_start=2667
-  _globals['_INGESTSTAGE']._serialized_end=2926
-  _globals['_TRANSCRIPTVIEW']._serialized_start=2928
-  _globals['_TRANSCRIPTVIEW']._serialized_end=3030
+  _globals['_TRANSCRIPTFORMAT']._serialized_start=2910
+  _globals['_TRANSCRIPTFORMAT']._serialized_end=3091
+  _globals['_INGESTJOBSTATE']._serialized_start=3094
+  _globals['_INGESTJOBSTATE']._serialized_end=3264
+  _globals['_INGESTSTAGE']._serialized_start=3267
+  _globals['_INGESTSTAGE']._serialized_end=3526
+  _globals['_TRANSCRIPTVIEW']._serialized_start=3528
+  _globals['_TRANSCRIPTVIEW']._serialized_end=3630
   _globals['_INGESTTRANSCRIPTREQUEST']._serialized_start=122
   _globals['_INGESTTRANSCRIPTREQUEST']._serialized_end=330
   _globals['_INGESTTRANSCRIPTRESPONSE']._serialized_start=332
@@ -55,28 +55,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETINGESTJOBREQUEST']._serialized_end=918
   _globals['_GETINGESTJOBRESPONSE']._serialized_start=920
   _globals['_GETINGESTJOBRESPONSE']._serialized_end=982
-  _globals['_CUE']._serialized_start=984
-  _globals['_CUE']._serialized_end=1079
-  _globals['_TRANSCRIPT']._serialized_start=1082
-  _globals['_TRANSCRIPT']._serialized_end=1466
-  _globals['_GETTRANSCRIPTREQUEST']._serialized_start=1468
-  _globals['_GETTRANSCRIPTREQUEST']._serialized_end=1550
-  _globals['_GETTRANSCRIPTRESPONSE']._serialized_start=1552
-  _globals['_GETTRANSCRIPTRESPONSE']._serialized_end=1623
-  _globals['_LISTTRANSCRIPTSREQUEST']._serialized_start=1625
-  _globals['_LISTTRANSCRIPTSREQUEST']._serialized_end=1707
-  _globals['_LISTTRANSCRIPTSRESPONSE']._serialized_start=1709
-  _globals['_LISTTRANSCRIPTSRESPONSE']._serialized_end=1808
-  _globals['_DELETETRANSCRIPTREQUEST']._serialized_start=1810
-  _globals['_DELETETRANSCRIPTREQUEST']._serialized_end=1849
-  _globals['_DELETETRANSCRIPTRESPONSE']._serialized_start=1851
-  _globals['_DELETETRANSCRIPTRESPONSE']._serialized_end=1877
-  _globals['_SEARCHTRANSCRIPTSREQUEST']._serialized_start=1880
-  _globals['_SEARCHTRANSCRIPTSREQUEST']._serialized_end=2021
-  _globals['_SEARCHRESULT']._serialized_start=2024
-  _globals['_SEARCHRESULT']._serialized_end=2206
-  _globals['_SEARCHTRANSCRIPTSRESPONSE']._serialized_start=2208
-  _globals['_SEARCHTRANSCRIPTSRESPONSE']._serialized_end=2307
-  _globals['_TRANSCRIPTSERVICE']._serialized_start=3033
-  _globals['_TRANSCRIPTSERVICE']._serialized_end=3748
+  _globals['_CUE']._serialized_start=985
+  _globals['_CUE']._serialized_end=1120
+  _globals['_TRANSCRIPT']._serialized_start=1123
+  _globals['_TRANSCRIPT']._serialized_end=1507
+  _globals['_GETTRANSCRIPTREQUEST']._serialized_start=1509
+  _globals['_GETTRANSCRIPTREQUEST']._serialized_end=1591
+  _globals['_GETTRANSCRIPTRESPONSE']._serialized_start=1593
+  _globals['_GETTRANSCRIPTRESPONSE']._serialized_end=1664
+  _globals['_LISTTRANSCRIPTSREQUEST']._serialized_start=1666
+  _globals['_LISTTRANSCRIPTSREQUEST']._serialized_end=1748
+  _globals['_LISTTRANSCRIPTSRESPONSE']._serialized_start=1750
+  _globals['_LISTTRANSCRIPTSRESPONSE']._serialized_end=1849
+  _globals['_DELETETRANSCRIPTREQUEST']._serialized_start=1851
+  _globals['_DELETETRANSCRIPTREQUEST']._serialized_end=1890
+  _globals['_DELETETRANSCRIPTRESPONSE']._serialized_start=1892
+  _globals['_DELETETRANSCRIPTRESPONSE']._serialized_end=1918
+  _globals['_SEARCHTRANSCRIPTSREQUEST']._serialized_start=1921
+  _globals['_SEARCHTRANSCRIPTSREQUEST']._serialized_end=2062
+  _globals['_SEARCHRESULT']._serialized_start=2065
+  _globals['_SEARCHRESULT']._serialized_end=2247
+  _globals['_SEARCHTRANSCRIPTSRESPONSE']._serialized_start=2249
+  _globals['_SEARCHTRANSCRIPTSRESPONSE']._serialized_end=2348
+  _globals['_TRANSCRIBEMEDIAREQUEST']._serialized_start=2351
+  _globals['_TRANSCRIBEMEDIAREQUEST']._serialized_end=2517
+  _globals['_TRANSCRIBEMEDIARESPONSE']._serialized_start=2519
+  _globals['_TRANSCRIBEMEDIARESPONSE']._serialized_end=2584
+  _globals['_UPLOADMEDIAMETADATA']._serialized_start=2587
+  _globals['_UPLOADMEDIAMETADATA']._serialized_end=2737
+  _globals['_UPLOADMEDIAREQUEST']._serialized_start=2739
+  _globals['_UPLOADMEDIAREQUEST']._serialized_end=2844
+  _globals['_UPLOADMEDIARESPONSE']._serialized_start=2846
+  _globals['_UPLOADMEDIARESPONSE']._serialized_end=2907
+  _globals['_TRANSCRIPTSERVICE']._serialized_start=3633
+  _globals['_TRANSCRIPTSERVICE']._serialized_end=4538
 # @@protoc_insertion_point(module_scope)

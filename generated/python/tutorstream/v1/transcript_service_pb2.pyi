@@ -408,6 +408,7 @@ class Cue(_message.Message):
     END_SECONDS_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     SPEAKER_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """Output only. Position of the cue in the transcript."""
     start_seconds: _builtins.float
@@ -418,6 +419,10 @@ class Cue(_message.Message):
     """Output only. Text with markup and speaker labels removed."""
     speaker: _builtins.str
     """Output only. Speaker label, when the source had one."""
+    confidence: _builtins.float
+    """Output only. Speech-to-text transcripts: the recogniser's confidence in the cue, 0 to 1 (the geometric
+    mean of its word or token probabilities). Unset for captions.
+    """
     def __init__(
         self,
         *,
@@ -426,12 +431,15 @@ class Cue(_message.Message):
         end_seconds: _builtins.float = ...,
         text: _builtins.str = ...,
         speaker: _builtins.str = ...,
+        confidence: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "confidence", b"confidence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_seconds", b"end_seconds", "index", b"index", "speaker", b"speaker", "start_seconds", b"start_seconds", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "confidence", b"confidence", "end_seconds", b"end_seconds", "index", b"index", "speaker", b"speaker", "start_seconds", b"start_seconds", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__confidence: _TypeAlias = _typing.Literal["confidence"]  # noqa: Y015
+    _WhichOneofArgType__confidence: _TypeAlias = _typing.Literal["_confidence", b"_confidence"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__confidence) -> _WhichOneofReturnType__confidence | None: ...
 
 Global___Cue: _TypeAlias = Cue  # noqa: Y015
 
@@ -787,3 +795,177 @@ class SearchTranscriptsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchTranscriptsResponse: _TypeAlias = SearchTranscriptsResponse  # noqa: Y015
+
+@_typing.final
+class TranscribeMediaRequest(_message.Message):
+    """Request for TranscriptService.TranscribeMedia."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VIDEO_ID_FIELD_NUMBER: _builtins.int
+    COURSE_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    MEDIA_URL_FIELD_NUMBER: _builtins.int
+    MEDIA_PATH_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Required. Client-chosen idempotency key: the same id returns the same job (8 to 128 characters)."""
+    video_id: _builtins.str
+    """Required. The video the transcript belongs to ([A-Za-z0-9_.-], at most 128 characters)."""
+    course_id: _builtins.str
+    """Required. The course of the video (same alphabet as video_id)."""
+    title: _builtins.str
+    """Optional. The video's title."""
+    language: _builtins.str
+    """Optional. The spoken language as a BCP-47 tag (e.g. `en`); detected from the audio when empty."""
+    media_url: _builtins.str
+    """An http(s) URL whose origin is on the server's allow-list (ASR_ALLOWED_URL_ORIGINS)."""
+    media_path: _builtins.str
+    """A path relative to the server's media directory (ASR_MEDIA_DIR); it must stay inside it."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        video_id: _builtins.str = ...,
+        course_id: _builtins.str = ...,
+        title: _builtins.str = ...,
+        language: _builtins.str = ...,
+        media_url: _builtins.str = ...,
+        media_path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["media", b"media", "media_path", b"media_path", "media_url", b"media_url"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["course_id", b"course_id", "language", b"language", "media", b"media", "media_path", b"media_path", "media_url", b"media_url", "request_id", b"request_id", "title", b"title", "video_id", b"video_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_media: _TypeAlias = _typing.Literal["media_url", "media_path"]  # noqa: Y015
+    _WhichOneofArgType_media: _TypeAlias = _typing.Literal["media", b"media"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_media) -> _WhichOneofReturnType_media | None: ...
+
+Global___TranscribeMediaRequest: _TypeAlias = TranscribeMediaRequest  # noqa: Y015
+
+@_typing.final
+class TranscribeMediaResponse(_message.Message):
+    """Response for TranscriptService.TranscribeMedia."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___IngestJob:
+        """Output only. The ingest job."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___IngestJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TranscribeMediaResponse: _TypeAlias = TranscribeMediaResponse  # noqa: Y015
+
+@_typing.final
+class UploadMediaMetadata(_message.Message):
+    """What UploadMedia's first message describes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VIDEO_ID_FIELD_NUMBER: _builtins.int
+    COURSE_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    TOTAL_BYTES_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Required. Client-chosen idempotency key: the same id returns the same job (8 to 128 characters)."""
+    video_id: _builtins.str
+    """Required. The video the transcript belongs to ([A-Za-z0-9_.-], at most 128 characters)."""
+    course_id: _builtins.str
+    """Required. The course of the video (same alphabet as video_id)."""
+    title: _builtins.str
+    """Optional. The video's title."""
+    language: _builtins.str
+    """Optional. The spoken language as a BCP-47 tag (e.g. `en`); detected from the audio when empty."""
+    filename: _builtins.str
+    """Optional. The media's file name, e.g. `lecture-01.mp4` (informational)."""
+    total_bytes: _builtins.int
+    """Required. Size of the whole media in bytes (at most ASR_MAX_MEDIA_BYTES); the chunks must add up to it."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        video_id: _builtins.str = ...,
+        course_id: _builtins.str = ...,
+        title: _builtins.str = ...,
+        language: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        total_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["course_id", b"course_id", "filename", b"filename", "language", b"language", "request_id", b"request_id", "title", b"title", "total_bytes", b"total_bytes", "video_id", b"video_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadMediaMetadata: _TypeAlias = UploadMediaMetadata  # noqa: Y015
+
+@_typing.final
+class UploadMediaRequest(_message.Message):
+    """Request for TranscriptService.UploadMedia: the first message carries `metadata`, every later one a
+    `chunk`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """The next bytes of the media (1 byte to 1 MiB per message)."""
+    @_builtins.property
+    def metadata(self) -> Global___UploadMediaMetadata:
+        """The upload's description; only in the first message."""
+
+    def __init__(
+        self,
+        *,
+        metadata: Global___UploadMediaMetadata | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["metadata", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
+
+Global___UploadMediaRequest: _TypeAlias = UploadMediaRequest  # noqa: Y015
+
+@_typing.final
+class UploadMediaResponse(_message.Message):
+    """Response for TranscriptService.UploadMedia."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___IngestJob:
+        """Output only. The ingest job."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___IngestJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadMediaResponse: _TypeAlias = UploadMediaResponse  # noqa: Y015

@@ -70,6 +70,16 @@ class TranscriptServiceStub:
                 request_serializer=tutorstream_dot_v1_dot_transcript__service__pb2.SearchTranscriptsRequest.SerializeToString,
                 response_deserializer=tutorstream_dot_v1_dot_transcript__service__pb2.SearchTranscriptsResponse.FromString,
                 _registered_method=True)
+        self.TranscribeMedia = channel.unary_unary(
+                '/tutorstream.v1.TranscriptService/TranscribeMedia',
+                request_serializer=tutorstream_dot_v1_dot_transcript__service__pb2.TranscribeMediaRequest.SerializeToString,
+                response_deserializer=tutorstream_dot_v1_dot_transcript__service__pb2.TranscribeMediaResponse.FromString,
+                _registered_method=True)
+        self.UploadMedia = channel.stream_unary(
+                '/tutorstream.v1.TranscriptService/UploadMedia',
+                request_serializer=tutorstream_dot_v1_dot_transcript__service__pb2.UploadMediaRequest.SerializeToString,
+                response_deserializer=tutorstream_dot_v1_dot_transcript__service__pb2.UploadMediaResponse.FromString,
+                _registered_method=True)
 
 
 class TranscriptServiceServicer:
@@ -125,6 +135,21 @@ class TranscriptServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TranscribeMedia(self, request, context):
+        """Validates media the server may read (an allow-listed URL or a file in the media directory) and queues
+        its speech-to-text transcription; returns the job at once (follow it with WatchIngestJob).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadMedia(self, request_iterator, context):
+        """Uploads media in chunks (metadata first) and queues its speech-to-text transcription; returns the job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TranscriptServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +187,16 @@ def add_TranscriptServiceServicer_to_server(servicer, server):
                     servicer.SearchTranscripts,
                     request_deserializer=tutorstream_dot_v1_dot_transcript__service__pb2.SearchTranscriptsRequest.FromString,
                     response_serializer=tutorstream_dot_v1_dot_transcript__service__pb2.SearchTranscriptsResponse.SerializeToString,
+            ),
+            'TranscribeMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.TranscribeMedia,
+                    request_deserializer=tutorstream_dot_v1_dot_transcript__service__pb2.TranscribeMediaRequest.FromString,
+                    response_serializer=tutorstream_dot_v1_dot_transcript__service__pb2.TranscribeMediaResponse.SerializeToString,
+            ),
+            'UploadMedia': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadMedia,
+                    request_deserializer=tutorstream_dot_v1_dot_transcript__service__pb2.UploadMediaRequest.FromString,
+                    response_serializer=tutorstream_dot_v1_dot_transcript__service__pb2.UploadMediaResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +389,60 @@ class TranscriptService:
             '/tutorstream.v1.TranscriptService/SearchTranscripts',
             tutorstream_dot_v1_dot_transcript__service__pb2.SearchTranscriptsRequest.SerializeToString,
             tutorstream_dot_v1_dot_transcript__service__pb2.SearchTranscriptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TranscribeMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tutorstream.v1.TranscriptService/TranscribeMedia',
+            tutorstream_dot_v1_dot_transcript__service__pb2.TranscribeMediaRequest.SerializeToString,
+            tutorstream_dot_v1_dot_transcript__service__pb2.TranscribeMediaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadMedia(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/tutorstream.v1.TranscriptService/UploadMedia',
+            tutorstream_dot_v1_dot_transcript__service__pb2.UploadMediaRequest.SerializeToString,
+            tutorstream_dot_v1_dot_transcript__service__pb2.UploadMediaResponse.FromString,
             options,
             channel_credentials,
             insecure,

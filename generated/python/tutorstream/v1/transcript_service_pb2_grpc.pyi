@@ -47,6 +47,12 @@ class TranscriptServiceStub:
     """Deletes a video's transcript with its chunks."""
     SearchTranscripts: _grpc.UnaryUnaryMultiCallable[_transcript_service_pb2.SearchTranscriptsRequest, _transcript_service_pb2.SearchTranscriptsResponse]
     """Hybrid (vector + full-text) search in one video or a whole course."""
+    TranscribeMedia: _grpc.UnaryUnaryMultiCallable[_transcript_service_pb2.TranscribeMediaRequest, _transcript_service_pb2.TranscribeMediaResponse]
+    """Validates media the server may read (an allow-listed URL or a file in the media directory) and queues
+    its speech-to-text transcription; returns the job at once (follow it with WatchIngestJob).
+    """
+    UploadMedia: _grpc.StreamUnaryMultiCallable[_transcript_service_pb2.UploadMediaRequest, _transcript_service_pb2.UploadMediaResponse]
+    """Uploads media in chunks (metadata first) and queues its speech-to-text transcription; returns the job."""
 
 @_typing.type_check_only
 class TranscriptServiceAsyncStub(TranscriptServiceStub):
@@ -67,6 +73,12 @@ class TranscriptServiceAsyncStub(TranscriptServiceStub):
     """Deletes a video's transcript with its chunks."""
     SearchTranscripts: _aio.UnaryUnaryMultiCallable[_transcript_service_pb2.SearchTranscriptsRequest, _transcript_service_pb2.SearchTranscriptsResponse]  # type: ignore[assignment]
     """Hybrid (vector + full-text) search in one video or a whole course."""
+    TranscribeMedia: _aio.UnaryUnaryMultiCallable[_transcript_service_pb2.TranscribeMediaRequest, _transcript_service_pb2.TranscribeMediaResponse]  # type: ignore[assignment]
+    """Validates media the server may read (an allow-listed URL or a file in the media directory) and queues
+    its speech-to-text transcription; returns the job at once (follow it with WatchIngestJob).
+    """
+    UploadMedia: _aio.StreamUnaryMultiCallable[_transcript_service_pb2.UploadMediaRequest, _transcript_service_pb2.UploadMediaResponse]  # type: ignore[assignment]
+    """Uploads media in chunks (metadata first) and queues its speech-to-text transcription; returns the job."""
 
 class TranscriptServiceServicer(metaclass=_abc_1.ABCMeta):
     """Transcripts: ingest, time-aligned chunks, embeddings and hybrid search."""
@@ -126,5 +138,23 @@ class TranscriptServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_transcript_service_pb2.SearchTranscriptsResponse, _abc.Awaitable[_transcript_service_pb2.SearchTranscriptsResponse]]:
         """Hybrid (vector + full-text) search in one video or a whole course."""
+
+    @_abc_1.abstractmethod
+    def TranscribeMedia(
+        self,
+        request: _transcript_service_pb2.TranscribeMediaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_transcript_service_pb2.TranscribeMediaResponse, _abc.Awaitable[_transcript_service_pb2.TranscribeMediaResponse]]:
+        """Validates media the server may read (an allow-listed URL or a file in the media directory) and queues
+        its speech-to-text transcription; returns the job at once (follow it with WatchIngestJob).
+        """
+
+    @_abc_1.abstractmethod
+    def UploadMedia(
+        self,
+        request_iterator: _MaybeAsyncIterator[_transcript_service_pb2.UploadMediaRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_transcript_service_pb2.UploadMediaResponse, _abc.Awaitable[_transcript_service_pb2.UploadMediaResponse]]:
+        """Uploads media in chunks (metadata first) and queues its speech-to-text transcription; returns the job."""
 
 def add_TranscriptServiceServicer_to_server(servicer: TranscriptServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tutorstream/v1/transcript_service.proto.
  */
 export const file_tutorstream_v1_transcript_service: GenFile = /*@__PURE__*/
-  fileDesc("Cid0dXRvcnN0cmVhbS92MS90cmFuc2NyaXB0X3NlcnZpY2UucHJvdG8SDnR1dG9yc3RyZWFtLnYxItABChdJbmdlc3RUcmFuc2NyaXB0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEhAKCHZpZGVvX2lkGAIgASgJEhEKCWNvdXJzZV9pZBgDIAEoCRINCgV0aXRsZRgEIAEoCRIwCgZmb3JtYXQYBSABKA4yIC50dXRvcnN0cmVhbS52MS5UcmFuc2NyaXB0Rm9ybWF0Eg8KB2NvbnRlbnQYBiABKAkSEAoIbGFuZ3VhZ2UYByABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgIIAEoASJCChhJbmdlc3RUcmFuc2NyaXB0UmVzcG9uc2USJgoDam9iGAEgASgLMhkudHV0b3JzdHJlYW0udjEuSW5nZXN0Sm9iIvcCCglJbmdlc3RKb2ISDAoEbmFtZRgBIAEoCRIOCgZqb2JfaWQYAiABKAkSEAoIdmlkZW9faWQYAyABKAkSEQoJY291cnNlX2lkGAQgASgJEi0KBXN0YXRlGAUgASgOMh4udHV0b3JzdHJlYW0udjEuSW5nZXN0Sm9iU3RhdGUSKgoFc3RhZ2UYBiABKA4yGy50dXRvcnN0cmVhbS52MS5Jbmdlc3RTdGFnZRIXCg9jb21wbGV0ZWRfdW5pdHMYByABKAMSEwoLdG90YWxfdW5pdHMYCCABKAMSFQoNZXJyb3JfbWVzc2FnZRgJIAEoCRIRCgl1bmNoYW5nZWQYCiABKAgSEgoKcmVxdWVzdF9pZBgLIAEoCRIvCgtjcmVhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiUKFVdhdGNoSW5nZXN0Sm9iUmVxdWVzdBIMCgRuYW1lGAEgASgJIkAKFldhdGNoSW5nZXN0Sm9iUmVzcG9uc2USJgoDam9iGAEgASgLMhkudHV0b3JzdHJlYW0udjEuSW5nZXN0Sm9iIiMKE0dldEluZ2VzdEpvYlJlcXVlc3QSDAoEbmFtZRgBIAEoCSI+ChRHZXRJbmdlc3RKb2JSZXNwb25zZRImCgNqb2IYASABKAsyGS50dXRvcnN0cmVhbS52MS5Jbmdlc3RKb2IiXwoDQ3VlEg0KBWluZGV4GAEgASgFEhUKDXN0YXJ0X3NlY29uZHMYAiABKAESEwoLZW5kX3NlY29uZHMYAyABKAESDAoEdGV4dBgEIAEoCRIPCgdzcGVha2VyGAUgASgJIoADCgpUcmFuc2NyaXB0EgwKBG5hbWUYASABKAkSEAoIdmlkZW9faWQYAiABKAkSEQoJY291cnNlX2lkGAMgASgJEg0KBXRpdGxlGAQgASgJEhAKCGxhbmd1YWdlGAUgASgJEg4KBnNvdXJjZRgGIAEoCRIYChB0aW1pbmdfZXN0aW1hdGVkGAcgASgIEhgKEGR1cmF0aW9uX3NlY29uZHMYCCABKAESEQoJY3VlX2NvdW50GAkgASgFEhMKC2NodW5rX2NvdW50GAogASgFEhQKDGNvbnRlbnRfaGFzaBgLIAEoCRIXCg9lbWJlZGRpbmdfbW9kZWwYDCABKAkSIQoEY3VlcxgNIAMoCzITLnR1dG9yc3RyZWFtLnYxLkN1ZRIvCgtjcmVhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlIKFEdldFRyYW5zY3JpcHRSZXF1ZXN0EgwKBG5hbWUYASABKAkSLAoEdmlldxgCIAEoDjIeLnR1dG9yc3RyZWFtLnYxLlRyYW5zY3JpcHRWaWV3IkcKFUdldFRyYW5zY3JpcHRSZXNwb25zZRIuCgp0cmFuc2NyaXB0GAEgASgLMhoudHV0b3JzdHJlYW0udjEuVHJhbnNjcmlwdCJSChZMaXN0VHJhbnNjcmlwdHNSZXF1ZXN0EhEKCWNvdXJzZV9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJjChdMaXN0VHJhbnNjcmlwdHNSZXNwb25zZRIvCgt0cmFuc2NyaXB0cxgBIAMoCzIaLnR1dG9yc3RyZWFtLnYxLlRyYW5zY3JpcHQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIicKF0RlbGV0ZVRyYW5zY3JpcHRSZXF1ZXN0EgwKBG5hbWUYASABKAkiGgoYRGVsZXRlVHJhbnNjcmlwdFJlc3BvbnNlIo0BChhTZWFyY2hUcmFuc2NyaXB0c1JlcXVlc3QSDQoFcXVlcnkYASABKAkSEAoIdmlkZW9faWQYAiABKAkSEQoJY291cnNlX2lkGAMgASgJEi4KC3RpbWVfd2luZG93GAQgASgLMhkudHV0b3JzdHJlYW0udjEuVGltZVJhbmdlEg0KBWxpbWl0GAUgASgFIrYBCgxTZWFyY2hSZXN1bHQSEAoIY2h1bmtfaWQYASABKAkSEAoIdmlkZW9faWQYAiABKAkSEQoJY291cnNlX2lkGAMgASgJEhUKDXN0YXJ0X3NlY29uZHMYBCABKAESEwoLZW5kX3NlY29uZHMYBSABKAESDAoEdGV4dBgGIAEoCRINCgVzY29yZRgHIAEoARITCgt2ZWN0b3JfcmFuaxgIIAEoBRIRCgl0ZXh0X3JhbmsYCSABKAUiYwoZU2VhcmNoVHJhbnNjcmlwdHNSZXNwb25zZRItCgdyZXN1bHRzGAEgAygLMhwudHV0b3JzdHJlYW0udjEuU2VhcmNoUmVzdWx0EhcKD2VtYmVkZGluZ19tb2RlbBgCIAEoCSq1AQoQVHJhbnNjcmlwdEZvcm1hdBIhCh1UUkFOU0NSSVBUX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhwKGFRSQU5TQ1JJUFRfRk9STUFUX1dFQlZUVBABEhkKFVRSQU5TQ1JJUFRfRk9STUFUX1NSVBACEiMKH1RSQU5TQ1JJUFRfRk9STUFUX0pTT05fU0VHTUVOVFMQAxIgChxUUkFOU0NSSVBUX0ZPUk1BVF9QTEFJTl9URVhUEAQqqgEKDkluZ2VzdEpvYlN0YXRlEiAKHElOR0VTVF9KT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdJTkdFU1RfSk9CX1NUQVRFX1FVRVVFRBABEhwKGElOR0VTVF9KT0JfU1RBVEVfUlVOTklORxACEh4KGklOR0VTVF9KT0JfU1RBVEVfU1VDQ0VFREVEEAMSGwoXSU5HRVNUX0pPQl9TVEFURV9GQUlMRUQQBCqDAgoLSW5nZXN0U3RhZ2USHAoYSU5HRVNUX1NUQUdFX1VOU1BFQ0lGSUVEEAASGAoUSU5HRVNUX1NUQUdFX1BBUlNJTkcQARIZChVJTkdFU1RfU1RBR0VfQ0hVTktJTkcQAhIaChZJTkdFU1RfU1RBR0VfRU1CRURESU5HEAMSGQoVSU5HRVNUX1NUQUdFX0lOREVYSU5HEAQSFQoRSU5HRVNUX1NUQUdFX0RPTkUQBRIZChVJTkdFU1RfU1RBR0VfRkVUQ0hJTkcQBhIZChVJTkdFU1RfU1RBR0VfREVDT0RJTkcQBxIdChlJTkdFU1RfU1RBR0VfVFJBTlNDUklCSU5HEAgqZgoOVHJhbnNjcmlwdFZpZXcSHwobVFJBTlNDUklQVF9WSUVXX1VOU1BFQ0lGSUVEEAASGQoVVFJBTlNDUklQVF9WSUVXX0JBU0lDEAESGAoUVFJBTlNDUklQVF9WSUVXX0ZVTEwQAjLLBQoRVHJhbnNjcmlwdFNlcnZpY2USZQoQSW5nZXN0VHJhbnNjcmlwdBInLnR1dG9yc3RyZWFtLnYxLkluZ2VzdFRyYW5zY3JpcHRSZXF1ZXN0GigudHV0b3JzdHJlYW0udjEuSW5nZXN0VHJhbnNjcmlwdFJlc3BvbnNlEmEKDldhdGNoSW5nZXN0Sm9iEiUudHV0b3JzdHJlYW0udjEuV2F0Y2hJbmdlc3RKb2JSZXF1ZXN0GiYudHV0b3JzdHJlYW0udjEuV2F0Y2hJbmdlc3RKb2JSZXNwb25zZTABElkKDEdldEluZ2VzdEpvYhIjLnR1dG9yc3RyZWFtLnYxLkdldEluZ2VzdEpvYlJlcXVlc3QaJC50dXRvcnN0cmVhbS52MS5HZXRJbmdlc3RKb2JSZXNwb25zZRJcCg1HZXRUcmFuc2NyaXB0EiQudHV0b3JzdHJlYW0udjEuR2V0VHJhbnNjcmlwdFJlcXVlc3QaJS50dXRvcnN0cmVhbS52MS5HZXRUcmFuc2NyaXB0UmVzcG9uc2USYgoPTGlzdFRyYW5zY3JpcHRzEiYudHV0b3JzdHJlYW0udjEuTGlzdFRyYW5zY3JpcHRzUmVxdWVzdBonLnR1dG9yc3RyZWFtLnYxLkxpc3RUcmFuc2NyaXB0c1Jlc3BvbnNlEmUKEERlbGV0ZVRyYW5zY3JpcHQSJy50dXRvcnN0cmVhbS52MS5EZWxldGVUcmFuc2NyaXB0UmVxdWVzdBooLnR1dG9yc3RyZWFtLnYxLkRlbGV0ZVRyYW5zY3JpcHRSZXNwb25zZRJoChFTZWFyY2hUcmFuc2NyaXB0cxIoLnR1dG9yc3RyZWFtLnYxLlNlYXJjaFRyYW5zY3JpcHRzUmVxdWVzdBopLnR1dG9yc3RyZWFtLnYxLlNlYXJjaFRyYW5zY3JpcHRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_tutorstream_v1_common]);
+  fileDesc("Cid0dXRvcnN0cmVhbS92MS90cmFuc2NyaXB0X3NlcnZpY2UucHJvdG8SDnR1dG9yc3RyZWFtLnYxItABChdJbmdlc3RUcmFuc2NyaXB0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEhAKCHZpZGVvX2lkGAIgASgJEhEKCWNvdXJzZV9pZBgDIAEoCRINCgV0aXRsZRgEIAEoCRIwCgZmb3JtYXQYBSABKA4yIC50dXRvcnN0cmVhbS52MS5UcmFuc2NyaXB0Rm9ybWF0Eg8KB2NvbnRlbnQYBiABKAkSEAoIbGFuZ3VhZ2UYByABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgIIAEoASJCChhJbmdlc3RUcmFuc2NyaXB0UmVzcG9uc2USJgoDam9iGAEgASgLMhkudHV0b3JzdHJlYW0udjEuSW5nZXN0Sm9iIvcCCglJbmdlc3RKb2ISDAoEbmFtZRgBIAEoCRIOCgZqb2JfaWQYAiABKAkSEAoIdmlkZW9faWQYAyABKAkSEQoJY291cnNlX2lkGAQgASgJEi0KBXN0YXRlGAUgASgOMh4udHV0b3JzdHJlYW0udjEuSW5nZXN0Sm9iU3RhdGUSKgoFc3RhZ2UYBiABKA4yGy50dXRvcnN0cmVhbS52MS5Jbmdlc3RTdGFnZRIXCg9jb21wbGV0ZWRfdW5pdHMYByABKAMSEwoLdG90YWxfdW5pdHMYCCABKAMSFQoNZXJyb3JfbWVzc2FnZRgJIAEoCRIRCgl1bmNoYW5nZWQYCiABKAgSEgoKcmVxdWVzdF9pZBgLIAEoCRIvCgtjcmVhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiUKFVdhdGNoSW5nZXN0Sm9iUmVxdWVzdBIMCgRuYW1lGAEgASgJIkAKFldhdGNoSW5nZXN0Sm9iUmVzcG9uc2USJgoDam9iGAEgASgLMhkudHV0b3JzdHJlYW0udjEuSW5nZXN0Sm9iIiMKE0dldEluZ2VzdEpvYlJlcXVlc3QSDAoEbmFtZRgBIAEoCSI+ChRHZXRJbmdlc3RKb2JSZXNwb25zZRImCgNqb2IYASABKAsyGS50dXRvcnN0cmVhbS52MS5Jbmdlc3RKb2IihwEKA0N1ZRINCgVpbmRleBgBIAEoBRIVCg1zdGFydF9zZWNvbmRzGAIgASgBEhMKC2VuZF9zZWNvbmRzGAMgASgBEgwKBHRleHQYBCABKAkSDwoHc3BlYWtlchgFIAEoCRIXCgpjb25maWRlbmNlGAYgASgBSACIAQFCDQoLX2NvbmZpZGVuY2UigAMKClRyYW5zY3JpcHQSDAoEbmFtZRgBIAEoCRIQCgh2aWRlb19pZBgCIAEoCRIRCgljb3Vyc2VfaWQYAyABKAkSDQoFdGl0bGUYBCABKAkSEAoIbGFuZ3VhZ2UYBSABKAkSDgoGc291cmNlGAYgASgJEhgKEHRpbWluZ19lc3RpbWF0ZWQYByABKAgSGAoQZHVyYXRpb25fc2Vjb25kcxgIIAEoARIRCgljdWVfY291bnQYCSABKAUSEwoLY2h1bmtfY291bnQYCiABKAUSFAoMY29udGVudF9oYXNoGAsgASgJEhcKD2VtYmVkZGluZ19tb2RlbBgMIAEoCRIhCgRjdWVzGA0gAygLMhMudHV0b3JzdHJlYW0udjEuQ3VlEi8KC2NyZWF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUgoUR2V0VHJhbnNjcmlwdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIsCgR2aWV3GAIgASgOMh4udHV0b3JzdHJlYW0udjEuVHJhbnNjcmlwdFZpZXciRwoVR2V0VHJhbnNjcmlwdFJlc3BvbnNlEi4KCnRyYW5zY3JpcHQYASABKAsyGi50dXRvcnN0cmVhbS52MS5UcmFuc2NyaXB0IlIKFkxpc3RUcmFuc2NyaXB0c1JlcXVlc3QSEQoJY291cnNlX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImMKF0xpc3RUcmFuc2NyaXB0c1Jlc3BvbnNlEi8KC3RyYW5zY3JpcHRzGAEgAygLMhoudHV0b3JzdHJlYW0udjEuVHJhbnNjcmlwdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJwoXRGVsZXRlVHJhbnNjcmlwdFJlcXVlc3QSDAoEbmFtZRgBIAEoCSIaChhEZWxldGVUcmFuc2NyaXB0UmVzcG9uc2UijQEKGFNlYXJjaFRyYW5zY3JpcHRzUmVxdWVzdBINCgVxdWVyeRgBIAEoCRIQCgh2aWRlb19pZBgCIAEoCRIRCgljb3Vyc2VfaWQYAyABKAkSLgoLdGltZV93aW5kb3cYBCABKAsyGS50dXRvcnN0cmVhbS52MS5UaW1lUmFuZ2USDQoFbGltaXQYBSABKAUitgEKDFNlYXJjaFJlc3VsdBIQCghjaHVua19pZBgBIAEoCRIQCgh2aWRlb19pZBgCIAEoCRIRCgljb3Vyc2VfaWQYAyABKAkSFQoNc3RhcnRfc2Vjb25kcxgEIAEoARITCgtlbmRfc2Vjb25kcxgFIAEoARIMCgR0ZXh0GAYgASgJEg0KBXNjb3JlGAcgASgBEhMKC3ZlY3Rvcl9yYW5rGAggASgFEhEKCXRleHRfcmFuaxgJIAEoBSJjChlTZWFyY2hUcmFuc2NyaXB0c1Jlc3BvbnNlEi0KB3Jlc3VsdHMYASADKAsyHC50dXRvcnN0cmVhbS52MS5TZWFyY2hSZXN1bHQSFwoPZW1iZWRkaW5nX21vZGVsGAIgASgJIqYBChZUcmFuc2NyaWJlTWVkaWFSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSEAoIdmlkZW9faWQYAiABKAkSEQoJY291cnNlX2lkGAMgASgJEg0KBXRpdGxlGAQgASgJEhAKCGxhbmd1YWdlGAUgASgJEhMKCW1lZGlhX3VybBgGIAEoCUgAEhQKCm1lZGlhX3BhdGgYByABKAlIAEIHCgVtZWRpYSJBChdUcmFuc2NyaWJlTWVkaWFSZXNwb25zZRImCgNqb2IYASABKAsyGS50dXRvcnN0cmVhbS52MS5Jbmdlc3RKb2IilgEKE1VwbG9hZE1lZGlhTWV0YWRhdGESEgoKcmVxdWVzdF9pZBgBIAEoCRIQCgh2aWRlb19pZBgCIAEoCRIRCgljb3Vyc2VfaWQYAyABKAkSDQoFdGl0bGUYBCABKAkSEAoIbGFuZ3VhZ2UYBSABKAkSEAoIZmlsZW5hbWUYBiABKAkSEwoLdG90YWxfYnl0ZXMYByABKAMiaQoSVXBsb2FkTWVkaWFSZXF1ZXN0EjcKCG1ldGFkYXRhGAEgASgLMiMudHV0b3JzdHJlYW0udjEuVXBsb2FkTWVkaWFNZXRhZGF0YUgAEg8KBWNodW5rGAIgASgMSABCCQoHcGF5bG9hZCI9ChNVcGxvYWRNZWRpYVJlc3BvbnNlEiYKA2pvYhgBIAEoCzIZLnR1dG9yc3RyZWFtLnYxLkluZ2VzdEpvYiq1AQoQVHJhbnNjcmlwdEZvcm1hdBIhCh1UUkFOU0NSSVBUX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhwKGFRSQU5TQ1JJUFRfRk9STUFUX1dFQlZUVBABEhkKFVRSQU5TQ1JJUFRfRk9STUFUX1NSVBACEiMKH1RSQU5TQ1JJUFRfRk9STUFUX0pTT05fU0VHTUVOVFMQAxIgChxUUkFOU0NSSVBUX0ZPUk1BVF9QTEFJTl9URVhUEAQqqgEKDkluZ2VzdEpvYlN0YXRlEiAKHElOR0VTVF9KT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdJTkdFU1RfSk9CX1NUQVRFX1FVRVVFRBABEhwKGElOR0VTVF9KT0JfU1RBVEVfUlVOTklORxACEh4KGklOR0VTVF9KT0JfU1RBVEVfU1VDQ0VFREVEEAMSGwoXSU5HRVNUX0pPQl9TVEFURV9GQUlMRUQQBCqDAgoLSW5nZXN0U3RhZ2USHAoYSU5HRVNUX1NUQUdFX1VOU1BFQ0lGSUVEEAASGAoUSU5HRVNUX1NUQUdFX1BBUlNJTkcQARIZChVJTkdFU1RfU1RBR0VfQ0hVTktJTkcQAhIaChZJTkdFU1RfU1RBR0VfRU1CRURESU5HEAMSGQoVSU5HRVNUX1NUQUdFX0lOREVYSU5HEAQSFQoRSU5HRVNUX1NUQUdFX0RPTkUQBRIZChVJTkdFU1RfU1RBR0VfRkVUQ0hJTkcQBhIZChVJTkdFU1RfU1RBR0VfREVDT0RJTkcQBxIdChlJTkdFU1RfU1RBR0VfVFJBTlNDUklCSU5HEAgqZgoOVHJhbnNjcmlwdFZpZXcSHwobVFJBTlNDUklQVF9WSUVXX1VOU1BFQ0lGSUVEEAASGQoVVFJBTlNDUklQVF9WSUVXX0JBU0lDEAESGAoUVFJBTlNDUklQVF9WSUVXX0ZVTEwQAjKJBwoRVHJhbnNjcmlwdFNlcnZpY2USZQoQSW5nZXN0VHJhbnNjcmlwdBInLnR1dG9yc3RyZWFtLnYxLkluZ2VzdFRyYW5zY3JpcHRSZXF1ZXN0GigudHV0b3JzdHJlYW0udjEuSW5nZXN0VHJhbnNjcmlwdFJlc3BvbnNlEmEKDldhdGNoSW5nZXN0Sm9iEiUudHV0b3JzdHJlYW0udjEuV2F0Y2hJbmdlc3RKb2JSZXF1ZXN0GiYudHV0b3JzdHJlYW0udjEuV2F0Y2hJbmdlc3RKb2JSZXNwb25zZTABElkKDEdldEluZ2VzdEpvYhIjLnR1dG9yc3RyZWFtLnYxLkdldEluZ2VzdEpvYlJlcXVlc3QaJC50dXRvcnN0cmVhbS52MS5HZXRJbmdlc3RKb2JSZXNwb25zZRJcCg1HZXRUcmFuc2NyaXB0EiQudHV0b3JzdHJlYW0udjEuR2V0VHJhbnNjcmlwdFJlcXVlc3QaJS50dXRvcnN0cmVhbS52MS5HZXRUcmFuc2NyaXB0UmVzcG9uc2USYgoPTGlzdFRyYW5zY3JpcHRzEiYudHV0b3JzdHJlYW0udjEuTGlzdFRyYW5zY3JpcHRzUmVxdWVzdBonLnR1dG9yc3RyZWFtLnYxLkxpc3RUcmFuc2NyaXB0c1Jlc3BvbnNlEmUKEERlbGV0ZVRyYW5zY3JpcHQSJy50dXRvcnN0cmVhbS52MS5EZWxldGVUcmFuc2NyaXB0UmVxdWVzdBooLnR1dG9yc3RyZWFtLnYxLkRlbGV0ZVRyYW5zY3JpcHRSZXNwb25zZRJoChFTZWFyY2hUcmFuc2NyaXB0cxIoLnR1dG9yc3RyZWFtLnYxLlNlYXJjaFRyYW5zY3JpcHRzUmVxdWVzdBopLnR1dG9yc3RyZWFtLnYxLlNlYXJjaFRyYW5zY3JpcHRzUmVzcG9uc2USYgoPVHJhbnNjcmliZU1lZGlhEiYudHV0b3JzdHJlYW0udjEuVHJhbnNjcmliZU1lZGlhUmVxdWVzdBonLnR1dG9yc3RyZWFtLnYxLlRyYW5zY3JpYmVNZWRpYVJlc3BvbnNlElgKC1VwbG9hZE1lZGlhEiIudHV0b3JzdHJlYW0udjEuVXBsb2FkTWVkaWFSZXF1ZXN0GiMudHV0b3JzdHJlYW0udjEuVXBsb2FkTWVkaWFSZXNwb25zZSgBYgZwcm90bzM", [file_google_protobuf_timestamp, file_tutorstream_v1_common]);
 
 /**
  * Request for TranscriptService.IngestTranscript.
@@ -336,6 +336,14 @@ export type Cue = Message<"tutorstream.v1.Cue"> & {
    * @generated from field: string speaker = 5;
    */
   speaker: string;
+
+  /**
+   * Output only. Speech-to-text transcripts: the recogniser's confidence in the cue, 0 to 1 (the geometric
+   * mean of its word or token probabilities). Unset for captions.
+   *
+   * @generated from field: optional double confidence = 6;
+   */
+  confidence?: number | undefined;
 };
 
 /**
@@ -767,6 +775,221 @@ export const SearchTranscriptsResponseSchema: GenMessage<SearchTranscriptsRespon
   messageDesc(file_tutorstream_v1_transcript_service, 17);
 
 /**
+ * Request for TranscriptService.TranscribeMedia.
+ *
+ * @generated from message tutorstream.v1.TranscribeMediaRequest
+ */
+export type TranscribeMediaRequest = Message<"tutorstream.v1.TranscribeMediaRequest"> & {
+  /**
+   * Required. Client-chosen idempotency key: the same id returns the same job (8 to 128 characters).
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * Required. The video the transcript belongs to ([A-Za-z0-9_.-], at most 128 characters).
+   *
+   * @generated from field: string video_id = 2;
+   */
+  videoId: string;
+
+  /**
+   * Required. The course of the video (same alphabet as video_id).
+   *
+   * @generated from field: string course_id = 3;
+   */
+  courseId: string;
+
+  /**
+   * Optional. The video's title.
+   *
+   * @generated from field: string title = 4;
+   */
+  title: string;
+
+  /**
+   * Optional. The spoken language as a BCP-47 tag (e.g. `en`); detected from the audio when empty.
+   *
+   * @generated from field: string language = 5;
+   */
+  language: string;
+
+  /**
+   * Required. Where the media is; exactly one must be set.
+   *
+   * @generated from oneof tutorstream.v1.TranscribeMediaRequest.media
+   */
+  media: {
+    /**
+     * An http(s) URL whose origin is on the server's allow-list (ASR_ALLOWED_URL_ORIGINS).
+     *
+     * @generated from field: string media_url = 6;
+     */
+    value: string;
+    case: "mediaUrl";
+  } | {
+    /**
+     * A path relative to the server's media directory (ASR_MEDIA_DIR); it must stay inside it.
+     *
+     * @generated from field: string media_path = 7;
+     */
+    value: string;
+    case: "mediaPath";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message tutorstream.v1.TranscribeMediaRequest.
+ * Use `create(TranscribeMediaRequestSchema)` to create a new message.
+ */
+export const TranscribeMediaRequestSchema: GenMessage<TranscribeMediaRequest> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_transcript_service, 18);
+
+/**
+ * Response for TranscriptService.TranscribeMedia.
+ *
+ * @generated from message tutorstream.v1.TranscribeMediaResponse
+ */
+export type TranscribeMediaResponse = Message<"tutorstream.v1.TranscribeMediaResponse"> & {
+  /**
+   * Output only. The ingest job.
+   *
+   * @generated from field: tutorstream.v1.IngestJob job = 1;
+   */
+  job?: IngestJob | undefined;
+};
+
+/**
+ * Describes the message tutorstream.v1.TranscribeMediaResponse.
+ * Use `create(TranscribeMediaResponseSchema)` to create a new message.
+ */
+export const TranscribeMediaResponseSchema: GenMessage<TranscribeMediaResponse> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_transcript_service, 19);
+
+/**
+ * What UploadMedia's first message describes.
+ *
+ * @generated from message tutorstream.v1.UploadMediaMetadata
+ */
+export type UploadMediaMetadata = Message<"tutorstream.v1.UploadMediaMetadata"> & {
+  /**
+   * Required. Client-chosen idempotency key: the same id returns the same job (8 to 128 characters).
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * Required. The video the transcript belongs to ([A-Za-z0-9_.-], at most 128 characters).
+   *
+   * @generated from field: string video_id = 2;
+   */
+  videoId: string;
+
+  /**
+   * Required. The course of the video (same alphabet as video_id).
+   *
+   * @generated from field: string course_id = 3;
+   */
+  courseId: string;
+
+  /**
+   * Optional. The video's title.
+   *
+   * @generated from field: string title = 4;
+   */
+  title: string;
+
+  /**
+   * Optional. The spoken language as a BCP-47 tag (e.g. `en`); detected from the audio when empty.
+   *
+   * @generated from field: string language = 5;
+   */
+  language: string;
+
+  /**
+   * Optional. The media's file name, e.g. `lecture-01.mp4` (informational).
+   *
+   * @generated from field: string filename = 6;
+   */
+  filename: string;
+
+  /**
+   * Required. Size of the whole media in bytes (at most ASR_MAX_MEDIA_BYTES); the chunks must add up to it.
+   *
+   * @generated from field: int64 total_bytes = 7;
+   */
+  totalBytes: bigint;
+};
+
+/**
+ * Describes the message tutorstream.v1.UploadMediaMetadata.
+ * Use `create(UploadMediaMetadataSchema)` to create a new message.
+ */
+export const UploadMediaMetadataSchema: GenMessage<UploadMediaMetadata> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_transcript_service, 20);
+
+/**
+ * Request for TranscriptService.UploadMedia: the first message carries `metadata`, every later one a
+ * `chunk`.
+ *
+ * @generated from message tutorstream.v1.UploadMediaRequest
+ */
+export type UploadMediaRequest = Message<"tutorstream.v1.UploadMediaRequest"> & {
+  /**
+   * Required. One part of the upload.
+   *
+   * @generated from oneof tutorstream.v1.UploadMediaRequest.payload
+   */
+  payload: {
+    /**
+     * The upload's description; only in the first message.
+     *
+     * @generated from field: tutorstream.v1.UploadMediaMetadata metadata = 1;
+     */
+    value: UploadMediaMetadata;
+    case: "metadata";
+  } | {
+    /**
+     * The next bytes of the media (1 byte to 1 MiB per message).
+     *
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message tutorstream.v1.UploadMediaRequest.
+ * Use `create(UploadMediaRequestSchema)` to create a new message.
+ */
+export const UploadMediaRequestSchema: GenMessage<UploadMediaRequest> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_transcript_service, 21);
+
+/**
+ * Response for TranscriptService.UploadMedia.
+ *
+ * @generated from message tutorstream.v1.UploadMediaResponse
+ */
+export type UploadMediaResponse = Message<"tutorstream.v1.UploadMediaResponse"> & {
+  /**
+   * Output only. The ingest job.
+   *
+   * @generated from field: tutorstream.v1.IngestJob job = 1;
+   */
+  job?: IngestJob | undefined;
+};
+
+/**
+ * Describes the message tutorstream.v1.UploadMediaResponse.
+ * Use `create(UploadMediaResponseSchema)` to create a new message.
+ */
+export const UploadMediaResponseSchema: GenMessage<UploadMediaResponse> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_transcript_service, 22);
+
+/**
  * Transcript formats accepted by IngestTranscript.
  *
  * @generated from enum tutorstream.v1.TranscriptFormat
@@ -1047,6 +1270,27 @@ export const TranscriptService: GenService<{
     methodKind: "unary";
     input: typeof SearchTranscriptsRequestSchema;
     output: typeof SearchTranscriptsResponseSchema;
+  },
+  /**
+   * Validates media the server may read (an allow-listed URL or a file in the media directory) and queues
+   * its speech-to-text transcription; returns the job at once (follow it with WatchIngestJob).
+   *
+   * @generated from rpc tutorstream.v1.TranscriptService.TranscribeMedia
+   */
+  transcribeMedia: {
+    methodKind: "unary";
+    input: typeof TranscribeMediaRequestSchema;
+    output: typeof TranscribeMediaResponseSchema;
+  },
+  /**
+   * Uploads media in chunks (metadata first) and queues its speech-to-text transcription; returns the job.
+   *
+   * @generated from rpc tutorstream.v1.TranscriptService.UploadMedia
+   */
+  uploadMedia: {
+    methodKind: "client_streaming";
+    input: typeof UploadMediaRequestSchema;
+    output: typeof UploadMediaResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tutorstream_v1_transcript_service, 0);

@@ -1,0 +1,1 @@
+"""Speech to text: media in, timed segments out (local faster-whisper or OpenAI-compatible transcription)."""
