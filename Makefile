@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test deps system-deps generate check-generated lint format bench clean
+.PHONY: run test deps system-deps generate check-generated lint format bench clean web
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ lint: deps
 	node_modules/.bin/buf format --diff --exit-code
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy server
+	$(VENV)/bin/mypy server clients/python/tutorstream_client
 
 format: deps
 	node_modules/.bin/buf format -w
@@ -49,6 +49,10 @@ test: system-deps deps
 
 run: system-deps deps
 	bash scripts/run.sh
+
+# The browser demo (type-checked, bundled into build/web); `make run` builds it too.
+web: deps
+	node clients/web/build.mjs --check
 
 bench: system-deps deps
 	$(PY) -m bench

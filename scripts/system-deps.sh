@@ -3,6 +3,12 @@
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Speech-to-text tests synthesise speech whose words are known.
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+# The browser demo's test drives Debian's Chromium (playwright-core never downloads a browser here).
+[ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
+command -v setsid >/dev/null 2>&1 || missing+=(util-linux)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
