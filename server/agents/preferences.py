@@ -77,7 +77,5 @@ class PreferencesService:
             else:
                 statement = statement.on_conflict_do_nothing(index_elements=[Preference.user_id])
             await session.execute(statement)
-            row = (
-                await session.execute(select(Preference).where(Preference.user_id == user_id))
-            ).scalar_one()
+            row = (await session.execute(select(Preference).where(Preference.user_id == user_id))).scalar_one()
             return _values(row)

@@ -1,0 +1,156 @@
+"""What every agent shares: its collaborators, the checks on videos, ranges and positions, the student's
+persona, and the AI-interaction record each call leaves behind."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from server.agents.corpus import CorpusCache
+from server.agents.preferences import PreferencesService, PreferenceValues
+from server.agents.structured import StructuredCaller
+from server.analytics.interactions import record_interaction
+from server.config import Settings
+from server.core.auth import Principal
+from server.core.db import Database
+from server.core.errors import FailedPrecondition, InvalidArgument
+from server.core.names import require_id
+from server.core.users import ensure_user
+from server.llm.grounding import format_clock
+from server.llm.persona import Persona, persona_for
+from server.transcripts import repository as transcripts_repository
+from server.transcripts.search import TranscriptSearch, VideoInfo
+
+# A range may end this far past the stored duration (players round durations up).
+DURATION_TOLERANCE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class AgentDeps:
+    settings: Settings
+    database: Database
+    search: TranscriptSearch
+    caller: StructuredCaller
+    preferences: PreferencesService
+    corpora: CorpusCache
+
+
+def clock_range(start: float, end: float) -> str:
+    return f"{format_clock(start)}–{format_clock(end)}"
+
+
+async def require_video(deps: AgentDeps, video_id: str, field: str = "video_id") -> VideoInfo:
+    """The video's transcript info, or FAILED_PRECONDITION saying why there is none yet."""
+    require_id(video_id, field)
+    info = await deps.search.video_info(video_id)
+    if info is not None and info.chunk_count > 0:
+        return info
+    async with deps.database.session() as session:
+        in_flight = await transcripts_repository.has_active_job(session, video_id)
+    metadata = {"video_id": video_id}
+    if in_flight:
+        raise FailedPrecondition(
+            f"the transcript of video {video_id!r} is still being ingested; try again when its ingest job has finished",
+            reason="TRANSCRIPT_NOT_READY",
+            metadata=metadata,
+        )
+    raise FailedPrecondition(
+        f"video {video_id!r} has no transcript yet: ingest one with TranscriptService.IngestTranscript first",
+        reason="TRANSCRIPT_NOT_FOUND",
+        metadata=metadata,
+    )
+
+
+def check_range(info: VideoInfo, start: float, end: float, field: str) -> tuple[float, float]:
+    """A valid range of the video, clipped to its duration; past the end is FAILED_PRECONDITION."""
+    if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
+        raise InvalidArgument.field(field, "needs 0 <= start_seconds < end_seconds")
+    duration = info.duration_seconds
+    if duration > 0 and (start >= duration or end > duration + DURATION_TOLERANCE_SECONDS):
+        raise FailedPrecondition(
+            f"{field} {start:g}–{end:g}s is outside video {info.video_id!r}, which is {duration:g}s long",
+            reason="RANGE_OUTSIDE_VIDEO",
+            metadata={"video_id": info.video_id, "duration_seconds": f"{duration:g}"},
+        )
+    return start, min(end, duration) if duration > 0 else end
+
+
+def check_position(info: VideoInfo, position: float, field: str) -> float:
+    if not math.isfinite(position) or position < 0:
+        raise InvalidArgument.field(field, "must be a non-negative number of seconds")
+    duration = info.duration_seconds
+    if duration > 0 and position > duration + DURATION_TOLERANCE_SECONDS:
+        raise FailedPrecondition(
+            f"{field} {position:g}s is past the end of video {info.video_id!r}, which is {duration:g}s long",
+            reason="POSITION_OUTSIDE_VIDEO",
+            metadata={"video_id": info.video_id, "duration_seconds": f"{duration:g}"},
+        )
+    return min(position, duration) if duration > 0 else position
+
+
+async def preferences_of(deps: AgentDeps, principal: Principal) -> tuple[PreferenceValues, Persona]:
+    values = await deps.preferences.get(principal.user_id)
+    return values, persona_for(values.personality, values.response_length)
+
+
+@dataclass
+class Interaction:
+    """One agent call, written to `ai_interactions` when it finishes."""
+
+    agent_type: str
+    trigger: str
+    started: float
+    course_id: str = ""
+    video_id: str = ""
+    position_seconds: float = 0.0
+
+    def latency_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+
+async def record(
+    session_scope: Database,
+    principal: Principal,
+    interaction: Interaction,
+    *,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cost_usd: float,
+    cached: bool,
+    confidence: float | None,
+    attributes: dict[str, str],
+) -> str:
+    """Write the interaction in its own transaction and return its id."""
+    async with session_scope.transaction() as session:
+        await ensure_user(session, principal)
+        return await record_interaction(
+            session,
+            user_id=principal.user_id,
+            agent_type=interaction.agent_type,
+            trigger=interaction.trigger,
+            course_id=interaction.course_id,
+            video_id=interaction.video_id,
+            position_seconds=interaction.position_seconds,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost_usd,
+            latency_ms=interaction.latency_ms(),
+            cached=cached,
+            confidence=confidence,
+            attributes=attributes,
+        )
+
+
+_TONES = {
+    "friendly": "Be warm and encouraging.",
+    "professional": "Be concise, precise and formal.",
+    "peer": "Sound like a fellow student: casual, direct, plain words.",
+}
+
+
+def tone(persona: Persona) -> str:
+    """The persona's voice without its length rule (agents set their own lengths)."""
+    return _TONES.get(persona.personality, _TONES["friendly"])
