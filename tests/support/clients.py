@@ -33,34 +33,43 @@ def _with_token(details: Any, token: str | None) -> Any:
     )
 
 
-class _Auth(
-    aio.UnaryUnaryClientInterceptor,
-    aio.UnaryStreamClientInterceptor,
-    aio.StreamUnaryClientInterceptor,
-    aio.StreamStreamClientInterceptor,
-):
+class _Auth:
     def __init__(self, token: str | None) -> None:
         self._token = token
 
-    async def intercept_unary_unary(
-        self, continuation: Callable[..., Any], details: Any, request: Any
-    ) -> Any:
+    async def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return await continuation(_with_token(details, self._token), request)
 
-    async def intercept_unary_stream(
-        self, continuation: Callable[..., Any], details: Any, request: Any
-    ) -> Any:
+    async def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return await continuation(_with_token(details, self._token), request)
 
-    async def intercept_stream_unary(
-        self, continuation: Callable[..., Any], details: Any, requests: Any
-    ) -> Any:
+    async def intercept_stream_unary(self, continuation: Callable[..., Any], details: Any, requests: Any) -> Any:
         return await continuation(_with_token(details, self._token), requests)
 
-    async def intercept_stream_stream(
-        self, continuation: Callable[..., Any], details: Any, requests: Any
-    ) -> Any:
+    async def intercept_stream_stream(self, continuation: Callable[..., Any], details: Any, requests: Any) -> Any:
         return await continuation(_with_token(details, self._token), requests)
+
+
+# grpc.aio files an interceptor under the FIRST interceptor type it is an instance of, so one object
+# implementing all four would only ever see unary-unary calls: one instance per call type.
+class _UnaryUnaryAuth(_Auth, aio.UnaryUnaryClientInterceptor):
+    pass
+
+
+class _UnaryStreamAuth(_Auth, aio.UnaryStreamClientInterceptor):
+    pass
+
+
+class _StreamUnaryAuth(_Auth, aio.StreamUnaryClientInterceptor):
+    pass
+
+
+class _StreamStreamAuth(_Auth, aio.StreamStreamClientInterceptor):
+    pass
+
+
+def _auth_interceptors(token: str | None) -> list[Any]:
+    return [kind(token) for kind in (_UnaryUnaryAuth, _UnaryStreamAuth, _StreamUnaryAuth, _StreamStreamAuth)]
 
 
 @dataclass
@@ -78,7 +87,7 @@ class Client:
 
 
 def connect(target: str, token: str | None, user_id: str = "") -> Client:
-    channel = aio.insecure_channel(target, interceptors=[_Auth(token)])
+    channel = aio.insecure_channel(target, interceptors=_auth_interceptors(token))
     return Client(
         user_id=user_id,
         token=token,

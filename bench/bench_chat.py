@@ -1,0 +1,371 @@
+"""StreamChat relay overhead: time to first token and token relay rate, through tutorstream vs direct.
+
+    python -m bench.bench_chat [--ttft-runs 200] [--rate-runs 8] [--rate-tokens 400] [--tokens-per-second 400]
+
+Three processes: the OpenAI-compatible test server (tests/support/fake_openai.py) as the upstream, a real
+tutorstream server (embedded PostgreSQL, limits, budget, persistence, retrieval: everything on), and this
+client. Both paths send the same prompt to the same upstream: the direct path with the official `openai` SDK
+(exactly as tutorstream's provider calls it), the tutorstream path as a StreamChat call. Runs alternate, so
+drift hits both alike.
+
+Time to first token is split at the moment the upstream receives the chat request (the upstream records it
+with the same monotonic clock, which Linux shares between processes):
+- before: what tutorstream does before it calls the model (store the question; retrieval, preferences and
+  the budget reservation concurrently) — work a direct call does not do, reported on its own;
+- after: upstream arrival -> first token at the client. Direct: one hop (upstream -> client) plus the SDK's
+  SSE parsing. Through tutorstream: the same hop and parsing into the server, then the relay and the gRPC hop
+  to the client. The difference is the TTFT the relay adds (target: <= 1 ms p50, <= 5 ms p99).
+Relay rate: tokens per second between the first and the last token while the upstream streams at a fixed
+rate (target: >= 0.99x direct).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+from aiohttp import web
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from openai import AsyncOpenAI
+from tutorstream.v1 import chat_service_pb2 as pb
+from tutorstream.v1 import chat_service_pb2_grpc as pb_grpc
+
+from server.config import Settings
+from server.core.auth import Role, mint_token
+from tests.support.fake_openai import Behavior, FakeOpenAI
+from tests.support.ports import free_port
+from tests.support.postgres import create_migrated_database, start_embedded_for_tests
+
+JWT_SECRET = "bench-secret-" + "x" * 40
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- the upstream process ---------------------------------------------------------------------------------
+
+
+class TimedFakeOpenAI(FakeOpenAI):
+    """The test server, also noting when each chat request arrived (time.perf_counter)."""
+
+    def __init__(self) -> None:
+        self.chat_arrivals: list[float] = []
+        super().__init__()
+
+    def _record(self, request: web.Request, body: dict[str, Any]) -> str:
+        if request.path.endswith("/chat/completions"):
+            self.chat_arrivals.append(time.perf_counter())
+        return super()._record(request, body)
+
+
+def serve_upstream(control_port: int) -> None:
+    """Run the test server plus a small control API (behaviour, arrival times) until terminated."""
+    fake = TimedFakeOpenAI().start()
+
+    async def info(request: web.Request) -> web.Response:
+        return web.json_response({"base_url": fake.base_url, "api_key": fake.api_key})
+
+    async def behave(request: web.Request) -> web.Response:
+        fake.default_chat = Behavior(**await request.json())
+        return web.json_response({})
+
+    async def last_chat(request: web.Request) -> web.Response:
+        requests = fake.chat_requests
+        return web.json_response(
+            {"count": len(fake.chat_arrivals), "arrival": fake.chat_arrivals[-1], "body": requests[-1].body}
+        )
+
+    app = web.Application()
+    app.router.add_get("/info", info)
+    app.router.add_post("/behavior", behave)
+    app.router.add_get("/last-chat", last_chat)
+    web.run_app(app, host="127.0.0.1", port=control_port, print=None, access_log=None)
+
+
+class Upstream:
+    """The bench's handle on the upstream process."""
+
+    def __init__(self, control_port: int) -> None:
+        self._http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{control_port}", timeout=10)
+        self.base_url = ""
+        self.api_key = ""
+
+    async def connect(self, process: subprocess.Popen[bytes]) -> None:
+        for _ in range(200):
+            if process.poll() is not None:
+                raise RuntimeError("the upstream process exited")
+            with contextlib.suppress(httpx.HTTPError):
+                info = (await self._http.get("/info")).json()
+                self.base_url, self.api_key = info["base_url"], info["api_key"]
+                return
+            await asyncio.sleep(0.05)
+        raise RuntimeError("the upstream process did not start")
+
+    async def behave(self, **behavior: Any) -> None:
+        (await self._http.post("/behavior", json=behavior)).raise_for_status()
+
+    async def last_chat(self) -> dict[str, Any]:
+        data: dict[str, Any] = (await self._http.get("/last-chat")).json()
+        return data
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+# --- processes --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def child(command: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def log_tail(log_path: Path) -> str:
+    return log_path.read_text(errors="replace")[-4000:]
+
+
+async def wait_serving(target: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for _ in range(300):
+            if process.poll() is not None:
+                raise RuntimeError("tutorstream exited:\n" + log_tail(log_path))
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError("tutorstream did not become ready:\n" + log_tail(log_path))
+
+
+# --- measurements -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Samples:
+    ttft: list[float] = field(default_factory=list)
+    before_upstream: list[float] = field(default_factory=list)
+    after_upstream: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Run:
+    started: float
+    first: float
+    last: float
+    tokens: int
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summary(samples: list[float]) -> str:
+    return f"p50 {statistics.median(samples):8.2f}   p99 {pct(samples, 0.99):8.2f}"
+
+
+class Bench:
+    def __init__(self, upstream: Upstream, stub: pb_grpc.ChatServiceStub, token: str) -> None:
+        self.upstream = upstream
+        self.stub = stub
+        self.metadata = (("authorization", f"Bearer {token}"),)
+        self.sdk = AsyncOpenAI(api_key=upstream.api_key, base_url=upstream.base_url, max_retries=0)
+        self.prompt: list[dict[str, Any]] = []
+        self.params: dict[str, Any] = {}
+        self.counter = 0
+
+    async def through_tutorstream(self) -> tuple[Run, float]:
+        """One StreamChat in a fresh session; returns the run and the upstream arrival time."""
+        self.counter += 1
+        session = await self.stub.CreateSession(pb.CreateSessionRequest(), metadata=self.metadata)
+        request = pb.StreamChatRequest(
+            session=session.session.name, message=f"What is a flex container? #{self.counter}"
+        )
+        started = time.perf_counter()
+        first = last = 0.0
+        tokens = 0
+        async for chunk in self.stub.StreamChat(request, metadata=self.metadata):
+            if chunk.text:
+                last = time.perf_counter()
+                if not tokens:
+                    first = last
+                tokens += 1
+        sent = await self.upstream.last_chat()
+        self.prompt = sent["body"]["messages"]
+        self.params = {
+            "temperature": sent["body"].get("temperature"),
+            "max_completion_tokens": sent["body"].get("max_completion_tokens"),
+        }
+        return Run(started, first, last, tokens), float(sent["arrival"])
+
+    async def direct(self) -> tuple[Run, float]:
+        """The same prompt and parameters straight to the upstream with the SDK."""
+        started = time.perf_counter()
+        first = last = 0.0
+        tokens = 0
+        stream = await self.sdk.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=self.prompt,  # type: ignore[arg-type]
+            stream=True,
+            stream_options={"include_usage": True},
+            **self.params,
+        )
+        try:
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    last = time.perf_counter()
+                    if not tokens:
+                        first = last
+                    tokens += 1
+        finally:
+            await stream.close()
+        sent = await self.upstream.last_chat()
+        return Run(started, first, last, tokens), float(sent["arrival"])
+
+
+async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    # Time to first token: a short answer, streamed at once.
+    await bench.upstream.behave(content="Flex containers lay out their children along one axis.")
+    for _ in range(20):  # warm-up: connections, pools, caches
+        await bench.through_tutorstream()
+        await bench.direct()
+    via, direct = Samples(), Samples()
+    for _ in range(args.ttft_runs):
+        run, arrival = await bench.through_tutorstream()
+        via.ttft.append((run.first - run.started) * 1000)
+        via.before_upstream.append((arrival - run.started) * 1000)
+        via.after_upstream.append((run.first - arrival) * 1000)
+        run, arrival = await bench.direct()
+        direct.ttft.append((run.first - run.started) * 1000)
+        direct.after_upstream.append((run.first - arrival) * 1000)
+
+    # Relay rate: a long answer at a fixed upstream rate.
+    content = " ".join(f"tok{i}" for i in range(args.rate_tokens))
+    await bench.upstream.behave(content=content, tokens_per_second=args.tokens_per_second)
+    for _ in range(args.rate_runs):
+        for path, samples in ((bench.through_tutorstream, via), (bench.direct, direct)):
+            run, _ = await path()
+            samples.rates.append((run.tokens - 1) / (run.last - run.first))
+
+    added_p50 = statistics.median(via.after_upstream) - statistics.median(direct.after_upstream)
+    added_p99 = pct(via.after_upstream, 0.99) - pct(direct.after_upstream, 0.99)
+    ratio = statistics.median(via.rates) / statistics.median(direct.rates)
+    print(f"StreamChat relay benchmark ({args.ttft_runs} TTFT runs and {args.rate_runs} rate runs per path)")
+    print(f"load average before/after: {args.load_before} / {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print()
+    print("time to first token (ms)")
+    print(f"  direct (openai SDK)                           {summary(direct.ttft)}")
+    print(f"  through tutorstream                           {summary(via.ttft)}")
+    print(f"    before the upstream call (context, DB)      {summary(via.before_upstream)}")
+    print(f"  upstream arrival -> first token, direct       {summary(direct.after_upstream)}")
+    print(f"  upstream arrival -> first token, tutorstream  {summary(via.after_upstream)}")
+    print(f"  added by the relay                            p50 {added_p50:8.2f}   p99 {added_p99:8.2f}")
+    print("                                                (target: <= 1 ms p50, <= 5 ms p99)")
+    print()
+    print(f"relay rate, upstream at {args.tokens_per_second:g} tokens/s ({args.rate_tokens} tokens)")
+    print(f"  direct       {statistics.median(direct.rates):8.1f} tokens/s")
+    print(f"  tutorstream  {statistics.median(via.rates):8.1f} tokens/s")
+    print(f"  ratio        {ratio:8.3f}x   (target >= 0.99x)")
+    return {"added_ttft_p50_ms": added_p50, "added_ttft_p99_ms": added_p99, "relay_ratio": ratio}
+
+
+async def run(args: argparse.Namespace) -> None:
+    args.load_before = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    with tempfile.TemporaryDirectory(prefix="bench-chat-") as tmp:
+        control_port = free_port()
+        upstream_command = [sys.executable, "-m", "bench.bench_chat", "--serve-upstream", str(control_port)]
+        with child(upstream_command, {}, Path(tmp) / "upstream.log") as upstream_process:
+            upstream = Upstream(control_port)
+            try:
+                await upstream.connect(upstream_process)
+                embedded = start_embedded_for_tests(Path(tmp))
+                try:
+                    await run_against(args, upstream, tmp, create_migrated_database(embedded.admin_url, "bench_chat"))
+                finally:
+                    embedded.stop()
+            finally:
+                await upstream.aclose()
+
+
+async def run_against(args: argparse.Namespace, upstream: Upstream, tmp: str, database_url: str) -> None:
+    port = free_port()
+    env = {
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "DATA_DIR": tmp,
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": JWT_SECRET,
+        "MIGRATE_ON_START": "false",
+        "SEED_DEMO_ON_START": "false",
+        "RUN_WORKERS_IN_PROCESS": "false",
+        "SHUTDOWN_NOTICE_SECONDS": "0",
+        "OPENAI_API_KEY": upstream.api_key,
+        "OPENAI_BASE_URL": upstream.base_url,
+        "EMBEDDING_PROVIDER": "openai",
+        "RESPONSE_CACHE_TTL_SECONDS": "0",  # every turn goes upstream
+        "RATE_CHAT_PER_MINUTE": "10000000",
+        "RATE_DEFAULT_PER_MINUTE": "10000000",
+        "MAX_CHAT_STREAMS_PER_USER": "100",
+        "DAILY_TOKEN_BUDGET": "1000000000",
+        "MONTHLY_TOKEN_BUDGET": "1000000000",
+    }
+    token = mint_token(Settings(_env_file=None, jwt_secret=JWT_SECRET), user_id="bench-user", role=Role.STUDENT)  # type: ignore[call-arg]
+    log_path = Path(tmp) / "tutorstream.log"
+    server_command = [sys.executable, "-c", "from server.cli import app; app(['serve'])"]
+    with child(server_command, env, log_path) as process:
+        target = f"127.0.0.1:{port}"
+        await wait_serving(target, process, log_path)
+        async with grpc.aio.insecure_channel(target) as channel:
+            bench = Bench(upstream, pb_grpc.ChatServiceStub(channel), token)
+            try:
+                results = await measure(bench, args)
+            finally:
+                await bench.sdk.close()
+    if args.json:
+        print(json.dumps(results))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--ttft-runs", type=int, default=200)
+    parser.add_argument("--rate-runs", type=int, default=8)
+    parser.add_argument("--rate-tokens", type=int, default=400)
+    parser.add_argument("--tokens-per-second", type=float, default=400.0)
+    parser.add_argument("--json", action="store_true", help="Also print the headline numbers as JSON.")
+    parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_upstream:
+        serve_upstream(args.serve_upstream)
+        return
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""The end of a chat turn: the answer, its usage and its AI interaction are stored; the budget is settled.
+
+`TurnState` is what the turn knows so far (it may end early: cancelled, cut off, failed); `AnswerRecorder`
+turns that into rows and the final chunk, whatever the ending.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from server.analytics.interactions import record_interaction
+from server.chat import repository as repo
+from server.chat.context import Prompt
+from server.chat.domain import (
+    ASSISTANT,
+    CANCELLED,
+    DEADLINE,
+    ERROR,
+    AnswerFinal,
+    LearningContext,
+    Usage,
+    citations_to_json,
+)
+from server.config import Settings
+from server.core.auth import Principal
+from server.core.db import Database
+from server.limits.budget import Reservation
+from server.llm.cost import cost_usd
+from server.llm.grounding import citations_for
+from server.llm.provider import Completion, ProviderError
+from server.llm.router import RoutedChat
+from server.llm.tokens import TokenCounter
+from server.transcripts.search import Citation
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TurnState:
+    """Everything known about one turn so far; the finishing steps read it."""
+
+    principal: Principal
+    session_id: str
+    user_message_id: str
+    question: str
+    context: LearningContext
+    started: float
+    prompt: Prompt | None = None
+    routed: RoutedChat | None = None
+    cached_model: str = ""
+    reservation: Reservation | None = None
+    parts: list[str] = field(default_factory=list)
+    first_token_at: float | None = None
+    completion: Completion | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    @property
+    def cached(self) -> bool:
+        return bool(self.cached_model)
+
+    @property
+    def offline(self) -> bool:
+        return self.routed is not None and self.routed.offline
+
+    @property
+    def fallback(self) -> bool:
+        return self.routed is not None and self.routed.fallback
+
+    @property
+    def model(self) -> str:
+        if self.completion is not None and self.completion.model:
+            return self.completion.model
+        if self.routed is not None:
+            return self.routed.model
+        return self.cached_model
+
+
+class AnswerRecorder:
+    def __init__(self, settings: Settings, database: Database, counter: TokenCounter) -> None:
+        self._settings = settings
+        self._db = database
+        self._counter = counter
+
+    async def finish(self, turn: TurnState, finish_reason: str, error: ProviderError | None) -> AnswerFinal:
+        """Store the answer (if any text came) and the interaction, settle the budget; the final chunk."""
+        finished_at = time.monotonic()
+        text = turn.text
+        incomplete = finish_reason in (ERROR, CANCELLED, DEADLINE)
+        usage = self.usage(turn, text)
+        sources = turn.prompt.sources if turn.prompt is not None else []
+        citations: list[Citation] = citations_for(text, sources)
+        model = turn.model
+        latency_ms = int((finished_at - turn.started) * 1000)
+        ttft_ms = int((turn.first_token_at - turn.started) * 1000) if turn.first_token_at is not None else 0
+
+        await self.settle_budget(turn, model, usage)
+        assistant_id = uuid.uuid4().hex if text else ""
+        attributes = {
+            "session_id": turn.session_id,
+            "user_message_id": turn.user_message_id,
+            "finish_reason": finish_reason,
+            "incomplete": str(incomplete).lower(),
+            "fallback": str(turn.fallback).lower(),
+            "sources": str(len(sources)),
+        }
+        if assistant_id:
+            attributes["assistant_message_id"] = assistant_id
+        if error is not None:
+            attributes["error_reason"] = error.reason
+        if turn.prompt is not None:
+            attributes["history_dropped"] = str(turn.prompt.history_dropped)
+        async with self._db.transaction() as session:
+            interaction_id = await record_interaction(
+                session,
+                user_id=turn.principal.user_id,
+                agent_type="chat",
+                trigger="user",
+                course_id=turn.context.course_id,
+                video_id=turn.context.video_id,
+                position_seconds=turn.context.position_seconds,
+                model=model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost_usd=usage.cost_usd,
+                latency_ms=latency_ms,
+                cached=turn.cached,
+                attributes=attributes,
+            )
+            if assistant_id:
+                await repo.add_message(
+                    session,
+                    id=assistant_id,
+                    session_id=turn.session_id,
+                    role=ASSISTANT,
+                    content=text,
+                    model=model,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    cost_usd=usage.cost_usd,
+                    incomplete=incomplete,
+                    cached=turn.cached,
+                    fallback=turn.fallback,
+                    latency_ms=latency_ms,
+                    time_to_first_token_ms=ttft_ms,
+                    finish_reason=finish_reason,
+                    citations=citations_to_json(citations),
+                    interaction_id=interaction_id,
+                )
+                await repo.touch_session(session, turn.session_id)
+        return AnswerFinal(
+            finish_reason=finish_reason,
+            citations=citations,
+            usage=usage,
+            model=model,
+            cached=turn.cached,
+            fallback=turn.fallback,
+            user_message_id=turn.user_message_id,
+            assistant_message_id=assistant_id,
+            interaction_id=interaction_id,
+        )
+
+    def usage(self, turn: TurnState, text: str) -> Usage:
+        if turn.cached or turn.offline:
+            return Usage()
+        completion = turn.completion
+        if completion is not None:
+            prompt_tokens, completion_tokens = completion.prompt_tokens, completion.completion_tokens
+        elif text:
+            # Cut off before the usage block: estimate what the upstream processed.
+            prompt_tokens = turn.prompt.prompt_tokens if turn.prompt is not None else 0
+            completion_tokens = self._counter.count(text)
+        else:
+            return Usage()
+        model = turn.model
+        return Usage(
+            prompt_tokens, completion_tokens, cost_usd(self._settings, model, prompt_tokens, completion_tokens)
+        )
+
+    async def settle_budget(self, turn: TurnState, model: str, usage: Usage) -> None:
+        reservation, turn.reservation = turn.reservation, None
+        if reservation is None:
+            return
+        try:
+            if usage.total_tokens > 0:
+                await reservation.commit(
+                    model=model,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    cost_usd=usage.cost_usd,
+                )
+            else:
+                await reservation.release()
+        except Exception as exc:
+            # Unsettled reservations are charged at their estimate when they expire: never lost.
+            logger.warning("token budget settlement failed: %s", type(exc).__name__)
+
+    async def release(self, turn: TurnState) -> None:
+        reservation, turn.reservation = turn.reservation, None
+        if reservation is not None:
+            await reservation.release()

@@ -1,0 +1,324 @@
+"""One StreamChat turn: store the question, build the context, stream the answer, store the answer.
+
+    question stored (own transaction, committed)
+      ─► excerpts + preferences + budget reservation (concurrently) ─► prompt ─► PII redaction
+      ─► response cache? ─► routed model / offline engine ─► deltas relayed as they arrive
+      ─► answer + interaction stored ─► final chunk
+
+How a turn ends:
+- normally: the answer is stored, the final chunk carries citations, usage, model and the stored ids;
+- the model breaks off after some text (connection cut, 5xx mid-stream): the partial answer is stored
+  `incomplete` and the client gets a final chunk with finish reason ERROR (status OK), so it keeps the text
+  it already has and knows it is cut short;
+- the client cancels or the deadline passes mid-stream: the upstream stream is closed first, then the
+  partial answer is stored `incomplete` by a task the cancellation cannot interrupt, then the cancellation
+  (or DEADLINE_EXCEEDED) propagates;
+- the model fails before any text: outages fall back to the offline engine (see `server.llm.router`),
+  anything else (rejected key, deadline) is the RPC's status; the question stays stored.
+
+Budget: the reservation is an upper bound made before retrieval finishes (the prompt's size is capped:
+history budget + excerpt budget + the largest answer any preference allows), so it runs alongside retrieval
+instead of after it; commit replaces it with the real usage. Usage is the model's own counts when it reports
+them. A cut-off answer is charged at an estimate (prompt tokens plus the tokens of the text received): the
+upstream did the work. The offline engine, cache hits and failures before any text release the reservation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncGenerator, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from server.agents.preferences import PreferencesService
+from server.chat import repository as repo
+from server.chat.context import HistoryMessage, build_prompt, gather_sources, prompt_ceiling
+from server.chat.domain import (
+    CANCELLED,
+    CONTENT_FILTER,
+    DEADLINE,
+    ERROR,
+    LENGTH,
+    STOP,
+    USER,
+    AnswerDelta,
+    AnswerFinal,
+    ChatEvent,
+    LearningContext,
+    ReferenceInfo,
+    context_of,
+    reference_info,
+)
+from server.chat.recording import AnswerRecorder, TurnState
+from server.chat.validation import validate_context, validate_message
+from server.config import Settings
+from server.core.auth import Principal
+from server.core.db import Database
+from server.core.errors import DeadlineExceeded, NotFound
+from server.limits.budget import TokenBudget
+from server.llm.cache import CachedAnswer, cache_key
+from server.llm.offline import OfflineRequest
+from server.llm.persona import MAX_ANSWER_TOKENS, persona_for
+from server.llm.pii import redact, redact_messages
+from server.llm.provider import ChatParams, Completion, ProviderError, StreamEvent, TextDelta, UpstreamError
+from server.llm.router import LLMRouter, pseudonymous_user
+from server.llm.tokens import TokenCounter
+from server.transcripts.search import TranscriptSearch
+
+logger = logging.getLogger(__name__)
+
+HISTORY_FETCH_LIMIT = 60
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
+_FINISH_REASONS = {"stop": STOP, "length": LENGTH, "content_filter": CONTENT_FILTER}
+
+
+@dataclass(frozen=True)
+class _Stored:
+    user_message_id: str
+    context: LearningContext
+    references: list[ReferenceInfo]
+    history: list[HistoryMessage]
+
+
+class TurnRunner:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        database: Database,
+        search: TranscriptSearch,
+        preferences: PreferencesService,
+        llm: LLMRouter,
+        budget: TokenBudget,
+    ) -> None:
+        self._settings = settings
+        self._db = database
+        self._search = search
+        self._preferences = preferences
+        self._llm = llm
+        self._recorder = AnswerRecorder(settings, database, llm.counter())
+        self._budget = budget
+        # Final writes of cancelled turns run here, out of reach of the cancellation.
+        self._background: set[asyncio.Task[AnswerFinal]] = set()
+
+    async def aclose(self, within_seconds: float = 5.0) -> None:
+        """On shutdown: let the final writes of interrupted turns finish before the database closes."""
+        pending = list(self._background)
+        if pending:
+            await asyncio.wait(pending, timeout=within_seconds)
+
+    async def run(
+        self,
+        principal: Principal,
+        session_id: str,
+        message: str,
+        context_override: LearningContext | None,
+        deadline: float | None,
+    ) -> AsyncGenerator[ChatEvent, None]:
+        started = time.monotonic()
+        stored = await self._store_question(principal, session_id, message, context_override)
+        turn = TurnState(
+            principal=principal,
+            session_id=session_id,
+            user_message_id=stored.user_message_id,
+            question=message,
+            context=stored.context,
+            started=started,
+        )
+        try:
+            events, key = await self._open(turn, deadline, stored)
+        except BaseException:
+            await self._release(turn)
+            raise
+
+        try:
+            async with contextlib.aclosing(events) as stream:
+                async for event in stream:
+                    if isinstance(event, TextDelta):
+                        if turn.first_token_at is None:
+                            turn.first_token_at = time.monotonic()
+                        turn.parts.append(event.text)
+                        yield AnswerDelta(event.text)
+                    else:
+                        turn.completion = event
+        except UpstreamError as error:
+            if not turn.parts:
+                await self._finish_shielded(turn, ERROR, error=error)
+                raise
+            logger.warning("upstream broke off mid-answer", extra={"reason": error.reason})
+            yield await self._finish_shielded(turn, ERROR, error=error)
+            return
+        except ProviderError as error:
+            reason = DEADLINE if isinstance(error, DeadlineExceeded) else ERROR
+            await self._finish_shielded(turn, reason, error=error)
+            raise
+        except Exception:
+            await self._finish_quietly(turn, ERROR)
+            raise
+        except BaseException:
+            # Cancelled by the client or the deadline, or closed by the transport: the upstream stream is
+            # already closed (aclosing above); keep what was said, then let the cancellation propagate.
+            await self._finish_quietly(turn, CANCELLED)
+            raise
+
+        completion = turn.completion
+        finish = _FINISH_REASONS.get(completion.finish_reason, STOP) if completion else STOP
+        final = await self._finish_shielded(turn, finish)
+        if key and not turn.cached and not turn.offline and finish == STOP and turn.text:
+            await self._llm.cache.put(
+                key, CachedAnswer(turn.text, completion.finish_reason if completion else "stop", turn.model)
+            )
+        yield final
+
+    # --- before the model ----------------------------------------------------------------------------------
+
+    async def _open(
+        self, turn: TurnState, deadline: float | None, stored: _Stored
+    ) -> tuple[AsyncGenerator[StreamEvent, None], str]:
+        """Everything up to the model call: context, prompt, redaction, cache, budget, route.
+        Returns the answer's event stream and its cache key ("" when the answer is not cacheable)."""
+        # Everything that leaves the process from here on is redacted; the stored question is as typed.
+        safe_question = redact(turn.question).text
+        counter = self._llm.counter()
+        reserve = self._reserve(turn, stored, counter) if self._llm.upstream_likely() else _nothing()
+        sources, preferences, _ = await _together(
+            gather_sources(self._search, safe_question, stored.context, stored.references),
+            self._preferences.get(turn.principal.user_id),
+            reserve,
+        )
+        persona = persona_for(preferences.personality, preferences.response_length)
+        prompt = build_prompt(
+            persona=persona,
+            context=stored.context,
+            sources=sources,
+            history=stored.history,
+            question=turn.question,
+            counter=counter,
+            history_budget=self._settings.history_token_budget,
+        )
+        turn.prompt = prompt
+        redacted = redact_messages(prompt.messages)
+        if redacted.total:
+            logger.info("pii redacted before the model call", extra={"counts": redacted.counts})
+        params = ChatParams(
+            model=self._settings.chat_model,
+            temperature=persona.temperature,
+            max_tokens=persona.max_tokens,
+            deadline=deadline,
+            user=pseudonymous_user(turn.principal.user_id),
+        )
+        offline_request = OfflineRequest(
+            question=safe_question,
+            sources=sources,
+            video_id=stored.context.video_id,
+            position_seconds=stored.context.position_seconds if stored.context.video_id else None,
+            persona=persona,
+        )
+
+        key = ""
+        hit: CachedAnswer | None = None
+        if self._llm.online:
+            key = cache_key(
+                params.model, redacted.messages, temperature=params.temperature, max_tokens=params.max_tokens
+            )
+            hit = await self._llm.cache.get(key)
+        if hit is not None:
+            turn.cached_model = hit.model
+            await self._release(turn)
+            return _replay(hit), key
+        routed = self._llm.open_chat(redacted.messages, params, offline_request)
+        turn.routed = routed
+        if routed.offline:
+            await self._release(turn)
+        return routed.events(), key
+
+    async def _reserve(self, turn: TurnState, stored: _Stored, counter: TokenCounter) -> None:
+        """Reserve an upper bound of the turn's tokens (refunded down to the real usage on commit), so the
+        reservation runs alongside retrieval instead of after it."""
+        ceiling = prompt_ceiling(
+            context=stored.context,
+            history=stored.history,
+            question=turn.question,
+            counter=counter,
+            history_budget=self._settings.history_token_budget,
+        )
+        turn.reservation = await self._budget.reserve(turn.principal, ceiling + MAX_ANSWER_TOKENS, operation="chat")
+
+    async def _store_question(
+        self, principal: Principal, session_id: str, message: str, override: LearningContext | None
+    ) -> _Stored:
+        """Check ownership, validate, and commit the question (it survives whatever happens next)."""
+        message_id = uuid.uuid4().hex
+        async with self._db.transaction() as session:
+            row = await repo.touch_owned_session(session, session_id, principal.user_id)
+            if row is None:
+                raise NotFound("session not found", reason="SESSION_NOT_FOUND")
+            validate_message(message)
+            context = validate_context(override) if override is not None else context_of(row)
+            references = (await repo.references_of(session, [session_id]))[session_id]
+            history = await repo.recent_messages(session, session_id, limit=HISTORY_FETCH_LIMIT)
+            await repo.add_message(session, id=message_id, session_id=session_id, role=USER, content=message)
+        return _Stored(
+            user_message_id=message_id,
+            context=context,
+            references=[reference_info(reference) for reference in references],
+            history=[HistoryMessage(m.role, m.content) for m in history],
+        )
+
+    # --- after the model -----------------------------------------------------------------------------------
+
+    async def _finish_shielded(
+        self, turn: TurnState, finish_reason: str, *, error: ProviderError | None = None
+    ) -> AnswerFinal:
+        """Run the recorder's `finish` in its own task: a cancellation of the RPC cannot cut the final write short."""
+        task = asyncio.get_running_loop().create_task(self._recorder.finish(turn, finish_reason, error))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return await asyncio.shield(task)
+
+    async def _finish_quietly(self, turn: TurnState, finish_reason: str) -> None:
+        """`_finish_shielded` on a path that is already failing: a failed write is logged, not raised."""
+        try:
+            await self._finish_shielded(turn, finish_reason)
+        except Exception as exc:
+            logger.warning("storing an interrupted answer failed: %s", type(exc).__name__)
+
+    async def _release(self, turn: TurnState) -> None:
+        await self._recorder.release(turn)
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _together(
+    first: Coroutine[Any, Any, A], second: Coroutine[Any, Any, B], third: Coroutine[Any, Any, C]
+) -> tuple[A, B, C]:
+    """Run three steps concurrently. If one fails (or the caller is cancelled), the others are cancelled and
+    waited for before the error propagates, so none outlives the turn (a reservation made meanwhile is then
+    on the turn, and released by the caller)."""
+    tasks = (asyncio.ensure_future(first), asyncio.ensure_future(second), asyncio.ensure_future(third))
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _replay(answer: CachedAnswer) -> AsyncGenerator[StreamEvent, None]:
+    """A cached answer streamed like a fresh one, word by word, at no cost."""
+    for word in re.findall(r"\S+\s*", answer.text):
+        yield TextDelta(word)
+        await asyncio.sleep(0)
+    yield Completion(
+        finish_reason=answer.finish_reason, prompt_tokens=0, completion_tokens=0, model=answer.model, text=answer.text
+    )
