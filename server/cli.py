@@ -1,4 +1,4 @@
-"""`tutorstream-server`: serve (default), migrate, token."""
+"""`tutorstream-server`: serve (default), migrate, worker, seed-demo, token."""
 
 from __future__ import annotations
 
@@ -55,6 +55,29 @@ def migrate() -> None:
     _configure_logging()
     revision = migrate_main(Settings())
     typer.echo(f"database at revision {revision}")
+
+
+@app.command()
+def worker() -> None:
+    """Run background jobs (transcript ingest, re-embedding) until SIGTERM/SIGINT."""
+    from server.jobs.main import run_worker_process
+
+    _configure_logging()
+    asyncio.run(run_worker_process(Settings()))
+
+
+@app.command("seed-demo")
+def seed_demo() -> None:
+    """Ingest the bundled demo course and wait until it is searchable."""
+    from server.transcripts.seed import seed_demo_main
+
+    _configure_logging()
+    jobs = asyncio.run(seed_demo_main(Settings()))
+    for job in jobs:
+        outcome = "unchanged" if job.unchanged else job.state
+        typer.echo(f"{job.video_id}: {outcome}{f' ({job.error_message})' if job.error_message else ''}")
+    if any(job.state != "succeeded" for job in jobs):
+        raise typer.Exit(code=1)
 
 
 @app.command()

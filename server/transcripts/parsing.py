@@ -76,6 +76,8 @@ class Cue:
     end: float
     text: str
     speaker: str | None = None
+    # Speech-to-text cues: the recogniser's confidence, 0 to 1. None for captions.
+    confidence: float | None = None
 
     @property
     def duration(self) -> float:

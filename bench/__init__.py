@@ -1,0 +1,1 @@
+"""Benchmarks: each module measures tutorstream side by side with a baseline in the same run."""

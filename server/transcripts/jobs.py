@@ -1,0 +1,286 @@
+"""Background work of the transcripts domain: ingest jobs, re-embedding, and recovery of lost jobs.
+
+An ingest job re-reads its content from `ingest_jobs`, parses, chunks and embeds it, reporting progress in
+the job row, then swaps the video's chunks in one transaction together with marking the job SUCCEEDED. Every
+step before the swap is side-effect free, so a job interrupted anywhere (worker killed, shutdown, crash) is
+simply run again from the start by the next worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from sqlalchemy import select, text
+
+from server.config import Settings
+from server.core.db import Database
+from server.core.errors import DomainError
+from server.embeddings.base import Embedder
+from server.jobs.queue import AlreadyEnqueued, JobQueue
+from server.transcripts import repository
+from server.transcripts.chunking import chunk_cues
+from server.transcripts.models import IngestJob, TranscriptChunk
+from server.transcripts.parsing import ParsedTranscript, parse_transcript
+from server.transcripts.service import INGEST_TASK, content_hash, cue_records
+
+logger = logging.getLogger(__name__)
+
+QUEUE = "transcripts"
+REEMBED_TASK = "transcripts.reembed"
+REEMBED_BATCH = 256
+# Progress writes at most this often while embedding (the last batch is always written).
+PROGRESS_INTERVAL_SECONDS = 0.2
+
+
+class JobProgress(Protocol):
+    """Writes a running job's stage and units (what WatchIngestJob shows)."""
+
+    async def __call__(self, *, stage: str, completed_units: int = 0, total_units: int = 0) -> None: ...
+
+
+# Produces the transcript of a job whose `format` is not a caption format (e.g. media for speech to text),
+# reporting its own stages; returns the transcript and its `source` label. Chunking, embedding and the swap
+# are then the same as for captions.
+TranscriptSource = Callable[[IngestJob, JobProgress], Awaitable[tuple[ParsedTranscript, str]]]
+
+
+class TranscriptJobs:
+    """The task bodies, bound to this process's database and embedder."""
+
+    def __init__(self, database: Database, embedder: Embedder, queue: JobQueue, settings: Settings) -> None:
+        self._db = database
+        self._embedder = embedder
+        self._queue = queue
+        self._settings = settings
+        self._sources: dict[str, TranscriptSource] = {}
+
+    def add_source(self, job_format: str, source: TranscriptSource) -> None:
+        """Jobs of `job_format` get their transcript from `source` instead of parsing their content."""
+        self._sources[job_format] = source
+
+    def _progress(self, job_id: str) -> JobProgress:
+        async def report(*, stage: str, completed_units: int = 0, total_units: int = 0) -> None:
+            await self._update(job_id, stage=stage, completed_units=completed_units, total_units=total_units)
+
+        return report
+
+    def register(self) -> None:
+        self._queue.register(INGEST_TASK, self.run_ingest, queue=QUEUE)
+        self._queue.register(REEMBED_TASK, self.run_reembed, queue=QUEUE)
+        self._queue.add_maintenance("transcripts.requeue_lost_jobs", self.requeue_lost_jobs)
+
+    async def prepare(self) -> None:
+        """Make the active model searchable: its HNSW index exists, and chunks embedded by another model
+        get converted by a re-embed job."""
+        model = self._embedder.model_id
+        if await repository.ensure_vector_index(self._db, model, self._embedder.dimension):
+            logger.info("created the HNSW index for embedding model %s", model)
+        async with self._db.session() as session:
+            stale = (
+                await session.execute(
+                    select(TranscriptChunk.id).where(TranscriptChunk.embedding_model != model).limit(1)
+                )
+            ).first()
+        if stale is not None:
+            await self.schedule_reembed()
+
+    async def schedule_reembed(self) -> None:
+        try:
+            await self._queue.defer(REEMBED_TASK, queueing_lock=REEMBED_TASK)
+        except AlreadyEnqueued:
+            return
+        logger.info("re-embed job queued: chunks of other models will move to %s", self._embedder.model_id)
+
+    # --- ingest ------------------------------------------------------------------------------------
+
+    async def run_ingest(self, job_id: str) -> None:
+        async with self._db.session() as session:
+            job = await repository.get_job(session, job_id, with_content=True)
+        if job is None or job.state in repository.TERMINAL_STATES or job.content is None:
+            return
+        attempt = job.attempts + 1
+        external = self._sources.get(job.format)
+        try:
+            await self._update(
+                job_id, state="running", stage="parsing", completed_units=0, total_units=0, attempts=attempt
+            )
+            if external is None:
+                parsed = await asyncio.to_thread(
+                    parse_transcript, job.content, job.format, duration_seconds=job.duration_seconds
+                )
+                source = "upload"
+            else:
+                parsed, source = await external(job, self._progress(job_id))
+            await self._update(job_id, stage="chunking", completed_units=0, total_units=0)
+            chunks = await asyncio.to_thread(chunk_cues, parsed.cues)
+            total = len(chunks)
+            await self._update(job_id, stage="embedding", completed_units=0, total_units=total)
+            last_write = time.monotonic()
+
+            async def on_progress(done: int, of: int) -> None:
+                nonlocal last_write
+                now = time.monotonic()
+                if done >= of or now - last_write >= PROGRESS_INTERVAL_SECONDS:
+                    last_write = now
+                    await self._update(job_id, completed_units=done)
+
+            vectors = await self._embedder.embed([chunk.text for chunk in chunks], on_progress=on_progress)
+            if len(vectors) != total:
+                raise RuntimeError(f"the embedder returned {len(vectors)} vectors for {total} chunks")
+            await self._update(job_id, stage="indexing", completed_units=0, total_units=total)
+            model = self._embedder.model_id
+            transcript = {
+                "video_id": job.video_id,
+                "course_id": job.course_id,
+                "title": job.title,
+                "language": job.language or parsed.language or "",
+                "source": source,
+                "format": job.format,
+                "timing_estimated": parsed.timing_estimated,
+                "duration_seconds": parsed.duration_seconds,
+                "cue_count": len(parsed.cues),
+                "chunk_count": total,
+                "content_hash": content_hash(parsed),
+                "embedding_model": model,
+                "cues": cue_records(parsed),
+                "ingest_job_id": job_id,
+            }
+            rows = [
+                {
+                    "id": uuid.uuid4().hex,
+                    "video_id": job.video_id,
+                    "course_id": job.course_id,
+                    "chunk_index": chunk.index,
+                    "start_seconds": chunk.start,
+                    "end_seconds": chunk.end,
+                    "text": chunk.text,
+                    "token_count": chunk.token_count,
+                    "embedding_model": model,
+                    "embedding": vector,
+                }
+                for chunk, vector in zip(chunks, vectors, strict=True)
+            ]
+            async with self._db.transaction() as session:
+                await repository.lock_video(session, job.video_id)
+                current = await repository.get_job(session, job_id)
+                if current is None or current.state in repository.TERMINAL_STATES:
+                    return
+                await repository.replace_transcript(
+                    session, transcript=transcript, chunks=rows, first_ingested=job.create_time
+                )
+                await repository.update_job(
+                    session,
+                    job_id,
+                    state="succeeded",
+                    stage="done",
+                    completed_units=total,
+                    total_units=total,
+                    error_message="",
+                    content=None,
+                )
+            logger.info("ingest job %s: %s indexed (%d chunks, %s)", job_id, job.video_id, total, model)
+        except DomainError as error:
+            logger.warning("ingest job %s failed: %s", job_id, error.reason)
+            await self._fail(job_id, error.message)
+        except Exception as error:
+            if attempt < self._settings.job_max_attempts:
+                logger.exception("ingest job %s: attempt %d failed; it will be retried", job_id, attempt)
+                raise
+            logger.exception("ingest job %s failed", job_id)
+            await self._fail(job_id, f"internal error ({type(error).__name__}) after {attempt} attempts")
+
+    async def _update(self, job_id: str, **values: Any) -> None:
+        async with self._db.transaction() as session:
+            await repository.update_job(session, job_id, **values)
+
+    async def _fail(self, job_id: str, reason: str) -> None:
+        async with self._db.transaction() as session:
+            await repository.update_job(
+                session, job_id, state="failed", error_message=reason[:2000] or "failed", content=None
+            )
+
+    async def requeue_lost_jobs(self) -> None:
+        """Jobs whose queue entry ended or vanished while the job row is still active (e.g. aborted more
+        often than the queue retries) are queued again, until JOB_MAX_ATTEMPTS; then they fail."""
+        grace = max(2 * self._settings.job_sweep_seconds, 5.0)
+        async with self._db.session() as session:
+            lost = await repository.lost_jobs(session, grace)
+        for job_id, video_id, attempts, queue_job_id in lost:
+            async with self._db.transaction() as session:
+                claimed = (
+                    await session.execute(
+                        select(IngestJob.id)
+                        .where(
+                            IngestJob.id == job_id,
+                            IngestJob.state.in_(repository.ACTIVE_STATES),
+                            IngestJob.queue_job_id.is_not_distinct_from(queue_job_id),
+                        )
+                        .with_for_update(skip_locked=True)
+                    )
+                ).first()
+                if claimed is None:
+                    continue
+                if attempts >= self._settings.job_max_attempts:
+                    await repository.update_job(
+                        session,
+                        job_id,
+                        state="failed",
+                        error_message=f"the job was interrupted {attempts} times; giving up",
+                        content=None,
+                    )
+                    logger.error("ingest job %s given up after %d interrupted attempts", job_id, attempts)
+                    continue
+                new_queue_job = await self._queue.defer(
+                    INGEST_TASK, session=session, lock=f"video:{video_id}", job_id=job_id
+                )
+                await repository.update_job(session, job_id, queue_job_id=new_queue_job)
+                logger.warning("ingest job %s had lost its queue entry; queued again", job_id)
+
+    # --- re-embedding ------------------------------------------------------------------------------
+
+    async def run_reembed(self) -> None:
+        """Give every chunk a vector of the active model, a batch at a time; each batch commits on its own,
+        and a chunk replaced meanwhile by a re-ingest is left alone."""
+        model = self._embedder.model_id
+        converted = 0
+        while True:
+            async with self._db.session() as session:
+                batch = (
+                    await session.execute(
+                        select(TranscriptChunk.id, TranscriptChunk.text, TranscriptChunk.embedding_model)
+                        .where(TranscriptChunk.embedding_model != model)
+                        .order_by(TranscriptChunk.video_id, TranscriptChunk.chunk_index)
+                        .limit(REEMBED_BATCH)
+                    )
+                ).all()
+            if not batch:
+                break
+            vectors = await self._embedder.embed([row.text for row in batch])
+            async with self._db.transaction() as session:
+                converted += await repository.set_chunk_embeddings(
+                    session,
+                    model,
+                    [(row.id, vector, row.embedding_model) for row, vector in zip(batch, vectors, strict=True)],
+                )
+                await session.execute(
+                    text(
+                        "UPDATE transcripts t SET embedding_model = :model "
+                        "WHERE t.embedding_model <> :model AND NOT EXISTS (SELECT 1 FROM transcript_chunks c "
+                        "WHERE c.video_id = t.video_id AND c.embedding_model <> :model)"
+                    ),
+                    {"model": model},
+                )
+        logger.info("re-embed job: %d chunks now use %s", converted, model)
+
+
+def register_transcript_jobs(
+    queue: JobQueue, database: Database, embedder: Embedder, settings: Settings
+) -> TranscriptJobs:
+    jobs = TranscriptJobs(database, embedder, queue, settings)
+    jobs.register()
+    return jobs

@@ -1,0 +1,116 @@
+"""Tables of the transcripts domain (the schema itself is migration 0003)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pgvector.sqlalchemy import VECTOR
+from sqlalchemy import BigInteger, Computed, ForeignKey, Index, UniqueConstraint, false, func, text
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.orm import Mapped, deferred, mapped_column
+
+from server.core.models import Base
+
+CODE_PUNCTUATION = ".()[]{}<>/=;,:"
+
+
+class Transcript(Base):
+    """The searchable transcript of one video: metadata plus its cues as `[{start, end, text, speaker}]`."""
+
+    __tablename__ = "transcripts"
+    __table_args__ = (Index("ix_transcripts_course_id_video_id", "course_id", "video_id"),)
+
+    video_id: Mapped[str] = mapped_column(primary_key=True)
+    course_id: Mapped[str]
+    title: Mapped[str] = mapped_column(server_default="")
+    language: Mapped[str] = mapped_column(server_default="")
+    source: Mapped[str] = mapped_column(server_default="upload")
+    format: Mapped[str]
+    timing_estimated: Mapped[bool] = mapped_column(server_default=false())
+    duration_seconds: Mapped[float] = mapped_column(server_default="0")
+    cue_count: Mapped[int] = mapped_column(server_default="0")
+    chunk_count: Mapped[int] = mapped_column(server_default="0")
+    content_hash: Mapped[str]
+    embedding_model: Mapped[str]
+    cues: Mapped[list[dict[str, Any]]] = deferred(mapped_column(JSONB, server_default="[]", nullable=False))
+    ingest_job_id: Mapped[str | None]
+    create_time: Mapped[datetime] = mapped_column(server_default=func.now())
+    update_time: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class TranscriptChunk(Base):
+    """A time-aligned piece of a transcript with its vector and full-text columns."""
+
+    __tablename__ = "transcript_chunks"
+    __table_args__ = (
+        Index("ix_transcript_chunks_video_id_start_seconds", "video_id", "start_seconds"),
+        Index("ix_transcript_chunks_course_id", "course_id"),
+        Index("ix_transcript_chunks_embedding_model", "embedding_model"),
+        Index("ix_transcript_chunks_search_english", "search_english", postgresql_using="gin"),
+        Index("ix_transcript_chunks_search_simple", "search_simple", postgresql_using="gin"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    video_id: Mapped[str] = mapped_column(ForeignKey("transcripts.video_id", ondelete="CASCADE"))
+    course_id: Mapped[str]
+    chunk_index: Mapped[int]
+    start_seconds: Mapped[float]
+    end_seconds: Mapped[float]
+    text: Mapped[str]
+    token_count: Mapped[int] = mapped_column(server_default="0")
+    embedding_model: Mapped[str]
+    # Its per-model HNSW indexes are partial expression indexes managed by the migration and at startup
+    # (repository.ensure_vector_index), so they are not declared here.
+    embedding: Mapped[Any] = deferred(mapped_column(VECTOR(), nullable=False))
+    search_english: Mapped[Any] = deferred(
+        mapped_column(TSVECTOR, Computed("to_tsvector('english'::regconfig, text)", persisted=True))
+    )
+    search_simple: Mapped[Any] = deferred(
+        mapped_column(
+            TSVECTOR,
+            Computed(
+                "to_tsvector('simple'::regconfig, text) || to_tsvector('simple'::regconfig, "
+                f"translate(text, '{CODE_PUNCTUATION}', '{' ' * len(CODE_PUNCTUATION)}'))",
+                persisted=True,
+            ),
+        )
+    )
+
+
+class IngestJob(Base):
+    """One IngestTranscript call and its progress. `content` is kept until the job ends."""
+
+    __tablename__ = "ingest_jobs"
+    __table_args__ = (
+        UniqueConstraint("requested_by", "request_id", name="uq_ingest_jobs_requested_by"),
+        Index("ix_ingest_jobs_video_id", "video_id"),
+        Index(
+            "ix_ingest_jobs_active",
+            "update_time",
+            postgresql_where=text("state IN ('queued', 'running')"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    request_id: Mapped[str]
+    requested_by: Mapped[str]
+    request_hash: Mapped[str]
+    video_id: Mapped[str]
+    course_id: Mapped[str]
+    title: Mapped[str] = mapped_column(server_default="")
+    language: Mapped[str] = mapped_column(server_default="")
+    format: Mapped[str]
+    duration_seconds: Mapped[float | None]
+    content: Mapped[str | None] = deferred(mapped_column())
+    content_hash: Mapped[str]
+    state: Mapped[str] = mapped_column(server_default="queued")
+    stage: Mapped[str] = mapped_column(server_default="unspecified")
+    completed_units: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    total_units: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    error_message: Mapped[str] = mapped_column(server_default="")
+    unchanged: Mapped[bool] = mapped_column(server_default=false())
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    queue_job_id: Mapped[int | None] = mapped_column(BigInteger)
+    create_time: Mapped[datetime] = mapped_column(server_default=func.now())
+    update_time: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -1,0 +1,465 @@
+"""Retrieval over transcript chunks: hybrid search (vectors + full text, fused by reciprocal rank) and
+time-range reads for grounding.
+
+One search is one SQL statement, so it reads one snapshot: while a re-ingest swaps a video's chunks, a search
+sees the old chunks or the new ones, never a mix. Only vectors of the active embedding model take part in the
+vector half; full text covers every chunk. Per-video searches rank vectors exactly (a video has at most a few
+hundred chunks, and exact is both faster and complete there); wider searches let the planner pick the model's
+HNSW index (with pgvector's iterative scan, so a course filter still yields enough neighbours) or an exact
+scan of a small course, whichever is cheaper. Full text is ranked with BM25 over the `english` column, plus a
+small IDF-weighted bonus for exact code terms matched in the `simple` column.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import TextClause, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import Text
+
+from server.core.db import Database
+from server.core.errors import DomainError
+from server.embeddings.base import Embedder
+
+logger = logging.getLogger(__name__)
+
+RRF_K = 60
+# Okapi BM25 for the full-text half: PostgreSQL's own ts_rank has no notion of how rare a word is, so a
+# word that occurs in every chunk of a lecture ("flex") would outweigh the one that matters.
+BM25_K1 = 1.2
+BM25_B = 0.75
+# Exact code terms found only by the `simple` column rank after BM25 matches; a small weight makes an exact
+# spelling a tie-breaker without letting a common identifier ("useEffect") outweigh the rest of a question.
+CODE_TERM_WEIGHT = 0.25
+MAX_LIMIT = 50
+# HNSW candidate list per search. pgvector's default (40) gives recall@10 of about 0.93 on 100k clustered
+# 384-d vectors; 100 gives 0.99 for a fraction of a millisecond more (bench/bench_search.py).
+HNSW_EF_SEARCH = 100
+QUERY_VECTOR_CACHE_SIZE = 512
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._/\-]{0,199}$")
+# Tokens that look like code: hyphenated or dotted identifiers, camelCase, snake_case, calls, three-digit
+# status codes. They are also matched unstemmed (the `simple` full-text column), so `justify-content` or
+# `useEffect` find their chunk even when the embedding does not.
+_CODE_TERM = re.compile(
+    r"[A-Za-z_$][\w$]*(?:[-.:][A-Za-z0-9_$]+)+(?:\(\))?"
+    r"|[a-z]+[A-Z][\w$]*|[A-Za-z]+_[\w]+|\b\d{3}\b"
+)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    chunk_id: str
+    video_id: str
+    course_id: str
+    start_seconds: float
+    end_seconds: float
+    text: str
+    score: float
+    vector_rank: int = 0
+    text_rank: int = 0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    video_id: str
+    course_id: str
+    title: str
+    duration_seconds: float
+    chunk_count: int
+
+
+@dataclass(frozen=True)
+class Citation:
+    video_id: str
+    start_seconds: float
+    end_seconds: float
+    chunk_id: str
+    quoted_text: str
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """Hits plus the embedding model whose vectors were used ("" when the vector half was skipped)."""
+
+    hits: list[SearchHit]
+    embedding_model: str
+
+
+def vector_literal(vector: Sequence[float]) -> str:
+    return "[" + ",".join(f"{value:.7g}" for value in vector) + "]"
+
+
+def sql_model_literal(model_id: str) -> str:
+    """The model id as a SQL string literal. It is inlined, not bound, so the planner can match the
+    model's partial HNSW index (`WHERE embedding_model = '...'`) with any plan, generic ones included."""
+    if not _MODEL_ID.match(model_id):
+        raise ValueError(f"embedding model id {model_id!r} has characters outside [A-Za-z0-9:._/-]")
+    return "'" + model_id.replace("'", "''") + "'"
+
+
+def code_terms(query: str) -> list[str]:
+    terms: list[str] = []
+    for match in _CODE_TERM.finditer(query):
+        term = match.group(0).rstrip(".:-")
+        if term and term not in terms:
+            terms.append(term)
+    return terms[:16]
+
+
+def _scope_filter(video_id: str | None, course_id: str | None, window: bool) -> str:
+    parts: list[str] = []
+    if video_id is not None:
+        parts.append("c.video_id = :video_id")
+    if course_id is not None:
+        parts.append("c.course_id = :course_id")
+    if window:
+        parts.append("c.end_seconds > :window_start AND c.start_seconds < :window_end")
+    return " AND ".join(parts) if parts else "TRUE"
+
+
+def nearest_sql(*, model_id: str, dimension: int, scope: str, exact: bool) -> str:
+    """Chunk ids with their rank by cosine distance to :query_vector, among the model's vectors in scope."""
+    cast = f"c.embedding::vector({dimension})"
+    query_vector = f"CAST(:query_vector AS vector({dimension}))"
+    # `+ 0` hides the ordering from the HNSW index: the exact scan (via the video index) is chosen.
+    order = f"({cast} <=> {query_vector}) + 0" if exact else f"{cast} <=> {query_vector}"
+    return f"""
+        SELECT id, row_number() OVER (ORDER BY distance, id) AS rank
+        FROM (
+            SELECT c.id, {cast} <=> {query_vector} AS distance
+            FROM transcript_chunks c
+            WHERE c.embedding_model = {sql_model_literal(model_id)} AND {scope}
+            ORDER BY {order}
+            LIMIT :candidates
+        ) nearest"""
+
+
+def _text_candidates_sql(scope: str) -> str:
+    """`matched` (chunks in scope matching the words or the code terms, with their length) and `corpus`
+    (how many chunks are in scope, and their mean length), for BM25.
+
+    Within a video or course the scope's rows are read first and the text conditions checked on them: a
+    question's words are common enough that a full-text index scan over every chunk costs far more than
+    that. Without a scope the GIN indexes do the matching, the chunk count comes from the transcripts, and
+    the mean length is taken over the matches."""
+    match = "(c.search_english @@ query.words OR c.search_simple @@ query.code)"
+    matched_columns = (
+        "c.id, c.search_english, length(c.search_english) AS len, c.search_simple @@ query.code AS code_match"
+    )
+    if scope == "TRUE":
+        return f"""matched AS MATERIALIZED (
+            SELECT {matched_columns} FROM transcript_chunks c, query WHERE {match}
+        ),
+        corpus AS MATERIALIZED (
+            SELECT (SELECT coalesce(sum(chunk_count), 0) FROM transcripts) AS n,
+                   (SELECT coalesce(avg(len), 1) FROM matched) AS mean_length
+        )"""
+    return f"""scoped AS MATERIALIZED (
+            SELECT c.id, c.search_english, c.search_simple FROM transcript_chunks c WHERE {scope}
+        ),
+        matched AS MATERIALIZED (SELECT {matched_columns} FROM scoped c, query WHERE {match}),
+        corpus AS MATERIALIZED (
+            SELECT count(*) AS n, coalesce(avg(length(search_english)), 1) AS mean_length FROM scoped
+        )"""
+
+
+def _hybrid_sql(*, model_id: str | None, dimension: int, scope: str, exact: bool) -> str:
+    candidates_sql = _text_candidates_sql(scope)
+    if model_id is None:
+        vector_part = "SELECT NULL::text AS id, NULL::bigint AS rank WHERE FALSE"
+    else:
+        vector_part = nearest_sql(model_id=model_id, dimension=dimension, scope=scope, exact=exact)
+    return f"""
+        WITH query AS (
+            SELECT
+                replace(plainto_tsquery('english', :query)::text, ' & ', ' | ')::tsquery AS words,
+                tsvector_to_array(to_tsvector('english', :query)) AS terms,
+                coalesce(
+                    (SELECT string_agg('(' || phraseto_tsquery('simple', term)::text || ')', ' | ')
+                     FROM unnest(:code_terms) AS term
+                     WHERE numnode(phraseto_tsquery('simple', term)) > 0),
+                    ''
+                )::tsquery AS code
+        ),
+        vector_ranked AS ({vector_part}),
+        {candidates_sql},
+        term_freq AS MATERIALIZED (
+            SELECT m.id, m.len, u.lexeme, cardinality(u.positions) AS tf
+            -- Only the query's lexemes: marked with weight A, then kept by weight (both work on the binary).
+            FROM matched m, query, unnest(ts_filter(setweight(m.search_english, 'A', query.terms), '{{a}}')) AS u
+        ),
+        term_weight AS MATERIALIZED (
+            SELECT t.lexeme, ln(1 + (corpus.n - count(*) + 0.5) / (count(*) + 0.5)) AS idf
+            FROM term_freq t, corpus GROUP BY t.lexeme, corpus.n
+        ),
+        bm25 AS MATERIALIZED (
+            SELECT t.id,
+                   sum(w.idf * t.tf * {BM25_K1 + 1}
+                       / (t.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * t.len / corpus.mean_length))) AS score
+            FROM term_freq t JOIN term_weight w ON w.lexeme = t.lexeme CROSS JOIN corpus
+            GROUP BY t.id
+        ),
+        code_weight AS MATERIALIZED (
+            SELECT {CODE_TERM_WEIGHT} * ln(1 + (corpus.n - count(*) + 0.5) / (count(*) + 0.5)) AS bonus
+            FROM matched m, corpus WHERE m.code_match GROUP BY corpus.n
+        ),
+        text_ranked AS (
+            SELECT id, row_number() OVER (ORDER BY relevance DESC, id) AS rank
+            FROM (
+                SELECT m.id,
+                       coalesce(b.score, 0)
+                       + CASE WHEN m.code_match THEN (SELECT bonus FROM code_weight) ELSE 0 END AS relevance
+                FROM matched m LEFT JOIN bm25 b ON b.id = m.id
+                ORDER BY relevance DESC, m.id
+                LIMIT :candidates
+            ) best
+        )
+        SELECT c.id, c.video_id, c.course_id, c.start_seconds, c.end_seconds, c.text,
+               coalesce(1.0 / ({RRF_K} + v.rank), 0) + coalesce(1.0 / ({RRF_K} + t.rank), 0) AS score,
+               coalesce(v.rank, 0) AS vector_rank,
+               coalesce(t.rank, 0) AS text_rank
+        FROM transcript_chunks c
+        LEFT JOIN vector_ranked v ON v.id = c.id
+        LEFT JOIN text_ranked t ON t.id = c.id
+        WHERE c.id IN (SELECT id FROM vector_ranked UNION SELECT id FROM text_ranked)
+        ORDER BY score DESC, c.video_id, c.start_seconds
+        LIMIT :limit
+    """
+
+
+_CHUNK_COLUMNS = "c.id, c.video_id, c.course_id, c.start_seconds, c.end_seconds, c.text"
+
+
+def _hit(row: Any) -> SearchHit:
+    return SearchHit(
+        chunk_id=row.id,
+        video_id=row.video_id,
+        course_id=row.course_id,
+        start_seconds=float(row.start_seconds),
+        end_seconds=float(row.end_seconds),
+        text=row.text,
+        score=float(getattr(row, "score", 0.0) or 0.0),
+        vector_rank=int(getattr(row, "vector_rank", 0) or 0),
+        text_rank=int(getattr(row, "text_rank", 0) or 0),
+    )
+
+
+def _video_info(row: Any) -> VideoInfo:
+    return VideoInfo(
+        video_id=row.video_id,
+        course_id=row.course_id,
+        title=row.title,
+        duration_seconds=float(row.duration_seconds),
+        chunk_count=int(row.chunk_count),
+    )
+
+
+class TranscriptSearch:
+    """Read side of the transcripts domain, shared by chat, agents and the SearchTranscripts RPC."""
+
+    def __init__(self, database: Database, embedder: Embedder, *, query_embedding_timeout_seconds: float = 5.0) -> None:
+        self._db = database
+        self._embedder = embedder
+        # A search waits this long for its query vector (an upstream may be retrying a 429), then goes on
+        # with full text alone.
+        self._query_timeout = query_embedding_timeout_seconds
+        self._query_vectors: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+        self._statements: dict[tuple[str | None, int, str, bool], TextClause] = {}
+
+    @property
+    def embedding_model(self) -> str:
+        return self._embedder.model_id
+
+    async def search(
+        self,
+        query: str,
+        *,
+        video_id: str | None = None,
+        course_id: str | None = None,
+        time_window: tuple[float, float] | None = None,
+        limit: int = 5,
+    ) -> list[SearchHit]:
+        outcome = await self.search_with_model(
+            query, video_id=video_id, course_id=course_id, time_window=time_window, limit=limit
+        )
+        return outcome.hits
+
+    async def search_with_model(
+        self,
+        query: str,
+        *,
+        video_id: str | None = None,
+        course_id: str | None = None,
+        time_window: tuple[float, float] | None = None,
+        limit: int = 5,
+        exact: bool | None = None,
+    ) -> SearchOutcome:
+        """Hybrid search, with the embedding model used. `exact=True` forces the exact vector scan and
+        `exact=False` lets the planner use the HNSW index; by default a single video is scanned exactly and
+        wider searches may use the index."""
+        query = query.strip()
+        if not query:
+            return SearchOutcome([], "")
+        limit = max(1, min(limit, MAX_LIMIT))
+        candidates = max(4 * limit, 40)
+        vector = await self._query_vector(query)
+        model_id = self._embedder.model_id if vector is not None else None
+        use_exact = exact if exact is not None else video_id is not None
+        statement = self._statement(
+            model_id=model_id,
+            dimension=self._embedder.dimension if vector is not None else 0,
+            scope=_scope_filter(video_id, course_id, time_window is not None),
+            exact=use_exact,
+        )
+        params: dict[str, Any] = {
+            "query": query,
+            "code_terms": code_terms(query),
+            "candidates": candidates,
+            "limit": limit,
+        }
+        if vector is not None:
+            params["query_vector"] = vector_literal(vector)
+        if video_id is not None:
+            params["video_id"] = video_id
+        if course_id is not None:
+            params["course_id"] = course_id
+        if time_window is not None:
+            params["window_start"], params["window_end"] = time_window
+        if vector is not None and not use_exact:
+            async with self._db.transaction() as session:
+                await self._use_iterative_scan(session, candidates)
+                rows = (await session.execute(statement, params)).all()
+        else:
+            # One statement, one snapshot: no transaction around it is needed (and none is paid for).
+            async with self._db.engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                rows = (await autocommit.execute(statement, params)).all()
+        return SearchOutcome([_hit(row) for row in rows], model_id or "")
+
+    def _statement(self, *, model_id: str | None, dimension: int, scope: str, exact: bool) -> TextClause:
+        """The hybrid statement for this shape of search, built once (SQLAlchemy then reuses its compiled form
+        and psycopg prepares it on the server)."""
+        key = (model_id, dimension, scope, exact)
+        statement = self._statements.get(key)
+        if statement is None:
+            sql = _hybrid_sql(model_id=model_id, dimension=dimension, scope=scope, exact=exact)
+            statement = text(sql).bindparams(bindparam("code_terms", type_=ARRAY(Text())))
+            self._statements[key] = statement
+        return statement
+
+    async def nearest_chunks(
+        self,
+        query_vector: Sequence[float],
+        *,
+        video_id: str | None = None,
+        course_id: str | None = None,
+        limit: int = 10,
+        exact: bool = False,
+    ) -> list[str]:
+        """Ids of the `limit` chunks closest to `query_vector` (active model only), by the exact scan or the
+        HNSW index: the vector half of `search`, for diagnostics and recall measurements."""
+        statement = nearest_sql(
+            model_id=self._embedder.model_id,
+            dimension=self._embedder.dimension,
+            scope=_scope_filter(video_id, course_id, window=False),
+            exact=exact,
+        )
+        params: dict[str, Any] = {"query_vector": vector_literal(query_vector), "candidates": limit}
+        if video_id is not None:
+            params["video_id"] = video_id
+        if course_id is not None:
+            params["course_id"] = course_id
+        async with self._db.transaction() as session:
+            if not exact:
+                await self._use_iterative_scan(session, limit)
+            rows = (await session.execute(text(statement + " ORDER BY rank"), params)).all()
+        return [row.id for row in rows]
+
+    @staticmethod
+    async def _use_iterative_scan(session: AsyncSession, candidates: int) -> None:
+        await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+        await session.execute(text(f"SET LOCAL hnsw.ef_search = {max(HNSW_EF_SEARCH, min(candidates, 1000))}"))
+
+    async def chunks_around(
+        self,
+        video_id: str,
+        position_seconds: float,
+        *,
+        before_seconds: float = 60.0,
+        after_seconds: float = 30.0,
+    ) -> list[SearchHit]:
+        start = max(0.0, position_seconds - max(0.0, before_seconds))
+        return await self.chunks_in_range(video_id, start, position_seconds + max(0.0, after_seconds))
+
+    async def chunks_in_range(self, video_id: str, start_seconds: float, end_seconds: float) -> list[SearchHit]:
+        """Chunks overlapping [start, end] in playback order (a zero-length range means that instant)."""
+        statement = text(
+            f"SELECT {_CHUNK_COLUMNS} FROM transcript_chunks c "
+            "WHERE c.video_id = :video_id AND c.end_seconds >= :start AND c.start_seconds <= :end "
+            "ORDER BY c.start_seconds, c.chunk_index"
+        )
+        async with self._db.session() as session:
+            rows = (
+                await session.execute(statement, {"video_id": video_id, "start": start_seconds, "end": end_seconds})
+            ).all()
+        return [_hit(row) for row in rows]
+
+    async def get_chunks(self, chunk_ids: Sequence[str]) -> list[SearchHit]:
+        """The chunks that still exist, in the order asked for."""
+        if not chunk_ids:
+            return []
+        statement = text(f"SELECT {_CHUNK_COLUMNS} FROM transcript_chunks c WHERE c.id = ANY(:ids)").bindparams(
+            bindparam("ids", type_=ARRAY(Text()))
+        )
+        async with self._db.session() as session:
+            rows = (await session.execute(statement, {"ids": list(chunk_ids)})).all()
+        by_id = {row.id: _hit(row) for row in rows}
+        return [by_id[chunk_id] for chunk_id in dict.fromkeys(chunk_ids) if chunk_id in by_id]
+
+    async def video_info(self, video_id: str) -> VideoInfo | None:
+        statement = text(
+            "SELECT video_id, course_id, title, duration_seconds, chunk_count FROM transcripts "
+            "WHERE video_id = :video_id"
+        )
+        async with self._db.session() as session:
+            row = (await session.execute(statement, {"video_id": video_id})).first()
+        return _video_info(row) if row is not None else None
+
+    async def course_videos(self, course_id: str) -> list[VideoInfo]:
+        """The course's videos in the order they were first ingested."""
+        statement = text(
+            "SELECT video_id, course_id, title, duration_seconds, chunk_count FROM transcripts "
+            "WHERE course_id = :course_id ORDER BY create_time, video_id"
+        )
+        async with self._db.session() as session:
+            rows = (await session.execute(statement, {"course_id": course_id})).all()
+        return [_video_info(row) for row in rows]
+
+    async def _query_vector(self, query: str) -> list[float] | None:
+        """The query's embedding, or None when the embedder fails (the search then runs on full text)."""
+        key = (self._embedder.model_id, query)
+        cached = self._query_vectors.get(key)
+        if cached is not None:
+            self._query_vectors.move_to_end(key)
+            return cached
+        try:
+            async with asyncio.timeout(self._query_timeout):
+                (vector,) = await self._embedder.embed([query])
+        except DomainError as error:
+            logger.warning("query embedding failed, searching full text only: %s", error.reason)
+            return None
+        except TimeoutError:
+            logger.warning("query embedding took over %.1f s, searching full text only", self._query_timeout)
+            return None
+        self._query_vectors[key] = vector
+        if len(self._query_vectors) > QUERY_VECTOR_CACHE_SIZE:
+            self._query_vectors.popitem(last=False)
+        return vector

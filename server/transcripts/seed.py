@@ -1,0 +1,102 @@
+"""The bundled demo course, ingested through the normal ingest service and jobs (as the service role)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+
+from sqlalchemy import func, select
+
+from server.config import Settings
+from server.core.auth import Principal, Role, Tier
+from server.core.db import Database
+from server.demo import load_demo_course
+from server.embeddings.factory import build_embedder
+from server.jobs.wiring import open_job_queue
+from server.jobs.worker import JobWorker
+from server.transcripts.models import Transcript
+from server.transcripts.search import TranscriptSearch
+from server.transcripts.service import IngestRequest, JobView, TranscriptService
+
+logger = logging.getLogger(__name__)
+
+SEED_PRINCIPAL = Principal(user_id="tutorstream-seed", role=Role.SERVICE, tier=Tier.SERVICE)
+
+
+async def demo_course_present(database: Database) -> bool:
+    course = load_demo_course()
+    async with database.session() as session:
+        count = (
+            await session.execute(
+                select(func.count()).select_from(Transcript).where(Transcript.course_id == course.course_id)
+            )
+        ).scalar_one()
+    return int(count) >= len(course.videos)
+
+
+async def seed_demo_course(service: TranscriptService, *, wait: bool = True) -> list[JobView]:
+    """Ingest every demo video; with `wait`, return the jobs once they have all ended. Unchanged videos
+    finish at once (content hash), so seeding twice does no work the second time."""
+    course = load_demo_course()
+    jobs: list[JobView] = []
+    for video in course.videos:
+        digest = hashlib.sha256(video.vtt.encode()).hexdigest()[:12]
+        request = IngestRequest(
+            request_id=f"seed-{video.video_id}-{digest}-{uuid.uuid4().hex[:8]}",
+            video_id=video.video_id,
+            course_id=course.course_id,
+            title=video.title,
+            format="webvtt",
+            content=video.vtt,
+            language="en",
+            duration_seconds=video.duration_seconds,
+        )
+        jobs.append(await service.ingest(SEED_PRINCIPAL, request))
+    if not wait:
+        return jobs
+    finished: list[JobView] = []
+    for job in jobs:
+        last = job
+        async for update in service.watch_job(SEED_PRINCIPAL, job.job_id):
+            last = update
+        finished.append(last)
+    return finished
+
+
+async def seed_demo_if_absent(service: TranscriptService, database: Database) -> None:
+    """`serve` with SEED_DEMO_ON_START: queue the demo course unless it is already there (never raises)."""
+    try:
+        if await demo_course_present(database):
+            return
+        jobs = await seed_demo_course(service, wait=False)
+        logger.info("demo course queued for ingest: %s", ", ".join(job.video_id for job in jobs))
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("seeding the demo course failed")
+
+
+async def seed_demo_main(settings: Settings) -> list[JobView]:
+    """`tutorstream-server seed-demo`: ingest the demo course and wait for it. Jobs run in this process
+    unless RUN_WORKERS_IN_PROCESS is false (then running `worker` processes pick them up)."""
+    database = await Database.from_settings(settings)
+    embedder = build_embedder(settings)
+    try:
+        if settings.migrate_on_start:
+            await database.run_migrations()
+        queue = await open_job_queue(settings, database, embedder)
+        worker = JobWorker(queue, settings) if settings.run_workers_in_process else None
+        try:
+            if worker is not None:
+                await worker.start()
+            service = TranscriptService(database, TranscriptSearch(database, embedder), queue, settings)
+            return await seed_demo_course(service, wait=True)
+        finally:
+            if worker is not None:
+                await worker.stop()
+            await queue.close()
+    finally:
+        await embedder.aclose()
+        await database.dispose()

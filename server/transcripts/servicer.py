@@ -1,0 +1,258 @@
+"""TranscriptService transport: proto in, names parsed, domain service called, proto out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+from grpc import aio
+from tutorstream.v1 import transcript_service_pb2 as pb
+from tutorstream.v1 import transcript_service_pb2_grpc as pb_grpc
+
+from server.core.errors import InvalidArgument
+from server.core.names import parse_name
+from server.core.request_context import current_principal
+from server.transcripts.asr_service import MediaRequest, MediaTranscriptionService, UploadRequest
+from server.transcripts.service import IngestRequest, JobView, TranscriptService, TranscriptView, require_writer
+
+FORMAT_FROM_PROTO = {
+    pb.TRANSCRIPT_FORMAT_WEBVTT: "webvtt",
+    pb.TRANSCRIPT_FORMAT_SRT: "srt",
+    pb.TRANSCRIPT_FORMAT_JSON_SEGMENTS: "json_segments",
+    pb.TRANSCRIPT_FORMAT_PLAIN_TEXT: "plain_text",
+}
+STATE_TO_PROTO = {
+    "queued": pb.INGEST_JOB_STATE_QUEUED,
+    "running": pb.INGEST_JOB_STATE_RUNNING,
+    "succeeded": pb.INGEST_JOB_STATE_SUCCEEDED,
+    "failed": pb.INGEST_JOB_STATE_FAILED,
+}
+STAGE_TO_PROTO = {
+    "unspecified": pb.INGEST_STAGE_UNSPECIFIED,
+    "parsing": pb.INGEST_STAGE_PARSING,
+    "chunking": pb.INGEST_STAGE_CHUNKING,
+    "embedding": pb.INGEST_STAGE_EMBEDDING,
+    "indexing": pb.INGEST_STAGE_INDEXING,
+    "done": pb.INGEST_STAGE_DONE,
+    "fetching": pb.INGEST_STAGE_FETCHING,
+    "decoding": pb.INGEST_STAGE_DECODING,
+    "transcribing": pb.INGEST_STAGE_TRANSCRIBING,
+}
+JOB_NAME = "ingestJobs/{job}"
+TRANSCRIPT_NAME = "videos/{video}/transcript"
+
+
+def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def job_to_proto(job: JobView) -> pb.IngestJob:
+    return pb.IngestJob(
+        name=f"ingestJobs/{job.job_id}",
+        job_id=job.job_id,
+        video_id=job.video_id,
+        course_id=job.course_id,
+        state=STATE_TO_PROTO.get(job.state, pb.INGEST_JOB_STATE_UNSPECIFIED),
+        stage=STAGE_TO_PROTO.get(job.stage, pb.INGEST_STAGE_UNSPECIFIED),
+        completed_units=job.completed_units,
+        total_units=job.total_units,
+        error_message=job.error_message,
+        unchanged=job.unchanged,
+        request_id=job.request_id,
+        create_time=_timestamp(job.create_time),
+        update_time=_timestamp(job.update_time),
+    )
+
+
+def transcript_to_proto(view: TranscriptView) -> pb.Transcript:
+    return pb.Transcript(
+        name=f"videos/{view.video_id}/transcript",
+        video_id=view.video_id,
+        course_id=view.course_id,
+        title=view.title,
+        language=view.language,
+        source=view.source,
+        timing_estimated=view.timing_estimated,
+        duration_seconds=view.duration_seconds,
+        cue_count=view.cue_count,
+        chunk_count=view.chunk_count,
+        content_hash=view.content_hash,
+        embedding_model=view.embedding_model,
+        cues=[
+            pb.Cue(
+                index=cue.index,
+                start_seconds=cue.start_seconds,
+                end_seconds=cue.end_seconds,
+                text=cue.text,
+                speaker=cue.speaker,
+                confidence=cue.confidence,
+            )
+            for cue in view.cues
+        ],
+        create_time=_timestamp(view.create_time),
+        update_time=_timestamp(view.update_time),
+    )
+
+
+class TranscriptServicer(pb_grpc.TranscriptServiceServicer):
+    def __init__(self, service: TranscriptService, media: MediaTranscriptionService) -> None:
+        self._service = service
+        self._media = media
+
+    async def IngestTranscript(
+        self, request: pb.IngestTranscriptRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.IngestTranscriptResponse:
+        principal = current_principal()
+        job = await self._service.ingest(
+            principal,
+            IngestRequest(
+                request_id=request.request_id,
+                video_id=request.video_id,
+                course_id=request.course_id,
+                title=request.title,
+                format=FORMAT_FROM_PROTO.get(request.format, ""),
+                content=request.content,
+                language=request.language,
+                duration_seconds=request.duration_seconds,
+            ),
+        )
+        return pb.IngestTranscriptResponse(job=job_to_proto(job))
+
+    async def GetIngestJob(
+        self, request: pb.GetIngestJobRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.GetIngestJobResponse:
+        principal = current_principal()
+        require_writer(principal, "read ingest jobs")
+        (job_id,) = parse_name(request.name, JOB_NAME, "name")
+        return pb.GetIngestJobResponse(job=job_to_proto(await self._service.get_job(principal, job_id)))
+
+    async def WatchIngestJob(
+        self, request: pb.WatchIngestJobRequest, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchIngestJobResponse]:
+        principal = current_principal()
+        require_writer(principal, "read ingest jobs")
+        (job_id,) = parse_name(request.name, JOB_NAME, "name")
+        updates = self._service.watch_job(principal, job_id)
+        try:
+            async for job in updates:
+                yield pb.WatchIngestJobResponse(job=job_to_proto(job))
+        finally:
+            await updates.aclose()
+
+    async def GetTranscript(
+        self, request: pb.GetTranscriptRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.GetTranscriptResponse:
+        principal = current_principal()
+        (video_id,) = parse_name(request.name, TRANSCRIPT_NAME, "name")
+        full = request.view == pb.TRANSCRIPT_VIEW_FULL
+        view = await self._service.get_transcript(principal, video_id, full=full)
+        return pb.GetTranscriptResponse(transcript=transcript_to_proto(view))
+
+    async def ListTranscripts(
+        self, request: pb.ListTranscriptsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.ListTranscriptsResponse:
+        principal = current_principal()
+        views, next_token = await self._service.list_transcripts(
+            principal, course_id=request.course_id, page_size=request.page_size, page_token=request.page_token
+        )
+        return pb.ListTranscriptsResponse(
+            transcripts=[transcript_to_proto(view) for view in views], next_page_token=next_token
+        )
+
+    async def DeleteTranscript(
+        self, request: pb.DeleteTranscriptRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.DeleteTranscriptResponse:
+        principal = current_principal()
+        require_writer(principal, "delete transcripts")
+        (video_id,) = parse_name(request.name, TRANSCRIPT_NAME, "name")
+        await self._service.delete_transcript(principal, video_id)
+        return pb.DeleteTranscriptResponse()
+
+    async def SearchTranscripts(
+        self, request: pb.SearchTranscriptsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.SearchTranscriptsResponse:
+        principal = current_principal()
+        window = (
+            (request.time_window.start_seconds, request.time_window.end_seconds)
+            if request.HasField("time_window")
+            else None
+        )
+        outcome = await self._service.search(
+            principal,
+            query=request.query,
+            video_id=request.video_id,
+            course_id=request.course_id,
+            time_window=window,
+            limit=request.limit,
+        )
+        return pb.SearchTranscriptsResponse(
+            results=[
+                pb.SearchResult(
+                    chunk_id=hit.chunk_id,
+                    video_id=hit.video_id,
+                    course_id=hit.course_id,
+                    start_seconds=hit.start_seconds,
+                    end_seconds=hit.end_seconds,
+                    text=hit.text,
+                    score=hit.score,
+                    vector_rank=hit.vector_rank,
+                    text_rank=hit.text_rank,
+                )
+                for hit in outcome.hits
+            ],
+            embedding_model=outcome.embedding_model,
+        )
+
+    async def TranscribeMedia(
+        self, request: pb.TranscribeMediaRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.TranscribeMediaResponse:
+        job = await self._media.transcribe(
+            current_principal(),
+            MediaRequest(
+                request_id=request.request_id,
+                video_id=request.video_id,
+                course_id=request.course_id,
+                title=request.title,
+                language=request.language,
+                media_url=request.media_url,
+                media_path=request.media_path,
+            ),
+        )
+        return pb.TranscribeMediaResponse(job=job_to_proto(job))
+
+    async def UploadMedia(
+        self, request_iterator: AsyncIterator[pb.UploadMediaRequest], context: aio.ServicerContext[Any, Any]
+    ) -> pb.UploadMediaResponse:
+        principal = current_principal()
+        require_writer(principal, "transcribe media")
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("payload") != "metadata":
+            raise InvalidArgument.field("metadata", "the first message must carry the upload's metadata")
+        metadata = first.metadata
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for message in request_iterator:
+                if message.WhichOneof("payload") != "chunk":
+                    raise InvalidArgument.field("chunk", "every message after the first must carry a chunk")
+                yield message.chunk
+
+        job = await self._media.upload(
+            principal,
+            UploadRequest(
+                request_id=metadata.request_id,
+                video_id=metadata.video_id,
+                course_id=metadata.course_id,
+                total_bytes=metadata.total_bytes,
+                title=metadata.title,
+                language=metadata.language,
+                filename=metadata.filename,
+            ),
+            chunks(),
+        )
+        return pb.UploadMediaResponse(job=job_to_proto(job))
