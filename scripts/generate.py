@@ -63,9 +63,7 @@ def differences(left: Path, right: Path) -> list[str]:
     found = [f"only in committed: {left / n}" for n in comparison.left_only]
     found += [f"missing from committed: {left / n}" for n in comparison.right_only]
     found += [
-        f"differs: {left / n}"
-        for n in comparison.common_files
-        if (left / n).read_bytes() != (right / n).read_bytes()
+        f"differs: {left / n}" for n in comparison.common_files if (left / n).read_bytes() != (right / n).read_bytes()
     ]
     for sub in comparison.common_dirs:
         found += differences(left / sub, right / sub)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from redis.asyncio import Redis
 from tutorstream.v1 import (
     agent_service_pb2,
     agent_service_pb2_grpc,
@@ -24,11 +25,34 @@ from tutorstream.v1 import (
 )
 
 from server.agents.preferences import PreferencesService
+from server.agents.service import AgentsService
 from server.agents.servicer import AgentServicer
+from server.analytics.service import AnalyticsService
+from server.analytics.servicer import AnalyticsServicer
+from server.analytics.usage import UsageService
+from server.analytics.video import VideoAnalyticsService
+from server.chat.service import ChatService
+from server.chat.servicer import ChatServicer
+from server.chat.turn import TurnRunner
 from server.config import Settings
 from server.core.auth import Authenticator
 from server.core.db import Database
 from server.core.interceptors import ServerInterceptor
+from server.embeddings.base import Embedder
+from server.embeddings.factory import build_embedder
+from server.jobs.queue import JobQueue
+from server.jobs.wiring import open_job_queue
+from server.jobs.worker import JobWorker
+from server.limits.budget import TokenBudget
+from server.limits.gate import LIMITS_HEALTH_SERVICE, LimitsGate
+from server.limits.setup import build_limits
+from server.llm.router import LLMRouter
+from server.progress.service import ProgressService, build_progress
+from server.transcripts.asr_service import MediaTranscriptionService
+from server.transcripts.search import TranscriptSearch
+from server.transcripts.seed import seed_demo_if_absent
+from server.transcripts.service import TranscriptService
+from server.transcripts.servicer import TranscriptServicer
 
 log = logging.getLogger("tutorstream.server")
 
@@ -49,24 +73,48 @@ class Runtime:
     database: Database
     authenticator: Authenticator
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Set in `start()` right after construction.
+    embedder: Embedder = field(init=False)
+    search: TranscriptSearch = field(init=False)
+    jobs: JobQueue = field(init=False)
+    transcripts: TranscriptService = field(init=False)
+    media: MediaTranscriptionService = field(init=False)  # speech-to-text ingest (TranscribeMedia, UploadMedia)
+    budget: TokenBudget = field(init=False)
+    limits: LimitsGate = field(init=False)
+    llm: LLMRouter = field(init=False)  # chat model or offline engine, breaker, response cache
+    agents: AgentsService = field(init=False)  # hints, quizzes, reflections, learning paths, review pointers
+    progress: ProgressService = field(init=False)  # watch sessions: events in, interventions out
+    redis: Redis | None = None  # redis.asyncio client shared by the process; None without REDIS_URL
 
 
 def register_servicers(server: aio.Server, runtime: Runtime) -> None:
     """Each domain's servicer, built from the runtime. Unimplemented RPCs answer UNIMPLEMENTED."""
+    turns = TurnRunner(
+        settings=runtime.settings,
+        database=runtime.database,
+        search=runtime.search,
+        preferences=PreferencesService(runtime.database),
+        llm=runtime.llm,
+        budget=runtime.budget,
+    )
+    runtime.closers.append(turns.aclose)
     chat_service_pb2_grpc.add_ChatServiceServicer_to_server(
-        chat_service_pb2_grpc.ChatServiceServicer(),  # type: ignore[abstract]
+        ChatServicer(ChatService(runtime.database, runtime.search, turns)),
         server,
     )
-    agent_service_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentServicer(PreferencesService(runtime.database)),  # type: ignore[abstract]
-        server,
-    )
+    agents = AgentServicer(PreferencesService(runtime.database), runtime.agents)
+    agents.use_progress(runtime.progress)
+    agent_service_pb2_grpc.add_AgentServiceServicer_to_server(agents, server)
     transcript_service_pb2_grpc.add_TranscriptServiceServicer_to_server(
-        transcript_service_pb2_grpc.TranscriptServiceServicer(),  # type: ignore[abstract]
+        TranscriptServicer(runtime.transcripts, runtime.media),
         server,
     )
     analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server(
-        analytics_service_pb2_grpc.AnalyticsServiceServicer(),  # type: ignore[abstract]
+        AnalyticsServicer(
+            UsageService(runtime.database, runtime.budget, runtime.limits),
+            AnalyticsService(runtime.database, runtime.jobs, forget_user=runtime.progress.hub.forget_user),
+            VideoAnalyticsService(runtime.database, runtime.search, runtime.settings),
+        ),
         server,
     )
 
@@ -74,9 +122,13 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
 class TutorstreamServer:
     """One server process: owns the database handle and every long-lived client it opens."""
 
-    def __init__(self, settings: Settings, *, database: Database | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, database: Database | None = None, embedder: Embedder | None = None
+    ) -> None:
         self.settings = settings
         self._database = database
+        # An embedder passed in is shared (tests load the local model once) and not closed here.
+        self._embedder = embedder
         self._owns_database = database is None
         self._server: aio.Server | None = None
         self._health = health.aio.HealthServicer()
@@ -100,7 +152,31 @@ class TutorstreamServer:
         authenticator = Authenticator(settings)
         self.runtime = Runtime(settings=settings, database=self._database, authenticator=authenticator)
         self._closers = self.runtime.closers
+        limits = await build_limits(settings, self._database, listener=self._limits_state_changed)
+        self._closers.append(limits.close)
+        self.runtime.budget, self.runtime.limits, self.runtime.redis = limits.budget, limits.gate, limits.redis
+        if self._embedder is not None:
+            self.runtime.embedder = self._embedder
+        else:
+            self.runtime.embedder = build_embedder(settings)
+            self._closers.append(self.runtime.embedder.aclose)
+        self.runtime.search = TranscriptSearch(self._database, self.runtime.embedder)
+        await self._start_jobs()
+        self.runtime.llm = LLMRouter.from_settings(settings, redis=self.runtime.redis)
+        self._closers.append(self.runtime.llm.aclose)
+        self.runtime.agents = AgentsService(
+            settings=settings,
+            database=self._database,
+            search=self.runtime.search,
+            llm=self.runtime.llm,
+            budget=self.runtime.budget,
+        )
+        self.runtime.progress = await build_progress(
+            settings, self._database, self.runtime.search, redis=self.runtime.redis, agents=self.runtime.agents
+        )
+        self._closers.append(self.runtime.progress.close)
         self.interceptor = ServerInterceptor(authenticator)
+        self.interceptor.gate = limits.gate
         server = aio.server(
             interceptors=[self.interceptor],
             options=[
@@ -127,12 +203,40 @@ class TutorstreamServer:
         await server.start()
         self._server = server
         await self._set_serving(health_pb2.HealthCheckResponse.SERVING)
+        await self._limits_state_changed(limits.gate.degraded)
         log.info("tutorstream listening on %s:%d", settings.host, self.port)
         return self.port
+
+    async def _start_jobs(self) -> None:
+        """The job queue (always: this process defers jobs), an in-process worker unless disabled, and the
+        demo course seeding when asked for."""
+        runtime, settings = self.runtime, self.settings
+        runtime.jobs = await open_job_queue(settings, runtime.database, runtime.embedder)
+        self._closers.append(runtime.jobs.close)
+        runtime.transcripts = TranscriptService(runtime.database, runtime.search, runtime.jobs, settings)
+        runtime.media = MediaTranscriptionService(runtime.database, runtime.jobs, settings)
+        if settings.run_workers_in_process:
+            worker = JobWorker(runtime.jobs, settings)
+            await worker.start()
+            self._closers.append(worker.stop)
+        if settings.seed_demo_on_start:
+            seeding = asyncio.create_task(seed_demo_if_absent(runtime.transcripts, runtime.database))
+
+            async def stop_seeding() -> None:
+                seeding.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await seeding
+
+            self._closers.append(stop_seeding)
 
     async def _set_serving(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, status)
+
+    async def _limits_state_changed(self, degraded: bool) -> None:
+        """Redis outage mode shows as NOT_SERVING on `tutorstream.limits`; overall health stays SERVING."""
+        serving = health_pb2.HealthCheckResponse
+        await self._health.set(LIMITS_HEALTH_SERVICE, serving.NOT_SERVING if degraded else serving.SERVING)
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first (load balancers drain), then stop accepting and let in-flight RPCs finish."""

@@ -86,9 +86,7 @@ def token(
     role: Annotated[Role, typer.Option(help="student, instructor or service.")] = Role.STUDENT,
     tier: Annotated[Tier | None, typer.Option(help="free or pro (default from the role).")] = None,
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 12 * 3600,
-    private_key: Annotated[
-        Path | None, typer.Option(help="RS256 private key PEM (default: HS256 secret).")
-    ] = None,
+    private_key: Annotated[Path | None, typer.Option(help="RS256 private key PEM (default: HS256 secret).")] = None,
     key_id: Annotated[str | None, typer.Option(help="`kid` header for RS256 tokens.")] = None,
 ) -> None:
     """Mint a development JWT for the configured issuer and audience."""

@@ -76,6 +76,59 @@ class Settings(BaseSettings):
     max_transcript_bytes: int = Field(5 * 1024 * 1024, description="Largest transcript accepted.")
     run_workers_in_process: bool = Field(True, description="Run background job workers inside `serve`.")
     seed_demo_on_start: bool = Field(False, description="Ingest the demo course when the DB is empty.")
+    ingest_watch_poll_seconds: float = Field(
+        0.25, gt=0, description="How often WatchIngestJob re-reads the job for changes."
+    )
+
+    # --- speech to text (server/asr) ----------------------------------------------------------
+    asr_provider: str = Field(
+        "local", description="local (faster-whisper, offline) | openai (OpenAI-compatible audio transcription)."
+    )
+    asr_model_dir: Path | None = Field(
+        None,
+        description="CTranslate2 Whisper model directory. Unset: the packaged Whisper base, assembled once "
+        "into DATA_DIR/models/whisper-base (an empty directory gets it assembled there).",
+    )
+    asr_compute_type: str = Field("int8", description="CTranslate2 compute type of the local model.")
+    asr_cpu_threads: int = Field(0, ge=0, description="Threads of the local model (0: min(4, cores)).")
+    asr_beam_size: int = Field(1, ge=1, le=10, description="Beam size of the local model (1: greedy, fastest).")
+    asr_vad_filter: bool = Field(True, description="Skip non-speech with the Silero VAD bundled in faster-whisper.")
+    asr_max_concurrent: int = Field(1, ge=1, description="Local transcriptions running at once per process.")
+    asr_window_seconds: float = Field(
+        30.0, ge=10.0, le=600.0, description="Audio per recognition window (local: at most 30)."
+    )
+    asr_openai_model: str = Field("whisper-1", description="Model for OpenAI audio transcription (verbose_json).")
+    asr_openai_base_url: str | None = Field(
+        None, description="Base URL for audio transcription. Unset: OPENAI_BASE_URL (key: OPENAI_API_KEY)."
+    )
+    asr_allowed_url_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (`https://host[:port]`) TranscribeMedia may fetch from; empty: no URLs.",
+    )
+    asr_media_dir: Path | None = Field(
+        None, description="Directory TranscribeMedia may read `media_path` from; unset: no paths."
+    )
+    asr_upload_dir: Path | None = Field(
+        None,
+        description="Where UploadMedia spools media until its job ends (shared with workers). Unset: DATA_DIR/uploads.",
+    )
+    asr_max_media_bytes: int = Field(1024**3, ge=1, description="Largest media accepted (upload, URL or path).")
+    asr_max_media_seconds: float = Field(4 * 3600.0, gt=0, description="Longest media accepted, in seconds.")
+    asr_fetch_timeout_seconds: float = Field(600.0, gt=0, description="Time allowed to download media from a URL.")
+
+    # --- background jobs (procrastinate) --------------------------------------------------------
+    job_concurrency: int = Field(2, ge=1, description="Jobs one worker runs at the same time.")
+    job_pool_size: int = Field(4, ge=2, description="Connections of the job queue's pool per process.")
+    job_poll_seconds: float = Field(5.0, gt=0, description="Queue poll interval (LISTEN/NOTIFY wakes earlier).")
+    job_heartbeat_seconds: float = Field(5.0, gt=0, description="Worker heartbeat interval.")
+    job_stalled_seconds: float = Field(
+        30.0, gt=0, description="Heartbeat age after which a worker's running jobs are retried elsewhere."
+    )
+    job_sweep_seconds: float = Field(10.0, gt=0, description="How often workers look for stalled or lost jobs.")
+    job_shutdown_grace_seconds: float = Field(
+        10.0, ge=0, description="On worker shutdown, time running jobs get before being aborted and requeued."
+    )
+    job_max_attempts: int = Field(5, ge=1, description="Attempts per job (crashes and aborts count).")
 
     # --- limits --------------------------------------------------------------------------------
     rate_chat_per_minute: int = Field(30, description="Chat turns per user per minute (free tier).")
@@ -87,9 +140,109 @@ class Settings(BaseSettings):
     monthly_token_budget: int = Field(2_000_000, description="Tokens per user per month (free tier).")
     max_chat_streams_per_user: int = Field(3, description="Concurrent StreamChat calls per user.")
     max_watch_streams_per_user: int = Field(2, description="Concurrent progress streams per user.")
+    rate_default_per_minute: int = Field(
+        600, description="Every other authenticated RPC (reads, preferences, events) per user per minute."
+    )
+    rate_period_seconds: float = Field(
+        60.0, gt=0, description="Window the rate_*_per_minute limits refill over (shorten only for tests)."
+    )
+    tier_rate_multipliers: dict[str, float] = Field(
+        default_factory=lambda: {"free": 1.0, "pro": 2.0, "instructor": 2.0, "service": 10.0},
+        description="Rate limits per tier = rate_*_per_minute x multiplier (missing tier: 1).",
+    )
+    tier_budget_multipliers: dict[str, float] = Field(
+        default_factory=lambda: {"free": 1.0, "pro": 10.0, "instructor": 10.0, "service": 50.0},
+        description="Token budgets per tier = daily/monthly_token_budget x multiplier (missing tier: 1).",
+    )
+    tier_limit_overrides: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Exact limits per tier, winning over multipliers: keys chat, hint, quiz, agent, ingest, "
+        "default, daily_tokens, monthly_tokens, chat_streams, watch_streams.",
+    )
+    stream_lease_seconds: float = Field(
+        30.0, gt=0, description="Stream slot lease, renewed while the stream lives (a dead replica's expire)."
+    )
+    budget_reservation_ttl_seconds: float = Field(
+        600.0, gt=0, description="A token reservation never committed or released is charged after this."
+    )
+    redis_timeout_seconds: float = Field(0.5, gt=0, description="Redis connect/read timeout for limits.")
+    redis_probe_seconds: float = Field(1.0, gt=0, description="Redis reconnect probe interval during an outage.")
+
+    # --- agents --------------------------------------------------------------------------------
+    quiz_cache_ttl_seconds: int = Field(
+        7 * 24 * 3600, gt=0, description="How long a generated quiz is served to every student who asks for it."
+    )
+
+    # --- video progress and interventions (server/progress; sources in server/progress/engine.py) ----
+    watch_rewatch_min_seeks: int = Field(
+        2, ge=1, description="Backward seeks over the same stretch that mark re-watching (Kim et al. 2014)."
+    )
+    watch_rewatch_span_seconds: float = Field(
+        30.0, gt=0, description="Seeks landing within this many seconds of each other re-watch the same stretch."
+    )
+    watch_rewatch_window_seconds: float = Field(
+        300.0, gt=0, description="Backward seeks count towards re-watching for this long (event time)."
+    )
+    watch_pause_min_count: int = Field(
+        3, ge=1, description="Pauses in one region that mark difficulty (Li et al. 2015)."
+    )
+    watch_pause_span_seconds: float = Field(30.0, gt=0, description="Width of a pause region in video seconds.")
+    watch_pause_window_seconds: float = Field(
+        300.0, gt=0, description="Pauses count towards a region for this long (event time)."
+    )
+    watch_break_after_seconds: float = Field(
+        1500.0, gt=0, description="Continuous watching before a BREAK is suggested (Guo et al. 2014)."
+    )
+    watch_break_gap_seconds: float = Field(
+        300.0, gt=0, description="A gap without playback at least this long counts as a break."
+    )
+    watch_slow_rate_threshold: float = Field(
+        0.9, gt=0, description="Playback rate at or below which playback counts as slowed (Li et al. 2015)."
+    )
+    watch_quiz_interval_seconds: dict[str, float] = Field(
+        default_factory=lambda: {"low": 600.0, "medium": 300.0, "high": 180.0},
+        description="Seconds of new content between QUIZ checkpoints, by the quiz_frequency preference.",
+    )
+    watch_quiz_questions: int = Field(3, ge=1, le=10, description="Questions in a checkpoint quiz.")
+    watch_cooldown_seconds: float = Field(120.0, ge=0, description="Minimum event time between interventions.")
+    watch_inactive_after_seconds: float = Field(
+        120.0, gt=0, description="Paused longer than this counts as inactive: no interventions."
+    )
+    watch_stale_margin_seconds: float = Field(
+        60.0, ge=0, description="Content is dropped when the playhead is this far outside its stretch."
+    )
+    watch_event_time_tolerance_seconds: float = Field(
+        2.0, ge=0, description="How far an event_time may go backwards before the event is rejected."
+    )
+    watch_outbox_size: int = Field(
+        16, ge=1, description="Messages queued per stream for a slow client (the oldest are dropped)."
+    )
+    watch_flush_interval_seconds: float = Field(1.0, gt=0, description="How often buffered events are written.")
+    watch_flush_batch: int = Field(500, ge=1, description="Buffered rows that trigger an immediate write.")
+    watch_writer_max_pending: int = Field(
+        20_000, ge=1, description="Buffered rows per process before event intake waits for the database."
+    )
+    watch_session_idle_seconds: float = Field(
+        600.0, gt=0, description="A watch session without streams or events is unloaded after this."
+    )
+    watch_owner_lease_seconds: float = Field(
+        30.0, gt=0, description="Replica ownership lease of a watch session in Redis (renewed while loaded)."
+    )
+    watch_forward_timeout_seconds: float = Field(
+        2.0, gt=0, description="Wait for the owning replica to answer forwarded events before taking over."
+    )
+
+    # --- analytics -----------------------------------------------------------------------------
+    analytics_bin_seconds: float = Field(30.0, gt=0, description="Segment width for confusion peaks.")
+    analytics_peak_min_score: float = Field(
+        1.5, gt=0, description="Confusion relative to the video's baseline a segment needs to be a peak."
+    )
 
     # --- retention -----------------------------------------------------------------------------
     interaction_retention_days: int = Field(90, description="Age after which AI interactions are deleted.")
+    retention_interval_seconds: float = Field(
+        3600.0, gt=0, description="How often the retention job is queued (by any worker's sweep)."
+    )
 
     @cached_property
     def llm_enabled(self) -> bool:

@@ -76,9 +76,7 @@ async def test_other_users_preferences_answer_like_missing(server: RunningServer
         )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     service = server.client("billing", role="service")
-    reply = await service.agents.GetPreferences(
-        agent_pb.GetPreferencesRequest(name="users/alice/preferences")
-    )
+    reply = await service.agents.GetPreferences(agent_pb.GetPreferencesRequest(name="users/alice/preferences"))
     assert reply.preferences.personality == common_pb2.PERSONALITY_PROFESSIONAL
     assert reply.preferences.auto_hints_enabled is True
 
@@ -193,9 +191,7 @@ async def test_rs256_with_public_key_and_jwks(start_server: ServerFactory, tmp_p
         good = connect(running.target, jwt.encode(claims, pem, algorithm="RS256", headers={"kid": "k1"}))
         hs = connect(running.target, _token({"sub": "rsa-user"}))
         try:
-            reply = await good.agents.GetPreferences(
-                agent_pb.GetPreferencesRequest(name="users/me/preferences")
-            )
+            reply = await good.agents.GetPreferences(agent_pb.GetPreferencesRequest(name="users/me/preferences"))
             assert reply.preferences.name == "users/rsa-user/preferences"
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await hs.agents.GetPreferences(agent_pb.GetPreferencesRequest(name="users/me/preferences"))

@@ -113,9 +113,7 @@ async def test_stream_deltas_arrive_incrementally(fake: FakeOpenAI, client: open
     assert arrivals[-1] - arrivals[0] > 0.7
 
 
-async def test_first_token_delay_holds_back_the_stream_body(
-    fake: FakeOpenAI, client: openai.AsyncOpenAI
-) -> None:
+async def test_first_token_delay_holds_back_the_stream_body(fake: FakeOpenAI, client: openai.AsyncOpenAI) -> None:
     fake.enqueue_chat(Behavior(content="late", first_token_delay=0.4))
 
     started = time.monotonic()
@@ -202,9 +200,7 @@ async def test_client_close_mid_stream_is_counted(fake: FakeOpenAI, client: open
     assert fake.completed_streams == 0
 
 
-async def test_cancelling_the_consumer_task_closes_the_stream(
-    fake: FakeOpenAI, client: openai.AsyncOpenAI
-) -> None:
+async def test_cancelling_the_consumer_task_closes_the_stream(fake: FakeOpenAI, client: openai.AsyncOpenAI) -> None:
     fake.enqueue_chat(Behavior(content=LONG_CONTENT, tokens_per_second=5))
     first_delta = asyncio.Event()
 
@@ -272,9 +268,7 @@ async def test_embeddings_shape_and_determinism(fake: FakeOpenAI, client: openai
     texts = ["gradient descent on a convex loss", "gradient descent on a loss", "baking sourdough bread"]
 
     first = await client.embeddings.create(model="text-embedding-3-small", input=texts)
-    again = await client.embeddings.create(
-        model="text-embedding-3-small", input=texts, encoding_format="float"
-    )
+    again = await client.embeddings.create(model="text-embedding-3-small", input=texts, encoding_format="float")
 
     vectors = np.array([item.embedding for item in first.data])
     assert [item.index for item in first.data] == [0, 1, 2]

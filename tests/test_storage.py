@@ -145,9 +145,7 @@ async def test_migrations_create_tables_and_vector_support(db: Database, migrate
             ).scalars()
         )
         extensions = set((await session.execute(text("SELECT extname FROM pg_extension"))).scalars())
-        distance = (
-            await session.execute(text("SELECT '[1,2,3]'::vector <=> '[1,2,4]'::vector"))
-        ).scalar_one()
+        distance = (await session.execute(text("SELECT '[1,2,3]'::vector <=> '[1,2,4]'::vector"))).scalar_one()
 
     assert tables >= FOUNDATION_TABLES
     assert "vector" in extensions

@@ -96,14 +96,10 @@ class Authenticator:
 
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
-            raise Unauthenticated(
-                "missing `authorization: Bearer <token>` metadata", reason="MISSING_CREDENTIALS"
-            )
+            raise Unauthenticated("missing `authorization: Bearer <token>` metadata", reason="MISSING_CREDENTIALS")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated(
-                "authorization metadata must be `Bearer <token>`", reason="MALFORMED_CREDENTIALS"
-            )
+            raise Unauthenticated("authorization metadata must be `Bearer <token>`", reason="MALFORMED_CREDENTIALS")
         token = token.strip()
         try:
             claims = jwt.decode(
@@ -143,18 +139,12 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     try:
         role = Role(str(claims.get("role", Role.STUDENT.value)))
     except ValueError as exc:
-        raise Unauthenticated(
-            "token role must be student, instructor or service", reason="INVALID_ROLE"
-        ) from exc
-    default_tier = {Role.STUDENT: Tier.FREE, Role.INSTRUCTOR: Tier.INSTRUCTOR, Role.SERVICE: Tier.SERVICE}[
-        role
-    ]
+        raise Unauthenticated("token role must be student, instructor or service", reason="INVALID_ROLE") from exc
+    default_tier = {Role.STUDENT: Tier.FREE, Role.INSTRUCTOR: Tier.INSTRUCTOR, Role.SERVICE: Tier.SERVICE}[role]
     try:
         tier = Tier(str(claims.get("tier", default_tier.value)))
     except ValueError as exc:
-        raise Unauthenticated(
-            "token tier must be free, pro, instructor or service", reason="INVALID_TIER"
-        ) from exc
+        raise Unauthenticated("token tier must be free, pro, instructor or service", reason="INVALID_TIER") from exc
     return Principal(user_id=subject, role=role, tier=tier)
 
 

@@ -116,10 +116,7 @@ class EmbeddedPostgres:
         """URL of `database` on the running server; `driver=None` gives a plain libpq URI."""
         socket_dir, port = self._socket()
         scheme = "postgresql" if driver is None else f"postgresql+{driver}"
-        return (
-            f"{scheme}://{SUPERUSER}@/{quote(database, safe='')}"
-            f"?host={quote(str(socket_dir), safe='/')}&port={port}"
-        )
+        return f"{scheme}://{SUPERUSER}@/{quote(database, safe='')}?host={quote(str(socket_dir), safe='/')}&port={port}"
 
     def owner_pids(self) -> list[int]:
         """Pids of the live processes holding a handle on this data directory (one per handle)."""

@@ -100,9 +100,7 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         request_context.bind(None, request_id)
         return request_id
 
-    def _authenticate(
-        self, context: aio.ServicerContext[Any, Any], request_id: str, public: bool
-    ) -> Principal | None:
+    def _authenticate(self, context: aio.ServicerContext[Any, Any], request_id: str, public: bool) -> Principal | None:
         if public:
             return None
         principal = self._authenticator.authenticate(_metadata(context).get("authorization"))

@@ -43,7 +43,5 @@ def require_id(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument.field(field, "is required")
     if not ID_PATTERN.match(value):
-        raise InvalidArgument.field(
-            field, "must be 1 to 128 characters of [A-Za-z0-9_.-], starting alphanumeric"
-        )
+        raise InvalidArgument.field(field, "must be 1 to 128 characters of [A-Za-z0-9_.-], starting alphanumeric")
     return value

@@ -11,9 +11,7 @@ from server.core.models import User
 
 
 async def ensure_user(session: AsyncSession, principal: Principal) -> None:
-    statement = insert(User).values(
-        id=principal.user_id, role=principal.role.value, tier=principal.tier.value
-    )
+    statement = insert(User).values(id=principal.user_id, role=principal.role.value, tier=principal.tier.value)
     statement = statement.on_conflict_do_update(
         index_elements=[User.id],
         set_={"role": statement.excluded.role, "tier": statement.excluded.tier, "last_seen_time": func.now()},

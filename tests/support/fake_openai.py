@@ -236,18 +236,14 @@ class FakeOpenAI:
             loop = asyncio.new_event_loop()
             ready = threading.Event()
             failures: list[BaseException] = []
-            thread = threading.Thread(
-                target=self._serve, args=(loop, ready, failures), name="fake-openai", daemon=True
-            )
+            thread = threading.Thread(target=self._serve, args=(loop, ready, failures), name="fake-openai", daemon=True)
             self._stopping = False
             thread.start()
             if not ready.wait(timeout=10):
                 raise RuntimeError("fake OpenAI server did not start within 10 s")
             if failures:
                 thread.join()
-                raise RuntimeError(f"fake OpenAI server failed to start on {self.host}:{self._port}") from (
-                    failures[0]
-                )
+                raise RuntimeError(f"fake OpenAI server failed to start on {self.host}:{self._port}") from (failures[0])
             self._thread, self._loop = thread, loop
             return self
 
@@ -268,9 +264,7 @@ class FakeOpenAI:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _serve(
-        self, loop: asyncio.AbstractEventLoop, ready: threading.Event, failures: list[BaseException]
-    ) -> None:
+    def _serve(self, loop: asyncio.AbstractEventLoop, ready: threading.Event, failures: list[BaseException]) -> None:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._open())
@@ -298,9 +292,7 @@ class FakeOpenAI:
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         # handler_cancellation: a client that goes away cancels its handler at once, which is how
         # stream_disconnects notices a closed stream even between slowly paced tokens.
-        runner = web.AppRunner(
-            app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
-        )
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self._port, reuse_address=True)
@@ -509,9 +501,7 @@ class FakeOpenAI:
         }
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return await self._stream_chat(
-                request, behavior, tokens, envelope, usage if include_usage else None
-            )
+            return await self._stream_chat(request, behavior, tokens, envelope, usage if include_usage else None)
 
         await self._pause(behavior.first_token_delay)
         message = {"role": "assistant", "content": content, "refusal": None}
@@ -676,9 +666,7 @@ class FakeOpenAI:
         if (denied := self._auth_failure(request)) is not None:
             return denied
         created = int(time.time())
-        models = [
-            {"id": model, "object": "model", "created": created, "owned_by": "fake"} for model in MODEL_IDS
-        ]
+        models = [{"id": model, "object": "model", "created": created, "owned_by": "fake"} for model in MODEL_IDS]
         return web.json_response({"object": "list", "data": models})
 
     async def _handle_unknown(self, request: web.Request) -> web.StreamResponse:

@@ -57,11 +57,7 @@ def create_migrated_database(admin_url: str, name: str) -> str:
 
 def database_url(admin_url: str, database: str) -> str:
     """`admin_url` pointed at another database on the same server."""
-    return (
-        make_url(normalize_database_url(admin_url))
-        .set(database=database)
-        .render_as_string(hide_password=False)
-    )
+    return make_url(normalize_database_url(admin_url)).set(database=database).render_as_string(hide_password=False)
 
 
 def drop_database(admin_url: str, url_or_name: str) -> None:

@@ -40,9 +40,7 @@ class RedisServer:
             return self
         executable = shutil.which("redis-server")
         if executable is None:
-            raise RuntimeError(
-                "redis-server is not installed or not on PATH (on Debian: apt-get install redis-server)"
-            )
+            raise RuntimeError("redis-server is not installed or not on PATH (on Debian: apt-get install redis-server)")
         self._workdir = tempfile.TemporaryDirectory(prefix="tutorstream-redis-")
         log_path = Path(self._workdir.name) / "redis.log"
         command = [

@@ -40,9 +40,7 @@ def upgrade() -> None:
         sa.Column("quiz_frequency", sa.Text(), server_default="medium", nullable=False),
         sa.Column("reflection_prompts_enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("update_time", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name="fk_preferences_user_id_users", ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_preferences_user_id_users", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("user_id", name="pk_preferences"),
     )
 

@@ -1,0 +1,368 @@
+"""WatchVideo at scale: memory per stream and intervention latency, side by side with a baseline.
+
+Two `tutorstream-server serve` processes run on one embedded PostgreSQL:
+
+- the baseline server holds N idle grpc.health.v1.Health/Watch streams: what any open grpc.aio
+  server-streaming call costs in this process (C-core call, HTTP/2 stream, handler coroutine);
+- the measured server holds N WatchVideo streams, each with a loaded watch session (engine, outbox, reader).
+
+Memory per stream = (RSS with N streams - RSS before) / N for each, read from /proc. Then the clients send
+HEARTBEAT events at a fixed total rate (round robin over the streams, client event times advancing 30 s per
+event, BREAK after 60 s of playback, no cool-down), so every second event triggers a BREAK intervention: the
+latency from sending the triggering event to receiving the intervention is the engine path end to end (content
+generation excluded: a BREAK's content is fixed). Latency percentiles are printed with the achieved rate.
+
+    .venv/bin/python bench/bench_progress.py                # 10,000 streams, 1,000 events/s, 20 s
+    .venv/bin/python bench/bench_progress.py --streams 2000 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from google.protobuf import timestamp_pb2
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tutorstream.v1 import agent_service_pb2 as pb
+from tutorstream.v1 import agent_service_pb2_grpc as pb_grpc
+
+from server.config import Settings
+from server.core.auth import Role, mint_token
+
+ROOT = Path(__file__).resolve().parent.parent
+LISTENING = re.compile(r"tutorstream listening on [\d.]+:(\d+)")
+JWT_SECRET = "bench-secret-" + "x" * 40
+STEP_SECONDS = 30.0  # client event time per event: with BREAK after 60 s, every second event triggers one
+USERS = 100
+T0 = 1_760_000_000.0
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+class ServerProcess:
+    def __init__(self, name: str, data_dir: Path, workdir: Path) -> None:
+        self.log_path = workdir / f"{name}.log"
+        environment = {
+            **os.environ,
+            "DATA_DIR": str(data_dir),
+            "JWT_SECRET": JWT_SECRET,
+            "RUN_WORKERS_IN_PROCESS": "false",
+            "EMBEDDING_PROVIDER": "local",
+            "MAX_WATCH_STREAMS_PER_USER": "0",
+            "RATE_DEFAULT_PER_MINUTE": "0",
+            "SHUTDOWN_NOTICE_SECONDS": "0",
+            "GRACE_SECONDS": "2",
+            "DB_POOL_SIZE": "20",
+            "WATCH_BREAK_AFTER_SECONDS": "60",
+            "WATCH_COOLDOWN_SECONDS": "0",
+            "WATCH_QUIZ_INTERVAL_SECONDS": '{"low": 0, "medium": 0, "high": 0}',
+        }
+        for key in ("DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY"):
+            environment.pop(key, None)
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "tutorstream-server"), "serve", "--host", "127.0.0.1", "--port", "0"],
+            cwd=workdir,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.port = 0
+
+    async def wait_listening(self, within: float = 180.0) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            found = LISTENING.search(self.log_path.read_text(errors="replace"))
+            if found:
+                self.port = int(found.group(1))
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log_path.read_text()[-3000:]}")
+            await asyncio.sleep(0.2)
+        raise RuntimeError("server did not start")
+
+    @property
+    def rss_kib(self) -> int:
+        return rss_kib(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def channels(port: int, count: int) -> list[aio.Channel]:
+    # A local subchannel pool per channel: separate TCP connections, as separate browsers/devices would use.
+    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_concurrent_streams", 100_000)]
+    return [aio.insecure_channel(f"127.0.0.1:{port}", options=options) for _ in range(count)]
+
+
+async def settle(server: ServerProcess, seconds: float = 2.0) -> int:
+    await asyncio.sleep(seconds)
+    return server.rss_kib
+
+
+# --- baseline: idle health streams ---------------------------------------------------------------------
+
+
+async def baseline_streams(server: ServerProcess, count: int, channel_count: int) -> tuple[int, int]:
+    pool = channels(server.port, channel_count)
+    calls = []
+    try:
+        before = await settle(server)
+        for index in range(count):
+            stub = health_pb2_grpc.HealthStub(pool[index % channel_count])
+            call = stub.Watch(health_pb2.HealthCheckRequest(service=""))
+            calls.append(call)
+            if index % 500 == 499:
+                await asyncio.gather(*(c.read() for c in calls[-500:]))
+        await asyncio.gather(*(c.read() for c in calls[len(calls) - len(calls) % 500 :]))
+        after = await settle(server)
+        return before, after
+    finally:
+        for call in calls:
+            call.cancel()
+        for channel in pool:
+            await channel.close()
+
+
+# --- WatchVideo streams --------------------------------------------------------------------------------
+
+
+def stamp(seconds: float) -> timestamp_pb2.Timestamp:
+    value = timestamp_pb2.Timestamp()
+    value.FromNanoseconds(int((T0 + seconds) * 1e9))
+    return value
+
+
+@dataclass
+class Stream:
+    index: int
+    queue: asyncio.Queue[pb.WatchVideoRequest | None] = field(default_factory=asyncio.Queue)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    clock: float = 0.0
+    pending: dict[int, float] = field(default_factory=dict)  # trigger event time (ns) -> send time
+    call: object = None
+
+    async def requests(self) -> AsyncIterator[pb.WatchVideoRequest]:
+        while (message := await self.queue.get()) is not None:
+            yield message
+
+
+@dataclass
+class Results:
+    latencies: list[float] = field(default_factory=list)
+    interventions: int = 0
+    sent: int = 0
+
+
+async def read(stream: Stream, call: aio.StreamStreamCall, results: Results) -> None:
+    with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+        async for response in call:
+            if response.WhichOneof("payload") == "rejection":
+                stream.ready.set()
+                continue
+            received = time.perf_counter()
+            sent = stream.pending.pop(response.intervention.create_time.ToNanoseconds(), None)
+            results.interventions += 1
+            if sent is not None:
+                results.latencies.append(received - sent)
+
+
+async def open_watch_streams(
+    server: ServerProcess, count: int, channel_count: int, results: Results
+) -> tuple[list[Stream], list[asyncio.Task[None]], list[aio.Channel]]:
+    settings = Settings(_env_file=None, jwt_secret=JWT_SECRET)  # type: ignore[call-arg]
+    tokens = [mint_token(settings, user_id=f"bench-{i}", role=Role.STUDENT) for i in range(USERS)]
+    pool = channels(server.port, channel_count)
+    streams = [Stream(i) for i in range(count)]
+    readers: list[asyncio.Task[None]] = []
+    run = uuid.uuid4().hex[:8]
+    for batch_start in range(0, count, 500):
+        batch = streams[batch_start : batch_start + 500]
+        for stream in batch:
+            stub = pb_grpc.AgentServiceStub(pool[stream.index % channel_count])
+            token = tokens[stream.index % USERS]
+            first = pb.WatchVideoRequest(
+                watch_session_id=f"bench-{run}-{stream.index:06d}",
+                video_id="bench-lecture",
+                duration_seconds=80_000.0,
+                events=[
+                    pb.VideoEvent(type=pb.VIDEO_EVENT_TYPE_PLAYED, position_seconds=0.0, event_time=stamp(0.0)),
+                    # A bad event: its rejection says the session is loaded and the stream is ready.
+                    pb.VideoEvent(
+                        event_id="ready",
+                        type=pb.VIDEO_EVENT_TYPE_HEARTBEAT,
+                        position_seconds=-1.0,
+                        event_time=stamp(0.0),
+                    ),
+                ],
+            )
+            await stream.queue.put(first)
+            call = stub.WatchVideo(stream.requests(), metadata=(("authorization", f"Bearer {token}"),))
+            stream.call = call
+            readers.append(asyncio.create_task(read(stream, call, results)))
+        async with asyncio.timeout(120):
+            await asyncio.gather(*(stream.ready.wait() for stream in batch))
+    return streams, readers, pool
+
+
+async def drive(streams: list[Stream], rate: float, seconds: float, results: Results) -> float:
+    """HEARTBEATs at `rate` events/s in total, round robin; returns the achieved rate."""
+    tick = 0.01
+    per_tick = rate * tick
+    owed = 0.0
+    cursor = 0
+    started = time.perf_counter()
+    next_tick = started
+    while time.perf_counter() - started < seconds:
+        owed += per_tick
+        while owed >= 1.0:
+            owed -= 1.0
+            stream = streams[cursor % len(streams)]
+            cursor += 1
+            stream.clock += STEP_SECONDS
+            event_time = stamp(stream.clock)
+            message = pb.WatchVideoRequest(
+                events=[
+                    pb.VideoEvent(
+                        type=pb.VIDEO_EVENT_TYPE_HEARTBEAT, position_seconds=stream.clock, event_time=event_time
+                    )
+                ]
+            )
+            stream.pending[event_time.ToNanoseconds()] = time.perf_counter()
+            stream.queue.put_nowait(message)
+            results.sent += 1
+        next_tick += tick
+        await asyncio.sleep(max(0.0, next_tick - time.perf_counter()))
+    return results.sent / (time.perf_counter() - started)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def report(
+    *,
+    count: int,
+    base_per_stream: float,
+    per_stream: float,
+    rss: tuple[int, int, int],
+    opening_seconds: float,
+    achieved: float,
+    arguments: argparse.Namespace,
+    results: Results,
+) -> None:
+    kib = 1024
+    added = per_stream - base_per_stream
+    before, after, during = (value / kib for value in rss)
+    print()
+    print("memory per open stream (server RSS delta / streams)")
+    print(f"  baseline  Health/Watch (idle grpc.aio stream): {base_per_stream / kib:7.2f} KiB")
+    print(f"  WatchVideo (stream + loaded watch session):     {per_stream / kib:7.2f} KiB")
+    print(f"  added by the progress layer:                    {added / kib:7.2f} KiB   (target <= 20 KiB)")
+    print(f"  ratio WatchVideo / baseline:                    {per_stream / base_per_stream:7.2f}x")
+    print(f"  server RSS: {before:.0f} MiB idle, {after:.0f} MiB with {count} streams, {during:.0f} MiB after the load")
+    print(f"  {count} streams opened in {opening_seconds:.1f} s")
+    print()
+    print(f"load: {results.sent} events in {arguments.seconds:.0f} s = {achieved:.0f} events/s")
+    print(f"  (target {arguments.rate:.0f}); {results.interventions} BREAK interventions received")
+    if not results.latencies:
+        return
+    ms = [value * 1000 for value in results.latencies]
+    print(f"intervention latency (event sent -> intervention received), {len(ms)} samples, target p99 <= 50 ms:")
+    p50, p90, p99 = (percentile(ms, fraction) for fraction in (0.50, 0.90, 0.99))
+    print(f"  p50 {p50:6.1f} ms   p90 {p90:6.1f} ms   p99 {p99:6.1f} ms")
+    print(f"  max {max(ms):6.1f} ms   mean {statistics.fmean(ms):6.1f} ms")
+
+
+async def main(arguments: argparse.Namespace) -> None:
+    count, channel_count = arguments.streams, arguments.channels
+    with tempfile.TemporaryDirectory(prefix="bench-progress-") as workdir:
+        data_dir = Path(workdir) / "data"
+        measured = ServerProcess("measured", data_dir, Path(workdir))
+        await measured.wait_listening()
+        baseline = ServerProcess("baseline", data_dir, Path(workdir))
+        try:
+            await baseline.wait_listening()
+            print(f"servers up (pids {baseline.process.pid}, {measured.process.pid}); {count} streams each")
+            phase = time.perf_counter()
+
+            base_before, base_after = await baseline_streams(baseline, count, channel_count)
+            baseline.stop()
+            base_per_stream = (base_after - base_before) * 1024 / count
+            print(f"baseline measured in {time.perf_counter() - phase:.0f} s")
+
+            results = Results()
+            before = await settle(measured)
+            opened = time.perf_counter()
+            streams, readers, pool = await open_watch_streams(measured, count, channel_count, results)
+            opening_seconds = time.perf_counter() - opened
+            after = await settle(measured)
+            per_stream = (after - before) * 1024 / count
+
+            # The client holds every stream too: move what exists now out of the collector's reach, so a full
+            # collection of the client's own heap does not show up as server latency.
+            gc.collect()
+            gc.freeze()
+            achieved = await drive(streams, arguments.rate, arguments.seconds, results)
+            await asyncio.sleep(2.0)
+
+            report(
+                count=count,
+                base_per_stream=base_per_stream,
+                per_stream=per_stream,
+                rss=(before, after, measured.rss_kib),
+                opening_seconds=opening_seconds,
+                achieved=achieved,
+                arguments=arguments,
+                results=results,
+            )
+
+            for stream in streams:
+                stream.queue.put_nowait(None)
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            for channel in pool:
+                await channel.close()
+        finally:
+            baseline.stop()
+            measured.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=1_000.0, help="events per second, all streams together")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--channels", type=int, default=50, help="client connections")
+    asyncio.run(main(parser.parse_args()))

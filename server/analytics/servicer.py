@@ -1,0 +1,157 @@
+"""AnalyticsService transport: proto in, validate, call the domain services, proto out.
+
+RPCs without a method here answer UNIMPLEMENTED through the generated base class.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+from grpc import aio
+from tutorstream.v1 import analytics_service_pb2 as pb
+from tutorstream.v1 import analytics_service_pb2_grpc as pb_grpc
+from tutorstream.v1 import common_pb2
+
+from server.analytics.service import AnalyticsService
+from server.analytics.usage import UsageReport, UsageService
+from server.analytics.video import VideoAnalyticsService
+from server.analytics.views import (
+    insight_to_proto,
+    interaction_to_proto,
+    place_from_proto,
+    user_analytics_to_proto,
+    video_analytics_to_proto,
+)
+from server.core.names import parse_name, resolve_user
+from server.core.request_context import current_principal
+
+WINDOW_TO_PROTO = {"day": pb.USAGE_WINDOW_DAY, "month": pb.USAGE_WINDOW_MONTH}
+
+
+def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def usage_to_proto(report: UsageReport) -> pb.GetUsageResponse:
+    return pb.GetUsageResponse(
+        tier=report.tier,
+        budgets=[
+            pb.BudgetStatus(
+                window=WINDOW_TO_PROTO[window.period],
+                tokens_used=window.tokens_used + window.tokens_reserved,
+                tokens_limit=window.tokens_limit,
+                tokens_remaining=window.tokens_remaining,
+                cost_usd=window.cost_usd,
+                reset_time=_timestamp(window.reset_time),
+            )
+            for window in report.budgets
+        ],
+        rate_limits=[
+            pb.RateLimitStatus(
+                rpc_class=rate.rpc_class,
+                limit_per_minute=rate.limit_per_minute,
+                remaining=rate.remaining,
+                reset_time=_timestamp(rate.reset_time),
+            )
+            for rate in report.rate_limits
+        ],
+        by_model=[
+            pb.ModelUsage(
+                model=row.model,
+                operation=row.operation,
+                usage=common_pb2.TokenUsage(
+                    prompt_tokens=row.prompt_tokens,
+                    completion_tokens=row.completion_tokens,
+                    total_tokens=row.total_tokens,
+                    cost_usd=row.cost_usd,
+                ),
+                calls=row.calls,
+            )
+            for row in report.by_model
+        ],
+    )
+
+
+class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
+    def __init__(self, usage: UsageService, analytics: AnalyticsService, videos: VideoAnalyticsService) -> None:
+        self._usage = usage
+        self._analytics = analytics
+        self._videos = videos
+
+    async def GetUsage(
+        self, request: pb.GetUsageRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.GetUsageResponse:
+        principal = current_principal()
+        (user,) = parse_name(request.user, "users/{user}", "user")
+        user_id = resolve_user(principal, user, "user")
+        return usage_to_proto(await self._usage.usage(principal, user_id))
+
+    async def RecordInteraction(
+        self, request: pb.RecordInteractionRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.RecordInteractionResponse:
+        principal = current_principal()
+        row = await self._analytics.record_client_interaction(
+            principal, request.trigger, place_from_proto(request.learning_context), dict(request.attributes)
+        )
+        return pb.RecordInteractionResponse(interaction=interaction_to_proto(row))
+
+    async def RateInteraction(
+        self, request: pb.RateInteractionRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.RateInteractionResponse:
+        principal = current_principal()
+        (interaction_id,) = parse_name(request.name, "interactions/{interaction}", "name")
+        row = await self._analytics.rate(principal, interaction_id, request.rating, request.reason)
+        return pb.RateInteractionResponse(interaction=interaction_to_proto(row))
+
+    async def GetUserAnalytics(
+        self, request: pb.GetUserAnalyticsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.GetUserAnalyticsResponse:
+        principal = current_principal()
+        (user,) = parse_name(request.user, "users/{user}", "user")
+        user_id = resolve_user(principal, user, "user")
+        return user_analytics_to_proto(await self._analytics.user_analytics(user_id, request.course_id))
+
+    async def GetVideoAnalytics(
+        self, request: pb.GetVideoAnalyticsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.GetVideoAnalyticsResponse:
+        principal = current_principal()
+        report = await self._videos.video_analytics(principal, request.video_id, request.max_peaks)
+        return video_analytics_to_proto(report)
+
+    async def ListInsights(
+        self, request: pb.ListInsightsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.ListInsightsResponse:
+        principal = current_principal()
+        page = await self._analytics.list_insights(
+            principal.user_id, request.course_id, request.show_dismissed, request.page_size, request.page_token
+        )
+        return pb.ListInsightsResponse(
+            insights=[insight_to_proto(row) for row in page.insights], next_page_token=page.next_page_token
+        )
+
+    async def GenerateInsights(
+        self, request: pb.GenerateInsightsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.GenerateInsightsResponse:
+        principal = current_principal()
+        return pb.GenerateInsightsResponse(job_id=await self._analytics.generate_insights(principal, request.course_id))
+
+    async def DismissInsight(
+        self, request: pb.DismissInsightRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.DismissInsightResponse:
+        principal = current_principal()
+        (insight_id,) = parse_name(request.name, "insights/{insight}", "name")
+        return pb.DismissInsightResponse(
+            insight=insight_to_proto(await self._analytics.dismiss_insight(principal, insight_id))
+        )
+
+    async def DeleteUserData(
+        self, request: pb.DeleteUserDataRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.DeleteUserDataResponse:
+        principal = current_principal()
+        (user,) = parse_name(request.user, "users/{user}", "user")
+        user_id = resolve_user(principal, user, "user")
+        return pb.DeleteUserDataResponse(deleted=await self._analytics.delete_user(user_id))

@@ -1,0 +1,215 @@
+"""Where a video confuses its students: confusion peaks relative to the video's own baseline, and how each
+kind of intervention is received.
+
+The video is cut into `analytics_bin_seconds` segments. Four signals are counted per segment over every
+student: backward seeks landing in it (re-watching, Kim et al. L@S 2014), pauses in it (Li et al. 2015),
+hints about it (hint interventions covering it and hints students asked for there) and wrong first answers
+to quiz questions drawn from it. Each signal is divided by its own mean per segment, so a video whose
+students pause a lot everywhere does not look confusing everywhere; a segment's score is the mean of these
+ratios over the signals the video has at all (1 = baseline). Segments scoring at least
+`analytics_peak_min_score` are peaks; neighbouring peak segments merge into one stretch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+
+from server.config import Settings
+from server.core.auth import Principal
+from server.core.db import Database
+from server.core.errors import InvalidArgument, NotFound, PermissionDenied
+from server.core.names import require_id
+from server.transcripts.search import TranscriptSearch
+
+DEFAULT_PEAKS = 5
+MAX_PEAKS = 50
+MAX_TRANSCRIPT_CHARS = 600
+SIGNALS = ("rewatches", "pauses", "hints", "wrong_answers")
+INTERVENTION_KINDS = ("hint", "quiz", "review", "break")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfusionPeak:
+    start_seconds: float
+    end_seconds: float
+    score: float
+    rewatches: int
+    pauses: int
+    hints: int
+    wrong_answers: int
+    students: int
+    transcript_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class InterventionStat:
+    kind: str
+    delivered: int
+    accepted: int
+    dismissed: int
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.delivered if self.delivered else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class VideoAnalytics:
+    video_id: str
+    viewers: int
+    peaks: list[ConfusionPeak]
+    interventions: list[InterventionStat]
+
+
+_SIGNALS = text(
+    """
+    WITH signals AS (
+        SELECT 'rewatches' AS kind, floor(seek_to_seconds / :bin)::int AS bin, user_id
+        FROM video_events
+        WHERE video_id = :video AND type = 'seeked' AND seek_to_seconds < seek_from_seconds - 2
+        UNION ALL
+        SELECT 'pauses', floor(position_seconds / :bin)::int, user_id
+        FROM video_events WHERE video_id = :video AND type = 'paused'
+        UNION ALL
+        SELECT 'hints', b, i.user_id
+        FROM interventions i,
+            generate_series(floor(i.start_seconds / :bin)::int,
+                            floor(greatest(i.start_seconds, i.end_seconds - 0.001) / :bin)::int) AS b
+        WHERE i.video_id = :video AND i.type = 'hint' AND i.status = 'delivered'
+        UNION ALL
+        SELECT 'hints', floor(position_seconds / :bin)::int, user_id
+        FROM ai_interactions WHERE video_id = :video AND agent_type = 'hint' AND trigger = 'user'
+        UNION ALL
+        SELECT 'wrong_answers', b, a.user_id
+        FROM quiz_attempts a
+        JOIN quiz_items q ON q.generated_quiz_id = a.generated_quiz_id AND q.question_id = a.question_id,
+            generate_series(floor(q.start_seconds / :bin)::int,
+                            floor(greatest(q.start_seconds, q.end_seconds - 0.001) / :bin)::int) AS b
+        WHERE q.video_id = :video AND a.counted AND NOT a.correct
+    )
+    SELECT bin,
+        count(*) FILTER (WHERE kind = 'rewatches') AS rewatches,
+        count(*) FILTER (WHERE kind = 'pauses') AS pauses,
+        count(*) FILTER (WHERE kind = 'hints') AS hints,
+        count(*) FILTER (WHERE kind = 'wrong_answers') AS wrong_answers,
+        array_agg(DISTINCT user_id) AS students
+    FROM signals WHERE bin >= 0 GROUP BY bin ORDER BY bin
+    """
+)
+_INTERVENTIONS = text(
+    """
+    SELECT i.type,
+        count(DISTINCT i.id) AS delivered,
+        count(DISTINCT k.intervention_id) FILTER (WHERE k.action = 'accepted') AS accepted,
+        count(DISTINCT k.intervention_id) FILTER (WHERE k.action = 'dismissed') AS dismissed
+    FROM interventions i LEFT JOIN intervention_acks k ON k.intervention_id = i.id
+    WHERE i.video_id = :video AND i.status = 'delivered'
+    GROUP BY i.type
+    """
+)
+
+
+@dataclass
+class _Stretch:
+    first_bin: int
+    last_bin: int
+    score: float
+    counts: dict[str, int]
+    students: set[str]
+
+
+def find_peaks(rows: list[Any], bin_count: int, min_score: float) -> list[_Stretch]:
+    """Score each segment against the video's own per-segment means; merge neighbouring peaks."""
+    totals = {signal: sum(int(getattr(row, signal)) for row in rows) for signal in SIGNALS}
+    present = [signal for signal in SIGNALS if totals[signal] > 0]
+    if not present or bin_count <= 0:
+        return []
+    means = {signal: totals[signal] / bin_count for signal in present}
+    stretches: list[_Stretch] = []
+    for row in rows:
+        score = sum(int(getattr(row, signal)) / means[signal] for signal in present) / len(present)
+        if score < min_score:
+            continue
+        counts = {signal: int(getattr(row, signal)) for signal in SIGNALS}
+        students = {str(student) for student in row.students or ()}
+        last = stretches[-1] if stretches else None
+        if last is not None and last.last_bin == row.bin - 1:
+            last.last_bin = row.bin
+            last.score = max(last.score, score)
+            for signal in SIGNALS:
+                last.counts[signal] += counts[signal]
+            last.students |= students
+        else:
+            stretches.append(_Stretch(int(row.bin), int(row.bin), score, counts, students))
+    stretches.sort(key=lambda stretch: (-stretch.score, stretch.first_bin))
+    return stretches
+
+
+class VideoAnalyticsService:
+    def __init__(self, database: Database, search: TranscriptSearch, settings: Settings) -> None:
+        self._db = database
+        self._search = search
+        self._settings = settings
+
+    async def video_analytics(self, principal: Principal, video_id: str, max_peaks: int) -> VideoAnalytics:
+        if not principal.is_privileged:
+            raise PermissionDenied("video analytics are for instructors and services", reason="INSTRUCTORS_ONLY")
+        require_id(video_id, "video_id")
+        if max_peaks < 0 or max_peaks > MAX_PEAKS:
+            raise InvalidArgument.field("max_peaks", f"must be 0 (default {DEFAULT_PEAKS}) to {MAX_PEAKS}")
+        limit = max_peaks or DEFAULT_PEAKS
+        bin_seconds = self._settings.analytics_bin_seconds
+        params = {"video": video_id, "bin": bin_seconds}
+        async with self._db.session() as session:
+            viewers = int(
+                (
+                    await session.execute(
+                        text("SELECT count(DISTINCT user_id) FROM watch_sessions WHERE video_id = :video"), params
+                    )
+                ).scalar_one()
+            )
+            rows = list((await session.execute(_SIGNALS, params)).all())
+            stats = {row.type: row for row in (await session.execute(_INTERVENTIONS, params)).all()}
+        info = await self._search.video_info(video_id)
+        if info is None and viewers == 0 and not rows:
+            raise NotFound(f"video `{video_id}` not found")
+        last_bin = max((int(row.bin) for row in rows), default=-1)
+        duration_bins = math.ceil(info.duration_seconds / bin_seconds) if info and info.duration_seconds > 0 else 0
+        bin_count = max(duration_bins, last_bin + 1)
+        stretches = find_peaks(rows, bin_count, self._settings.analytics_peak_min_score)[:limit]
+        peaks = []
+        for stretch in stretches:
+            start, end = stretch.first_bin * bin_seconds, (stretch.last_bin + 1) * bin_seconds
+            if info is not None and info.duration_seconds > 0:
+                end = min(end, info.duration_seconds)
+            chunks = await self._search.chunks_in_range(video_id, start, end)
+            words = " ".join(chunk.text for chunk in chunks)
+            if len(words) > MAX_TRANSCRIPT_CHARS:
+                words = words[: MAX_TRANSCRIPT_CHARS - 1].rstrip() + "…"
+            peaks.append(
+                ConfusionPeak(
+                    start_seconds=start,
+                    end_seconds=end,
+                    score=round(stretch.score, 3),
+                    rewatches=stretch.counts["rewatches"],
+                    pauses=stretch.counts["pauses"],
+                    hints=stretch.counts["hints"],
+                    wrong_answers=stretch.counts["wrong_answers"],
+                    students=len(stretch.students),
+                    transcript_text=words,
+                )
+            )
+        interventions = [
+            InterventionStat(
+                kind,
+                int(stats[kind].delivered) if kind in stats else 0,
+                int(stats[kind].accepted) if kind in stats else 0,
+                int(stats[kind].dismissed) if kind in stats else 0,
+            )
+            for kind in INTERVENTION_KINDS
+        ]
+        return VideoAnalytics(video_id, viewers, peaks, interventions)

@@ -1,0 +1,158 @@
+"""Analytics values to protos (used by the AnalyticsService servicer)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+from tutorstream.v1 import agent_service_pb2 as agent_pb
+from tutorstream.v1 import analytics_service_pb2 as pb
+from tutorstream.v1 import common_pb2
+
+from server.analytics.interactions import AIInteraction
+from server.analytics.models import Insight
+from server.analytics.service import Place, UserAnalytics
+from server.analytics.video import VideoAnalytics
+
+AGENT_TYPES = {
+    "chat": pb.AGENT_TYPE_CHAT,
+    "hint": pb.AGENT_TYPE_HINT,
+    "quiz": pb.AGENT_TYPE_QUIZ,
+    "reflection": pb.AGENT_TYPE_REFLECTION,
+    "learning_path": pb.AGENT_TYPE_LEARNING_PATH,
+    "intervention": pb.AGENT_TYPE_INTERVENTION,
+    "client": pb.AGENT_TYPE_CLIENT,
+}
+INSIGHT_KINDS = {
+    "struggling_concept": pb.INSIGHT_KIND_STRUGGLING_CONCEPT,
+    "strong_area": pb.INSIGHT_KIND_STRONG_AREA,
+    "recommended_intervention": pb.INSIGHT_KIND_RECOMMENDED_INTERVENTION,
+}
+INTERVENTION_TYPES = {
+    "hint": agent_pb.INTERVENTION_TYPE_HINT,
+    "quiz": agent_pb.INTERVENTION_TYPE_QUIZ,
+    "review": agent_pb.INTERVENTION_TYPE_REVIEW,
+    "break": agent_pb.INTERVENTION_TYPE_BREAK,
+}
+
+
+def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def place_from_proto(context: common_pb2.LearningContext) -> Place:
+    return Place(context.course_id, context.video_id, context.position_seconds)
+
+
+def interaction_to_proto(row: AIInteraction) -> pb.Interaction:
+    return pb.Interaction(
+        name=f"interactions/{row.id}",
+        interaction_id=row.id,
+        agent_type=AGENT_TYPES.get(row.agent_type, pb.AGENT_TYPE_UNSPECIFIED),
+        trigger=row.trigger,
+        course_id=row.course_id,
+        video_id=row.video_id,
+        position_seconds=row.position_seconds,
+        model=row.model,
+        usage=common_pb2.TokenUsage(
+            prompt_tokens=row.prompt_tokens,
+            completion_tokens=row.completion_tokens,
+            total_tokens=row.prompt_tokens + row.completion_tokens,
+            cost_usd=row.cost_usd,
+        ),
+        latency_ms=row.latency_ms,
+        cached=row.cached,
+        confidence=row.confidence or 0.0,
+        rating=row.rating or 0,
+        rating_reason=row.rating_reason,
+        create_time=_timestamp(row.create_time),
+    )
+
+
+def user_analytics_to_proto(report: UserAnalytics) -> pb.GetUserAnalyticsResponse:
+    return pb.GetUserAnalyticsResponse(
+        agents=[
+            pb.AgentStats(
+                agent_type=AGENT_TYPES.get(agent.agent_type, pb.AGENT_TYPE_UNSPECIFIED),
+                count=agent.count,
+                rating_count=agent.rating_count,
+                average_rating=agent.average_rating,
+            )
+            for agent in report.agents
+        ],
+        watch_seconds=report.watch_seconds,
+        quiz_answers=report.quiz_answers,
+        quiz_accuracy=report.quiz_accuracy,
+        mastery=[
+            pb.ConceptMasteryStat(concept=m.concept, probability=m.probability, attempts=m.attempts)
+            for m in report.mastery
+        ],
+        usage=common_pb2.TokenUsage(
+            prompt_tokens=report.prompt_tokens,
+            completion_tokens=report.completion_tokens,
+            total_tokens=report.prompt_tokens + report.completion_tokens,
+            cost_usd=report.cost_usd,
+        ),
+        interventions_received=report.interventions_received,
+        interventions_accepted=report.interventions_accepted,
+    )
+
+
+def video_analytics_to_proto(report: VideoAnalytics) -> pb.GetVideoAnalyticsResponse:
+    return pb.GetVideoAnalyticsResponse(
+        video_id=report.video_id,
+        viewers=report.viewers,
+        confusion_peaks=[
+            pb.ConfusionPeak(
+                range=common_pb2.TimeRange(start_seconds=peak.start_seconds, end_seconds=peak.end_seconds),
+                score=peak.score,
+                rewatches=peak.rewatches,
+                pauses=peak.pauses,
+                hints=peak.hints,
+                wrong_answers=peak.wrong_answers,
+                students=peak.students,
+                transcript_text=peak.transcript_text,
+            )
+            for peak in report.peaks
+        ],
+        interventions=[
+            pb.InterventionStat(
+                type=INTERVENTION_TYPES[stat.kind],
+                delivered=stat.delivered,
+                accepted=stat.accepted,
+                dismissed=stat.dismissed,
+                acceptance_rate=stat.acceptance_rate,
+            )
+            for stat in report.interventions
+        ],
+    )
+
+
+def _citation(data: dict[str, Any]) -> common_pb2.Citation:
+    return common_pb2.Citation(
+        video_id=str(data.get("video_id", "")),
+        start_seconds=float(data.get("start_seconds", 0.0)),
+        end_seconds=float(data.get("end_seconds", 0.0)),
+        chunk_id=str(data.get("chunk_id", "")),
+        quoted_text=str(data.get("quoted_text", "")),
+    )
+
+
+def insight_to_proto(row: Insight) -> pb.Insight:
+    return pb.Insight(
+        name=f"insights/{row.id}",
+        insight_id=row.id,
+        kind=INSIGHT_KINDS.get(row.kind, pb.INSIGHT_KIND_UNSPECIFIED),
+        title=row.title,
+        detail=row.detail,
+        concept=row.concept,
+        course_id=row.course_id,
+        citations=[_citation(citation) for citation in row.citations],
+        create_time=_timestamp(row.create_time),
+        dismiss_time=_timestamp(row.dismiss_time),
+    )

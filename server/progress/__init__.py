@@ -1,0 +1,2 @@
+"""Video progress: player events in, interventions out (AgentService.WatchVideo, PublishVideoEvents,
+StreamInterventions)."""

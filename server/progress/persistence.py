@@ -1,0 +1,370 @@
+"""The batched writer of player events, interventions and acknowledgements (one per process).
+
+Rows are buffered in memory and written in one transaction per batch: every `watch_flush_interval_seconds`,
+as soon as `watch_flush_batch` rows wait, when a stream ends (`flush()`), and on shutdown (`close()`, a
+runtime closer). Each table gets one set-based INSERT ... SELECT FROM unnest(...) per batch.
+
+Never lost, never unbounded: when the database is slow or down, a failed batch is kept (in order) and
+retried with backoff; once `watch_writer_max_pending` rows wait, `wait_for_room` waits. Event intake
+therefore slows to the database's pace (a WatchVideo stream stops reading, so HTTP/2 flow control pushes back
+on the client; PublishVideoEvents answers later) instead of growing memory or dropping events.
+
+Rows of a watch session that no longer exists (its user was deleted meanwhile) are skipped by the INSERTs
+(`WHERE EXISTS`), so they cannot wedge the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+
+from server.core.db import Database
+
+log = logging.getLogger("tutorstream.progress")
+
+MAX_RETRY_DELAY_SECONDS = 5.0
+CLOSE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    watch_session_id: str
+    user_id: str
+    video_id: str
+    event_id: str
+    type: str
+    position: float
+    seek_from: float | None
+    seek_to: float | None
+    rate: float | None
+    intervention_id: str
+    event_time: float
+    client_time: float | None
+    receive_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class InterventionRecord:
+    id: str
+    watch_session_id: str
+    user_id: str
+    video_id: str
+    course_id: str
+    type: str
+    reason: str
+    reason_text: str
+    position: float
+    start: float
+    end: float
+    content: str
+    citation: str | None  # JSON text
+    quiz: str
+    interaction_id: str
+    status: str
+    trigger_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class AckRow:
+    intervention_id: str
+    watch_session_id: str
+    user_id: str
+    action: str
+    event_time: float
+
+
+@dataclass
+class _Batch:
+    events: list[EventRow] = field(default_factory=list)
+    interventions: list[InterventionRecord] = field(default_factory=list)
+    acks: list[AckRow] = field(default_factory=list)
+    progress: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.interventions) + len(self.acks)
+
+    def empty(self) -> bool:
+        return not len(self) and not self.progress
+
+    def prepend(self, older: _Batch) -> None:
+        self.events[:0] = older.events
+        self.interventions[:0] = older.interventions
+        self.acks[:0] = older.acks
+        self.progress = {**older.progress, **self.progress}
+
+
+_INSERT_EVENTS = text(
+    """
+    INSERT INTO video_events (watch_session_id, user_id, video_id, event_id, type, position_seconds,
+        seek_from_seconds, seek_to_seconds, playback_rate, intervention_id, event_time, client_time, receive_time)
+    SELECT t.sid, t.uid, t.vid, t.eid, t.kind, t.pos, t.sfrom, t.sto, t.rate, t.iid,
+        to_timestamp(t.etime), to_timestamp(t.ctime), to_timestamp(t.rtime)
+    FROM unnest(
+        CAST(:sid AS text[]), CAST(:uid AS text[]), CAST(:vid AS text[]), CAST(:eid AS text[]),
+        CAST(:kind AS text[]), CAST(:pos AS float8[]), CAST(:sfrom AS float8[]), CAST(:sto AS float8[]),
+        CAST(:rate AS float8[]), CAST(:iid AS text[]), CAST(:etime AS float8[]), CAST(:ctime AS float8[]),
+        CAST(:rtime AS float8[])
+    ) WITH ORDINALITY AS t(sid, uid, vid, eid, kind, pos, sfrom, sto, rate, iid, etime, ctime, rtime, n)
+    WHERE EXISTS (SELECT 1 FROM watch_sessions w WHERE w.id = t.sid)
+    ORDER BY t.n
+    ON CONFLICT (watch_session_id, event_id) WHERE event_id <> '' DO NOTHING
+    """
+)
+
+_INSERT_INTERVENTIONS = text(
+    """
+    INSERT INTO interventions (id, watch_session_id, user_id, video_id, course_id, type, reason, reason_text,
+        position_seconds, start_seconds, end_seconds, content, citation, quiz, interaction_id, status, trigger_time)
+    SELECT t.id, t.sid, t.uid, t.vid, t.cid, t.kind, t.reason, t.rtext, t.pos, t.start, t.stop, t.content,
+        CAST(t.citation AS jsonb), t.quiz, t.iid, t.status, to_timestamp(t.ttime)
+    FROM unnest(
+        CAST(:id AS text[]), CAST(:sid AS text[]), CAST(:uid AS text[]), CAST(:vid AS text[]),
+        CAST(:cid AS text[]), CAST(:kind AS text[]), CAST(:reason AS text[]), CAST(:rtext AS text[]),
+        CAST(:pos AS float8[]), CAST(:start AS float8[]), CAST(:stop AS float8[]), CAST(:content AS text[]),
+        CAST(:citation AS text[]), CAST(:quiz AS text[]), CAST(:iid AS text[]), CAST(:status AS text[]),
+        CAST(:ttime AS float8[])
+    ) AS t(id, sid, uid, vid, cid, kind, reason, rtext, pos, start, stop, content, citation, quiz, iid, status,
+        ttime)
+    WHERE EXISTS (SELECT 1 FROM watch_sessions w WHERE w.id = t.sid)
+    ON CONFLICT (id) DO NOTHING
+    """
+)
+
+_INSERT_ACKS = text(
+    """
+    INSERT INTO intervention_acks (intervention_id, watch_session_id, user_id, action, event_time)
+    SELECT t.iid, t.sid, t.uid, t.action, to_timestamp(t.etime)
+    FROM unnest(
+        CAST(:iid AS text[]), CAST(:sid AS text[]), CAST(:uid AS text[]), CAST(:action AS text[]),
+        CAST(:etime AS float8[])
+    ) AS t(iid, sid, uid, action, etime)
+    WHERE EXISTS (SELECT 1 FROM interventions i WHERE i.id = t.iid)
+    ON CONFLICT (intervention_id, action) DO NOTHING
+    """
+)
+
+_UPDATE_PROGRESS = text(
+    """
+    UPDATE watch_sessions w SET watched_seconds = t.watched, last_position_seconds = t.pos, update_time = now()
+    FROM unnest(CAST(:sid AS text[]), CAST(:watched AS float8[]), CAST(:pos AS float8[])) AS t(sid, watched, pos)
+    WHERE w.id = t.sid
+    """
+)
+
+
+def _event_params(rows: list[EventRow]) -> dict[str, list[Any]]:
+    return {
+        "sid": [r.watch_session_id for r in rows],
+        "uid": [r.user_id for r in rows],
+        "vid": [r.video_id for r in rows],
+        "eid": [r.event_id for r in rows],
+        "kind": [r.type for r in rows],
+        "pos": [r.position for r in rows],
+        "sfrom": [r.seek_from for r in rows],
+        "sto": [r.seek_to for r in rows],
+        "rate": [r.rate for r in rows],
+        "iid": [r.intervention_id for r in rows],
+        "etime": [r.event_time for r in rows],
+        "ctime": [r.client_time for r in rows],
+        "rtime": [r.receive_time for r in rows],
+    }
+
+
+def _intervention_params(rows: list[InterventionRecord]) -> dict[str, list[Any]]:
+    return {
+        "id": [r.id for r in rows],
+        "sid": [r.watch_session_id for r in rows],
+        "uid": [r.user_id for r in rows],
+        "vid": [r.video_id for r in rows],
+        "cid": [r.course_id for r in rows],
+        "kind": [r.type for r in rows],
+        "reason": [r.reason for r in rows],
+        "rtext": [r.reason_text for r in rows],
+        "pos": [r.position for r in rows],
+        "start": [r.start for r in rows],
+        "stop": [r.end for r in rows],
+        "content": [r.content for r in rows],
+        "citation": [r.citation for r in rows],
+        "quiz": [r.quiz for r in rows],
+        "iid": [r.interaction_id for r in rows],
+        "status": [r.status for r in rows],
+        "ttime": [r.trigger_time for r in rows],
+    }
+
+
+def _ack_params(rows: list[AckRow]) -> dict[str, list[Any]]:
+    return {
+        "iid": [r.intervention_id for r in rows],
+        "sid": [r.watch_session_id for r in rows],
+        "uid": [r.user_id for r in rows],
+        "action": [r.action for r in rows],
+        "etime": [r.event_time for r in rows],
+    }
+
+
+class EventWriter:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        flush_interval: float = 1.0,
+        batch_size: int = 500,
+        max_pending: int = 20_000,
+    ) -> None:
+        self._db = database
+        self._interval = flush_interval
+        self._batch_size = batch_size
+        self._max_pending = max_pending
+        self._pending = _Batch()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._flushed = asyncio.Condition()
+        self._requested = 0
+        self._completed = 0
+        self._write_lock = asyncio.Lock()
+        self._in_flight = 0
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.rows_written = 0
+
+    @property
+    def pending(self) -> int:
+        """Rows not yet written: buffered plus the batch being written."""
+        return len(self._pending) + self._in_flight
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="progress-event-writer")
+
+    # --- intake ------------------------------------------------------------------------------------
+
+    async def wait_for_room(self) -> None:
+        """Returns once the buffer has room (backpressure). Callers then add their rows without awaiting in
+        between, so a cancellation can never fall between "the engine took the events" and "they are
+        buffered"; the buffer may thus exceed `max_pending` by one request's events."""
+        while self.pending >= self._max_pending and not self._closed:
+            self._room.clear()
+            self._wake.set()
+            await self._room.wait()
+
+    def add_events(self, rows: list[EventRow]) -> None:
+        if not rows:
+            return
+        self._pending.events.extend(rows)
+        if len(self._pending) >= self._batch_size:
+            self._wake.set()
+
+    def add_intervention(self, record: InterventionRecord) -> None:
+        """Interventions are few (one per cool-down per session) and never wait."""
+        self._pending.interventions.append(record)
+
+    def add_acknowledgement(self, row: AckRow) -> None:
+        self._pending.acks.append(row)
+
+    def note_progress(self, watch_session_id: str, watched_seconds: float, position: float) -> None:
+        """The session's latest totals (coalesced: one row per session per batch)."""
+        self._pending.progress[watch_session_id] = (watched_seconds, position)
+
+    # --- writing -----------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write everything buffered before this call; concurrent callers share one write."""
+        if self._task is None or self._task.done():
+            await self._write_pending()
+            return
+        self._requested += 1
+        target = self._requested
+        self._wake.set()
+        async with self._flushed:
+            await self._flushed.wait_for(lambda: self._completed >= target or self._task is None)
+
+    async def close(self) -> None:
+        """Stop the background loop and write what is left (retrying a few times)."""
+        self._closed = True
+        self._stopping.set()
+        self._room.set()
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            # The loop ends after its current write (a cancellation could land in the middle of one).
+            with contextlib.suppress(Exception):
+                await task
+        for attempt in range(CLOSE_ATTEMPTS):
+            try:
+                await self._write_pending(raise_errors=True)
+                break
+            except Exception:
+                log.exception("final write of buffered progress rows failed (attempt %d)", attempt + 1)
+                await asyncio.sleep(min(MAX_RETRY_DELAY_SECONDS, 0.2 * 2**attempt))
+        async with self._flushed:
+            self._flushed.notify_all()
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while not self._closed:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
+            target = self._requested
+            if await self._write_pending():
+                delay = 0.2
+                async with self._flushed:
+                    self._completed = max(self._completed, target)
+                    self._flushed.notify_all()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
+                delay = min(MAX_RETRY_DELAY_SECONDS, delay * 2)
+                self._wake.set()
+
+    async def _write_pending(self, *, raise_errors: bool = False) -> bool:
+        """One batch; on failure the rows go back to the front of the buffer. True on success."""
+        async with self._write_lock:
+            batch, self._pending = self._pending, _Batch()
+            if batch.empty():
+                return True
+            self._in_flight = len(batch)
+            try:
+                await self._write(batch)
+            except BaseException as error:
+                self._pending.prepend(batch)
+                if raise_errors or not isinstance(error, Exception):
+                    raise
+                log.exception("writing %d progress rows failed; will retry", len(batch))
+                return False
+            finally:
+                self._in_flight = 0
+                if self.pending < self._max_pending:
+                    self._room.set()
+            self.rows_written += len(batch)
+            return True
+
+    async def _write(self, batch: _Batch) -> None:
+        async with self._db.transaction() as session:
+            if batch.interventions:
+                await session.execute(_INSERT_INTERVENTIONS, _intervention_params(batch.interventions))
+            if batch.events:
+                await session.execute(_INSERT_EVENTS, _event_params(batch.events))
+            if batch.acks:
+                await session.execute(_INSERT_ACKS, _ack_params(batch.acks))
+            if batch.progress:
+                sessions = list(batch.progress)
+                await session.execute(
+                    _UPDATE_PROGRESS,
+                    {
+                        "sid": sessions,
+                        "watched": [batch.progress[s][0] for s in sessions],
+                        "pos": [batch.progress[s][1] for s in sessions],
+                    },
+                )
