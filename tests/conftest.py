@@ -18,6 +18,7 @@ import pytest
 from server.app import TutorstreamServer
 from server.config import Settings
 from server.core.embedded_pg import EmbeddedPostgres
+from server.embeddings.local import LocalEmbedder
 from tests.support.clients import Client, connect, token_for
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.postgres import create_fresh_database, create_migrated_database, start_embedded_for_tests
@@ -27,6 +28,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
+
+# Short job-queue intervals so ingest jobs, stalls and progress show up within a second or two.
+FAST_JOBS: dict[str, Any] = {
+    "job_poll_seconds": 0.2,
+    "job_heartbeat_seconds": 0.5,
+    "job_sweep_seconds": 0.5,
+    "job_shutdown_grace_seconds": 1.0,
+    "ingest_watch_poll_seconds": 0.05,
+}
+
+
+@pytest.fixture(scope="session")
+async def local_embedder() -> LocalEmbedder:
+    """The real local MiniLM model, loaded once for the whole session (loading takes seconds)."""
+    embedder = LocalEmbedder()
+    await embedder.warm_up()
+    return embedder
 
 
 @pytest.fixture(scope="session")

@@ -25,19 +25,14 @@ from server.app import TutorstreamServer
 from server.core.embedded_pg import EmbeddedPostgres
 from server.demo import load_demo_course
 from server.embeddings.local import LocalEmbedder
+from tests.conftest import FAST_JOBS as SHARED_FAST_JOBS
 from tests.conftest import RunningServer, make_settings
 from tests.support.clients import Client
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.postgres import create_fresh_database
 
 COURSE_ID = "webdev-101"
-FAST_JOBS: dict[str, Any] = {
-    "job_poll_seconds": 0.2,
-    "job_heartbeat_seconds": 0.5,
-    "job_sweep_seconds": 0.5,
-    "job_shutdown_grace_seconds": 1.0,
-    "ingest_watch_poll_seconds": 0.05,
-}
+FAST_JOBS: dict[str, Any] = {**SHARED_FAST_JOBS}
 # The tests call the agents far more often than a student would.
 GENEROUS_LIMITS: dict[str, Any] = {
     "rate_hint_per_minute": 100_000,
@@ -50,10 +45,8 @@ AgentServerFactory = Callable[..., Awaitable[RunningServer]]
 
 
 @pytest.fixture(scope="session")
-async def agents_embedder() -> LocalEmbedder:
-    embedder = LocalEmbedder()
-    await embedder.warm_up()
-    return embedder
+def agents_embedder(local_embedder: LocalEmbedder) -> LocalEmbedder:
+    return local_embedder
 
 
 async def _start(

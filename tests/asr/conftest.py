@@ -17,16 +17,10 @@ from server.app import TutorstreamServer
 from server.asr.model_assembly import assemble_packaged_model
 from server.embeddings.local import LocalEmbedder
 from tests.asr.speech import silence, speak, write_wav
+from tests.conftest import FAST_JOBS as SHARED_FAST_JOBS
 from tests.conftest import RunningServer, make_settings
 
-FAST_JOBS: dict[str, Any] = {
-    "job_poll_seconds": 0.5,
-    "job_heartbeat_seconds": 0.5,
-    "job_stalled_seconds": 30.0,
-    "job_sweep_seconds": 0.5,
-    "job_shutdown_grace_seconds": 1.0,
-    "ingest_watch_poll_seconds": 0.05,
-}
+FAST_JOBS: dict[str, Any] = {**SHARED_FAST_JOBS, "job_poll_seconds": 0.5, "job_stalled_seconds": 30.0}
 
 PARAGRAPH = (
     "Today we talk about how a web browser renders a page. First the browser reads the markup and builds a "
@@ -74,10 +68,8 @@ def whisper_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-async def asr_embedder() -> LocalEmbedder:
-    embedder = LocalEmbedder()
-    await embedder.warm_up()
-    return embedder
+def asr_embedder(local_embedder: LocalEmbedder) -> LocalEmbedder:
+    return local_embedder
 
 
 @pytest.fixture

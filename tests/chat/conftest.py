@@ -23,6 +23,7 @@ from server.app import TutorstreamServer
 from server.core.embedded_pg import EmbeddedPostgres
 from server.demo import load_demo_course
 from server.embeddings.local import LocalEmbedder
+from tests.conftest import FAST_JOBS as SHARED_FAST_JOBS
 from tests.conftest import RunningServer, make_settings
 from tests.support.clients import Client
 from tests.support.fake_openai import FakeOpenAI
@@ -42,23 +43,14 @@ Today we talk about the box model and how padding adds to the size of an element
 00:00:12.000 --> 00:00:20.000
 With box-sizing set to border-box, padding and border stay inside the declared width.
 """
-# Short intervals so ingest jobs finish within a second or two.
-FAST_JOBS: dict[str, Any] = {
-    "job_poll_seconds": 0.2,
-    "job_heartbeat_seconds": 0.5,
-    "job_sweep_seconds": 0.5,
-    "job_shutdown_grace_seconds": 1.0,
-    "ingest_watch_poll_seconds": 0.05,
-}
+FAST_JOBS: dict[str, Any] = {**SHARED_FAST_JOBS}
 
 ChatServerFactory = Callable[..., Awaitable[RunningServer]]
 
 
 @pytest.fixture(scope="session")
-async def chat_embedder() -> LocalEmbedder:
-    embedder = LocalEmbedder()
-    await embedder.warm_up()
-    return embedder
+def chat_embedder(local_embedder: LocalEmbedder) -> LocalEmbedder:
+    return local_embedder
 
 
 async def _start(

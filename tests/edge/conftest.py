@@ -13,6 +13,7 @@ from server.app import TutorstreamServer
 from server.core.embedded_pg import EmbeddedPostgres
 from server.embeddings.local import LocalEmbedder
 from server.transcripts.seed import seed_demo_course
+from tests.conftest import FAST_JOBS as SHARED_FAST_JOBS
 from tests.conftest import RunningServer, make_settings
 from tests.edge.support import EnvoyProcess, StaticWebServer, build_web, bundle_probe
 from tests.support.clients import token_for
@@ -37,22 +38,12 @@ def static_web(web_build: None) -> Iterator[StaticWebServer]:
     web.stop()
 
 
-# Quick job pickup so ingest progress and seeding finish within a test's patience.
-FAST_JOBS: dict[str, Any] = {
-    "job_poll_seconds": 0.5,
-    "job_heartbeat_seconds": 0.5,
-    "job_sweep_seconds": 0.5,
-    "job_shutdown_grace_seconds": 1.0,
-    "ingest_watch_poll_seconds": 0.05,
-}
+FAST_JOBS: dict[str, Any] = {**SHARED_FAST_JOBS, "job_poll_seconds": 0.5}
 
 
 @pytest.fixture(scope="session")
-async def edge_embedder() -> LocalEmbedder:
-    """One local MiniLM for every server these tests start (loading it takes seconds)."""
-    embedder = LocalEmbedder()
-    await embedder.warm_up()
-    return embedder
+def edge_embedder(local_embedder: LocalEmbedder) -> LocalEmbedder:
+    return local_embedder
 
 
 async def start_module_server(

@@ -16,26 +16,12 @@ from server.app import TutorstreamServer
 from server.embeddings.base import Embedder
 from server.embeddings.local import LocalEmbedder
 from server.transcripts.seed import seed_demo_course
+from tests.conftest import FAST_JOBS as SHARED_FAST_JOBS
 from tests.conftest import RunningServer, make_settings
 
-# Short intervals so restarts, stalls and progress show up within a second or two.
-FAST_JOBS: dict[str, Any] = {
-    "job_poll_seconds": 0.5,
-    "job_heartbeat_seconds": 0.5,
-    "job_stalled_seconds": 3.0,
-    "job_sweep_seconds": 0.5,
-    "job_shutdown_grace_seconds": 1.0,
-    "ingest_watch_poll_seconds": 0.05,
-}
+FAST_JOBS: dict[str, Any] = {**SHARED_FAST_JOBS, "job_poll_seconds": 0.5, "job_stalled_seconds": 3.0}
 
 TranscriptServerFactory = Callable[..., Awaitable[RunningServer]]
-
-
-@pytest.fixture(scope="session")
-async def local_embedder() -> LocalEmbedder:
-    embedder = LocalEmbedder()
-    await embedder.warm_up()
-    return embedder
 
 
 @pytest.fixture
