@@ -18,7 +18,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	# `npm ci` of npm 11 rejects this lock file over other platforms' optional packages; `install --no-save`
+	# installs the same pinned versions and leaves package-lock.json untouched.
+	npm install --no-save --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
 deps: $(STAMP) $(NODE_STAMP)
