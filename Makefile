@@ -46,8 +46,10 @@ format: deps
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# A temp root of our own: the embedded PostgreSQL runs as an unprivileged user that must traverse it, and
+# pytest resets its shared /tmp/pytest-of-$USER root to mode 0700 whenever another session starts.
 test: system-deps deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --basetemp=$(CURDIR)/.pytest-tmp $(PYTEST_ARGS)
 
 run: system-deps deps
 	bash scripts/run.sh
