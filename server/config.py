@@ -231,6 +231,9 @@ class Settings(BaseSettings):
     watch_forward_timeout_seconds: float = Field(
         2.0, gt=0, description="Wait for the owning replica to answer forwarded events before taking over."
     )
+    gc_generation2_threshold: int = Field(
+        1000, ge=1, description="`serve`: middle-generation garbage collections per full one (CPython default 10)."
+    )
 
     # --- analytics -----------------------------------------------------------------------------
     analytics_bin_seconds: float = Field(30.0, gt=0, description="Segment width for confusion peaks.")

@@ -20,6 +20,8 @@ log = logging.getLogger("tutorstream.progress")
 
 # Quoted transcript text in a fallback citation.
 MAX_QUOTE_CHARS = 400
+# Longest wait for the agents before the transcript fallback is sent instead.
+CONTENT_TIMEOUT_SECONDS = 30.0
 BREAK_TEXT = (
     "You have been watching for a while. A five-minute break helps what you just learned settle; "
     "the video will be right here."
@@ -99,7 +101,7 @@ class ContentProducer:
         agents: InterventionAgents | None = None,
         *,
         quiz_questions: int = 3,
-        timeout_seconds: float = 30.0,
+        timeout_seconds: float = CONTENT_TIMEOUT_SECONDS,
     ) -> None:
         self._search = search
         self.agents = agents

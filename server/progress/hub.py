@@ -12,110 +12,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-import uuid
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy import text
 
 from server.agents.preferences import PreferencesService, PreferenceValues
 from server.config import Settings
 from server.core.auth import Principal
 from server.core.db import Database
-from server.core.errors import InvalidArgument, NotFound, Unavailable
-from server.progress.content import Content, ContentProducer, break_content
+from server.core.errors import Unavailable
+from server.progress.content import CONTENT_TIMEOUT_SECONDS, ContentProducer
+from server.progress.delivery import InterventionDelivery, LoadedSession
+from server.progress.directory import SessionDirectory, SessionRecord
 from server.progress.domain import (
     Intervention,
     Mailbox,
     PublishResult,
     WatchTarget,
-    citation_to_json,
     event_from_json,
     event_to_json,
     principal_from_json,
     principal_to_json,
 )
-from server.progress.engine import Decision, EngineConfig, InterventionKind, LearnerPreferences, ProgressEngine
+from server.progress.engine import Decision, EngineConfig, LearnerPreferences, ProgressEngine
 from server.progress.events import EventInput, EventKind, Rejection
-from server.progress.persistence import AckRow, EventRow, EventWriter, InterventionRecord
+from server.progress.persistence import AckRow, EventRow, EventWriter
 from server.progress.relay import OwnerGone, WatchRelay
 from server.transcripts.search import TranscriptSearch
 
 log = logging.getLogger("tutorstream.progress")
 
-KNOWN_SESSIONS = 50_000
-KNOWN_VIDEOS = 1_024
-VIDEO_INFO_TTL_SECONDS = 60.0
 STREAM_END_FLUSH_SECONDS = 5.0
-
-
-# Create-or-read a watch session in one round trip: the user row (FK), the session row (first use wins: the
-# INSERT returns nothing when the id exists, then the existing row is read), and the caller's preferences.
-_OPEN_SESSION = text(
-    """
-    WITH caller AS (
-        INSERT INTO users (id, role, tier) VALUES (:user, :role, :tier)
-        ON CONFLICT (id) DO UPDATE SET role = excluded.role, tier = excluded.tier, last_seen_time = now()
-        RETURNING id
-    ), created AS (
-        INSERT INTO watch_sessions (id, user_id, video_id, course_id, duration_seconds)
-        SELECT :id, caller.id, :video, :course, CAST(:duration AS float8) FROM caller
-        ON CONFLICT (id) DO NOTHING
-        RETURNING user_id, video_id, course_id, duration_seconds
-    ), found AS (
-        SELECT user_id, video_id, course_id, duration_seconds FROM created
-        UNION ALL
-        SELECT user_id, video_id, course_id, duration_seconds FROM watch_sessions
-        WHERE id = :id AND NOT EXISTS (SELECT 1 FROM created)
-    )
-    SELECT found.*, coalesce(p.auto_hints_enabled, true) AS auto_hints_enabled,
-        coalesce(p.quiz_frequency, 'medium') AS quiz_frequency
-    FROM found LEFT JOIN preferences p ON p.user_id = :user
-    """
-)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRecord:
-    user_id: str
-    video_id: str
-    course_id: str
-    duration: float | None
-
-
-class LoadedSession:
-    __slots__ = ("boxes", "engine", "last_active", "principal", "record", "target_id", "tasks")
-
-    def __init__(self, target_id: str, record: SessionRecord, principal: Principal, engine: ProgressEngine) -> None:
-        self.target_id = target_id
-        self.record = record
-        self.principal = principal
-        self.engine = engine
-        self.boxes: list[Mailbox] = []
-        self.tasks: set[asyncio.Task[None]] | None = None
-        self.last_active = time.monotonic()
-
-    def spawn(self, task: asyncio.Task[None]) -> None:
-        if self.tasks is None:
-            self.tasks = set()
-        self.tasks.add(task)
-        task.add_done_callback(self._forget)
-
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        if self.tasks is not None:
-            self.tasks.discard(task)
-            if not self.tasks:
-                self.tasks = None
-
-    def cancel_tasks(self) -> None:
-        for task in list(self.tasks or ()):
-            task.cancel()
 
 
 def _learner(values: PreferenceValues) -> LearnerPreferences:
@@ -138,18 +68,15 @@ class WatchHub:
         self._settings = settings
         self._db = database
         self.writer = writer
-        self.content = content
+        self.delivery = InterventionDelivery(settings, writer, content, relay)
         self._preferences = preferences
-        self._search = search
         self._relay = relay
         self._clock = clock
         self._config = EngineConfig.from_settings(settings)
         self._sessions: dict[str, LoadedSession] = {}
         self._loading: dict[str, asyncio.Future[LoadedSession]] = {}
         self._remote_boxes: dict[str, list[Mailbox]] = {}
-        self._records: OrderedDict[str, SessionRecord] = OrderedDict()
-        self._durations: OrderedDict[str, tuple[float | None, float]] = OrderedDict()
-        self._background: set[asyncio.Task[Any]] = set()
+        self.directory = SessionDirectory(database, search)
         self._janitor: asyncio.Task[None] | None = None
 
     @property
@@ -179,8 +106,7 @@ class WatchHub:
         for boxes in self._remote_boxes.values():
             for box in boxes:
                 box.close()
-        for task in list(self._background):
-            task.cancel()
+        self.delivery.close()
         await self.writer.close()
         if self._relay is not None:
             for watch_session_id in list(self._sessions):
@@ -193,7 +119,7 @@ class WatchHub:
 
     async def publish(self, principal: Principal, target: WatchTarget, events: list[EventInput]) -> PublishResult:
         """Feed `events` to the session's engine (wherever it lives) and persist the accepted ones."""
-        record, preferences = await self._authorize(principal, target)
+        record, preferences = await self.directory.authorize(principal, target)
         owner = await self._owner(target.watch_session_id)
         if owner is not None:
             return await self._publish_remote(owner, principal, target, events)
@@ -201,7 +127,7 @@ class WatchHub:
 
     async def attach(self, principal: Principal, target: WatchTarget, box: Mailbox) -> None:
         """Deliver the session's interventions to `box` until `detach`."""
-        record, preferences = await self._authorize(principal, target)
+        record, preferences = await self.directory.authorize(principal, target)
         if await self._owner(target.watch_session_id) is None:
             fresh = target.watch_session_id not in self._sessions
             session = await self._load(principal, target, record, preferences)
@@ -232,6 +158,13 @@ class WatchHub:
                     with contextlib.suppress(RedisError, OSError):
                         await self._relay.unwatch(watch_session_id)
 
+    async def settle(self, watch_session_id: str) -> None:
+        """Wait for the content still being made for this session's interventions (a player that is done
+        sending still gets them); bounded by the content timeout."""
+        session = self._sessions.get(watch_session_id)
+        if session is not None and session.tasks:
+            await asyncio.wait(set(session.tasks), timeout=CONTENT_TIMEOUT_SECONDS + 1.0)
+
     async def flush(self) -> None:
         """Write buffered events now (a stream ended); bounded wait, the writer keeps retrying anyway."""
         with contextlib.suppress(TimeoutError):
@@ -239,55 +172,16 @@ class WatchHub:
 
     # --- authorization -----------------------------------------------------------------------------
 
-    async def _authorize(
-        self, principal: Principal, target: WatchTarget
-    ) -> tuple[SessionRecord, LearnerPreferences | None]:
-        """The session's record (created on first use), with the caller's preferences when they were read on
-        the way (one round trip). Another user's session answers NOT_FOUND."""
-        preferences = None
-        record = self._records.get(target.watch_session_id)
-        if record is None:
-            params = {
-                "id": target.watch_session_id,
-                "user": principal.user_id,
-                "role": principal.role.value,
-                "tier": principal.tier.value,
-                "video": target.video_id,
-                "course": target.course_id,
-                "duration": target.duration,
-            }
-            row = None
-            while row is None:
-                # None when another request created the session at the same moment: its row was committed
-                # after this statement's snapshot was taken, so a second statement sees it.
-                async with self._db.transaction() as session:
-                    row = (await session.execute(_OPEN_SESSION, params)).one_or_none()
-            record = SessionRecord(row.user_id, row.video_id, row.course_id, row.duration_seconds)
-            preferences = LearnerPreferences(row.auto_hints_enabled, row.quiz_frequency)
-            self._records[target.watch_session_id] = record
-            if len(self._records) > KNOWN_SESSIONS:
-                self._records.popitem(last=False)
-        else:
-            self._records.move_to_end(target.watch_session_id)
-        if record.user_id != principal.user_id:
-            raise NotFound(f"watch session `{target.watch_session_id}` not found")
-        if record.video_id != target.video_id:
-            raise InvalidArgument.field(
-                "video_id", f"watch session `{target.watch_session_id}` is watching video `{record.video_id}`"
-            )
-        return record, preferences
-
     def forget_user(self, user_id: str) -> None:
         """The user's data was deleted: unload their sessions (streams end) without writing anything more."""
         for watch_session_id, session in list(self._sessions.items()):
             if session.record.user_id == user_id:
+                session.loaded = False
                 session.cancel_tasks()
                 for box in session.boxes:
                     box.close()
                 del self._sessions[watch_session_id]
-        for watch_session_id, record in list(self._records.items()):
-            if record.user_id == user_id:
-                del self._records[watch_session_id]
+        self.directory.forget_user(user_id)
 
     # --- local sessions ----------------------------------------------------------------------------
 
@@ -310,7 +204,7 @@ class WatchHub:
         try:
             if preferences is None:
                 preferences = _learner(await self._preferences.get(principal.user_id))
-            duration = target.duration or record.duration or await self._video_duration(target.video_id)
+            duration = target.duration or record.duration or await self.directory.video_duration(target.video_id)
             engine = ProgressEngine(self._config, preferences, duration=duration, clock=self._clock)
             session = LoadedSession(watch_session_id, record, principal, engine)
             adopted = self._remote_boxes.pop(watch_session_id, None)
@@ -328,19 +222,6 @@ class WatchHub:
             raise
         finally:
             del self._loading[watch_session_id]
-
-    async def _video_duration(self, video_id: str) -> float | None:
-        cached = self._durations.get(video_id)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        info = await self._search.video_info(video_id) if self._search is not None else None
-        duration = info.duration_seconds if info is not None and info.duration_seconds > 0 else None
-        self._durations[video_id] = (duration, now + VIDEO_INFO_TTL_SECONDS)
-        self._durations.move_to_end(video_id)
-        if len(self._durations) > KNOWN_VIDEOS:
-            self._durations.popitem(last=False)
-        return duration
 
     async def _publish_local(
         self,
@@ -401,7 +282,7 @@ class WatchHub:
         if rows:
             self._note_progress(session)
         for decision in decisions:
-            self._intervene(session, decision)
+            self.delivery.intervene(session, decision)
         return PublishResult(len(rows), rejections)
 
     def _note_progress(self, session: LoadedSession) -> None:
@@ -409,92 +290,6 @@ class WatchHub:
         self.writer.note_progress(session.target_id, engine.watched_seconds, engine.position)
 
     # --- interventions -----------------------------------------------------------------------------
-
-    def _intervene(self, session: LoadedSession, decision: Decision) -> None:
-        intervention_id = uuid.uuid4().hex
-        if decision.kind is InterventionKind.BREAK:
-            self._deliver(session, decision, intervention_id, break_content())
-            return
-        session.spawn(asyncio.create_task(self._produce(session, decision, intervention_id)))
-
-    async def _produce(self, session: LoadedSession, decision: Decision, intervention_id: str) -> None:
-        record = session.record
-        try:
-            content = await self.content.produce(session.principal, record.video_id, record.course_id, decision)
-        except Exception:
-            log.exception("intervention content failed; sending the bare intervention")
-            content = Content(text=decision.reason_text)
-        if self._sessions.get(session.target_id) is session:
-            self._deliver(session, decision, intervention_id, content)
-
-    def _is_stale(self, session: LoadedSession, decision: Decision) -> bool:
-        if decision.kind is InterventionKind.BREAK:
-            return False
-        engine = session.engine
-        if engine.terminated:
-            return True
-        margin = self._settings.watch_stale_margin_seconds
-        return not (decision.start - margin <= engine.position <= decision.end + margin)
-
-    def _deliver(self, session: LoadedSession, decision: Decision, intervention_id: str, content: Content) -> None:
-        intervention = Intervention(
-            intervention_id=intervention_id,
-            kind=decision.kind,
-            reason=decision.reason,
-            reason_text=decision.reason_text,
-            position=decision.position,
-            start=decision.start,
-            end=decision.end,
-            content=content.text,
-            citation=content.citation,
-            quiz=content.quiz,
-            create_time=decision.time,
-        )
-        if self._is_stale(session, decision):
-            self._record(session, intervention, content, "stale")
-            return
-        session.engine.remember_intervention(intervention_id)
-        for box in session.boxes:
-            box.put(intervention)
-        if self._relay is None:
-            self._record(session, intervention, content, "delivered" if session.boxes else "undelivered")
-            return
-        task = asyncio.create_task(self._fan_out(session, intervention, content, local=bool(session.boxes)))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _fan_out(self, session: LoadedSession, intervention: Intervention, content: Content, local: bool) -> None:
-        assert self._relay is not None
-        receivers = 0
-        try:
-            receivers = await self._relay.publish_intervention(session.target_id, intervention.to_json())
-        except (RedisError, OSError) as error:
-            log.warning("watch relay: publishing an intervention failed (%s)", type(error).__name__)
-        self._record(session, intervention, content, "delivered" if local or receivers else "undelivered")
-
-    def _record(self, session: LoadedSession, intervention: Intervention, content: Content, status: str) -> None:
-        record = session.record
-        self.writer.add_intervention(
-            InterventionRecord(
-                id=intervention.intervention_id,
-                watch_session_id=session.target_id,
-                user_id=record.user_id,
-                video_id=record.video_id,
-                course_id=record.course_id,
-                type=intervention.kind.value,
-                reason=intervention.reason,
-                reason_text=intervention.reason_text,
-                position=intervention.position,
-                start=intervention.start,
-                end=intervention.end,
-                content=intervention.content,
-                citation=None if content.citation is None else json.dumps(citation_to_json(content.citation)),
-                quiz=intervention.quiz,
-                interaction_id=content.interaction_id,
-                status=status,
-                trigger_time=intervention.create_time,
-            )
-        )
 
     # --- other replicas ----------------------------------------------------------------------------
 
@@ -526,7 +321,7 @@ class WatchHub:
                 answer = await self._relay.forward(new_owner, payload)
             else:
                 log.info("watch relay: replica %s did not answer; took over %s", owner, target.watch_session_id)
-                record, preferences = await self._authorize(principal, target)
+                record, preferences = await self.directory.authorize(principal, target)
                 return await self._publish_local(principal, target, record, events, preferences)
         if "error" in answer:
             raise Unavailable("the replica serving this watch session failed; retry", retry_after_seconds=1.0)
@@ -536,7 +331,7 @@ class WatchHub:
         principal = principal_from_json(body["principal"])
         target = WatchTarget.from_json(body["target"])
         events = [event_from_json(event) for event in body["events"]]
-        record, preferences = await self._authorize(principal, target)
+        record, preferences = await self.directory.authorize(principal, target)
         if self._relay is not None and target.watch_session_id not in self._sessions:
             with contextlib.suppress(RedisError, OSError):
                 await self._relay.claim(target.watch_session_id)
@@ -591,6 +386,7 @@ class WatchHub:
         session = self._sessions.pop(watch_session_id, None)
         if session is None:
             return
+        session.loaded = False
         session.cancel_tasks()
         self._note_progress(session)
         if release and self._relay is not None:

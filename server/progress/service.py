@@ -78,6 +78,10 @@ class ProgressService:
         await self.hub.attach(principal, target, box)
         return box
 
+    async def finish_sending(self, target: WatchTarget) -> None:
+        """The client of a WatchVideo stream is done sending: deliver what is still being made, then end."""
+        await self.hub.settle(target.watch_session_id)
+
     async def detach(self, target: WatchTarget, box: Mailbox) -> None:
         """The stream ended, however it ended: stop delivering to it and write the buffered events."""
         await self.hub.detach(target.watch_session_id, box)

@@ -160,7 +160,8 @@ class ProgressServicerMixin:
         requests: AsyncIterator[pb.WatchVideoRequest],
         box: Mailbox,
     ) -> None:
-        """Reads the client's messages while the handler writes; ends the stream when the client is done."""
+        """Reads the client's messages while the handler writes. When the client is done sending, the stream ends
+        once the interventions whose content is still being made are out."""
         try:
             for rejection in (await progress.publish_from_stream(principal, target, first_events)).rejections:
                 box.put(rejection)
@@ -176,6 +177,7 @@ class ProgressServicerMixin:
                 result = await progress.publish_from_stream(principal, target, event_inputs(request.events))
                 for rejection in result.rejections:
                     box.put(rejection)
+            await progress.finish_sending(target)
         finally:
             box.close()
 
