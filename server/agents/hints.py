@@ -364,29 +364,19 @@ class HintAgent:
     async def _model_hint(
         self, principal: Principal, context: _Context, persona: Persona, deadline: float | None, spend: Spend
     ) -> tuple[str, SearchHit, str, str] | None:
-        messages = hint_messages(context, persona)
-        for attempt in (1, 2):
-            answer = await self._deps.caller.ask(
-                principal,
-                operation="hint",
-                messages=messages,
-                schema_name="hint",
-                schema=HINT_SCHEMA,
-                temperature=persona.temperature,
-                max_tokens=200,
-                deadline=deadline,
-                spend=spend,
-            )
-            if answer is None:
-                return None
-            checked = check_model_hint(answer.data, context.sources, context.forbidden)
-            problem = answer.problem if answer.data is None else checked
-            if not isinstance(checked, str) and answer.data is not None:
-                text, source = checked
-                return text, source.hit, "model" if attempt == 1 else "model-retry", answer.model
-            messages = [
-                *messages,
-                *([ChatMessage("assistant", answer.raw_text[:2000])] if answer.raw_text.strip() else []),
-                ChatMessage("user", f"That hint was rejected: {problem}. Write it again, following every rule."),
-            ]
-        return None
+        answer = await self._deps.caller.ask_checked(
+            principal,
+            lambda data: check_model_hint(data, context.sources, context.forbidden),
+            operation="hint",
+            messages=hint_messages(context, persona),
+            schema_name="hint",
+            schema=HINT_SCHEMA,
+            temperature=persona.temperature,
+            max_tokens=200,
+            deadline=deadline,
+            spend=spend,
+        )
+        if answer is None:
+            return None
+        text, source = answer.value
+        return text, source.hit, "model" if answer.attempt == 1 else "model-retry", answer.model

@@ -333,26 +333,22 @@ class LearningPathAgent:
             ChatMessage("user", "\n".join(facts)),
         ]
         by_label = {c.label: c for c in candidates}
-        for _ in (1, 2):
-            answer = await self._deps.caller.ask(
-                principal,
-                operation="learning_path",
-                messages=messages,
-                schema_name="learning_path",
-                schema=PATH_SCHEMA,
-                temperature=persona.temperature,
-                max_tokens=900,
-                deadline=deadline,
-                spend=spend,
-            )
-            if answer is None:
-                return None
-            checked = check_plan(answer.data, by_label) if answer.data is not None else answer.problem
-            if not isinstance(checked, str):
-                chosen, model_issues, steps = checked
-                return chosen, model_issues or list(issues), steps, answer.model
-            messages = [*messages, ChatMessage("user", f"That plan was rejected: {checked}. Write it again.")]
-        return None
+        answer = await self._deps.caller.ask_checked(
+            principal,
+            lambda data: check_plan(data, by_label),
+            operation="learning_path",
+            messages=messages,
+            schema_name="learning_path",
+            schema=PATH_SCHEMA,
+            temperature=persona.temperature,
+            max_tokens=900,
+            deadline=deadline,
+            spend=spend,
+        )
+        if answer is None:
+            return None
+        chosen, model_issues, steps = answer.value
+        return chosen, model_issues or list(issues), steps, answer.model
 
 
 def _texts(value: Any, limit: int) -> list[str] | None:

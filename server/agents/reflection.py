@@ -268,25 +268,21 @@ class ReflectionAgent:
             ChatMessage("system", f"{system}\n\n{render_sources(sources)}"),
             ChatMessage("user", "\n".join(facts)),
         ]
-        for _ in (1, 2):
-            answer = await self._deps.caller.ask(
-                principal,
-                operation="reflection",
-                messages=messages,
-                schema_name="reflection",
-                schema=REFLECTION_SCHEMA,
-                temperature=persona.temperature,
-                max_tokens=500,
-                deadline=deadline,
-                spend=spend,
-            )
-            if answer is None:
-                return None
-            checked = check_reflection(answer.data) if answer.data is not None else answer.problem
-            if not isinstance(checked, str):
-                return checked[0], checked[1], checked[2], answer.model
-            messages = [*messages, ChatMessage("user", f"That was rejected: {checked}. Write it again.")]
-        return None
+        answer = await self._deps.caller.ask_checked(
+            principal,
+            check_reflection,
+            operation="reflection",
+            messages=messages,
+            schema_name="reflection",
+            schema=REFLECTION_SCHEMA,
+            temperature=persona.temperature,
+            max_tokens=500,
+            deadline=deadline,
+            spend=spend,
+        )
+        if answer is None:
+            return None
+        return answer.value[0], answer.value[1], answer.value[2], answer.model
 
 
 def _derived_terms(corpus: CourseCorpus, watched: list[SearchHit], help_positions: list[float]) -> list[Term]:

@@ -17,9 +17,9 @@ prompt's tokens plus the tokens of the text that came back), since the upstream 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from server.agents.domain import Usage
 from server.config import Settings
@@ -54,12 +54,22 @@ class Spend:
         return Usage(self.prompt_tokens, self.completion_tokens, self.cost_usd)
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True, slots=True)
 class JsonAnswer:
     data: Any
     problem: str
     raw_text: str
     model: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedAnswer(Generic[T]):
+    value: T
+    model: str
+    attempt: int
 
 
 class StructuredCaller:
@@ -140,3 +150,45 @@ class StructuredCaller:
         except Exception as exc:
             # An unsettled reservation is charged at its estimate when it expires: never lost.
             logger.warning("token budget settlement failed: %s", type(exc).__name__)
+
+    async def ask_checked(
+        self,
+        principal: Principal,
+        check: Callable[[Any], T | str],
+        *,
+        operation: str,
+        messages: Sequence[ChatMessage],
+        schema_name: str,
+        schema: dict[str, Any],
+        temperature: float,
+        max_tokens: int,
+        deadline: float | None,
+        spend: Spend,
+        attempts: int = 2,
+    ) -> CheckedAnswer[T] | None:
+        """Ask, validate the JSON in code with `check` (a value, or a string saying what is wrong), and on a
+        rejection ask again with the model's answer and the reason. None: no model now, or every attempt was
+        rejected — the caller takes its offline path."""
+        conversation = list(messages)
+        for attempt in range(1, attempts + 1):
+            answer = await self.ask(
+                principal,
+                operation=operation,
+                messages=conversation,
+                schema_name=schema_name,
+                schema=schema,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                deadline=deadline,
+                spend=spend,
+            )
+            if answer is None:
+                return None
+            checked = check(answer.data) if answer.data is not None else answer.problem
+            if not isinstance(checked, str):
+                return CheckedAnswer(checked, answer.model, attempt)
+            conversation += [
+                *([ChatMessage("assistant", answer.raw_text[:2000])] if answer.raw_text.strip() else []),
+                ChatMessage("user", f"That answer was rejected: {checked}. Write it again, following every rule."),
+            ]
+        return None
