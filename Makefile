@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test deps system-deps generate check-generated lint format bench clean web
+.PHONY: run test deps system-deps generate check-generated lint format bench soak eval clean web
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,8 +58,17 @@ run: system-deps deps
 web: deps
 	node clients/web/build.mjs --check
 
+# One table of every benchmark, each measured side by side with its baseline: bench/results/latest.md + README.
 bench: system-deps deps
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH)
+
+# Mixed load under faults (Redis restart, upstream 429s and dropped streams); SOAK_SECONDS defaults to 600.
+soak: system-deps deps
+	$(PY) -m soak --seconds $(or $(SOAK_SECONDS),600)
+
+# Answer quality on the demo course: search hit@3, chat citation accuracy, quiz validity.
+eval: system-deps deps
+	$(PY) -m evals
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

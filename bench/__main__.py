@@ -1,17 +1,30 @@
-"""`make bench`: run every benchmark module in turn, each in its own process, and keep their reports.
+"""`make bench`: run every benchmark module, each in its own process, and print one table.
 
-Each module prints its own table of ratios and percentiles next to its targets; the combined output is
-written to bench/results/latest.txt.
+Every module measures tutorstream side by side with a baseline in the same run and publishes its figures as
+`bench.report.Line`s; this runner collects them into one table, prints it, and writes it with the machine's
+description to bench/results/latest.md (each module's detailed output goes to bench/results/details.txt).
+After a full run (no module names given) the README's benchmark table is replaced by the new one.
+
+    python -m bench                 # everything
+    python -m bench chat search     # only bench_chat and bench_search (the README is left alone)
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import os
+import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from bench.report import RESULTS_FILE_ENV, Line, load, render
+
 MODULES = (
+    "bench.bench_unary",
     "bench.bench_limiter",
     "bench.bench_chat",
     "bench.bench_edge",
@@ -20,28 +33,101 @@ MODULES = (
     "bench.bench_progress",
     "bench.bench_asr",
 )
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+README = ROOT / "README.md"
+README_START = "<!-- bench-table:start -->"
+README_END = "<!-- bench-table:end -->"
+
+
+def short_name(module: str) -> str:
+    return module.removeprefix("bench.bench_")
+
+
+def cpu_model() -> str:
+    for row in Path("/proc/cpuinfo").read_text().splitlines():
+        if row.startswith("model name"):
+            return row.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def git_revision() -> str:
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"
+
+
+def run_module(module: str, sink: Path) -> tuple[list[Line], str, float, int]:
+    """Run one module with its figures appended to `sink`; its lines, output, seconds and exit code."""
+    started = time.perf_counter()
+    environment = {**os.environ, RESULTS_FILE_ENV: str(sink)}
+    result = subprocess.run(
+        [sys.executable, "-m", module], cwd=ROOT, env=environment, capture_output=True, text=True, check=False
+    )
+    elapsed = time.perf_counter() - started
+    output = result.stdout + (f"\n{result.stderr[-4000:]}" if result.returncode else "")
+    lines = load(sink)
+    if result.returncode:
+        lines.append(Line(short_name(module), "module run", result.returncode, "exit code", "exit 0", False))
+    return lines, output, elapsed, result.returncode
+
+
+def describe_run(started: datetime.datetime, timings: list[tuple[str, float, int]], load_before: str) -> str:
+    load_after = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    ran = ", ".join(f"{short_name(m)} {s:.0f} s" + (f" (exit {code})" if code else "") for m, s, code in timings)
+    return "\n".join(
+        [
+            f"Run {started:%Y-%m-%d %H:%M} UTC at commit {git_revision()}, on {os.cpu_count()} cores "
+            f"({cpu_model()}), Python {platform.python_version()}.",
+            f"Load average before / after: {load_before} / {load_after}. Modules: {ran}.",
+        ]
+    )
+
+
+def update_readme(table: str, description: str) -> None:
+    text = README.read_text(encoding="utf-8")
+    head, found, rest = text.partition(README_START)
+    _, found_end, tail = rest.partition(README_END)
+    if not found or not found_end:
+        raise SystemExit(f"README.md has no {README_START} … {README_END} block to update")
+    README.write_text(f"{head}{README_START}\n{description}\n\n{table}\n{README_END}{tail}", encoding="utf-8")
 
 
 def main() -> int:
-    selected = [m for m in MODULES if not sys.argv[1:] or m.rsplit("_", 1)[-1] in sys.argv[1:]]
-    root = Path(__file__).resolve().parent.parent
-    out_dir = root / "bench" / "results"
-    out_dir.mkdir(exist_ok=True)
-    report: list[str] = []
-    failed = 0
-    for module in selected:
-        started = time.perf_counter()
-        print(f"== {module}", flush=True)
-        result = subprocess.run([sys.executable, "-m", module], cwd=root, capture_output=True, text=True)
-        elapsed = time.perf_counter() - started
-        section = f"== {module} ({elapsed:.0f} s, exit {result.returncode})\n{result.stdout}"
-        if result.returncode != 0:
-            failed += 1
-            section += f"\n{result.stderr[-4000:]}"
-        print(section, flush=True)
-        report.append(section)
-    (out_dir / "latest.txt").write_text("\n".join(report))
-    return 1 if failed else 0
+    parser = argparse.ArgumentParser(description="Run the benchmarks and print one table.")
+    parser.add_argument("only", nargs="*", help="module short names (e.g. chat search); default: all")
+    arguments = parser.parse_args()
+    unknown = set(arguments.only) - {short_name(m) for m in MODULES}
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    selected = [m for m in MODULES if not arguments.only or short_name(m) in arguments.only]
+
+    started = datetime.datetime.now(datetime.UTC)
+    load_before = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    lines: list[Line] = []
+    details: list[str] = []
+    timings: list[tuple[str, float, int]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        for index, module in enumerate(selected):
+            print(f"[{index + 1}/{len(selected)}] {module} …", flush=True)
+            module_lines, output, elapsed, code = run_module(module, Path(scratch) / f"{short_name(module)}.jsonl")
+            lines += module_lines
+            timings.append((module, elapsed, code))
+            details.append(f"== {module} ({elapsed:.0f} s, exit {code})\n{output}")
+            print(f"    {elapsed:.0f} s, exit {code}", flush=True)
+
+    table = render(lines)
+    description = describe_run(started, timings, load_before)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "details.txt").write_text("\n".join(details), encoding="utf-8")
+    (RESULTS / "latest.md").write_text(f"# Benchmark results\n\n{description}\n\n{table}\n", encoding="utf-8")
+    if not arguments.only:
+        update_readme(table, description)
+    print()
+    print(description)
+    print()
+    print(table)
+    print(f"\nwritten to {RESULTS.relative_to(ROOT)}/latest.md (module output: details.txt)")
+    return 1 if any(code for _, _, code in timings) else 0
 
 
 if __name__ == "__main__":
