@@ -39,6 +39,7 @@ from server.config import Settings
 from server.core.auth import Authenticator
 from server.core.db import Database
 from server.core.interceptors import ServerInterceptor
+from server.core.metrics import MetricsEndpoint
 from server.embeddings.base import Embedder
 from server.embeddings.factory import build_embedder
 from server.jobs.queue import JobQueue
@@ -135,6 +136,7 @@ class TutorstreamServer:
         self._health = health.aio.HealthServicer()
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self.port = 0
+        self.metrics_port = 0  # where /metrics is served; 0 while disabled
         self.interceptor: ServerInterceptor | None = None
         self.runtime: Runtime
 
@@ -201,6 +203,8 @@ class TutorstreamServer:
         self.port = server.add_insecure_port(f"{settings.host}:{settings.port}")
         if self.port == 0:
             raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
+        if settings.metrics_port > 0:
+            await self._start_metrics()
         await server.start()
         self._server = server
         await self._set_serving(health_pb2.HealthCheckResponse.SERVING)
@@ -229,6 +233,14 @@ class TutorstreamServer:
                     await seeding
 
             self._closers.append(stop_seeding)
+
+    async def _start_metrics(self) -> None:
+        jobs = self.runtime.jobs
+        endpoint = MetricsEndpoint(
+            self.settings.host, self.settings.metrics_port, job_stats=jobs.app.job_manager, queues=jobs.queues
+        )
+        self.metrics_port = await endpoint.start()
+        self._closers.append(endpoint.stop)
 
     async def _set_serving(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for name in ("", *SERVICE_NAMES):

@@ -46,6 +46,7 @@ from server.agents.quiz_rules import (
 )
 from server.agents.structured import Spend
 from server.analytics.interactions import record_interaction
+from server.core import metrics
 from server.core.auth import Principal
 from server.core.errors import FailedPrecondition, InvalidArgument
 from server.core.users import ensure_user
@@ -146,6 +147,7 @@ class QuizAgent:
         async with self._single_flight(key):
             async with self._deps.database.session() as session:
                 hit = await repo.find_generated(session, key)
+            metrics.count_cache_lookup("quiz", hit is not None)
             if hit is not None:
                 async with self._deps.database.transaction() as session:
                     await ensure_user(session, principal)

@@ -73,6 +73,13 @@ class TurnState:
         return self.routed is not None and self.routed.fallback
 
     @property
+    def provider(self) -> str:
+        """Who answers, for metrics: the response cache, the offline engine or the OpenAI-compatible model."""
+        if self.cached:
+            return "cache"
+        return "offline" if self.offline else "openai"
+
+    @property
     def model(self) -> str:
         if self.completion is not None and self.completion.model:
             return self.completion.model

@@ -57,6 +57,7 @@ from server.chat.domain import (
 from server.chat.recording import AnswerRecorder, TurnState
 from server.chat.validation import validate_context, validate_message
 from server.config import Settings
+from server.core import metrics
 from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import DeadlineExceeded, NotFound
@@ -144,6 +145,7 @@ class TurnRunner:
                     if isinstance(event, TextDelta):
                         if turn.first_token_at is None:
                             turn.first_token_at = time.monotonic()
+                            metrics.observe_time_to_first_token(turn.provider, turn.first_token_at - turn.started)
                         turn.parts.append(event.text)
                         yield AnswerDelta(event.text)
                     else:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import grpc
 from grpc import aio
 
-from server.core import errors, request_context, status
+from server.core import errors, metrics, request_context, status
 from server.core.auth import Authenticator, Principal
 
 log = logging.getLogger("tutorstream.access")
@@ -130,11 +130,13 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
     ) -> None:
         if method.startswith(PUBLIC_METHOD_PREFIXES):
             return
+        elapsed = time.perf_counter() - started
+        metrics.observe_rpc(method, outcome.code.name, elapsed)
         log.info(
             "rpc method=%s status=%s duration_ms=%.1f request_id=%s user=%s",
             method,
             outcome.code.name,
-            (time.perf_counter() - started) * 1000,
+            elapsed * 1000,
             request_id,
             principal.user_id if principal else "-",
         )

@@ -42,6 +42,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core import metrics
 from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import QuotaExceeded, QuotaViolation, Unavailable
@@ -167,6 +168,7 @@ class Reservation:
             raise ValueError("token counts and cost must not be negative")
         self._state = "committed"
         usage = _Usage(model or UNRECONCILED_MODEL, prompt_tokens, completion_tokens, cost_usd)
+        metrics.count_llm_usage(usage.model, self.operation, prompt_tokens, completion_tokens, cost_usd)
         # Shielded: a cancelled caller still gets its usage recorded.
         await asyncio.shield(self._budget._finish(self, usage))
 
@@ -260,6 +262,7 @@ class TokenBudget:
                 reason="BUDGET_UNAVAILABLE",
             ) from exc
         if refusal is not None:
+            metrics.count_limiter_rejection("token_budget")
             raise refusal
         return reservation
 

@@ -23,6 +23,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from server.core import metrics
 from server.core.auth import Principal
 from server.core.errors import QuotaExceeded, QuotaViolation
 from server.limits.gcra import MICROS, Admission, Cell, Decision, LocalLimiter, Outcome
@@ -127,8 +128,10 @@ class LimitsGate:
         lease_id = uuid.uuid4().hex if leases else ""
         backend, admission = await self._admit(rate_key(user_id, rate.rpc_class), cell, leases, max_leases, lease_id)
         if admission.outcome is Outcome.RATE_LIMITED:
+            metrics.count_limiter_rejection(f"rate_{rate.rpc_class.value}")
             raise _rate_limited(principal, rate, admission.retry_after / MICROS)
         if admission.outcome is Outcome.TOO_MANY_STREAMS and kind is not None:
+            metrics.count_limiter_rejection(f"streams_{kind.value}")
             raise _too_many_streams(principal, kind, max_leases)
         try:
             yield

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from server.core import metrics
 from server.llm.provider import ChatMessage
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,11 @@ class ResponseCache:
     async def get(self, key: str) -> CachedAnswer | None:
         if not self.enabled:
             return None
+        answer = await self._lookup(key)
+        metrics.count_cache_lookup("llm_response", answer is not None)
+        return answer
+
+    async def _lookup(self, key: str) -> CachedAnswer | None:
         if self._redis is not None:
             try:
                 raw = await self._redis.get(KEY_PREFIX + key)

@@ -12,6 +12,7 @@ import uuid
 from redis.exceptions import RedisError
 
 from server.config import Settings
+from server.core import metrics
 from server.core.auth import Principal
 from server.progress.content import Content, ContentProducer, break_content
 from server.progress.directory import SessionRecord
@@ -133,6 +134,7 @@ class InterventionDelivery:
 
     def _record(self, session: LoadedSession, intervention: Intervention, content: Content, status: str) -> None:
         record = session.record
+        metrics.count_intervention(intervention.kind.value, "sent" if status == "delivered" else status)
         self._writer.add_intervention(
             InterventionRecord(
                 id=intervention.intervention_id,

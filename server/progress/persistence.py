@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from server.core import metrics
 from server.core.db import Database
 
 log = logging.getLogger("tutorstream.progress")
@@ -145,6 +146,7 @@ _INSERT_ACKS = text(
     ) AS t(iid, sid, uid, action, etime)
     WHERE EXISTS (SELECT 1 FROM interventions i WHERE i.id = t.iid)
     ON CONFLICT (intervention_id, action) DO NOTHING
+    RETURNING (SELECT i.type FROM interventions i WHERE i.id = intervention_acks.intervention_id), action
     """
 )
 
@@ -351,13 +353,14 @@ class EventWriter:
             return True
 
     async def _write(self, batch: _Batch) -> None:
+        acknowledged: list[Any] = []
         async with self._db.transaction() as session:
             if batch.interventions:
                 await session.execute(_INSERT_INTERVENTIONS, _intervention_params(batch.interventions))
             if batch.events:
                 await session.execute(_INSERT_EVENTS, _event_params(batch.events))
             if batch.acks:
-                await session.execute(_INSERT_ACKS, _ack_params(batch.acks))
+                acknowledged = list(await session.execute(_INSERT_ACKS, _ack_params(batch.acks)))
             if batch.progress:
                 sessions = list(batch.progress)
                 await session.execute(
@@ -368,3 +371,6 @@ class EventWriter:
                         "pos": [batch.progress[s][1] for s in sessions],
                     },
                 )
+        # Counted once committed: a failed batch is retried, and a repeated acknowledgement inserts nothing.
+        for kind, action in acknowledged:
+            metrics.count_intervention(kind, action)
