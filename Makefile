@@ -66,9 +66,10 @@ bench: system-deps deps
 soak: system-deps deps
 	$(PY) -m soak --seconds $(or $(SOAK_SECONDS),600)
 
-# Answer quality on the demo course: search hit@3, chat citation accuracy, quiz validity.
+# Answer quality on the demo course (search hit@3, chat citation accuracy, quiz validity): the offline engine,
+# plus the configured model when there is one.
 eval: system-deps deps
-	$(PY) -m evals
+	$(PY) -m evals $(EVAL_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
