@@ -301,6 +301,19 @@ async def test_embeddings_follow_scripted_errors(fake: FakeOpenAI, client: opena
         await client.embeddings.create(model="e", input="")
 
 
+async def test_choosers_pick_per_request_after_the_queue(fake: FakeOpenAI, client: openai.AsyncOpenAI) -> None:
+    fake.chat_chooser = lambda body: Behavior(content=f"{len(fake.chat_requests)} {body['messages'][-1]['content']}")
+    fake.embeddings_chooser = lambda body: Behavior(status=429 if body["input"] == "busy" else 200)
+    fake.enqueue_chat(Behavior(content="queued"))
+
+    answers = [await client.chat.completions.create(model="m", messages=USER_MESSAGE) for _ in range(2)]
+
+    assert [answer.choices[0].message.content for answer in answers] == ["queued", "2 What is a gradient?"]
+    assert len((await client.embeddings.create(model="e", input="calm")).data) == 1
+    with pytest.raises(openai.RateLimitError):
+        await client.embeddings.create(model="e", input="busy")
+
+
 async def test_wrong_key_is_rejected(fake: FakeOpenAI) -> None:
     async with openai.AsyncOpenAI(base_url=fake.base_url, api_key="sk-wrong", max_retries=0) as wrong:
         with pytest.raises(openai.AuthenticationError) as raised:

@@ -3,7 +3,8 @@
 The official SDK talks to it over the wire, so retries, SSE parsing, timeouts and connection handling are the
 SDK's real code paths. aiohttp runs in a background thread with its own event loop: sync tests, async tests
 on any loop and benchmark scripts can all share one instance. Replies are scripted with `Behavior` queues;
-when a queue is empty the matching `default_*` behavior answers.
+when a queue is empty the matching `*_chooser` (a function of the request's JSON body, e.g. a seeded random
+mix of faults) picks the behavior, and without a chooser the matching `default_*` behavior answers.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class Behavior:
     finish_reason: str = "stop"
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+
+
+BehaviorChooser = Callable[[dict[str, Any]], Behavior]
 
 
 @dataclass
@@ -189,12 +193,18 @@ def _subtitles(segments: list[dict[str, Any]], vtt: bool) -> str:
     return f"WEBVTT\n\n{body}" if vtt else body
 
 
+def _chosen(chooser: BehaviorChooser | None, body: dict[str, Any], default: Behavior) -> Behavior:
+    return chooser(body) if chooser is not None else default
+
+
 class FakeOpenAI:
     """OpenAI-compatible HTTP server on loopback, scripted per request with `Behavior`s."""
 
     default_chat: Behavior
     default_embeddings: Behavior
     default_transcription: Behavior
+    chat_chooser: BehaviorChooser | None
+    embeddings_chooser: BehaviorChooser | None
     _chat_queue: deque[Behavior]
     _embedding_queue: deque[Behavior]
     _transcription_queue: deque[Behavior]
@@ -331,6 +341,8 @@ class FakeOpenAI:
             self.default_chat = Behavior()
             self.default_embeddings = Behavior()
             self.default_transcription = Behavior(content=DEFAULT_TRANSCRIPT)
+            self.chat_chooser = None
+            self.embeddings_chooser = None
 
     def enqueue_chat(self, *behaviors: Behavior) -> None:
         with self._lock:
@@ -415,8 +427,10 @@ class FakeOpenAI:
     # ---- request plumbing ------------------------------------------------------------------------
 
     def _next_behavior(self, queue: deque[Behavior], default: Callable[[], Behavior]) -> Behavior:
+        # The default is computed outside the lock: a chooser may inspect the server (e.g. `requests`).
         with self._lock:
-            return queue.popleft() if queue else default()
+            queued = queue.popleft() if queue else None
+        return queued if queued is not None else default()
 
     def _bump(self, counter: str, delta: int = 1) -> None:
         with self._lock:
@@ -467,7 +481,7 @@ class FakeOpenAI:
         request_id = self._record(request, body)
         if (denied := self._auth_failure(request)) is not None:
             return denied
-        behavior = self._next_behavior(self._chat_queue, lambda: self.default_chat)
+        behavior = self._next_behavior(self._chat_queue, lambda: _chosen(self.chat_chooser, body, self.default_chat))
         if behavior.status >= 400:
             return await self._scripted_error(behavior, request_id)
         if "_raw" in body or not isinstance(body.get("messages"), list):
@@ -589,7 +603,9 @@ class FakeOpenAI:
         request_id = self._record(request, body)
         if (denied := self._auth_failure(request)) is not None:
             return denied
-        behavior = self._next_behavior(self._embedding_queue, lambda: self.default_embeddings)
+        behavior = self._next_behavior(
+            self._embedding_queue, lambda: _chosen(self.embeddings_chooser, body, self.default_embeddings)
+        )
         if behavior.status >= 400:
             return await self._scripted_error(behavior, request_id)
         texts = _embedding_inputs(body.get("input"))
