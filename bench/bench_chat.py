@@ -17,6 +17,9 @@ with the same monotonic clock, which Linux shares between processes):
   to the client. The difference is the TTFT the relay adds (target: <= 1 ms p50, <= 5 ms p99).
 Relay rate: tokens per second between the first and the last token while the upstream streams at a fixed
 rate (target: >= 0.99x direct).
+
+Ends with the published lines (bench.report): the added TTFT p50 and p99 and the rate ratio against their
+targets, the absolute TTFTs for context.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import statistics
@@ -45,6 +47,7 @@ from openai import AsyncOpenAI
 from tutorstream.v1 import chat_service_pb2 as pb
 from tutorstream.v1 import chat_service_pb2_grpc as pb_grpc
 
+from bench.report import Line, at_least, at_most, context, percentile, publish
 from server.config import Settings
 from server.core.auth import Role, mint_token
 from tests.support.fake_openai import Behavior, FakeOpenAI
@@ -149,10 +152,14 @@ def log_tail(log_path: Path) -> str:
     return log_path.read_text(errors="replace")[-4000:]
 
 
-async def wait_serving(target: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+async def wait_serving(
+    target: str, process: subprocess.Popen[bytes], log_path: Path, within_seconds: float = 300.0
+) -> None:
+    """Wait for SERVING; on a loaded machine the server can take a minute or more to start."""
+    deadline = time.monotonic() + within_seconds
     async with grpc.aio.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        for _ in range(300):
+        while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError("tutorstream exited:\n" + log_tail(log_path))
             with contextlib.suppress(grpc.aio.AioRpcError):
@@ -182,13 +189,8 @@ class Run:
     tokens: int
 
 
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def summary(samples: list[float]) -> str:
-    return f"p50 {statistics.median(samples):8.2f}   p99 {pct(samples, 0.99):8.2f}"
+    return f"p50 {percentile(samples, 50):8.2f}   p99 {percentile(samples, 99):8.2f}"
 
 
 class Bench:
@@ -250,7 +252,7 @@ class Bench:
         return Run(started, first, last, tokens), float(sent["arrival"])
 
 
-async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+async def measure(bench: Bench, args: argparse.Namespace) -> list[Line]:
     # Time to first token: a short answer, streamed at once.
     await bench.upstream.behave(content="Flex containers lay out their children along one axis.")
     for _ in range(20):  # warm-up: connections, pools, caches
@@ -274,8 +276,8 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             run, _ = await path()
             samples.rates.append((run.tokens - 1) / (run.last - run.first))
 
-    added_p50 = statistics.median(via.after_upstream) - statistics.median(direct.after_upstream)
-    added_p99 = pct(via.after_upstream, 0.99) - pct(direct.after_upstream, 0.99)
+    added_p50 = percentile(via.after_upstream, 50) - percentile(direct.after_upstream, 50)
+    added_p99 = percentile(via.after_upstream, 99) - percentile(direct.after_upstream, 99)
     ratio = statistics.median(via.rates) / statistics.median(direct.rates)
     print(f"StreamChat relay benchmark ({args.ttft_runs} TTFT runs and {args.rate_runs} rate runs per path)")
     print(f"load average before/after: {args.load_before} / {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
@@ -293,7 +295,17 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     print(f"  direct       {statistics.median(direct.rates):8.1f} tokens/s")
     print(f"  tutorstream  {statistics.median(via.rates):8.1f} tokens/s")
     print(f"  ratio        {ratio:8.3f}x   (target >= 0.99x)")
-    return {"added_ttft_p50_ms": added_p50, "added_ttft_p99_ms": added_p99, "relay_ratio": ratio}
+    direct_sdk = "upstream called directly with the openai SDK, same run"
+    return [
+        at_most("chat", "TTFT added by the relay, p50", added_p50, "ms", 1, baseline=direct_sdk),
+        at_most("chat", "TTFT added by the relay, p99", added_p99, "ms", 5, baseline=direct_sdk),
+        at_least("chat", "token relay rate vs direct", ratio, "x", 0.99, baseline=direct_sdk),
+        context("chat", "TTFT through tutorstream, p50", percentile(via.ttft, 50), "ms"),
+        context("chat", "TTFT through tutorstream, p99", percentile(via.ttft, 99), "ms"),
+        context("chat", "of which before the upstream call, p50", percentile(via.before_upstream, 50), "ms"),
+        context("chat", "TTFT direct, p50", percentile(direct.ttft, 50), "ms"),
+        context("chat", "TTFT direct, p99", percentile(direct.ttft, 99), "ms"),
+    ]
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -345,11 +357,10 @@ async def run_against(args: argparse.Namespace, upstream: Upstream, tmp: str, da
         async with grpc.aio.insecure_channel(target) as channel:
             bench = Bench(upstream, pb_grpc.ChatServiceStub(channel), token)
             try:
-                results = await measure(bench, args)
+                lines = await measure(bench, args)
             finally:
                 await bench.sdk.close()
-    if args.json:
-        print(json.dumps(results))
+    publish(lines)
 
 
 def main() -> None:
@@ -358,7 +369,6 @@ def main() -> None:
     parser.add_argument("--rate-runs", type=int, default=8)
     parser.add_argument("--rate-tokens", type=int, default=400)
     parser.add_argument("--tokens-per-second", type=float, default=400.0)
-    parser.add_argument("--json", action="store_true", help="Also print the headline numbers as JSON.")
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:

@@ -13,7 +13,9 @@ rounds so drift hits them alike:
 
 Unary: AgentService.GetPreferences (one indexed read). Streaming: ChatService.StreamChat answered by the
 offline engine: time to the first text chunk and to the end of the stream. Prints median and p95 per path
-and each path's median relative to native.
+and each path's median relative to native, then publishes (bench.report) the browser path's price for
+context: Connect-ES through Envoy relative to native, unary p50 and whole-StreamChat p50, with both absolute
+p50s.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import tempfile
 import time
@@ -33,6 +34,7 @@ import httpx
 from grpc import aio
 from tutorstream.v1 import agent_service_pb2, agent_service_pb2_grpc, chat_service_pb2, chat_service_pb2_grpc
 
+from bench.report import Line, context, percentile, publish
 from server.app import TutorstreamServer
 from server.embeddings.local import LocalEmbedder
 from server.transcripts.seed import seed_demo_course
@@ -46,11 +48,12 @@ QUESTION = "How do I center an item with flexbox?"
 PREFERENCES = "/tutorstream.v1.AgentService/GetPreferences"
 STREAM_CHAT = "/tutorstream.v1.ChatService/StreamChat"
 PATHS = ("native", "native+envoy", "web+envoy (py)", "web+envoy (es)")
+BROWSER = "web+envoy (es)"
+NATIVE_BASELINE = "native grpc.aio stub, same run"
 
 
 def summary(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return percentile(samples, 50), percentile(samples, 95)
 
 
 async def timed(count: int, call: Callable[[], Awaitable[object]]) -> list[float]:
@@ -113,7 +116,7 @@ async def node_batch(script: Path, base_url: str, token: str, session: str, coun
     return result
 
 
-async def run(count: int, rounds: int) -> None:
+async def run(count: int, rounds: int) -> list[Line]:
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp:
         workdir = Path(tmp)
         embedded = start_embedded_for_tests(workdir)
@@ -140,7 +143,7 @@ async def run(count: int, rounds: int) -> None:
                 await envoy.wait_ready()
                 build_web()
                 script = bundle_node_client(workdir)
-                await measure(server, envoy, script, count, rounds)
+                return await measure(server, envoy, script, count, rounds)
             finally:
                 envoy.stop()
                 await server.stop(0)
@@ -148,7 +151,7 @@ async def run(count: int, rounds: int) -> None:
             embedded.stop()
 
 
-async def measure(server: TutorstreamServer, envoy: EnvoyProcess, script: Path, count: int, rounds: int) -> None:
+async def measure(server: TutorstreamServer, envoy: EnvoyProcess, script: Path, count: int, rounds: int) -> list[Line]:
     token = token_for(server.settings, "bench-edge")
     metadata = (("authorization", f"Bearer {token}"),)
     direct = aio.insecure_channel(f"127.0.0.1:{server.port}")
@@ -211,10 +214,29 @@ async def measure(server: TutorstreamServer, envoy: EnvoyProcess, script: Path, 
     report("unary GetPreferences", unary)
     report("StreamChat: first text chunk", first)
     report("StreamChat: whole stream", total)
+    return published(unary, total)
+
+
+def published(unary: dict[str, list[float]], total: dict[str, list[float]]) -> list[Line]:
+    lines: list[Line] = []
+    for what, samples in (("unary GetPreferences", unary), ("whole StreamChat", total)):
+        native, browser = percentile(samples["native"], 50), percentile(samples[BROWSER], 50)
+        lines += [
+            context(
+                "edge",
+                f"grpc-web (Connect-ES) via Envoy vs native, {what} p50",
+                browser / native,
+                "x",
+                baseline=NATIVE_BASELINE,
+            ),
+            context("edge", f"{what} p50, grpc-web (Connect-ES) via Envoy", browser, "ms"),
+            context("edge", f"{what} p50, native", native, "ms"),
+        ]
+    return lines
 
 
 def report(title: str, samples: dict[str, list[float]]) -> None:
-    baseline = statistics.median(samples["native"])
+    baseline = percentile(samples["native"], 50)
     print(f"\n{title} (ms)")
     print(f"  {'path':<16} {'n':>5} {'median':>8} {'p95':>8} {'x native':>9}")
     for path in PATHS:
@@ -227,7 +249,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=300, help="unary calls per path per round")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    asyncio.run(run(args.count, args.rounds))
+    publish(asyncio.run(run(args.count, args.rounds)))
 
 
 if __name__ == "__main__":
