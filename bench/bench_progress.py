@@ -10,10 +10,13 @@ Memory per stream = (RSS with N streams - RSS before) / N for each, read from /p
 HEARTBEAT events at a fixed total rate (round robin over the streams, client event times advancing 30 s per
 event, BREAK after 60 s of playback, no cool-down), so every second event triggers a BREAK intervention: the
 latency from sending the triggering event to receiving the intervention is the engine path end to end (content
-generation excluded: a BREAK's content is fixed). Latency percentiles are printed with the achieved rate.
+generation excluded: a BREAK's content is fixed). Latency percentiles are reported with the achieved rate.
 
-    .venv/bin/python bench/bench_progress.py                # 10,000 streams, 1,000 events/s, 20 s
-    .venv/bin/python bench/bench_progress.py --streams 2000 --seconds 10
+Both servers are the same program with the same gRPC server options, so the baseline shows what the transport
+itself costs per stream and the difference is what the progress layer adds.
+
+    .venv/bin/python -m bench.bench_progress                # 10,000 streams, 1,000 events/s, 20 s
+    .venv/bin/python -m bench.bench_progress --streams 2000 --seconds 10
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import math
 import os
 import re
 import signal
@@ -42,6 +46,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tutorstream.v1 import agent_service_pb2 as pb
 from tutorstream.v1 import agent_service_pb2_grpc as pb_grpc
 
+from bench.report import Line, at_most, context, percentile, publish
 from server.config import Settings
 from server.core.auth import Role, mint_token
 
@@ -51,6 +56,14 @@ JWT_SECRET = "bench-secret-" + "x" * 40
 STEP_SECONDS = 30.0  # client event time per event: with BREAK after 60 s, every second event triggers one
 USERS = 100
 T0 = 1_760_000_000.0
+MEMORY_TARGET_KIB = 20
+LATENCY_TARGET_MS = 50
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
@@ -265,11 +278,6 @@ async def drive(streams: list[Stream], rate: float, seconds: float, results: Res
     return results.sent / (time.perf_counter() - started)
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def report(
     *,
     count: int,
@@ -278,9 +286,10 @@ def report(
     rss: tuple[int, int, int],
     opening_seconds: float,
     achieved: float,
+    cpu_per_event: float,
     arguments: argparse.Namespace,
     results: Results,
-) -> None:
+) -> list[Line]:
     kib = 1024
     added = per_stream - base_per_stream
     before, after, during = (value / kib for value in rss)
@@ -288,20 +297,47 @@ def report(
     print("memory per open stream (server RSS delta / streams)")
     print(f"  baseline  Health/Watch (idle grpc.aio stream): {base_per_stream / kib:7.2f} KiB")
     print(f"  WatchVideo (stream + loaded watch session):     {per_stream / kib:7.2f} KiB")
-    print(f"  added by the progress layer:                    {added / kib:7.2f} KiB   (target <= 20 KiB)")
+    print(f"  added by the progress layer:                    {added / kib:7.2f} KiB")
+    print(f"  (target: WatchVideo <= {MEMORY_TARGET_KIB} KiB per stream)")
     print(f"  ratio WatchVideo / baseline:                    {per_stream / base_per_stream:7.2f}x")
     print(f"  server RSS: {before:.0f} MiB idle, {after:.0f} MiB with {count} streams, {during:.0f} MiB after the load")
     print(f"  {count} streams opened in {opening_seconds:.1f} s")
     print()
     print(f"load: {results.sent} events in {arguments.seconds:.0f} s = {achieved:.0f} events/s")
     print(f"  (target {arguments.rate:.0f}); {results.interventions} BREAK interventions received")
+    print(f"  server CPU {cpu_per_event * 1e6:.0f} us per event (the load phase, user + system)")
+    load = f"{achieved:,.0f} events/s over {count:,} streams"
+    memory = f"{count:,} streams per server"
+    lines = [
+        at_most(
+            "progress", "memory per WatchVideo stream", per_stream / kib, "KiB", MEMORY_TARGET_KIB, baseline=memory
+        ),
+        context(
+            "progress", "memory per idle grpc.aio stream (Health/Watch)", base_per_stream / kib, "KiB", baseline=memory
+        ),
+        context(
+            "progress",
+            "memory added by the progress layer per stream",
+            added / kib,
+            "KiB",
+            baseline="WatchVideo minus Health/Watch",
+        ),
+        context("progress", "event rate achieved", achieved, "events/s", baseline=f"asked {arguments.rate:,.0f}"),
+        context("progress", "server CPU per event", cpu_per_event * 1e6, "us", baseline=load),
+    ]
     if not results.latencies:
-        return
+        print("no intervention latency samples")
+        return [*lines, at_most("progress", "intervention latency p99", math.inf, "ms", LATENCY_TARGET_MS)]
     ms = [value * 1000 for value in results.latencies]
-    print(f"intervention latency (event sent -> intervention received), {len(ms)} samples, target p99 <= 50 ms:")
-    p50, p90, p99 = (percentile(ms, fraction) for fraction in (0.50, 0.90, 0.99))
-    print(f"  p50 {p50:6.1f} ms   p90 {p90:6.1f} ms   p99 {p99:6.1f} ms")
+    print(f"intervention latency (event sent -> intervention received), {len(ms)} samples:")
+    p50, p90, p99 = (percentile(ms, q) for q in (50, 90, 99))
+    print(f"  p50 {p50:6.1f} ms   p90 {p90:6.1f} ms   p99 {p99:6.1f} ms   (target p99 <= {LATENCY_TARGET_MS} ms)")
     print(f"  max {max(ms):6.1f} ms   mean {statistics.fmean(ms):6.1f} ms")
+    return [
+        *lines,
+        context("progress", "intervention latency p50", p50, "ms", baseline=load),
+        at_most("progress", "intervention latency p99", p99, "ms", LATENCY_TARGET_MS, baseline=load),
+    ]
 
 
 async def main(arguments: argparse.Namespace) -> None:
@@ -333,16 +369,19 @@ async def main(arguments: argparse.Namespace) -> None:
             # collection of the client's own heap does not show up as server latency.
             gc.collect()
             gc.freeze()
+            cpu_before = cpu_seconds(measured.process.pid)
             achieved = await drive(streams, arguments.rate, arguments.seconds, results)
             await asyncio.sleep(2.0)
+            cpu_per_event = (cpu_seconds(measured.process.pid) - cpu_before) / max(1, results.sent)
 
-            report(
+            lines = report(
                 count=count,
                 base_per_stream=base_per_stream,
                 per_stream=per_stream,
                 rss=(before, after, measured.rss_kib),
                 opening_seconds=opening_seconds,
                 achieved=achieved,
+                cpu_per_event=cpu_per_event,
                 arguments=arguments,
                 results=results,
             )
@@ -357,6 +396,7 @@ async def main(arguments: argparse.Namespace) -> None:
         finally:
             baseline.stop()
             measured.stop()
+    publish(lines)
 
 
 if __name__ == "__main__":

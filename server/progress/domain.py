@@ -4,6 +4,7 @@ the bounded outbox of one stream."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,12 +159,13 @@ class Mailbox:
     queued message is dropped (an intervention is only useful while it is fresh; the newest says most about
     where the student is now), and `dropped` counts them."""
 
-    __slots__ = ("_items", "_size", "_waiter", "closed", "dropped")
+    __slots__ = ("_items", "_listener", "_size", "_waiter", "closed", "dropped")
 
     def __init__(self, size: int) -> None:
         self._items: list[Outgoing] = []
         self._size = max(1, size)
         self._waiter: asyncio.Future[None] | None = None
+        self._listener: Callable[[], None] | None = None
         self.closed = False
         self.dropped = 0
 
@@ -183,6 +185,15 @@ class Mailbox:
         self.closed = True
         self._wake()
 
+    def listen(self, listener: Callable[[], None]) -> None:
+        """Push instead of pull: `listener` runs after every put and on close, and the reader takes messages
+        with `take`, so a stream with nothing to send needs no task waiting in `get`."""
+        self._listener = listener
+
+    def take(self) -> Outgoing | None:
+        """The next message without waiting; None when there is none right now."""
+        return self._items.pop(0) if self._items else None
+
     async def get(self) -> Outgoing | None:
         """The next message; None once the mailbox is closed and empty."""
         while not self._items:
@@ -199,3 +210,5 @@ class Mailbox:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._listener is not None:
+            self._listener()

@@ -13,7 +13,6 @@ from grpc import aio
 from tutorstream.v1 import agent_service_pb2 as pb
 from tutorstream.v1 import common_pb2
 
-from server.core.auth import Principal
 from server.core.errors import InvalidArgument, Unavailable
 from server.core.request_context import current_principal
 from server.progress.domain import Intervention, Mailbox, Outgoing, WatchTarget
@@ -109,6 +108,71 @@ async def _stop(task: asyncio.Task[None]) -> None:
         await task
 
 
+async def _end_stream(progress: ProgressService, target: WatchTarget, box: Mailbox) -> None:
+    try:
+        await progress.finish_sending(target)
+    finally:
+        box.close()
+
+
+class _Outlet:
+    """Writes one WatchVideo stream's outbox while the handler reads the client's messages. The writing task
+    exists only while there is something to write, so an idle stream (most streams, most of the time) holds
+    its handler and nothing else: no second task, coroutine or future. When the service closes the outbox
+    under a reading handler (the session was unloaded, the user's data deleted), the handler is woken from its
+    read once what was queued is out, and the stream ends."""
+
+    __slots__ = ("_box", "_context", "_task", "ended", "handler", "reading", "stopped")
+
+    def __init__(self, box: Mailbox, context: aio.ServicerContext[Any, Any]) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._box = box
+        self._context = context
+        self.handler = handler
+        self._task: asyncio.Task[None] | None = None
+        self.reading = True
+        self.ended = False  # the handler was cancelled here, because the outbox closed under it
+        self.stopped = False
+        box.listen(self._wake)
+
+    def _wake(self) -> None:
+        if self._task is None and not self.stopped:
+            self._task = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        box = self._box
+        while (item := box.take()) is not None:
+            await self._context.write(_watch_response(item))
+        # Nothing awaits between the empty outbox and here: a later put starts a new task.
+        self._task = None
+        if box.closed and self.reading:
+            self.reading = False
+            self.ended = True
+            self.handler.cancel()
+
+    async def hand_back(self) -> None:
+        """No more writing from a task of its own: the write in progress (and what it finds queued) goes out,
+        and what comes later is the handler's to write."""
+        self.reading = False
+        self.stopped = True
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+
+    async def stop(self) -> None:
+        """The stream is ending: stop writing. A write that failed meanwhile failed because the call was
+        ending, which the handler already knows."""
+        self.stopped = True
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait((task,))
+        if not task.cancelled():
+            task.exception()
+
+
 class ProgressServicerMixin:
     """Mixed into AgentServicer. Until `use_progress` is called the RPCs answer UNAVAILABLE."""
 
@@ -128,44 +192,24 @@ class ProgressServicerMixin:
         request_iterator: AsyncIterator[pb.WatchVideoRequest],
         context: aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.WatchVideoResponse]:
+        """Reads the client's messages in the RPC's own task while the stream's outlet writes interventions and
+        rejections. When the client is done sending, the handler writes what is left itself, and the stream
+        ends once the interventions whose content is still being made are out."""
         principal = current_principal()
         progress = self._progress
-        first = await anext(aiter(request_iterator), None)
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
         if first is None:
             return
         target = watch_target(first.watch_session_id, first.video_id, first.course_id, first.duration_seconds)
         events = event_inputs(first.events)
         del first  # a stream lives for hours: keep nothing of its first message but what is needed
         box = await progress.attach(principal, target)
+        outlet = _Outlet(box, context)
         try:
-            reader = asyncio.create_task(self._read_watch(progress, principal, target, events, request_iterator, box))
-            del events
-            try:
-                while (item := await box.get()) is not None:
-                    yield _watch_response(item)
-            finally:
-                await _stop(reader)
-        finally:
-            await progress.detach(target, box)
-        failure = None if reader.cancelled() else reader.exception()
-        if failure is not None:
-            raise failure
-
-    async def _read_watch(
-        self,
-        progress: ProgressService,
-        principal: Principal,
-        target: WatchTarget,
-        first_events: list[EventInput],
-        requests: AsyncIterator[pb.WatchVideoRequest],
-        box: Mailbox,
-    ) -> None:
-        """Reads the client's messages while the handler writes. When the client is done sending, the stream ends
-        once the interventions whose content is still being made are out."""
-        try:
-            for rejection in (await progress.publish_from_stream(principal, target, first_events)).rejections:
+            for rejection in (await progress.publish_from_stream(principal, target, events)).rejections:
                 box.put(rejection)
-            del first_events
+            del events
             async for request in requests:
                 if request.watch_session_id not in ("", target.watch_session_id) or request.video_id not in (
                     "",
@@ -177,9 +221,20 @@ class ProgressServicerMixin:
                 result = await progress.publish_from_stream(principal, target, event_inputs(request.events))
                 for rejection in result.rejections:
                     box.put(rejection)
-            await progress.finish_sending(target)
+            await outlet.hand_back()
+            ending = asyncio.create_task(_end_stream(progress, target, box))
+            try:
+                while (item := await box.get()) is not None:
+                    yield _watch_response(item)
+            finally:
+                await _stop(ending)
+        except asyncio.CancelledError:
+            # Cancelled by the outlet alone (and not by the call's end meanwhile): the stream ends normally.
+            if not outlet.ended or outlet.handler.uncancel() > 0:
+                raise
         finally:
-            box.close()
+            await outlet.stop()
+            await progress.detach(target, box)
 
     async def PublishVideoEvents(
         self, request: pb.PublishVideoEventsRequest, context: aio.ServicerContext[Any, Any]
