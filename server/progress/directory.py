@@ -45,6 +45,8 @@ OPEN_SESSION = text(
     """
 )
 
+STORED_WATCHED = text("SELECT watched_seconds FROM watch_sessions WHERE id = :id")
+
 
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
@@ -98,6 +100,12 @@ class SessionDirectory:
                 "video_id", f"watch session `{target.watch_session_id}` is watching video `{record.video_id}`"
             )
         return record, preferences
+
+    async def watched_seconds(self, watch_session_id: str) -> float:
+        """The stored watched total of a session (0 for one not written yet)."""
+        async with self._db.session() as session:
+            stored = await session.scalar(STORED_WATCHED, {"id": watch_session_id})
+        return float(stored or 0.0)
 
     def forget_user(self, user_id: str) -> None:
         for watch_session_id, record in list(self._records.items()):

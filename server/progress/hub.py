@@ -206,6 +206,9 @@ class WatchHub:
                 preferences = _learner(await self._preferences.get(principal.user_id))
             duration = target.duration or record.duration or await self.directory.video_duration(target.video_id)
             engine = ProgressEngine(self._config, preferences, duration=duration, clock=self._clock)
+            # A session loaded again (after an idle unload or a lease hand-over) goes on from its total so far.
+            stored = await self.directory.watched_seconds(watch_session_id)
+            engine.watched_seconds = max(stored, self.writer.pending_watched_seconds(watch_session_id) or 0.0)
             session = LoadedSession(watch_session_id, record, principal, engine)
             adopted = self._remote_boxes.pop(watch_session_id, None)
             if adopted:

@@ -152,7 +152,8 @@ _INSERT_ACKS = text(
 
 _UPDATE_PROGRESS = text(
     """
-    UPDATE watch_sessions w SET watched_seconds = t.watched, last_position_seconds = t.pos, update_time = now()
+    UPDATE watch_sessions w SET watched_seconds = greatest(w.watched_seconds, t.watched),
+        last_position_seconds = t.pos, update_time = now()
     FROM unnest(CAST(:sid AS text[]), CAST(:watched AS float8[]), CAST(:pos AS float8[])) AS t(sid, watched, pos)
     WHERE w.id = t.sid
     """
@@ -273,6 +274,11 @@ class EventWriter:
     def note_progress(self, watch_session_id: str, watched_seconds: float, position: float) -> None:
         """The session's latest totals (coalesced: one row per session per batch)."""
         self._pending.progress[watch_session_id] = (watched_seconds, position)
+
+    def pending_watched_seconds(self, watch_session_id: str) -> float | None:
+        """The session's watched total noted but not yet handed to a write, if any."""
+        noted = self._pending.progress.get(watch_session_id)
+        return None if noted is None else noted[0]
 
     # --- writing -----------------------------------------------------------------------------------
 

@@ -52,11 +52,16 @@ if (not current) or current == ARGV[2] then
 end
 return current
 """
+# A key that is gone (Redis restarted, or the lease ran out while this replica was busy) is claimed again:
+# nobody else holds it, and dropping the session would throw away its live state.
 _RENEW = """
 local lost = {}
 for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
+  local current = redis.call('GET', key)
+  if current == ARGV[1] then
     redis.call('PEXPIRE', key, ARGV[2])
+  elseif not current then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
   else
     lost[#lost + 1] = key
   end

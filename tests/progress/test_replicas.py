@@ -21,6 +21,7 @@ from tutorstream.v1 import agent_service_pb2 as pb
 
 from server.config import Settings
 from server.core.db import Database
+from server.progress.relay import OWNER_PREFIX, WatchRelay
 from tests.conftest import TEST_JWT_SECRET
 from tests.progress.conftest import new_watch_session, played_through, rewatch_script, wait_until
 from tests.support.clients import Client, connect, token_for
@@ -220,3 +221,15 @@ async def test_a_surviving_replica_takes_over_the_session_of_a_dead_one(
     finally:
         await on_first.close()
         await on_second.close()
+
+
+async def test_a_lease_wiped_by_a_redis_restart_is_claimed_again(redis_client: Redis) -> None:
+    relay = WatchRelay(redis_client, redis_client, lease_seconds=5, forward_timeout=1, replica_id="keeper")
+    mine, theirs, wiped = new_watch_session(), new_watch_session(), new_watch_session()
+    for watch_session_id in (mine, theirs, wiped):
+        assert await relay.claim(watch_session_id) == "keeper"
+    await redis_client.set(OWNER_PREFIX + theirs, "another-replica")
+    await redis_client.delete(OWNER_PREFIX + wiped)  # what a restart without persistence leaves
+    assert await relay.renew([mine, theirs, wiped]) == [theirs]
+    assert await redis_client.get(OWNER_PREFIX + wiped) == b"keeper"
+    assert 0 < await redis_client.pttl(OWNER_PREFIX + wiped) <= 5000

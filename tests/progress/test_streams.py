@@ -15,7 +15,9 @@ from server.core.db import Database
 from tests.conftest import RunningServer
 from tests.progress.conftest import (
     COURSE_ID,
+    T0,
     VIDEO_ID,
+    ProgressServerFactory,
     event,
     new_watch_session,
     played_through,
@@ -334,3 +336,51 @@ async def test_content_is_made_without_blocking_events_and_dropped_when_stale(
         await wait_until(stale_recorded)
     finally:
         await blocker.dispose()
+
+
+async def stored_watched(server: RunningServer, watch_session_id: str) -> float:
+    await server.server.runtime.progress.hub.flush()
+    async with server.server.database.session() as session:
+        statement = text("SELECT watched_seconds FROM watch_sessions WHERE id = :id")
+        return float((await session.execute(statement, {"id": watch_session_id})).scalar_one())
+
+
+async def test_a_session_loaded_again_goes_on_from_its_watched_total(
+    progress_server_factory: ProgressServerFactory,
+) -> None:
+    server = await progress_server_factory(watch_session_idle_seconds=0.01)
+    client = server.client()
+    hub = server.server.runtime.progress.hub
+    watch_session_id = new_watch_session()
+
+    async def publish(events: list[pb.VideoEvent]) -> None:
+        reply = await client.agents.PublishVideoEvents(
+            pb.PublishVideoEventsRequest(watch_session_id=watch_session_id, video_id=VIDEO_ID, events=events)
+        )
+        assert reply.accepted_count == len(events)
+
+    await publish(with_ids(played_through(0.0, 60.0, 1000.0), "first"))
+    assert await stored_watched(server, watch_session_id) == pytest.approx(60.0)
+    await asyncio.sleep(0.05)
+    await hub.sweep()  # idle: unloaded, its engine gone
+    assert hub.loaded_sessions == 0
+    await publish(with_ids(played_through(60.0, 30.0, 1100.0), "second"))
+    assert await stored_watched(server, watch_session_id) == pytest.approx(90.0)
+
+
+async def test_the_watch_stream_ends_ok_when_the_service_closes_its_outbox(progress_server: RunningServer) -> None:
+    client = progress_server.client("outbox-closed")
+    call = client.agents.WatchVideo()
+    played = event(pb.VIDEO_EVENT_TYPE_PLAYED, 0.0, T0)
+    await call.write(pb.WatchVideoRequest(watch_session_id=new_watch_session(), video_id=VIDEO_ID, events=[played]))
+    hub = progress_server.server.runtime.progress.hub
+
+    async def attached() -> bool:
+        return hub.loaded_sessions == 1
+
+    await wait_until(attached)
+    hub.forget_user("outbox-closed")
+    async with asyncio.timeout(10):
+        responses = [response async for response in call]
+    assert await call.code() == grpc.StatusCode.OK
+    assert not interventions_of(responses)
