@@ -46,7 +46,7 @@ async def require_video(deps: AgentDeps, video_id: str, field: str = "video_id")
     info = await deps.search.video_info(video_id)
     if info is not None and info.chunk_count > 0:
         return info
-    async with deps.database.session() as session:
+    async with deps.database.reader() as session:
         in_flight = await transcripts_repository.has_active_job(session, video_id)
     metadata = {"video_id": video_id}
     if in_flight:

@@ -55,7 +55,7 @@ class PreferencesService:
 
     async def get(self, user_id: str) -> PreferenceValues:
         """Stored preferences, or the defaults for a user who never changed them (nothing is written)."""
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             row = await session.get(Preference, user_id)
             return _values(row) if row is not None else PreferenceValues(user_id=user_id)
 

@@ -107,7 +107,7 @@ class ChatService:
             return session_info(row, [], 0)
 
     async def get_session(self, principal: Principal, session_id: str) -> SessionInfo:
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             row = await repo.get_session(session, session_id, principal.user_id)
             if row is None:
                 raise _not_found()
@@ -124,7 +124,7 @@ class ChatService:
                 after = (datetime.fromisoformat(str(key[0])), str(key[1]))
             except (ValueError, IndexError):
                 raise InvalidArgument.field("page_token", "is not a page token returned by this method") from None
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             rows = await repo.list_sessions(session, principal.user_id, after=after, limit=limit + 1)
             page, more = rows[:limit], len(rows) > limit
             ids = [row.id for row in page]
@@ -145,7 +145,7 @@ class ChatService:
     # --- messages ------------------------------------------------------------------------------------------
 
     async def list_messages(self, principal: Principal, session_id: str, requested_size: int, page_token: str) -> Page:
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             if await repo.get_session(session, session_id, principal.user_id) is None:
                 raise _not_found()
             limit = page_size(requested_size, default=50, maximum=200)

@@ -3,6 +3,9 @@
 `Database.from_settings()` uses `DATABASE_URL` when it is set and otherwise starts (or attaches
 to) the embedded PostgreSQL in `DATA_DIR/pg`. Sessions follow the unit-of-work split of the
 domain packages: repositories flush, services own the transaction (`async with db.transaction()`).
+Reads use `db.reader()`: its statements run in autocommit, so a read is one round trip instead of
+BEGIN + query + ROLLBACK. Under PostgreSQL's default READ COMMITTED each statement of a transaction
+takes its own snapshot anyway, so reads see exactly what they would inside a transaction.
 
 Migrations are hand-written Alembic scripts in `server/migrations/versions`; Alembic is configured
 in code (no ini file) and runs with a synchronous psycopg 3 engine in a worker thread.
@@ -24,7 +27,13 @@ from alembic.script import ScriptDirectory
 from psycopg.conninfo import make_conninfo
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from server.core.embedded_pg import EmbeddedPostgres
 
@@ -151,6 +160,9 @@ class Database:
             echo=echo,
         )
         self._sessionmaker = async_sessionmaker(self._engine, expire_on_commit=False)
+        # Shares the pool; psycopg switches autocommit on checkout and back on return without a round trip.
+        self._autocommit_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._readers = async_sessionmaker(self._autocommit_engine, expire_on_commit=False)
         self._disposed = False
 
     @classmethod
@@ -188,6 +200,20 @@ class Database:
         """A session without an open transaction; anything not committed is rolled back on exit."""
         async with self._sessionmaker() as session:
             yield session
+
+    @contextlib.asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only: every statement runs on its own, with no BEGIN and no ROLLBACK.
+        Do not write through it; a write here would commit at once, statement by statement."""
+        async with self._readers() as session:
+            yield session
+
+    @contextlib.asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection whose statements each commit on their own: for a write that is one statement
+        (a CTE can hold several changes), which then costs one round trip."""
+        async with self._autocommit_engine.connect() as connection:
+            yield connection
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

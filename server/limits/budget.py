@@ -13,16 +13,19 @@ answer costs nothing: release the reservation. `release()` after `commit()` does
 in a `finally`.
 
 Accounting lives in PostgreSQL, so it is shared by every replica and keeps working when Redis is down.
-A reservation is one transaction that takes a per-user advisory lock (one user's reservations queue
-there), locks the user's day and month rows of `token_budgets`, checks that committed + reserved +
-estimate fits both windows, and books the estimate as reserved. So concurrent calls can never reserve
-more than the budget, whichever replica serves them. `commit()` swaps the estimate for the real usage
-and appends a `usage_records` row; an estimate is an upper bound (prompt + max_tokens), and a call
-that still exceeds it is recorded in full. A reservation whose replica died mid-call is charged at
-its estimate once it expires (`budget_reservation_ttl_seconds`): the call may have reached the
-upstream, and an unknown spend is never refunded. If PostgreSQL is unreachable, `reserve()` fails
-closed with UNAVAILABLE. Call these methods outside any open database transaction of your own: they
-run their own short transactions on other connections.
+A reservation locks the user's day and month rows of `token_budgets` (always in one order), checks
+that committed + reserved + estimate fits both windows, and books the estimate as reserved. So
+concurrent calls can never reserve more than the budget, whichever replica serves them. Usually that
+is one statement (`_BOOK`, one round trip, sitting on the path before every model call); the first
+reservation of a user in a new window, or one that finds expired reservations to charge, runs as a
+transaction that also takes a per-user advisory lock, creates the rows and charges the expired.
+`commit()` swaps the estimate for the real usage and appends a `usage_records` row; an estimate is
+an upper bound (prompt + max_tokens), and a call that still exceeds it is recorded in full. A
+reservation whose replica died mid-call is charged at its estimate once it expires
+(`budget_reservation_ttl_seconds`): the call may have reached the upstream, and an unknown spend is
+never refunded. If PostgreSQL is unreachable, `reserve()` fails closed with UNAVAILABLE. Call these
+methods outside any open database transaction of your own: they run their own short transactions on
+other connections.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from types import TracebackType
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -224,36 +227,11 @@ class TokenBudget:
             windows=windows,
         )
         try:
-            async with self._db.transaction() as session:
-                await _serialize_user(session, principal)
-                expired = await self._take_expired(session, principal.user_id, windows.now)
-                keys = {(DAY, windows.day_start), (MONTH, windows.month_start)}
-                keys.update(key for item in expired for key in _keys_of(item))
-                rows = await _lock_windows(session, principal.user_id, keys)
-                for item in expired:
-                    _charge_expired(session, rows, item, windows.now)
-                day, month = rows[(DAY, windows.day_start)], rows[(MONTH, windows.month_start)]
-                refusal = _refusal(
-                    principal.user_id,
-                    estimated_tokens,
-                    windows,
-                    [(day, limits.daily_tokens), (month, limits.monthly_tokens)],
+            refusal = await self._book(reservation, limits.daily_tokens, limits.monthly_tokens)
+            if isinstance(refusal, _NotBooked):
+                refusal = await self._reserve_in_transaction(
+                    reservation, principal, limits.daily_tokens, limits.monthly_tokens
                 )
-                if refusal is None:
-                    day.tokens_reserved += estimated_tokens
-                    month.tokens_reserved += estimated_tokens
-                    session.add(
-                        TokenReservation(
-                            id=reservation.id,
-                            user_id=principal.user_id,
-                            operation=operation,
-                            tokens=estimated_tokens,
-                            day_start=windows.day_start,
-                            month_start=windows.month_start,
-                            create_time=windows.now,
-                            expire_time=windows.now + self._ttl,
-                        )
-                    )
         except _DATABASE_DOWN as exc:
             log.warning("token budget unavailable: %s", type(exc).__name__)
             raise Unavailable(
@@ -266,11 +244,88 @@ class TokenBudget:
             raise refusal
         return reservation
 
+    async def _book(self, reservation: Reservation, daily: int, monthly: int) -> QuotaExceeded | _NotBooked | None:
+        """The one-statement reservation; `_NOT_BOOKED` when the window rows are missing or an expired
+        reservation is waiting to be charged (then nothing was changed)."""
+        windows = reservation.windows
+        async with self._db.autocommit() as connection:
+            rows = (
+                await connection.execute(
+                    _BOOK,
+                    {
+                        "id": reservation.id,
+                        "user_id": reservation.user_id,
+                        "operation": reservation.operation,
+                        "tokens": reservation.tokens,
+                        "day_start": windows.day_start,
+                        "month_start": windows.month_start,
+                        "daily_limit": daily,
+                        "monthly_limit": monthly,
+                        "now": windows.now,
+                        "expire_time": windows.now + self._ttl,
+                    },
+                )
+            ).all()
+        found, expired, fits = rows[0].found, rows[0].expired, rows[0].fits
+        if not found or expired:
+            return _NOT_BOOKED
+        if fits:
+            return None
+        totals = {row.period: (row.tokens_used, row.tokens_reserved) for row in rows}
+        refusal = _refusal(
+            reservation.user_id,
+            reservation.tokens,
+            windows,
+            [(DAY, *totals[DAY], daily), (MONTH, *totals[MONTH], monthly)],
+        )
+        assert refusal is not None, "the database and _refusal disagree on whether the estimate fits"
+        return refusal
+
+    async def _reserve_in_transaction(
+        self, reservation: Reservation, principal: Principal, daily: int, monthly: int
+    ) -> QuotaExceeded | None:
+        windows = reservation.windows
+        estimated_tokens = reservation.tokens
+        async with self._db.transaction() as session:
+            await _serialize_user(session, principal)
+            expired = await self._take_expired(session, principal.user_id, windows.now)
+            keys = {(DAY, windows.day_start), (MONTH, windows.month_start)}
+            keys.update(key for item in expired for key in _keys_of(item))
+            rows = await _lock_windows(session, principal.user_id, keys)
+            for item in expired:
+                _charge_expired(session, rows, item, windows.now)
+            day, month = rows[(DAY, windows.day_start)], rows[(MONTH, windows.month_start)]
+            refusal = _refusal(
+                principal.user_id,
+                estimated_tokens,
+                windows,
+                [
+                    (DAY, day.tokens_used, day.tokens_reserved, daily),
+                    (MONTH, month.tokens_used, month.tokens_reserved, monthly),
+                ],
+            )
+            if refusal is None:
+                day.tokens_reserved += estimated_tokens
+                month.tokens_reserved += estimated_tokens
+                session.add(
+                    TokenReservation(
+                        id=reservation.id,
+                        user_id=principal.user_id,
+                        operation=reservation.operation,
+                        tokens=estimated_tokens,
+                        day_start=windows.day_start,
+                        month_start=windows.month_start,
+                        create_time=windows.now,
+                        expire_time=windows.now + self._ttl,
+                    )
+                )
+        return refusal
+
     async def status(self, user_id: str, tier: str) -> list[WindowStatus]:
         """The day and month windows of `user_id` right now (tokens_used excludes reservations)."""
         limits = self._policy.for_tier(tier)
         windows = self.windows()
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             found = (
                 await session.execute(
                     select(TokenBudgetWindow).where(
@@ -318,7 +373,7 @@ class TokenBudget:
             .group_by(UsageRecord.model, UsageRecord.operation)
             .order_by(total.desc(), UsageRecord.model, UsageRecord.operation)
         )
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             result = await session.execute(statement)
             return [
                 ModelUsage(
@@ -404,6 +459,58 @@ class TokenBudget:
         return list(result.scalars())
 
 
+class _NotBooked:
+    """`_book` changed nothing: the reservation needs the transaction."""
+
+
+_NOT_BOOKED = _NotBooked()
+
+# One reservation in one statement. `locked` takes the row locks in the order `_lock_windows` uses (so
+# lockers never deadlock) and, under READ COMMITTED, sees the latest committed totals; `booked`
+# updates the same rows only when both windows fit, and `held` records the reservation only when
+# `booked` did. The statement commits as a whole. `expired` sends the caller to the transaction,
+# which charges them; missing rows (a new window) do too, as `found` is then false.
+_BOOK = text(
+    """
+    WITH locked AS (
+        SELECT period, tokens_used, tokens_reserved
+        FROM token_budgets
+        WHERE user_id = :user_id
+          AND (period, period_start) IN (('day', :day_start), ('month', :month_start))
+        ORDER BY period_start, period
+        FOR UPDATE
+    ), verdict AS (
+        SELECT count(*) = 2 AS found,
+               EXISTS (
+                   SELECT 1 FROM token_reservations WHERE user_id = :user_id AND expire_time < :now
+               ) AS expired,
+               coalesce(
+                   bool_and(
+                       tokens_used + tokens_reserved + :tokens
+                       <= CASE period WHEN 'day' THEN :daily_limit ELSE :monthly_limit END
+                   ),
+                   false
+               ) AS fits
+        FROM locked
+    ), booked AS (
+        UPDATE token_budgets AS b
+        SET tokens_reserved = b.tokens_reserved + :tokens
+        FROM verdict
+        WHERE verdict.found AND NOT verdict.expired AND verdict.fits
+          AND b.user_id = :user_id
+          AND (b.period, b.period_start) IN (('day', :day_start), ('month', :month_start))
+        RETURNING b.period
+    ), held AS (
+        INSERT INTO token_reservations
+            (id, user_id, operation, tokens, day_start, month_start, create_time, expire_time)
+        SELECT :id, :user_id, :operation, :tokens, :day_start, :month_start, :now, :expire_time
+        WHERE EXISTS (SELECT 1 FROM booked)
+    )
+    SELECT verdict.found, verdict.expired, verdict.fits, locked.period, locked.tokens_used, locked.tokens_reserved
+    FROM verdict LEFT JOIN locked ON true
+    """
+)
+
 WindowKey = tuple[str, date]
 # First key of the two-key advisory locks that queue one user's reservations.
 _RESERVE_LOCK_SPACE = 0x7462  # "tb"
@@ -485,25 +592,26 @@ def _refusal(
     user_id: str,
     estimated: int,
     windows: Windows,
-    checks: list[tuple[TokenBudgetWindow, int]],
+    checks: list[tuple[str, int, int, int]],
 ) -> QuotaExceeded | None:
+    """The refusal for `checks` of (period, tokens used, tokens reserved, limit), None when all fit."""
     violations: list[QuotaViolation] = []
     retry_after = 0.0
-    for row, limit in checks:
-        if row.tokens_used + row.tokens_reserved + estimated <= limit:
+    for period, used, reserved, limit in checks:
+        if used + reserved + estimated <= limit:
             continue
-        reset = windows.reset_of(row.period)
+        reset = windows.reset_of(period)
         violations.append(
             QuotaViolation(
-                subject=f"users/{user_id}/budgets/{row.period}",
+                subject=f"users/{user_id}/budgets/{period}",
                 description=(
-                    f"{_PERIOD_WORDS[row.period]} token budget of {limit} exceeded: {row.tokens_used} used, "
-                    f"{row.tokens_reserved} held by calls in flight, {estimated} requested; "
+                    f"{_PERIOD_WORDS[period]} token budget of {limit} exceeded: {used} used, "
+                    f"{reserved} held by calls in flight, {estimated} requested; "
                     f"resets at {reset.isoformat()}"
                 ),
             )
         )
-        only_in_flight = row.tokens_used + estimated <= limit
+        only_in_flight = used + estimated <= limit
         wait = IN_FLIGHT_RETRY_SECONDS if only_in_flight else (reset - windows.now).total_seconds()
         retry_after = max(retry_after, wait)
     if not violations:

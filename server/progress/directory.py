@@ -103,7 +103,7 @@ class SessionDirectory:
 
     async def watched_seconds(self, watch_session_id: str) -> float:
         """The stored watched total of a session (0 for one not written yet)."""
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             stored = await session.scalar(STORED_WATCHED, {"id": watch_session_id})
         return float(stored or 0.0)
 
