@@ -161,6 +161,27 @@ async def test_the_month_window_is_checked_too(database: Database, tmp_path: Pat
     )
 
 
+async def test_the_month_window_refuses_on_a_day_that_already_has_a_budget_row(
+    database: Database, tmp_path: Path, fresh_database_url: str
+) -> None:
+    """The same day twice: the second reservation is booked by the one-statement path, which must judge the month."""
+    settings = limits_settings(tmp_path, fresh_database_url, daily_token_budget=2_000, monthly_token_budget=1_200)
+    budget = budget_for(database, settings, clock=FixedClock(datetime(2026, 3, 10, 12, tzinfo=UTC)))
+    first = await budget.reserve(student(), 300, operation="chat")
+    await first.commit(model="m", prompt_tokens=300, completion_tokens=0, cost_usd=0.0)
+    earlier = await budget.reserve(student(), 500, operation="chat")
+    await earlier.commit(model="m", prompt_tokens=500, completion_tokens=0, cost_usd=0.0)
+    month_used = await budget.status("ada", "free")
+
+    with pytest.raises(QuotaExceeded) as refused:
+        await budget.reserve(student(), 500, operation="chat")  # 800 + 500 > 1,200 a month; the day has room
+
+    assert [v.subject for v in refused.value.violations] == ["users/ada/budgets/month"]
+    assert await budget.status("ada", "free") == month_used  # nothing booked by the refusal
+    fits = await budget.reserve(student(), 400, operation="chat")
+    await fits.release()
+
+
 async def test_a_new_day_starts_with_a_fresh_daily_budget(
     database: Database, tmp_path: Path, fresh_database_url: str
 ) -> None:
