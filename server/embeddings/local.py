@@ -22,7 +22,11 @@ DEFAULT_BATCH_SIZE = 64
 
 
 class _SentenceModel(Protocol):
+    max_seq_length: int
+
     def encode(self, inputs: list[str], **kwargs: Any) -> Any: ...
+
+    def preprocess(self, inputs: list[str]) -> dict[str, Any]: ...
 
     def get_embedding_dimension(self) -> int | None: ...
 
@@ -91,6 +95,17 @@ class LocalEmbedder:
                 list(texts), batch_size=self._batch_size, normalize_embeddings=True, show_progress_bar=False
             )
         return np.asarray(output, dtype=np.float32)
+
+    def padded_tokens(self, texts: Sequence[str]) -> int:
+        """Token positions one `encode` call over `texts` computes, padding included: sentence-transformers
+        sorts a call's texts by length and pads each batch to its longest text (for benchmarks)."""
+        model = self._loaded_model()
+        ordered = sorted(texts, key=len, reverse=True)
+        total = 0
+        for start in range(0, len(ordered), self._batch_size):
+            batch = ordered[start : start + self._batch_size]
+            total += int(model.preprocess(batch)["input_ids"].numel())
+        return total
 
     async def aclose(self) -> None:
         """Nothing to release: the model lives as long as the process."""

@@ -269,17 +269,17 @@ def chunk_cues(
         first = _carry_start(units, first, last, overlap_seconds) if begin < len(units) else begin
     if len(spans) > 1 and units[-1].end - units[spans[-1][0]].start < min_seconds:
         spans[-2:] = _rebalance_tail(units, spans[-2], spans[-1], prefix, limits)
-    return [_build_chunk(number, units, first, last) for number, (first, last) in enumerate(spans)]
+    return [_build_chunk(number, units, first, last, prefix) for number, (first, last) in enumerate(spans)]
 
 
-def _build_chunk(number: int, units: Sequence[_Unit], first: int, last: int) -> Chunk:
-    text = " ".join(unit.text for unit in units[first : last + 1])
+def _build_chunk(number: int, units: Sequence[_Unit], first: int, last: int, prefix: Sequence[int]) -> Chunk:
+    # The span's count is exact (see _span_tokens); encoding the joined text again would only repeat it.
     return Chunk(
         index=number,
         start=units[first].start,
         end=units[last].end,
-        text=text,
+        text=" ".join(unit.text for unit in units[first : last + 1]),
         cue_start_index=units[first].cue,
         cue_end_index=units[last].cue,
-        token_count=count_tokens(text),
+        token_count=_span_tokens(units, first, last, prefix),
     )

@@ -1,9 +1,11 @@
 """Background work of the transcripts domain: ingest jobs, re-embedding, and recovery of lost jobs.
 
-An ingest job re-reads its content from `ingest_jobs`, parses, chunks and embeds it, reporting progress in
-the job row, then swaps the video's chunks in one transaction together with marking the job SUCCEEDED. Every
-step before the swap is side-effect free, so a job interrupted anywhere (worker killed, shutdown, crash) is
-simply run again from the start by the next worker.
+An ingest job marks itself RUNNING and reads its content from `ingest_jobs` in one statement, takes the
+transcript the ingest call already parsed (when that call ran in this process; otherwise it parses the
+content), chunks and embeds it, reporting progress in the job row, then swaps the video's chunks in one
+transaction together with marking the job SUCCEEDED. Every step before the swap is side-effect free, so a
+job interrupted anywhere (worker killed, shutdown, crash) is simply run again from the start by the next
+worker.
 """
 
 from __future__ import annotations
@@ -23,17 +25,17 @@ from server.core.errors import DomainError
 from server.embeddings.base import Embedder
 from server.jobs.queue import AlreadyEnqueued, JobQueue
 from server.transcripts import repository
-from server.transcripts.chunking import chunk_cues
+from server.transcripts.chunking import Chunk, chunk_cues
 from server.transcripts.models import IngestJob, TranscriptChunk
 from server.transcripts.parsing import ParsedTranscript, parse_transcript
-from server.transcripts.service import INGEST_TASK, content_hash, cue_records
+from server.transcripts.service import INGEST_TASK, PARSED_HANDOFF, content_hash, cue_records
 
 logger = logging.getLogger(__name__)
 
 QUEUE = "transcripts"
 REEMBED_TASK = "transcripts.reembed"
 REEMBED_BATCH = 256
-# Progress writes at most this often while embedding (the last batch is always written).
+# Progress writes at most this often while embedding (the last batch is left to the indexing stage write).
 PROGRESS_INTERVAL_SECONDS = 0.2
 
 
@@ -47,6 +49,11 @@ class JobProgress(Protocol):
 # reporting its own stages; returns the transcript and its `source` label. Chunking, embedding and the swap
 # are then the same as for captions.
 TranscriptSource = Callable[[IngestJob, JobProgress], Awaitable[tuple[ParsedTranscript, str]]]
+
+
+def _chunks_and_cues(parsed: ParsedTranscript) -> tuple[list[Chunk], list[dict[str, Any]]]:
+    """The CPU-bound preparation of a transcript, in one step (one hop to a worker thread)."""
+    return chunk_cues(parsed.cues), cue_records(parsed)
 
 
 class TranscriptJobs:
@@ -99,33 +106,33 @@ class TranscriptJobs:
     # --- ingest ------------------------------------------------------------------------------------
 
     async def run_ingest(self, job_id: str) -> None:
-        async with self._db.session() as session:
-            job = await repository.get_job(session, job_id, with_content=True)
-        if job is None or job.state in repository.TERMINAL_STATES or job.content is None:
+        handed_over = PARSED_HANDOFF.take(job_id)
+        async with self._db.transaction() as session:
+            job = await repository.start_job(session, job_id, stage="parsing" if handed_over is None else "chunking")
+        if job is None:
             return
-        attempt = job.attempts + 1
         external = self._sources.get(job.format)
         try:
-            await self._update(
-                job_id, state="running", stage="parsing", completed_units=0, total_units=0, attempts=attempt
-            )
-            if external is None:
-                parsed = await asyncio.to_thread(
-                    parse_transcript, job.content, job.format, duration_seconds=job.duration_seconds
-                )
-                source = "upload"
-            else:
+            if external is not None:
                 parsed, source = await external(job, self._progress(job_id))
-            await self._update(job_id, stage="chunking", completed_units=0, total_units=0)
-            chunks = await asyncio.to_thread(chunk_cues, parsed.cues)
+                digest = content_hash(parsed)
+            else:
+                if handed_over is None:
+                    handed_over = await asyncio.to_thread(
+                        parse_transcript, job.content or "", job.format, duration_seconds=job.duration_seconds
+                    )
+                # The call that queued the job hashed this very content.
+                parsed, source, digest = handed_over, "upload", job.content_hash
+            chunks, cues = await asyncio.to_thread(_chunks_and_cues, parsed)
             total = len(chunks)
             await self._update(job_id, stage="embedding", completed_units=0, total_units=total)
             last_write = time.monotonic()
 
             async def on_progress(done: int, of: int) -> None:
+                # The last batch is not written: the indexing stage follows at once.
                 nonlocal last_write
                 now = time.monotonic()
-                if done >= of or now - last_write >= PROGRESS_INTERVAL_SECONDS:
+                if done < of and now - last_write >= PROGRESS_INTERVAL_SECONDS:
                     last_write = now
                     await self._update(job_id, completed_units=done)
 
@@ -145,9 +152,9 @@ class TranscriptJobs:
                 "duration_seconds": parsed.duration_seconds,
                 "cue_count": len(parsed.cues),
                 "chunk_count": total,
-                "content_hash": content_hash(parsed),
+                "content_hash": digest,
                 "embedding_model": model,
-                "cues": cue_records(parsed),
+                "cues": cues,
                 "ingest_job_id": job_id,
             }
             rows = [
@@ -167,32 +174,22 @@ class TranscriptJobs:
             ]
             async with self._db.transaction() as session:
                 await repository.lock_video(session, job.video_id)
-                current = await repository.get_job(session, job_id)
-                if current is None or current.state in repository.TERMINAL_STATES:
+                # Marked done first: a job that ended meanwhile (failed by the sweep) leaves nothing behind.
+                if not await repository.finish_job(session, job_id, total_units=total):
                     return
                 await repository.replace_transcript(
                     session, transcript=transcript, chunks=rows, first_ingested=job.create_time
-                )
-                await repository.update_job(
-                    session,
-                    job_id,
-                    state="succeeded",
-                    stage="done",
-                    completed_units=total,
-                    total_units=total,
-                    error_message="",
-                    content=None,
                 )
             logger.info("ingest job %s: %s indexed (%d chunks, %s)", job_id, job.video_id, total, model)
         except DomainError as error:
             logger.warning("ingest job %s failed: %s", job_id, error.reason)
             await self._fail(job_id, error.message)
         except Exception as error:
-            if attempt < self._settings.job_max_attempts:
-                logger.exception("ingest job %s: attempt %d failed; it will be retried", job_id, attempt)
+            if job.attempts < self._settings.job_max_attempts:
+                logger.exception("ingest job %s: attempt %d failed; it will be retried", job_id, job.attempts)
                 raise
             logger.exception("ingest job %s failed", job_id)
-            await self._fail(job_id, f"internal error ({type(error).__name__}) after {attempt} attempts")
+            await self._fail(job_id, f"internal error ({type(error).__name__}) after {job.attempts} attempts")
 
     async def _update(self, job_id: str, **values: Any) -> None:
         async with self._db.transaction() as session:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, inspect, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
@@ -97,6 +97,51 @@ async def insert_job(session: AsyncSession, values: dict[str, Any]) -> bool:
 
 async def update_job(session: AsyncSession, job_id: str, **values: Any) -> None:
     await session.execute(update(IngestJob).where(IngestJob.id == job_id).values(**values, update_time=func.now()))
+
+
+async def start_job(session: AsyncSession, job_id: str, *, stage: str) -> IngestJob | None:
+    """Mark a job RUNNING at `stage` and count the attempt, in one statement; the job with its content, or
+    None when it has ended (or kept no content to work on)."""
+    columns = list(inspect(IngestJob).columns)
+    row = (
+        await session.execute(
+            update(IngestJob)
+            .where(IngestJob.id == job_id, IngestJob.state.in_(ACTIVE_STATES), IngestJob.content.is_not(None))
+            .values(
+                state="running",
+                stage=stage,
+                completed_units=0,
+                total_units=0,
+                attempts=IngestJob.attempts + 1,
+                update_time=func.now(),
+            )
+            .returning(*columns)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    if row is None:
+        return None
+    return IngestJob(**{column.key: value for column, value in zip(columns, row, strict=True)})
+
+
+async def finish_job(session: AsyncSession, job_id: str, *, total_units: int) -> bool:
+    """Mark an active job SUCCEEDED (and drop its content); False when it had already ended."""
+    result = await session.execute(
+        update(IngestJob)
+        .where(IngestJob.id == job_id, IngestJob.state.in_(ACTIVE_STATES))
+        .values(
+            state="succeeded",
+            stage="done",
+            completed_units=total_units,
+            total_units=total_units,
+            error_message="",
+            content=None,
+            update_time=func.now(),
+        )
+        .returning(IngestJob.id)
+        .execution_options(synchronize_session=False)
+    )
+    return result.first() is not None
 
 
 async def has_active_job(session: AsyncSession, video_id: str, *, other_than: str | None = None) -> bool:

@@ -3,11 +3,14 @@ time-range reads for grounding.
 
 One search is one SQL statement, so it reads one snapshot: while a re-ingest swaps a video's chunks, a search
 sees the old chunks or the new ones, never a mix. Only vectors of the active embedding model take part in the
-vector half; full text covers every chunk. Per-video searches rank vectors exactly (a video has at most a few
-hundred chunks, and exact is both faster and complete there); wider searches let the planner pick the model's
-HNSW index (with pgvector's iterative scan, so a course filter still yields enough neighbours) or an exact
-scan of a small course, whichever is cheaper. Full text is ranked with BM25 over the `english` column, plus a
+vector half; full text covers every chunk. Full text is ranked with BM25 over the `english` column, plus a
 small IDF-weighted bonus for exact code terms matched in the `simple` column.
+
+A search in one video or one course reads the chunks in scope once (the btree on video_id or course_id):
+BM25 needs all of them anyway, so ranking their vectors exactly costs only the distances (a few thousand at
+most) and misses nothing, where the HNSW index behind a filter that keeps a small share of the rows walks
+much of the graph for a worse answer. A search over every chunk uses the model's HNSW index and the GIN
+indexes.
 """
 
 from __future__ import annotations
@@ -40,9 +43,10 @@ BM25_B = 0.75
 # spelling a tie-breaker without letting a common identifier ("useEffect") outweigh the rest of a question.
 CODE_TERM_WEIGHT = 0.25
 MAX_LIMIT = 50
-# HNSW candidate list per search. pgvector's default (40) gives recall@10 of about 0.93 on 100k clustered
-# 384-d vectors; 100 gives 0.99 for a fraction of a millisecond more (bench/bench_search.py).
-HNSW_EF_SEARCH = 100
+# HNSW candidate list per search (bench/bench_search.py, clustered 384-d vectors, m 16, ef_construction 64):
+# recall@10 at 100k is 0.96 with pgvector's default 40 and 1.00 with 100; at 1M, 100 gives 0.87, 200 and 300
+# give 0.95 and 400 gives 0.98.
+HNSW_EF_SEARCH = 400
 QUERY_VECTOR_CACHE_SIZE = 512
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._/\-]{0,199}$")
 # Tokens that look like code: hyphenated or dotted identifiers, camelCase, snake_case, calls, three-digit
@@ -94,7 +98,7 @@ class SearchOutcome:
 
 
 def vector_literal(vector: Sequence[float]) -> str:
-    return "[" + ",".join(f"{value:.7g}" for value in vector) + "]"
+    return "[" + ",".join(map("{:.7g}".format, vector)) + "]"
 
 
 def sql_model_literal(model_id: str) -> str:
@@ -114,7 +118,8 @@ def code_terms(query: str) -> list[str]:
     return terms[:16]
 
 
-def _scope_filter(video_id: str | None, course_id: str | None, window: bool) -> str:
+def scope_filter(video_id: str | None, course_id: str | None, window: bool) -> str:
+    """The WHERE condition on chunks `c` for a search's scope ("TRUE": every chunk)."""
     parts: list[str] = []
     if video_id is not None:
         parts.append("c.video_id = :video_id")
@@ -142,56 +147,32 @@ def nearest_sql(*, model_id: str, dimension: int, scope: str, exact: bool) -> st
         ) nearest"""
 
 
-def _text_candidates_sql(scope: str) -> str:
-    """`matched` (chunks in scope matching the words or the code terms, with their length) and `corpus`
-    (how many chunks are in scope, and their mean length), for BM25.
-
-    Within a video or course the scope's rows are read first and the text conditions checked on them: a
-    question's words are common enough that a full-text index scan over every chunk costs far more than
-    that. Without a scope the GIN indexes do the matching, the chunk count comes from the transcripts, and
-    the mean length is taken over the matches."""
-    match = "(c.search_english @@ query.words OR c.search_simple @@ query.code)"
-    matched_columns = (
-        "c.id, c.search_english, length(c.search_english) AS len, c.search_simple @@ query.code AS code_match"
-    )
-    if scope == "TRUE":
-        return f"""matched AS MATERIALIZED (
-            SELECT {matched_columns} FROM transcript_chunks c, query WHERE {match}
-        ),
-        corpus AS MATERIALIZED (
-            SELECT (SELECT coalesce(sum(chunk_count), 0) FROM transcripts) AS n,
-                   (SELECT coalesce(avg(len), 1) FROM matched) AS mean_length
-        )"""
-    return f"""scoped AS MATERIALIZED (
-            SELECT c.id, c.search_english, c.search_simple FROM transcript_chunks c WHERE {scope}
-        ),
-        matched AS MATERIALIZED (SELECT {matched_columns} FROM scoped c, query WHERE {match}),
-        corpus AS MATERIALIZED (
-            SELECT count(*) AS n, coalesce(avg(length(search_english)), 1) AS mean_length FROM scoped
-        )"""
+_CHUNK_COLUMNS = "c.id, c.video_id, c.course_id, c.start_seconds, c.end_seconds, c.text"
 
 
-def _hybrid_sql(*, model_id: str | None, dimension: int, scope: str, exact: bool) -> str:
-    candidates_sql = _text_candidates_sql(scope)
-    if model_id is None:
-        vector_part = "SELECT NULL::text AS id, NULL::bigint AS rank WHERE FALSE"
-    else:
-        vector_part = nearest_sql(model_id=model_id, dimension=dimension, scope=scope, exact=exact)
-    return f"""
-        WITH query AS (
+def _query_sql(dimension: int) -> str:
+    """The question as tsqueries (and as a vector when `dimension` is set), computed once per search."""
+    vector = f",\n                CAST(:query_vector AS vector({dimension})) AS vector" if dimension else ""
+    return f"""query AS (
             SELECT
                 replace(plainto_tsquery('english', :query)::text, ' & ', ' | ')::tsquery AS words,
                 tsvector_to_array(to_tsvector('english', :query)) AS terms,
-                coalesce(
+                code.code,
+                numnode(code.code) > 0 AS has_code{vector}
+            FROM (
+                SELECT coalesce(
                     (SELECT string_agg('(' || phraseto_tsquery('simple', term)::text || ')', ' | ')
                      FROM unnest(:code_terms) AS term
                      WHERE numnode(phraseto_tsquery('simple', term)) > 0),
                     ''
                 )::tsquery AS code
-        ),
-        vector_ranked AS ({vector_part}),
-        {candidates_sql},
-        term_freq AS MATERIALIZED (
+            ) code
+        )"""
+
+
+def _text_ranked_sql() -> str:
+    """BM25 over `matched` with the statistics of `corpus`, plus the code-term bonus: `text_ranked`."""
+    return f"""term_freq AS MATERIALIZED (
             SELECT m.id, m.len, u.lexeme, cardinality(u.positions) AS tf
             -- Only the query's lexemes: marked with weight A, then kept by weight (both work on the binary).
             FROM matched m, query, unnest(ts_filter(setweight(m.search_english, 'A', query.terms), '{{a}}')) AS u
@@ -221,11 +202,90 @@ def _hybrid_sql(*, model_id: str | None, dimension: int, scope: str, exact: bool
                 ORDER BY relevance DESC, m.id
                 LIMIT :candidates
             ) best
-        )
-        SELECT c.id, c.video_id, c.course_id, c.start_seconds, c.end_seconds, c.text,
-               coalesce(1.0 / ({RRF_K} + v.rank), 0) + coalesce(1.0 / ({RRF_K} + t.rank), 0) AS score,
+        )"""
+
+
+_FUSED_COLUMNS = f"""coalesce(1.0 / ({RRF_K} + v.rank), 0) + coalesce(1.0 / ({RRF_K} + t.rank), 0) AS score,
                coalesce(v.rank, 0) AS vector_rank,
-               coalesce(t.rank, 0) AS text_rank
+               coalesce(t.rank, 0) AS text_rank"""
+_NO_VECTORS = "SELECT NULL::text AS id, NULL::bigint AS rank WHERE FALSE"
+
+
+def _scoped_hybrid_sql(*, model_id: str | None, dimension: int, scope: str, exact: bool) -> str:
+    """A video or a course: one read of the scope's chunks serves both halves and the result.
+
+    Full text needs every chunk in scope (matching, and the chunk count and mean length of BM25), so the
+    scope's rows are read once, into `scoped`, with what the result shows, each chunk's distance to the
+    question (exact ranking: a few thousand distances at most, next to that read) and its match flags.
+    A question's words are common enough that a full-text index scan over every chunk costs far more than
+    that read. With `exact=False` the vector half goes to the HNSW index instead."""
+    if model_id is None:
+        distance = "NULL::float8"
+        vector_part = _NO_VECTORS
+    else:
+        # The guard keeps vectors of another model (another dimension, mid re-embedding) out of the ranking.
+        distance = f"CASE WHEN c.embedding_model = {sql_model_literal(model_id)} THEN c.embedding <=> query.vector END"
+        vector_part = (
+            """SELECT id, row_number() OVER (ORDER BY distance, id) AS rank
+            FROM (
+                SELECT id, distance FROM scoped WHERE distance IS NOT NULL ORDER BY distance, id LIMIT :candidates
+            ) nearest"""
+            if exact
+            else nearest_sql(model_id=model_id, dimension=dimension, scope=scope, exact=False)
+        )
+    return f"""
+        WITH {_query_sql(dimension if model_id is not None else 0)},
+        scoped AS MATERIALIZED (
+            SELECT {_CHUNK_COLUMNS},
+                   length(c.search_english) AS len,
+                   CASE WHEN c.search_english @@ query.words THEN c.search_english END AS matched_words,
+                   -- The `simple` column is only read when the question has code terms.
+                   coalesce(query.has_code AND c.search_simple @@ query.code, FALSE) AS code_match,
+                   {distance} AS distance
+            FROM transcript_chunks c, query
+            WHERE {scope}
+        ),
+        vector_ranked AS ({vector_part}),
+        matched AS MATERIALIZED (
+            SELECT id, matched_words AS search_english, len, code_match
+            FROM scoped WHERE matched_words IS NOT NULL OR code_match
+        ),
+        corpus AS MATERIALIZED (SELECT count(*) AS n, coalesce(avg(len), 1) AS mean_length FROM scoped),
+        {_text_ranked_sql()}
+        SELECT s.id, s.video_id, s.course_id, s.start_seconds, s.end_seconds, s.text,
+               {_FUSED_COLUMNS}
+        FROM scoped s
+        LEFT JOIN vector_ranked v ON v.id = s.id
+        LEFT JOIN text_ranked t ON t.id = s.id
+        WHERE v.id IS NOT NULL OR t.id IS NOT NULL
+        ORDER BY score DESC, s.video_id, s.start_seconds
+        LIMIT :limit
+    """
+
+
+def _global_hybrid_sql(*, model_id: str | None, dimension: int, exact: bool) -> str:
+    """Every chunk: the GIN indexes do the matching, the chunk count comes from the transcripts and the mean
+    length is taken over the matches; the vector half uses the HNSW index unless `exact`."""
+    vector_part = (
+        _NO_VECTORS
+        if model_id is None
+        else nearest_sql(model_id=model_id, dimension=dimension, scope="TRUE", exact=exact)
+    )
+    return f"""
+        WITH {_query_sql(0)},
+        vector_ranked AS ({vector_part}),
+        matched AS MATERIALIZED (
+            SELECT c.id, c.search_english, length(c.search_english) AS len, c.search_simple @@ query.code AS code_match
+            FROM transcript_chunks c, query
+            WHERE c.search_english @@ query.words OR c.search_simple @@ query.code
+        ),
+        corpus AS MATERIALIZED (
+            SELECT (SELECT coalesce(sum(chunk_count), 0) FROM transcripts) AS n,
+                   (SELECT coalesce(avg(len), 1) FROM matched) AS mean_length
+        ),
+        {_text_ranked_sql()}
+        SELECT {_CHUNK_COLUMNS},
+               {_FUSED_COLUMNS}
         FROM transcript_chunks c
         LEFT JOIN vector_ranked v ON v.id = c.id
         LEFT JOIN text_ranked t ON t.id = c.id
@@ -235,7 +295,11 @@ def _hybrid_sql(*, model_id: str | None, dimension: int, scope: str, exact: bool
     """
 
 
-_CHUNK_COLUMNS = "c.id, c.video_id, c.course_id, c.start_seconds, c.end_seconds, c.text"
+def hybrid_sql(*, model_id: str | None, dimension: int, scope: str, exact: bool) -> str:
+    """The one statement of a hybrid search (`scope` from `scope_filter`; no `model_id`: full text only)."""
+    if scope == "TRUE":
+        return _global_hybrid_sql(model_id=model_id, dimension=dimension, exact=exact)
+    return _scoped_hybrid_sql(model_id=model_id, dimension=dimension, scope=scope, exact=exact)
 
 
 def _hit(row: Any) -> SearchHit:
@@ -271,7 +335,8 @@ class TranscriptSearch:
         # A search waits this long for its query vector (an upstream may be retrying a 429), then goes on
         # with full text alone.
         self._query_timeout = query_embedding_timeout_seconds
-        self._query_vectors: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+        # The query's vector as the SQL literal a search sends (formatting 384 floats costs a few hundred us).
+        self._query_vectors: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._statements: dict[tuple[str | None, int, str, bool], TextClause] = {}
 
     @property
@@ -303,20 +368,20 @@ class TranscriptSearch:
         exact: bool | None = None,
     ) -> SearchOutcome:
         """Hybrid search, with the embedding model used. `exact=True` forces the exact vector scan and
-        `exact=False` lets the planner use the HNSW index; by default a single video is scanned exactly and
-        wider searches may use the index."""
+        `exact=False` lets the planner use the HNSW index; by default a video or a course is ranked exactly
+        and a search over every chunk may use the index."""
         query = query.strip()
         if not query:
             return SearchOutcome([], "")
         limit = max(1, min(limit, MAX_LIMIT))
         candidates = max(4 * limit, 40)
-        vector = await self._query_vector(query)
+        vector = await self._query_vector_literal(query)
         model_id = self._embedder.model_id if vector is not None else None
-        use_exact = exact if exact is not None else video_id is not None
+        use_exact = exact if exact is not None else video_id is not None or course_id is not None
         statement = self._statement(
             model_id=model_id,
             dimension=self._embedder.dimension if vector is not None else 0,
-            scope=_scope_filter(video_id, course_id, time_window is not None),
+            scope=scope_filter(video_id, course_id, time_window is not None),
             exact=use_exact,
         )
         params: dict[str, Any] = {
@@ -326,7 +391,7 @@ class TranscriptSearch:
             "limit": limit,
         }
         if vector is not None:
-            params["query_vector"] = vector_literal(vector)
+            params["query_vector"] = vector
         if video_id is not None:
             params["video_id"] = video_id
         if course_id is not None:
@@ -350,7 +415,7 @@ class TranscriptSearch:
         key = (model_id, dimension, scope, exact)
         statement = self._statements.get(key)
         if statement is None:
-            sql = _hybrid_sql(model_id=model_id, dimension=dimension, scope=scope, exact=exact)
+            sql = hybrid_sql(model_id=model_id, dimension=dimension, scope=scope, exact=exact)
             statement = text(sql).bindparams(bindparam("code_terms", type_=ARRAY(Text())))
             self._statements[key] = statement
         return statement
@@ -369,7 +434,7 @@ class TranscriptSearch:
         statement = nearest_sql(
             model_id=self._embedder.model_id,
             dimension=self._embedder.dimension,
-            scope=_scope_filter(video_id, course_id, window=False),
+            scope=scope_filter(video_id, course_id, window=False),
             exact=exact,
         )
         params: dict[str, Any] = {"query_vector": vector_literal(query_vector), "candidates": limit}
@@ -385,8 +450,14 @@ class TranscriptSearch:
 
     @staticmethod
     async def _use_iterative_scan(session: AsyncSession, candidates: int) -> None:
-        await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-        await session.execute(text(f"SET LOCAL hnsw.ef_search = {max(HNSW_EF_SEARCH, min(candidates, 1000))}"))
+        # One round trip for both settings; `true`: local to the transaction, like SET LOCAL.
+        await session.execute(
+            text(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('hnsw.ef_search', :ef, true)"
+            ),
+            {"ef": str(max(HNSW_EF_SEARCH, min(candidates, 1000)))},
+        )
 
     async def chunks_around(
         self,
@@ -443,8 +514,9 @@ class TranscriptSearch:
             rows = (await session.execute(statement, {"course_id": course_id})).all()
         return [_video_info(row) for row in rows]
 
-    async def _query_vector(self, query: str) -> list[float] | None:
-        """The query's embedding, or None when the embedder fails (the search then runs on full text)."""
+    async def _query_vector_literal(self, query: str) -> str | None:
+        """The query's embedding as a vector literal, or None when the embedder fails (the search then runs on
+        full text)."""
         key = (self._embedder.model_id, query)
         cached = self._query_vectors.get(key)
         if cached is not None:
@@ -459,7 +531,8 @@ class TranscriptSearch:
         except TimeoutError:
             logger.warning("query embedding took over %.1f s, searching full text only", self._query_timeout)
             return None
-        self._query_vectors[key] = vector
+        literal = vector_literal(vector)
+        self._query_vectors[key] = literal
         if len(self._query_vectors) > QUERY_VECTOR_CACHE_SIZE:
             self._query_vectors.popitem(last=False)
-        return vector
+        return literal

@@ -23,7 +23,9 @@ import hashlib
 import json
 import math
 import re
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -200,6 +202,45 @@ def content_hash(parsed: ParsedTranscript) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+class ParsedHandoff:
+    """Transcripts parsed while validating an ingest call, kept for a worker of the same process so the job
+    does not parse the content a second time.
+
+    Bounded by the length of the content they came from (oldest dropped first); a job that finds nothing here, e.g.
+    in a separate worker process or after a restart, parses its content itself. Entries are keyed by the
+    job id, which is unique and whose content never changes, so an entry is always the job's own transcript.
+    """
+
+    def __init__(self, max_content_chars: int) -> None:
+        self._max_chars = max_content_chars
+        self._entries: OrderedDict[str, tuple[ParsedTranscript, int]] = OrderedDict()
+        self._chars = 0
+        # Written by the event loop, read by jobs of any worker loop of the process.
+        self._lock = threading.Lock()
+
+    def put(self, job_id: str, parsed: ParsedTranscript, content_chars: int) -> None:
+        if content_chars > self._max_chars:
+            return
+        with self._lock:
+            self._entries[job_id] = (parsed, content_chars)
+            self._chars += content_chars
+            while self._chars > self._max_chars:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._chars -= dropped
+
+    def take(self, job_id: str) -> ParsedTranscript | None:
+        with self._lock:
+            entry = self._entries.pop(job_id, None)
+            if entry is None:
+                return None
+            self._chars -= entry[1]
+            return entry[0]
+
+
+# Enough for a burst of large uploads waiting in the queue; beyond it jobs parse for themselves.
+PARSED_HANDOFF = ParsedHandoff(max_content_chars=64 * 1024 * 1024)
+
+
 def _request_hash(request: IngestRequest) -> str:
     digest = hashlib.sha256()
     for part in (
@@ -327,10 +368,16 @@ class TranscriptService:
                         session, request.video_id, course_id=request.course_id, title=title, language=language
                     )
             else:
-                queue_job_id = await self._jobs.defer(
-                    INGEST_TASK, session=session, lock=f"video:{request.video_id}", job_id=job_id
-                )
-                await repository.update_job(session, job_id, queue_job_id=queue_job_id)
+                # Handed over before the commit: a worker may start the job the moment it is visible.
+                PARSED_HANDOFF.put(job_id, parsed, len(request.content))
+                try:
+                    queue_job_id = await self._jobs.defer(
+                        INGEST_TASK, session=session, lock=f"video:{request.video_id}", job_id=job_id
+                    )
+                    await repository.update_job(session, job_id, queue_job_id=queue_job_id)
+                except BaseException:
+                    PARSED_HANDOFF.take(job_id)
+                    raise
             row = await repository.get_job(session, job_id)
             if row is None:
                 raise RuntimeError("ingest job vanished inside its own transaction")

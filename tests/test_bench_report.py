@@ -1,0 +1,78 @@
+"""The benchmark report: lines judged against targets, one table, and the README kept equal to the last run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import __main__ as runner
+from bench.report import RESULTS_FILE_ENV, at_least, at_most, context, load, percentile, publish, render
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_targets_are_judged_on_the_value() -> None:
+    assert at_most("chat", "added TTFT p50", 0.8, "ms", 1).met is True
+    assert at_most("chat", "added TTFT p99", 5.2, "ms", 5).met is False
+    assert at_least("chat", "relay rate", 0.989, "x", 0.99).met is False
+    assert at_least("search", "recall@10", 0.95, "", 0.95).met is True
+    assert context("edge", "unary p50 ratio", 3.6, "x").met is None
+
+
+def test_targets_and_values_read_as_written() -> None:
+    line = at_least("chat", "relay rate vs direct", 1.0004, "x", 0.99, baseline="OpenAI SDK, same upstream")
+    assert (line.shown_value(), line.target, line.verdict()) == ("1.000x", ">= 0.99x", "met")
+    slow = at_most("search", "per-video p99", 10.6, "ms", 10)
+    assert (slow.shown_value(), slow.target, slow.verdict()) == ("10.60 ms", "<= 10 ms", "NOT MET")
+    assert context("unary", "tutorstream RPS", 2345.6, "rps").shown_value() == "2,346 rps"
+
+
+def test_percentile_is_nearest_rank_and_median_at_fifty() -> None:
+    samples = [float(value) for value in range(1, 101)]
+    assert percentile(samples, 50) == 50.5
+    assert percentile(samples, 99) == 99.0
+    with pytest.raises(ValueError):
+        percentile([], 99)
+
+
+def test_render_aligns_one_row_per_line() -> None:
+    table = render(
+        [at_most("limits", "Redis check p50", 0.21, "ms", 0.3), context("limits", "in-process", 0.004, "ms")]
+    )
+    rows = table.splitlines()
+    assert len(rows) == 4
+    assert len({len(row) for row in rows}) == 1
+    assert "| limits | Redis check p50 | 0.210 ms" in rows[2]
+    assert "NOT MET" not in table
+
+
+def test_publish_appends_lines_for_the_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = tmp_path / "figures.jsonl"
+    monkeypatch.setenv(RESULTS_FILE_ENV, str(sink))
+    first = [at_most("a", "m1", 1.0, "ms", 2)]
+    second = [context("b", "m2", 3.0, "x")]
+    publish(first)
+    publish(second)
+    assert load(sink) == first + second
+    assert json.loads(sink.read_text().splitlines()[0])["met"] is True
+
+
+def test_readme_block_is_replaced_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{runner.README_START}\nold table\n{runner.README_END}\n\n## Next\n")
+    monkeypatch.setattr(runner, "README", readme)
+    runner.update_readme("| new |", "Run at commit abc.")
+    assert (
+        readme.read_text()
+        == f"intro\n{runner.README_START}\nRun at commit abc.\n\n| new |\n{runner.README_END}\n\n## Next\n"
+    )
+
+
+def test_readme_shows_the_latest_benchmark_table() -> None:
+    latest = (ROOT / "bench" / "results" / "latest.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split(runner.README_START, 1)[1].split(runner.README_END, 1)[0].strip()
+    assert block, "README has an empty benchmark block"
+    assert block in latest, "README's benchmark table differs from bench/results/latest.md: rerun `make bench`"
