@@ -18,6 +18,7 @@ import pytest
 from server.app import TutorstreamServer
 from server.config import Settings
 from server.core.embedded_pg import EmbeddedPostgres
+from server.embeddings.base import Embedder
 from server.embeddings.local import LocalEmbedder
 from tests.support.clients import Client, connect, token_for
 from tests.support.fake_openai import FakeOpenAI
@@ -137,16 +138,31 @@ class RunningServer:
 ServerFactory = Callable[..., Awaitable[RunningServer]]
 
 
+async def launch(
+    tmp_path: Path,
+    database_url: str,
+    *,
+    embedder: Embedder | None = None,
+    model: FakeOpenAI | None = None,
+    **overrides: Any,
+) -> RunningServer:
+    """A started server: `model` makes the fake OpenAI server its LLM, `embedder` replaces the configured one."""
+    if model is not None:
+        overrides = {"openai_api_key": model.api_key, "openai_base_url": model.base_url, **overrides}
+    running = RunningServer(TutorstreamServer(make_settings(tmp_path, database_url, **overrides), embedder=embedder))
+    await running.server.start()
+    return running
+
+
 @pytest.fixture
-async def start_server(tmp_path: Path, fresh_database_url: str) -> AsyncIterator[ServerFactory]:
-    """Start servers with settings overrides; all are stopped at teardown."""
+async def start_server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[ServerFactory]:
+    """Start servers (`launch`'s keywords and settings overrides); all are stopped at teardown. Without a
+    `database_url` the server gets this test's fresh database."""
     started: list[RunningServer] = []
 
     async def factory(**overrides: Any) -> RunningServer:
-        database_url = overrides.pop("database_url", fresh_database_url)
-        settings = make_settings(tmp_path, database_url, **overrides)
-        running = RunningServer(TutorstreamServer(settings))
-        await running.server.start()
+        database_url = overrides.pop("database_url", None) or request.getfixturevalue("fresh_database_url")
+        running = await launch(tmp_path, database_url, **overrides)
         started.append(running)
         return running
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,12 +20,11 @@ from tutorstream.v1 import agent_service_pb2 as agent_pb
 from tutorstream.v1 import common_pb2
 from tutorstream.v1 import transcript_service_pb2 as transcript_pb
 
-from server.app import TutorstreamServer
 from server.core.embedded_pg import EmbeddedPostgres
 from server.demo import load_demo_course
 from server.embeddings.local import LocalEmbedder
 from tests.conftest import FAST_JOBS as SHARED_FAST_JOBS
-from tests.conftest import RunningServer, make_settings
+from tests.conftest import RunningServer, ServerFactory, launch
 from tests.support.clients import Client
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.postgres import create_fresh_database
@@ -49,16 +47,7 @@ def agents_embedder(local_embedder: LocalEmbedder) -> LocalEmbedder:
     return local_embedder
 
 
-async def _start(
-    tmp_path: Path, database_url: str, embedder: LocalEmbedder, fake: FakeOpenAI | None, **overrides: Any
-) -> RunningServer:
-    values: dict[str, Any] = {**FAST_JOBS, **GENEROUS_LIMITS, "embedding_provider": "local"}
-    if fake is not None:
-        values.update(openai_api_key=fake.api_key, openai_base_url=fake.base_url)
-    values.update(overrides)
-    running = RunningServer(TutorstreamServer(make_settings(tmp_path, database_url, **values), embedder=embedder))
-    await running.server.start()
-    return running
+AGENT_SETTINGS: dict[str, Any] = {**FAST_JOBS, **GENEROUS_LIMITS, "embedding_provider": "local"}
 
 
 async def ingest(client: Client, video_id: str, title: str, vtt: str, duration: float) -> None:
@@ -90,7 +79,7 @@ async def demo_template(
 ) -> str:
     """Name of a database holding the demo course, ingested over the real RPCs (clone it, never use it)."""
     url = create_fresh_database(embedded_pg.admin_url, "agdemo", template=template_database)
-    running = await _start(tmp_path_factory.mktemp("agents-ingest"), url, agents_embedder, None)
+    running = await launch(tmp_path_factory.mktemp("agents-ingest"), url, embedder=agents_embedder, **AGENT_SETTINGS)
     try:
         client = running.client("agents-tests-ingest", role="service")
         # One after another: the course's video order is the order its transcripts were first stored.
@@ -110,23 +99,17 @@ def demo_database_url(embedded_pg: EmbeddedPostgres, demo_template: str) -> str:
 
 
 @pytest.fixture
-async def agents_server_factory(
-    tmp_path: Path, demo_database_url: str, agents_embedder: LocalEmbedder, fake_openai: FakeOpenAI
-) -> AsyncIterator[AgentServerFactory]:
+def agents_server_factory(
+    start_server: ServerFactory, demo_database_url: str, agents_embedder: LocalEmbedder, fake_openai: FakeOpenAI
+) -> AgentServerFactory:
     """`await factory(online=False, **settings)`: a server on this test's copy of the demo course whose
     model is the fake OpenAI server (online) or none (the offline paths)."""
-    started: list[RunningServer] = []
 
     async def factory(*, online: bool = False, **overrides: Any) -> RunningServer:
-        database_url = overrides.pop("database_url", demo_database_url)
-        running = await _start(tmp_path, database_url, agents_embedder, fake_openai if online else None, **overrides)
-        started.append(running)
-        return running
+        settings = {**AGENT_SETTINGS, "database_url": demo_database_url, **overrides}
+        return await start_server(embedder=agents_embedder, model=fake_openai if online else None, **settings)
 
-    yield factory
-    for running in started:
-        await running.close_clients()
-        await running.server.stop(0)
+    return factory
 
 
 @pytest.fixture
@@ -205,7 +188,13 @@ async def module_online_server(
 ) -> AsyncIterator[RunningServer]:
     """One server per module against the fake OpenAI server (tests reset the fake through `fake_openai`)."""
     url = create_fresh_database(embedded_pg.admin_url, "agmod", template=demo_template)
-    running = await _start(tmp_path_factory.mktemp("agents-online"), url, agents_embedder, fake_openai_server)
+    running = await launch(
+        tmp_path_factory.mktemp("agents-online"),
+        url,
+        embedder=agents_embedder,
+        model=fake_openai_server,
+        **AGENT_SETTINGS,
+    )
     yield running
     await running.close_clients()
     await running.server.stop(0)

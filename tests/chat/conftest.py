@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -19,12 +18,11 @@ from tutorstream.v1 import chat_service_pb2 as chat_pb
 from tutorstream.v1 import common_pb2
 from tutorstream.v1 import transcript_service_pb2 as transcript_pb
 
-from server.app import TutorstreamServer
 from server.core.embedded_pg import EmbeddedPostgres
 from server.demo import load_demo_course
 from server.embeddings.local import LocalEmbedder
 from tests.conftest import FAST_JOBS as SHARED_FAST_JOBS
-from tests.conftest import RunningServer, make_settings
+from tests.conftest import RunningServer, ServerFactory, launch
 from tests.support.clients import Client
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.postgres import create_fresh_database
@@ -53,36 +51,21 @@ def chat_embedder(local_embedder: LocalEmbedder) -> LocalEmbedder:
     return local_embedder
 
 
-async def _start(
-    tmp_path: Path, database_url: str, embedder: LocalEmbedder, fake: FakeOpenAI | None, **overrides: Any
-) -> RunningServer:
-    values: dict[str, Any] = {**FAST_JOBS, "embedding_provider": "local"}
-    if fake is not None:
-        values.update(openai_api_key=fake.api_key, openai_base_url=fake.base_url)
-    values.update(overrides)
-    running = RunningServer(TutorstreamServer(make_settings(tmp_path, database_url, **values), embedder=embedder))
-    await running.server.start()
-    return running
+CHAT_SETTINGS: dict[str, Any] = {**FAST_JOBS, "embedding_provider": "local"}
 
 
 @pytest.fixture
-async def chat_server_factory(
-    tmp_path: Path, fresh_database_url: str, chat_embedder: LocalEmbedder, fake_openai: FakeOpenAI
-) -> AsyncIterator[ChatServerFactory]:
+def chat_server_factory(
+    start_server: ServerFactory, chat_embedder: LocalEmbedder, fake_openai: FakeOpenAI
+) -> ChatServerFactory:
     """`await factory(online=True, database_url=..., **settings)`: a server whose model is the fake OpenAI
     server (online) or the offline engine (online=False)."""
-    started: list[RunningServer] = []
 
     async def factory(*, online: bool = True, **overrides: Any) -> RunningServer:
-        database_url = overrides.pop("database_url", fresh_database_url)
-        running = await _start(tmp_path, database_url, chat_embedder, fake_openai if online else None, **overrides)
-        started.append(running)
-        return running
+        model = fake_openai if online else None
+        return await start_server(embedder=chat_embedder, model=model, **{**CHAT_SETTINGS, **overrides})
 
-    yield factory
-    for running in started:
-        await running.close_clients()
-        await running.server.stop(0)
+    return factory
 
 
 @pytest.fixture
@@ -122,7 +105,7 @@ async def course_database_url(
     """A database holding the demo course and the injection video, ingested once over the real RPCs (tests
     only add their own sessions to it)."""
     database_url = create_fresh_database(embedded_pg.admin_url, "chatcourse", template=template_database)
-    running = await _start(tmp_path_factory.mktemp("ingest"), database_url, chat_embedder, None)
+    running = await launch(tmp_path_factory.mktemp("ingest"), database_url, embedder=chat_embedder, **CHAT_SETTINGS)
     try:
         client = running.client("chat-tests-ingest", role="service")
         course = load_demo_course()
