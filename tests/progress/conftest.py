@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +14,10 @@ from google.protobuf import timestamp_pb2
 from tutorstream.v1 import agent_service_pb2 as pb
 from tutorstream.v1 import transcript_service_pb2 as transcript_pb
 
-from server.app import TutorstreamServer
 from server.core.embedded_pg import EmbeddedPostgres
 from server.demo import load_demo_course
 from server.embeddings.openai_embedder import OpenAIEmbedder
-from tests.conftest import RunningServer, make_settings
+from tests.conftest import RunningServer, ServerFactory, launch, make_settings
 from tests.support.clients import Client
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.postgres import create_fresh_database
@@ -52,13 +50,6 @@ def progress_embedder(
     yield OpenAIEmbedder(settings)
 
 
-async def _start(tmp_path: Path, database_url: str, embedder: OpenAIEmbedder, **overrides: Any) -> RunningServer:
-    settings = make_settings(tmp_path, database_url, **{**FAST, **overrides})
-    running = RunningServer(TutorstreamServer(settings, embedder=embedder))
-    await running.server.start()
-    return running
-
-
 @pytest.fixture(scope="session")
 async def progress_template(
     embedded_pg: EmbeddedPostgres,
@@ -68,7 +59,7 @@ async def progress_template(
 ) -> str:
     """A migrated database with the flexbox video ingested; its name, for cloning."""
     url = create_fresh_database(embedded_pg.admin_url, "progress", template=template_database)
-    running = await _start(tmp_path_factory.mktemp("ingest"), url, progress_embedder)
+    running = await launch(tmp_path_factory.mktemp("ingest"), url, embedder=progress_embedder, **FAST)
     try:
         client = running.client("progress-ingest", role="service")
         video = next(v for v in load_demo_course().videos if v.video_id == VIDEO_ID)
@@ -103,21 +94,14 @@ def progress_database_url(embedded_pg: EmbeddedPostgres, progress_template: str)
 
 
 @pytest.fixture
-async def progress_server_factory(
-    tmp_path: Path, progress_database_url: str, progress_embedder: OpenAIEmbedder
-) -> AsyncIterator[ProgressServerFactory]:
-    started: list[RunningServer] = []
-
+def progress_server_factory(
+    start_server: ServerFactory, progress_database_url: str, progress_embedder: OpenAIEmbedder
+) -> ProgressServerFactory:
     async def factory(**overrides: Any) -> RunningServer:
-        database_url = overrides.pop("database_url", progress_database_url)
-        running = await _start(tmp_path, database_url, progress_embedder, **overrides)
-        started.append(running)
-        return running
+        settings = {**FAST, "database_url": progress_database_url, **overrides}
+        return await start_server(embedder=progress_embedder, **settings)
 
-    yield factory
-    for running in started:
-        await running.close_clients()
-        await running.server.stop(0)
+    return factory
 
 
 @pytest.fixture
