@@ -5,29 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from server.llm.cost import Usage as Usage  # the domain's results carry it
 from server.transcripts.search import Citation
 
 DIFFICULTIES = ("easy", "medium", "hard")
 # Interaction triggers of the RPCs (interventions pass their own, e.g. "REWATCH", "CHECKPOINT").
 USER_TRIGGER = "user"
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-            self.cost_usd + other.cost_usd,
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf import timestamp_pb2
 from tutorstream.v1 import agent_service_pb2 as pb
 from tutorstream.v1 import common_pb2
 
@@ -13,9 +10,8 @@ from server.agents.domain import (
     LearningPathResult,
     QuizResult,
     ReflectionResult,
-    Usage,
 )
-from server.transcripts.search import Citation
+from server.core.protos import citation_to_proto, timestamp, usage_to_proto
 
 DIFFICULTY_FROM_PROTO = {
     common_pb2.DIFFICULTY_UNSPECIFIED: "medium",
@@ -28,33 +24,6 @@ DIFFICULTY_TO_PROTO = {
     "medium": common_pb2.DIFFICULTY_MEDIUM,
     "hard": common_pb2.DIFFICULTY_HARD,
 }
-
-
-def _stamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-def citation_to_proto(citation: Citation) -> common_pb2.Citation:
-    return common_pb2.Citation(
-        video_id=citation.video_id,
-        start_seconds=citation.start_seconds,
-        end_seconds=citation.end_seconds,
-        chunk_id=citation.chunk_id,
-        quoted_text=citation.quoted_text,
-    )
-
-
-def usage_to_proto(usage: Usage) -> common_pb2.TokenUsage:
-    return common_pb2.TokenUsage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
-        cost_usd=usage.cost_usd,
-    )
 
 
 def quiz_to_proto(quiz: QuizResult) -> pb.Quiz:
@@ -79,7 +48,7 @@ def quiz_to_proto(quiz: QuizResult) -> pb.Quiz:
         usage=usage_to_proto(quiz.usage),
     )
     for field, value in (("create_time", quiz.create_time), ("expire_time", quiz.expire_time)):
-        stamp = _stamp(value)
+        stamp = timestamp(value)
         if stamp is not None:
             getattr(message, field).CopyFrom(stamp)
     return message
@@ -91,7 +60,7 @@ def answer_to_proto(answer: AnswerResult) -> pb.SubmitQuizAnswerResponse:
         item = pb.ConceptMastery(
             concept=entry.concept, probability=entry.probability, attempts=entry.attempts, correct=entry.correct
         )
-        stamp = _stamp(entry.update_time)
+        stamp = timestamp(entry.update_time)
         if stamp is not None:
             item.update_time.CopyFrom(stamp)
         mastery.append(item)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from google.protobuf import timestamp_pb2
 from grpc import aio
 from tutorstream.v1 import agent_service_pb2 as pb
 from tutorstream.v1 import agent_service_pb2_grpc as pb_grpc
@@ -16,16 +15,15 @@ from server.agents.preferences import UPDATABLE_FIELDS, PreferencesService, Pref
 from server.agents.proto_views import (
     DIFFICULTY_FROM_PROTO,
     answer_to_proto,
-    citation_to_proto,
     learning_path_to_proto,
     quiz_to_proto,
     reflection_to_proto,
-    usage_to_proto,
 )
 from server.agents.quizzes import QuizRequest
 from server.agents.service import AgentsService
 from server.core.errors import FieldViolation, InvalidArgument
 from server.core.names import parse_name, require_id, resolve_user
+from server.core.protos import citation_to_proto, timestamp, usage_to_proto
 from server.core.request_context import current_principal
 from server.progress.servicer_mixin import ProgressServicerMixin
 
@@ -50,14 +48,6 @@ _ENUM_FIELDS: dict[str, tuple[Any, Any]] = {
     "response_length": (LENGTH_TO_PROTO, common_pb2.ResponseLength),
     "quiz_frequency": (QUIZ_FREQUENCY_TO_PROTO, pb.QuizFrequency),
 }
-
-
-def timestamp(value: Any) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def preferences_to_proto(values: PreferenceValues) -> pb.Preferences:

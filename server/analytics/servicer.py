@@ -5,10 +5,8 @@ RPCs without a method here answer UNIMPLEMENTED through the generated base class
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from google.protobuf import timestamp_pb2
 from grpc import aio
 from tutorstream.v1 import analytics_service_pb2 as pb
 from tutorstream.v1 import analytics_service_pb2_grpc as pb_grpc
@@ -25,15 +23,10 @@ from server.analytics.views import (
     video_analytics_to_proto,
 )
 from server.core.names import parse_name, resolve_user
+from server.core.protos import timestamp
 from server.core.request_context import current_principal
 
 WINDOW_TO_PROTO = {"day": pb.USAGE_WINDOW_DAY, "month": pb.USAGE_WINDOW_MONTH}
-
-
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def usage_to_proto(report: UsageReport) -> pb.GetUsageResponse:
@@ -46,7 +39,7 @@ def usage_to_proto(report: UsageReport) -> pb.GetUsageResponse:
                 tokens_limit=window.tokens_limit,
                 tokens_remaining=window.tokens_remaining,
                 cost_usd=window.cost_usd,
-                reset_time=_timestamp(window.reset_time),
+                reset_time=timestamp(window.reset_time),
             )
             for window in report.budgets
         ],
@@ -55,7 +48,7 @@ def usage_to_proto(report: UsageReport) -> pb.GetUsageResponse:
                 rpc_class=rate.rpc_class,
                 limit_per_minute=rate.limit_per_minute,
                 remaining=rate.remaining,
-                reset_time=_timestamp(rate.reset_time),
+                reset_time=timestamp(rate.reset_time),
             )
             for rate in report.rate_limits
         ],

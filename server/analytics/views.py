@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from google.protobuf import timestamp_pb2
 from tutorstream.v1 import agent_service_pb2 as agent_pb
 from tutorstream.v1 import analytics_service_pb2 as pb
 from tutorstream.v1 import common_pb2
@@ -14,6 +12,7 @@ from server.analytics.interactions import AIInteraction
 from server.analytics.models import Insight
 from server.analytics.service import Place, UserAnalytics
 from server.analytics.video import VideoAnalytics
+from server.core.protos import timestamp
 
 AGENT_TYPES = {
     "chat": pb.AGENT_TYPE_CHAT,
@@ -35,14 +34,6 @@ INTERVENTION_TYPES = {
     "review": agent_pb.INTERVENTION_TYPE_REVIEW,
     "break": agent_pb.INTERVENTION_TYPE_BREAK,
 }
-
-
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def place_from_proto(context: common_pb2.LearningContext) -> Place:
@@ -70,7 +61,7 @@ def interaction_to_proto(row: AIInteraction) -> pb.Interaction:
         confidence=row.confidence or 0.0,
         rating=row.rating or 0,
         rating_reason=row.rating_reason,
-        create_time=_timestamp(row.create_time),
+        create_time=timestamp(row.create_time),
     )
 
 
@@ -153,6 +144,6 @@ def insight_to_proto(row: Insight) -> pb.Insight:
         concept=row.concept,
         course_id=row.course_id,
         citations=[_citation(citation) for citation in row.citations],
-        create_time=_timestamp(row.create_time),
-        dismiss_time=_timestamp(row.dismiss_time),
+        create_time=timestamp(row.create_time),
+        dismiss_time=timestamp(row.dismiss_time),
     )

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 from server.chat.models import ChatSession, StoredMessage, TranscriptReference
+from server.llm.cost import Usage as Usage  # the domain's results carry it
 from server.transcripts.search import Citation
 
 USER = "user"
@@ -48,17 +49,6 @@ class SessionInfo:
     message_count: int
     create_time: datetime | None
     update_time: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
 
 @dataclass(frozen=True, slots=True)

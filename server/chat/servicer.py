@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
-from google.protobuf import timestamp_pb2
 from grpc import aio
 from tutorstream.v1 import chat_service_pb2 as pb
 from tutorstream.v1 import chat_service_pb2_grpc as pb_grpc
@@ -26,12 +24,11 @@ from server.chat.domain import (
     MessageInfo,
     ReferenceInfo,
     SessionInfo,
-    Usage,
 )
 from server.chat.service import ChatService
 from server.core.names import parse_name
+from server.core.protos import citation_to_proto, timestamp, usage_to_proto
 from server.core.request_context import current_principal
-from server.transcripts.search import Citation
 
 SESSION_PATTERN = "sessions/{session}"
 # The upstream call must end a little before the RPC's deadline, so the partial answer is stored and the
@@ -44,14 +41,6 @@ _FINISH_TO_PROTO = {
     ERROR: pb.FINISH_REASON_ERROR,
     CONTENT_FILTER: pb.FINISH_REASON_CONTENT_FILTER,
 }
-
-
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def context_from_proto(message: common_pb2.LearningContext) -> LearningContext:
@@ -76,25 +65,6 @@ def context_to_proto(context: LearningContext) -> common_pb2.LearningContext:
     return message
 
 
-def citation_to_proto(citation: Citation) -> common_pb2.Citation:
-    return common_pb2.Citation(
-        video_id=citation.video_id,
-        start_seconds=citation.start_seconds,
-        end_seconds=citation.end_seconds,
-        chunk_id=citation.chunk_id,
-        quoted_text=citation.quoted_text,
-    )
-
-
-def usage_to_proto(usage: Usage) -> common_pb2.TokenUsage:
-    return common_pb2.TokenUsage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
-        cost_usd=usage.cost_usd,
-    )
-
-
 def reference_to_proto(reference: ReferenceInfo) -> pb.TranscriptReference:
     message = pb.TranscriptReference(
         reference_id=reference.reference_id,
@@ -102,7 +72,7 @@ def reference_to_proto(reference: ReferenceInfo) -> pb.TranscriptReference:
         range=common_pb2.TimeRange(start_seconds=reference.start_seconds, end_seconds=reference.end_seconds),
         text=reference.text,
     )
-    stamp = _timestamp(reference.create_time)
+    stamp = timestamp(reference.create_time)
     if stamp is not None:
         message.create_time.CopyFrom(stamp)
     return message
@@ -119,7 +89,7 @@ def session_to_proto(session: SessionInfo) -> pb.Session:
     if session.learning_context != LearningContext():
         message.learning_context.CopyFrom(context_to_proto(session.learning_context))
     for field, value in (("create_time", session.create_time), ("update_time", session.update_time)):
-        stamp = _timestamp(value)
+        stamp = timestamp(value)
         if stamp is not None:
             getattr(message, field).CopyFrom(stamp)
     return message
@@ -142,7 +112,7 @@ def message_to_proto(message: MessageInfo) -> pb.Message:
     )
     if message.role == ASSISTANT:
         proto.usage.CopyFrom(usage_to_proto(message.usage))
-    stamp = _timestamp(message.create_time)
+    stamp = timestamp(message.create_time)
     if stamp is not None:
         proto.create_time.CopyFrom(stamp)
     return proto

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
-from google.protobuf import timestamp_pb2
 from grpc import aio
 from tutorstream.v1 import transcript_service_pb2 as pb
 from tutorstream.v1 import transcript_service_pb2_grpc as pb_grpc
 
 from server.core.errors import InvalidArgument
 from server.core.names import parse_name
+from server.core.protos import timestamp
 from server.core.request_context import current_principal
 from server.transcripts.asr_service import MediaRequest, MediaTranscriptionService, UploadRequest
 from server.transcripts.service import IngestRequest, JobView, TranscriptService, TranscriptView, require_writer
@@ -44,14 +43,6 @@ JOB_NAME = "ingestJobs/{job}"
 TRANSCRIPT_NAME = "videos/{video}/transcript"
 
 
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def job_to_proto(job: JobView) -> pb.IngestJob:
     return pb.IngestJob(
         name=f"ingestJobs/{job.job_id}",
@@ -65,8 +56,8 @@ def job_to_proto(job: JobView) -> pb.IngestJob:
         error_message=job.error_message,
         unchanged=job.unchanged,
         request_id=job.request_id,
-        create_time=_timestamp(job.create_time),
-        update_time=_timestamp(job.update_time),
+        create_time=timestamp(job.create_time),
+        update_time=timestamp(job.update_time),
     )
 
 
@@ -95,8 +86,8 @@ def transcript_to_proto(view: TranscriptView) -> pb.Transcript:
             )
             for cue in view.cues
         ],
-        create_time=_timestamp(view.create_time),
-        update_time=_timestamp(view.update_time),
+        create_time=timestamp(view.create_time),
+        update_time=timestamp(view.update_time),
     )
 
 
