@@ -4,15 +4,21 @@
 # --- Python runtime with the project installed -------------------------------------------------------
 FROM python:3.11-slim-bookworm AS runtime
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
-    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 WORKDIR /app
-# torch first and pinned, as the Makefile does: the rest of the dependencies resolve against it.
-RUN pip install torch==2.13.0
+# Exactly requirements/runtime.lock, hash-checked, installed the way `make deps` installs the dev lock; torch's
+# CPU build comes from PyTorch's own page unless TORCH_FIND_LINKS names another (docs/dependencies.md).
+ARG TORCH_FIND_LINKS=
 COPY pyproject.toml ./
+COPY requirements requirements
+COPY scripts/lock.py scripts/lock.py
 COPY server server
 COPY generated/python generated/python
 COPY clients/python clients/python
-RUN pip install .
+RUN python -m venv /opt/venv \
+    && python scripts/lock.py sync /opt/venv/bin/python requirements/runtime.lock \
+    && rm -rf /opt/venv/tools /root/.cache
 
 # --- descriptors of the third-party protos the browser client decodes (from the installed packages) --
 FROM runtime AS descriptors

@@ -7,23 +7,25 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test deps system-deps generate check-generated lint format bench soak eval clean web
+.PHONY: run test deps lock system-deps generate check-generated lint format bench soak eval clean web
 
-$(STAMP): pyproject.toml
+# Exactly what requirements/dev.lock says, hash-checked (docs/dependencies.md); `make lock` refreshes the lock.
+$(STAMP): requirements/dev.lock scripts/lock.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	# torch first and pinned: the CPU build of exactly this version is what this machine provides.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PYTHON) scripts/lock.py sync $(PY) requirements/dev.lock --editable
 	touch $(STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
-	# `npm ci` of npm 11 rejects this lock file over other platforms' optional packages; `install --no-save`
-	# installs the same pinned versions and leaves package-lock.json untouched.
-	npm install --no-save --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
 deps: $(STAMP) $(NODE_STAMP)
+
+# After changing dependencies in pyproject.toml: keeps every pin that still fits; `make lock UPGRADE=1` takes
+# the newest versions the ranges allow.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) scripts/lock.py lock --python $(PY) $(if $(UPGRADE),--upgrade)
 
 system-deps:
 	bash scripts/system-deps.sh
@@ -35,6 +37,7 @@ check-generated: deps
 	$(PY) scripts/generate.py --check
 
 lint: deps
+	$(PY) scripts/lock.py check --installed
 	node_modules/.bin/buf lint
 	node_modules/.bin/buf format --diff --exit-code
 	$(VENV)/bin/ruff check .

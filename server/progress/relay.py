@@ -131,7 +131,7 @@ class WatchRelay:
             future.cancel()
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()
         await self._subscriber.aclose()
 
     # --- ownership ---------------------------------------------------------------------------------

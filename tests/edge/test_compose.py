@@ -144,3 +144,15 @@ def test_dockerfile_copies_files_that_exist_and_runs_unprivileged() -> None:
 def test_app_services_share_the_image(name: str) -> None:
     assert services()[name]["image"] == "tutorstream:local"
     assert services()[name]["build"]["dockerfile"] == "Dockerfile"
+
+
+def test_dockerfile_installs_the_way_the_makefile_does() -> None:
+    """The same locks and the same installers: Python from requirements/*.lock, npm from package-lock.json."""
+    lines = [line for _, stage in _stages() for line in stage]
+    makefile = (ROOT / "Makefile").read_text()
+    assert "scripts/lock.py sync $(PY) requirements/dev.lock" in makefile
+    assert any("scripts/lock.py sync /opt/venv/bin/python requirements/runtime.lock" in line for line in lines)
+    assert not any(line.startswith("RUN pip install") for line in lines), "the image must install from the lock"
+    npm_installs = [line for line in lines if "npm " in line]
+    assert npm_installs == ["RUN npm ci --no-audit --no-fund --loglevel=error"]
+    assert "\tnpm ci --no-audit --no-fund --loglevel=error\n" in makefile
