@@ -129,11 +129,13 @@ async def forbidden_answers(session: AsyncSession, video_id: str, ranges: Sequen
 
 @dataclass(frozen=True)
 class HelpSpot:
-    """Where a student asked for help (hints, interventions, chat with a playhead)."""
+    """Where a student got help (hints, interventions, chat with a playhead). `trigger` says who started it:
+    "user" when the student asked, an intervention reason ("REWATCH", ...) when the tutor stepped in."""
 
     video_id: str
     position_seconds: float
     agent_type: str
+    trigger: str
     create_time: datetime
 
 
@@ -144,7 +146,11 @@ async def help_spots(
         return []
     statement = (
         select(
-            AIInteraction.video_id, AIInteraction.position_seconds, AIInteraction.agent_type, AIInteraction.create_time
+            AIInteraction.video_id,
+            AIInteraction.position_seconds,
+            AIInteraction.agent_type,
+            AIInteraction.trigger,
+            AIInteraction.create_time,
         )
         .where(
             AIInteraction.user_id == user_id,
