@@ -15,18 +15,22 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import select, text
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Mapper
 
 from server.config import Settings
 from server.core.db import Database
 from server.core.errors import DomainError
 from server.embeddings.base import Embedder
 from server.jobs.queue import AlreadyEnqueued, JobQueue
+from server.nlp.analysis import ANALYSIS_VERSION, TranscriptAnalysis, analyse
 from server.transcripts import repository
 from server.transcripts.chunking import Chunk, chunk_cues
-from server.transcripts.models import IngestJob, TranscriptChunk
+from server.transcripts.models import IngestJob, Transcript, TranscriptChunk, TranscriptPhrase, TranscriptSentence
 from server.transcripts.parsing import ParsedTranscript, parse_transcript
 from server.transcripts.service import INGEST_TASK, PARSED_HANDOFF, content_hash, cue_records
 
@@ -34,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 QUEUE = "transcripts"
 REEMBED_TASK = "transcripts.reembed"
+ANALYSE_TASK = "transcripts.analyse"
 REEMBED_BATCH = 256
 # Progress writes at most this often while embedding (the last batch is left to the indexing stage write).
 PROGRESS_INTERVAL_SECONDS = 0.2
@@ -51,9 +56,10 @@ class JobProgress(Protocol):
 TranscriptSource = Callable[[IngestJob, JobProgress], Awaitable[tuple[ParsedTranscript, str]]]
 
 
-def _chunks_and_cues(parsed: ParsedTranscript) -> tuple[list[Chunk], list[dict[str, Any]]]:
-    """The CPU-bound preparation of a transcript, in one step (one hop to a worker thread)."""
-    return chunk_cues(parsed.cues), cue_records(parsed)
+def _prepare(parsed: ParsedTranscript) -> tuple[list[Chunk], list[dict[str, Any]], TranscriptAnalysis]:
+    """The CPU-bound preparation of a transcript, in one step (one hop to a worker thread): its chunks, its
+    cues as stored, and its sentences and key phrases (server.nlp)."""
+    return chunk_cues(parsed.cues), cue_records(parsed), analyse(parsed.cues)
 
 
 class TranscriptJobs:
@@ -79,6 +85,7 @@ class TranscriptJobs:
     def register(self) -> None:
         self._queue.register(INGEST_TASK, self.run_ingest, queue=QUEUE)
         self._queue.register(REEMBED_TASK, self.run_reembed, queue=QUEUE)
+        self._queue.register(ANALYSE_TASK, self.run_analysis_backfill, queue=QUEUE)
         self._queue.add_maintenance("transcripts.requeue_lost_jobs", self.requeue_lost_jobs)
 
     async def prepare(self) -> None:
@@ -93,15 +100,34 @@ class TranscriptJobs:
                     select(TranscriptChunk.id).where(TranscriptChunk.embedding_model != model).limit(1)
                 )
             ).first()
-        if stale is not None:
+            stale_analysis = (
+                await session.execute(
+                    select(TranscriptSentence.video_id).where(TranscriptSentence.embedding_model != model).limit(1)
+                )
+            ).first() or (
+                await session.execute(
+                    select(TranscriptPhrase.video_id).where(TranscriptPhrase.embedding_model != model).limit(1)
+                )
+            ).first()
+            unanalysed = (
+                await session.execute(
+                    select(Transcript.video_id).where(Transcript.analysis_version != ANALYSIS_VERSION).limit(1)
+                )
+            ).first()
+        if stale is not None or stale_analysis is not None:
             await self.schedule_reembed()
+        if unanalysed is not None:
+            await self._schedule(ANALYSE_TASK, "transcripts without the current sentence analysis will get it")
 
     async def schedule_reembed(self) -> None:
+        await self._schedule(REEMBED_TASK, f"vectors of other models will move to {self._embedder.model_id}")
+
+    async def _schedule(self, task: str, why: str) -> None:
         try:
-            await self._queue.defer(REEMBED_TASK, queueing_lock=REEMBED_TASK)
+            await self._queue.defer(task, queueing_lock=task)
         except AlreadyEnqueued:
             return
-        logger.info("re-embed job queued: chunks of other models will move to %s", self._embedder.model_id)
+        logger.info("%s job queued: %s", task, why)
 
     # --- ingest ------------------------------------------------------------------------------------
 
@@ -123,9 +149,14 @@ class TranscriptJobs:
                     )
                 # The call that queued the job hashed this very content.
                 parsed, source, digest = handed_over, "upload", job.content_hash
-            chunks, cues = await asyncio.to_thread(_chunks_and_cues, parsed)
+            chunks, cues, analysis = await asyncio.to_thread(_prepare, parsed)
             total = len(chunks)
-            await self._update(job_id, stage="embedding", completed_units=0, total_units=total)
+            # One embedding pass for the chunks, their sentences and the video's key phrases; its progress
+            # counts all of them, the stages after it count chunks.
+            texts = [chunk.text for chunk in chunks]
+            texts += [sentence.text for sentence in analysis.sentences]
+            texts += [phrase.surface for phrase in analysis.phrases]
+            await self._update(job_id, stage="embedding", completed_units=0, total_units=len(texts))
             last_write = time.monotonic()
 
             async def on_progress(done: int, of: int) -> None:
@@ -136,11 +167,19 @@ class TranscriptJobs:
                     last_write = now
                     await self._update(job_id, completed_units=done)
 
-            vectors = await self._embedder.embed([chunk.text for chunk in chunks], on_progress=on_progress)
-            if len(vectors) != total:
-                raise RuntimeError(f"the embedder returned {len(vectors)} vectors for {total} chunks")
+            vectors = await self._embedder.embed(texts, on_progress=on_progress)
+            if len(vectors) != len(texts):
+                raise RuntimeError(f"the embedder returned {len(vectors)} vectors for {len(texts)} texts")
             await self._update(job_id, stage="indexing", completed_units=0, total_units=total)
             model = self._embedder.model_id
+            sentence_rows, phrase_rows = repository.analysis_rows(
+                job.video_id,
+                job.course_id,
+                analysis,
+                model,
+                vectors[total : total + len(analysis.sentences)],
+                vectors[total + len(analysis.sentences) :],
+            )
             transcript = {
                 "video_id": job.video_id,
                 "course_id": job.course_id,
@@ -170,7 +209,7 @@ class TranscriptJobs:
                     "embedding_model": model,
                     "embedding": vector,
                 }
-                for chunk, vector in zip(chunks, vectors, strict=True)
+                for chunk, vector in zip(chunks, vectors[:total], strict=True)
             ]
             async with self._db.transaction() as session:
                 await repository.lock_video(session, job.video_id)
@@ -179,6 +218,9 @@ class TranscriptJobs:
                     return
                 await repository.replace_transcript(
                     session, transcript=transcript, chunks=rows, first_ingested=job.create_time
+                )
+                await repository.replace_analysis(
+                    session, job.video_id, sentences=sentence_rows, phrases=phrase_rows, version=analysis.version
                 )
             logger.info("ingest job %s: %s indexed (%d chunks, %s)", job_id, job.video_id, total, model)
         except DomainError as error:
@@ -241,9 +283,16 @@ class TranscriptJobs:
     # --- re-embedding ------------------------------------------------------------------------------
 
     async def run_reembed(self) -> None:
-        """Give every chunk a vector of the active model, a batch at a time; each batch commits on its own,
-        and a chunk replaced meanwhile by a re-ingest is left alone."""
+        """Give every chunk, sentence and key phrase a vector of the active model, a batch at a time; each batch
+        commits on its own, and a row replaced meanwhile by a re-ingest is left alone."""
         model = self._embedder.model_id
+        for table, text_column in (
+            (TranscriptSentence, TranscriptSentence.text),
+            (TranscriptPhrase, TranscriptPhrase.surface),
+        ):
+            moved = await self._reembed_rows(table, text_column, model)
+            if moved:
+                logger.info("re-embed job: %d rows of %s now use %s", moved, table.__tablename__, model)
         converted = 0
         while True:
             async with self._db.session() as session:
@@ -273,6 +322,92 @@ class TranscriptJobs:
                     {"model": model},
                 )
         logger.info("re-embed job: %d chunks now use %s", converted, model)
+
+    async def _reembed_rows(
+        self, table: type[TranscriptSentence] | type[TranscriptPhrase], text_column: Any, model: str
+    ) -> int:
+        mapper: Mapper[Any] = sa_inspect(table)
+        keys = list(mapper.primary_key)
+        converted = 0
+        while True:
+            async with self._db.session() as session:
+                batch = (
+                    await session.execute(
+                        select(*keys, text_column.label("text"), table.embedding_model)
+                        .where(table.embedding_model != model)
+                        .order_by(*keys)
+                        .limit(REEMBED_BATCH)
+                    )
+                ).all()
+            if not batch:
+                return converted
+            vectors = await self._embedder.embed([row.text for row in batch])
+            async with self._db.transaction() as session:
+                for row, vector in zip(batch, vectors, strict=True):
+                    match = [column == row._mapping[column.name] for column in keys]
+                    result = await session.execute(
+                        update(table)
+                        .where(*match, table.embedding_model == row.embedding_model)
+                        .values(embedding=vector, embedding_model=model)
+                    )
+                    converted += getattr(result, "rowcount", 0) or 0
+
+    # --- sentence analysis of transcripts stored before it existed --------------------------------------
+
+    async def run_analysis_backfill(self) -> None:
+        """Analyse, one video at a time, every transcript without the current analysis (stored before it
+        existed, or by an older version). Each video commits on its own; one re-ingested or deleted meanwhile
+        is left alone (its ingest wrote a fresh analysis)."""
+        model = self._embedder.model_id
+        done: set[str] = set()
+        while True:
+            async with self._db.session() as session:
+                row = (
+                    await session.execute(
+                        select(Transcript.video_id, Transcript.content_hash, Transcript.cues)
+                        .where(Transcript.analysis_version != ANALYSIS_VERSION, Transcript.video_id.not_in(done))
+                        .order_by(Transcript.video_id)
+                        .limit(1)
+                    )
+                ).first()
+            if row is None:
+                break
+            done.add(row.video_id)
+            cues = [StoredCue(float(cue["start"]), float(cue["end"]), str(cue["text"])) for cue in row.cues]
+            analysis = await asyncio.to_thread(analyse, cues)
+            vectors = await self._embedder.embed(
+                [sentence.text for sentence in analysis.sentences] + [phrase.surface for phrase in analysis.phrases]
+            )
+            async with self._db.transaction() as session:
+                await repository.lock_video(session, row.video_id)
+                current = (
+                    await session.execute(
+                        select(Transcript.course_id, Transcript.content_hash, Transcript.analysis_version).where(
+                            Transcript.video_id == row.video_id
+                        )
+                    )
+                ).first()
+                if current is None or current.content_hash != row.content_hash:
+                    continue
+                sentences, phrases = repository.analysis_rows(
+                    row.video_id,
+                    current.course_id,
+                    analysis,
+                    model,
+                    vectors[: len(analysis.sentences)],
+                    vectors[len(analysis.sentences) :],
+                )
+                await repository.replace_analysis(
+                    session, row.video_id, sentences=sentences, phrases=phrases, version=analysis.version
+                )
+            logger.info("analysis backfill: %s has %d sentences", row.video_id, len(analysis.sentences))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCue:
+    start: float
+    end: float
+    text: str
 
 
 def register_transcript_jobs(

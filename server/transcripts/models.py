@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pgvector.sqlalchemy import VECTOR
-from sqlalchemy import BigInteger, Computed, ForeignKey, Index, UniqueConstraint, false, func, text
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from pgvector.sqlalchemy import HALFVEC, VECTOR
+from sqlalchemy import BigInteger, Computed, ForeignKey, Index, Integer, Text, UniqueConstraint, false, func, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
 from server.core.models import Base
@@ -35,6 +35,8 @@ class Transcript(Base):
     embedding_model: Mapped[str]
     cues: Mapped[list[dict[str, Any]]] = deferred(mapped_column(JSONB, server_default="[]", nullable=False))
     ingest_job_id: Mapped[str | None]
+    # Which server.nlp analysis its sentences and phrases have ("" before any: the backfill job runs it).
+    analysis_version: Mapped[str] = mapped_column(server_default="")
     create_time: Mapped[datetime] = mapped_column(server_default=func.now())
     update_time: Mapped[datetime] = mapped_column(server_default=func.now())
 
@@ -76,6 +78,50 @@ class TranscriptChunk(Base):
             ),
         )
     )
+
+
+class TranscriptSentence(Base):
+    """One sentence of a transcript as server.nlp analysed it, with its own time range and vector."""
+
+    __tablename__ = "transcript_sentences"
+    __table_args__ = (
+        Index("ix_transcript_sentences_video_id_start_seconds", "video_id", "start_seconds"),
+        Index("ix_transcript_sentences_embedding_model", "embedding_model"),
+    )
+
+    video_id: Mapped[str] = mapped_column(ForeignKey("transcripts.video_id", ondelete="CASCADE"), primary_key=True)
+    sentence_index: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[str]
+    start_seconds: Mapped[float]
+    end_seconds: Mapped[float]
+    text: Mapped[str]
+    lemmas: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    kinds: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    mentions: Mapped[list[Any]] = mapped_column(JSONB, server_default="[]")
+    frames: Mapped[list[Any]] = mapped_column(JSONB, server_default="[]")
+    complete: Mapped[bool] = mapped_column(server_default=false())
+    embedding_model: Mapped[str]
+    embedding: Mapped[Any] = deferred(mapped_column(HALFVEC(), nullable=False))
+
+
+class TranscriptPhrase(Base):
+    """A key phrase of a video: how it is written, what kind it is, how often and where it is said."""
+
+    __tablename__ = "transcript_phrases"
+    __table_args__ = (
+        Index("ix_transcript_phrases_course_id", "course_id"),
+        Index("ix_transcript_phrases_embedding_model", "embedding_model"),
+    )
+
+    video_id: Mapped[str] = mapped_column(ForeignKey("transcripts.video_id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(primary_key=True)
+    course_id: Mapped[str]
+    surface: Mapped[str]
+    kind: Mapped[str]
+    mentions: Mapped[int]
+    sentences: Mapped[list[int]] = mapped_column(ARRAY(Integer), server_default="{}")
+    embedding_model: Mapped[str]
+    embedding: Mapped[Any] = deferred(mapped_column(HALFVEC(), nullable=False))
 
 
 class IngestJob(Base):

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
 from server.core.db import Database
-from server.transcripts.models import IngestJob, Transcript, TranscriptChunk
+from server.nlp.analysis import TranscriptAnalysis
+from server.transcripts.models import IngestJob, Transcript, TranscriptChunk, TranscriptPhrase, TranscriptSentence
 from server.transcripts.search import sql_model_literal
 
 ACTIVE_STATES = ("queued", "running")
@@ -211,9 +212,70 @@ async def update_transcript_metadata(
         .where(Transcript.video_id == video_id)
         .values(course_id=course_id, title=title, language=language, update_time=func.now())
     )
-    await session.execute(
-        update(TranscriptChunk).where(TranscriptChunk.video_id == video_id).values(course_id=course_id)
-    )
+    for table in (TranscriptChunk, TranscriptSentence, TranscriptPhrase):
+        await session.execute(update(table).where(table.video_id == video_id).values(course_id=course_id))
+
+
+def analysis_rows(
+    video_id: str,
+    course_id: str,
+    analysis: TranscriptAnalysis,
+    model_id: str,
+    sentence_vectors: Sequence[list[float]],
+    phrase_vectors: Sequence[list[float]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The sentence and phrase rows of an analysed transcript, each with its vector of `model_id`."""
+    sentences = [
+        {
+            "video_id": video_id,
+            "sentence_index": sentence.index,
+            "course_id": course_id,
+            "start_seconds": sentence.start_seconds,
+            "end_seconds": sentence.end_seconds,
+            "text": sentence.text,
+            "lemmas": list(sentence.lemmas),
+            "kinds": sorted(sentence.kinds),
+            "mentions": [[mention.key, mention.start, mention.end] for mention in sentence.mentions],
+            "frames": [frame.to_json() for frame in sentence.frames],
+            "complete": sentence.complete,
+            "embedding_model": model_id,
+            "embedding": vector,
+        }
+        for sentence, vector in zip(analysis.sentences, sentence_vectors, strict=True)
+    ]
+    phrases = [
+        {
+            "video_id": video_id,
+            "key": phrase.key,
+            "course_id": course_id,
+            "surface": phrase.surface,
+            "kind": phrase.kind,
+            "mentions": phrase.mentions,
+            "sentences": phrase.sentences,
+            "embedding_model": model_id,
+            "embedding": vector,
+        }
+        for phrase, vector in zip(analysis.phrases, phrase_vectors, strict=True)
+    ]
+    return sentences, phrases
+
+
+async def replace_analysis(
+    session: AsyncSession,
+    video_id: str,
+    *,
+    sentences: Sequence[dict[str, Any]],
+    phrases: Sequence[dict[str, Any]],
+    version: str,
+) -> None:
+    """Swap a video's sentences and phrases and record which analysis made them, in the caller's transaction."""
+    await session.execute(delete(TranscriptSentence).where(TranscriptSentence.video_id == video_id))
+    await session.execute(delete(TranscriptPhrase).where(TranscriptPhrase.video_id == video_id))
+    if sentences:
+        await session.execute(insert(TranscriptSentence), list(sentences))
+    if phrases:
+        await session.execute(insert(TranscriptPhrase), list(phrases))
+    await session.execute(update(Transcript).where(Transcript.video_id == video_id).values(analysis_version=version))
 
 
 async def replace_transcript(

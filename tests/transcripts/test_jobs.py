@@ -26,7 +26,8 @@ from server.core.models import Base
 from server.demo import load_demo_course
 from server.embeddings.base import ProgressCallback
 from server.embeddings.openai_embedder import OpenAIEmbedder
-from server.transcripts.models import IngestJob, Transcript, TranscriptChunk
+from server.nlp.analysis import ANALYSIS_VERSION
+from server.transcripts.models import IngestJob, Transcript, TranscriptChunk, TranscriptPhrase, TranscriptSentence
 from server.transcripts.repository import ensure_vector_index
 from server.transcripts.search import TranscriptSearch
 from server.transcripts.seed import seed_demo_if_absent
@@ -149,20 +150,28 @@ async def test_openai_embeddings_are_batched_and_a_429_is_retried(
         chunks = job.total_units
         assert chunks >= 7
 
+        async with server.server.database.session() as session:
+            models = set((await session.execute(select(TranscriptChunk.embedding_model))).scalars())
+            dims = set()
+            counts = {}
+            for table in ("transcript_chunks", "transcript_sentences", "transcript_phrases"):
+                dims |= set(
+                    (await session.execute(text(f"SELECT DISTINCT vector_dims(embedding) FROM {table}"))).scalars()
+                )
+                models |= set((await session.execute(text(f"SELECT DISTINCT embedding_model FROM {table}"))).scalars())
+                counts[table] = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+        assert models == {OPENAI_MODEL} and dims == {1536}
+        assert counts["transcript_chunks"] == chunks and counts["transcript_sentences"] >= 8
+        # One pass embeds the chunks, their sentences and the key phrases, in batches of 3.
+        embedded = sum(counts.values())
+
         requests = fake_openai.embedding_requests
         batches = [request.body["input"] for request in requests]
         assert all(len(batch) <= 3 for batch in batches)
         assert batches[0] == batches[1]  # the throttled batch, sent again
-        assert len(batches) == math.ceil(chunks / 3) + 1
-        assert sum(len(batch) for batch in batches[1:]) == chunks
+        assert len(batches) == math.ceil(embedded / 3) + 1
+        assert sum(len(batch) for batch in batches[1:]) == embedded
         assert {request.body["model"] for request in requests} == {"text-embedding-3-small"}
-
-        async with server.server.database.session() as session:
-            models = set((await session.execute(select(TranscriptChunk.embedding_model))).scalars())
-            dims = set(
-                (await session.execute(text("SELECT DISTINCT vector_dims(embedding) FROM transcript_chunks"))).scalars()
-            )
-        assert models == {OPENAI_MODEL} and dims == {1536}
 
         found = await client.transcripts.SearchTranscripts(
             pb.SearchTranscriptsRequest(query="Point 40 about layout", video_id="video-openai", limit=3)
@@ -307,6 +316,8 @@ async def test_search_uses_only_the_active_model_and_a_reembed_job_converts_the_
     async def converted() -> bool:
         async with local_api.server.database.session() as session:
             models = set((await session.execute(select(TranscriptChunk.embedding_model))).scalars())
+            for table in (TranscriptSentence, TranscriptPhrase):
+                models |= set((await session.execute(select(table.embedding_model))).scalars())
             transcript_model = (
                 await session.execute(select(Transcript.embedding_model).where(Transcript.video_id == "video-m"))
             ).scalar_one()
@@ -316,10 +327,56 @@ async def test_search_uses_only_the_active_model_and_a_reembed_job_converts_the_
     after = await search.search_with_model("Point 7 about layout", video_id="video-m", limit=5)
     assert any(hit.vector_rank > 0 for hit in after.hits)
     async with local_api.server.database.session() as session:
-        dims = set(
-            (await session.execute(text("SELECT DISTINCT vector_dims(embedding) FROM transcript_chunks"))).scalars()
-        )
-    assert dims == {384}
+        for table in ("transcript_chunks", "transcript_sentences", "transcript_phrases"):
+            dims = set((await session.execute(text(f"SELECT DISTINCT vector_dims(embedding) FROM {table}"))).scalars())
+            assert dims == {384}, table
+
+
+async def test_transcripts_stored_before_the_analysis_get_it_from_a_backfill_job(
+    transcript_server_factory: TranscriptServerFactory,
+) -> None:
+    first = await transcript_server_factory()
+    teacher = first.client("teacher", role="instructor")
+    job = await wait_for_job(
+        teacher, (await teacher.transcripts.IngestTranscript(ingest_request("video-old", synthetic_vtt(6)))).job.name
+    )
+    assert job.state == pb.INGEST_JOB_STATE_SUCCEEDED
+    database = first.server.database
+    async with database.session() as session:
+        ingested = (
+            await session.execute(
+                select(TranscriptSentence.text, TranscriptSentence.start_seconds).order_by(
+                    TranscriptSentence.sentence_index
+                )
+            )
+        ).all()
+    # One sentence per five-second cue, timed by its cue.
+    assert [start for _, start in ingested] == [index * 5.0 for index in range(72)]
+    # As a transcript stored before sentence analysis existed looks.
+    async with database.transaction() as session:
+        await session.execute(text("DELETE FROM transcript_sentences"))
+        await session.execute(text("DELETE FROM transcript_phrases"))
+        await session.execute(text("UPDATE transcripts SET analysis_version = ''"))
+    await first.server.stop(0)
+
+    restarted = await transcript_server_factory()
+
+    async def analysed() -> bool:
+        async with restarted.server.database.session() as session:
+            version = (await session.execute(select(Transcript.analysis_version))).scalar_one()
+        return version == ANALYSIS_VERSION
+
+    await poll_until(analysed, within=60)
+    async with restarted.server.database.session() as session:
+        backfilled = (
+            await session.execute(
+                select(TranscriptSentence.text, TranscriptSentence.start_seconds).order_by(
+                    TranscriptSentence.sentence_index
+                )
+            )
+        ).all()
+        phrases = (await session.execute(select(func.count()).select_from(TranscriptPhrase))).scalar_one()
+    assert backfilled == ingested and phrases > 0
 
 
 class HashingEmbedder:
