@@ -49,10 +49,12 @@ from server.limits.budget import TokenBudget
 from server.limits.gate import LIMITS_HEALTH_SERVICE, LimitsGate
 from server.limits.setup import build_limits
 from server.llm.router import LLMRouter
+from server.nlp import pipeline as nlp_pipeline
 from server.progress.service import ProgressService, build_progress
 from server.transcripts.asr_service import MediaTranscriptionService
 from server.transcripts.search import TranscriptSearch
 from server.transcripts.seed import seed_demo_if_absent
+from server.transcripts.sentences import SentenceStore
 from server.transcripts.service import TranscriptService
 from server.transcripts.servicer import TranscriptServicer
 
@@ -78,6 +80,7 @@ class Runtime:
     # Set in `start()` right after construction.
     embedder: Embedder = field(init=False)
     search: TranscriptSearch = field(init=False)
+    sentences: SentenceStore = field(init=False)  # what ingest learned of each sentence and key phrase
     jobs: JobQueue = field(init=False)
     transcripts: TranscriptService = field(init=False)
     media: MediaTranscriptionService = field(init=False)  # speech-to-text ingest (TranscribeMedia, UploadMedia)
@@ -95,13 +98,14 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
         settings=runtime.settings,
         database=runtime.database,
         search=runtime.search,
+        sentences=runtime.sentences,
         preferences=PreferencesService(runtime.database),
         llm=runtime.llm,
         budget=runtime.budget,
     )
     runtime.closers.append(turns.aclose)
     chat_service_pb2_grpc.add_ChatServiceServicer_to_server(
-        ChatServicer(ChatService(runtime.database, runtime.search, turns)),
+        ChatServicer(ChatService(runtime.database, runtime.search, runtime.sentences, turns)),
         server,
     )
     agents = AgentServicer(PreferencesService(runtime.database), runtime.agents)
@@ -164,6 +168,9 @@ class TutorstreamServer:
             self.runtime.embedder = build_embedder(settings)
             self._closers.append(self.runtime.embedder.aclose)
         self.runtime.search = TranscriptSearch(self._database, self.runtime.embedder)
+        self.runtime.sentences = SentenceStore(self._database)
+        # spaCy loads in a second or two: ahead of the first question, not during it.
+        language = asyncio.ensure_future(asyncio.to_thread(nlp_pipeline.warm_up))
         await self._start_jobs()
         self.runtime.llm = LLMRouter.from_settings(settings, redis=self.runtime.redis)
         self._closers.append(self.runtime.llm.aclose)
@@ -205,6 +212,7 @@ class TutorstreamServer:
             raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
         if settings.metrics_port > 0:
             await self._start_metrics()
+        await language
         await server.start()
         self._server = server
         await self._set_serving(health_pb2.HealthCheckResponse.SERVING)

@@ -28,12 +28,17 @@ from server.llm.grounding import (
     render_sources,
     strip_markers,
 )
+from server.llm.offline import Evidence
 from server.llm.persona import Persona, persona_for
 from server.llm.provider import ChatMessage
 from server.llm.tokens import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter
+from server.nlp.query import QuestionAnalysis, analyse_question
 from server.transcripts.search import SearchHit, TranscriptSearch
+from server.transcripts.sentences import SentenceStore, StoredSentence
 
-MAX_SOURCES = 10
+MAX_SOURCES = 12
+# Sentences closest in meaning to the question, in the video and in the course, whose chunks join the excerpts.
+SENTENCE_NEIGHBOURS = 4
 # Transcript excerpts in one prompt never exceed this many tokens (rendered, tags included): the prompt's size
 # is bounded before retrieval, so the token budget can be reserved while retrieval runs.
 SOURCE_TOKEN_BUDGET = 2500
@@ -89,6 +94,15 @@ async def gather_sources(
 
     `query` must already be redacted: with the OpenAI embedder it leaves the process.
     """
+    return label_sources(await _source_groups(search, query, context, references), MAX_SOURCES)
+
+
+async def _source_groups(
+    search: TranscriptSearch,
+    query: str,
+    context: LearningContext,
+    references: Sequence[ReferenceInfo],
+) -> list[tuple[str, list[SearchHit]]]:
 
     async def selected() -> list[SearchHit]:
         ranges: list[tuple[str, float, float]] = []
@@ -126,7 +140,127 @@ async def gather_sources(
         return hits
 
     chosen, around, found = await asyncio.gather(selected(), playhead(), relevant())
-    return label_sources([(KIND_SELECTED, chosen), (KIND_PLAYHEAD, around), (KIND_SEARCH, found)], MAX_SOURCES)
+    return [(KIND_SELECTED, chosen), (KIND_PLAYHEAD, around), (KIND_SEARCH, found)]
+
+
+async def _sentence_neighbours(
+    search: TranscriptSearch, sentences: SentenceStore, query: str, context: LearningContext, course_id: str
+) -> list[SearchHit]:
+    """The chunks holding the sentences closest in meaning to the question, in the video and in the course:
+    a paraphrased question ("why do my boxes all end up as tall as the tallest?") often matches one sentence
+    much better than any whole chunk."""
+    vector = await search.query_vector(query) if query.strip() else None
+    if vector is None:
+        return []
+    model = search.embedding_model
+    found: list[StoredSentence] = []
+    if context.video_id:
+        found += await sentences.nearest(vector, model, video_id=context.video_id, limit=SENTENCE_NEIGHBOURS)
+    if course_id:
+        found += await sentences.nearest(vector, model, course_id=course_id, limit=SENTENCE_NEIGHBOURS)
+    found.sort(key=lambda sentence: -(sentence.similarity or 0.0))
+    moments = [(s.video_id, (s.start_seconds + s.end_seconds) / 2) for s in found]
+    by_moment: dict[tuple[str, float], SearchHit] = {}
+    for hit in await search.chunks_at(moments):
+        for video, at in moments:
+            if hit.video_id == video and hit.start_seconds <= at <= hit.end_seconds:
+                by_moment.setdefault((video, at), hit)
+    return [by_moment[moment] for moment in moments if moment in by_moment]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEvidence:
+    """The stored sentences of a turn's excerpts (server.nlp, from ingest), with their similarity to the
+    question; `by_label` groups them per excerpt for citations. `unanalysed`: videos among the excerpts whose
+    sentences are not stored yet (transcripts older than the analysis, until the backfill job reaches them)."""
+
+    items: list[Evidence]
+    by_label: dict[str, list[StoredSentence]]
+    unanalysed: frozenset[str]
+
+
+async def gather_evidence(
+    sentences: SentenceStore, search: TranscriptSearch, query: str, sources: Sequence[Source]
+) -> TurnEvidence:
+    """One read: the sentences inside the excerpts, each scored against the question's vector in PostgreSQL.
+    The vector is the one retrieval just computed (cached by text), so nothing is embedded again."""
+    if not sources:
+        return TurnEvidence([], {}, frozenset())
+    vector = await search.query_vector(query) if query.strip() else None
+    stored = await sentences.in_ranges(
+        [(source.hit.video_id, source.hit.start_seconds, source.hit.end_seconds) for source in sources],
+        query_vector=vector,
+        model_id=search.embedding_model,
+    )
+    items: list[Evidence] = []
+    by_label: dict[str, list[StoredSentence]] = {}
+    for sentence in stored:
+        holding = [source for source in sources if _holds(source.hit, sentence)]
+        if not holding:
+            continue
+        # Cited by the first (highest-priority) excerpt holding it.
+        items.append(Evidence(sentence, holding[0], selected=any(source.kind == KIND_SELECTED for source in holding)))
+        for source in holding:
+            by_label.setdefault(source.label, []).append(sentence)
+    covered = {sentence.video_id for sentence in stored}
+    missing = {source.hit.video_id for source in sources} - covered
+    unanalysed = frozenset(missing - await sentences.analysed(sorted(missing))) if missing else frozenset()
+    return TurnEvidence(items, by_label, unanalysed)
+
+
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    """What a turn answers from: its excerpts, their sentences and the question's parse."""
+
+    sources: list[Source]
+    evidence: TurnEvidence
+    question: QuestionAnalysis
+    # What the question is about (its nouns, names, code terms) that the course never says.
+    unknown_terms: tuple[str, ...] = ()
+
+
+async def gather_turn(
+    search: TranscriptSearch,
+    sentences: SentenceStore,
+    question: str,
+    context: LearningContext,
+    references: Sequence[ReferenceInfo],
+    *,
+    previous: str = "",
+) -> Gathered:
+    """Excerpts and evidence for one question (already redacted, as is `previous`, the session's last
+    question). The question is parsed in a worker thread while retrieval runs; a follow-up ("and what about
+    the second argument?") is retrieved again together with the question it continues."""
+    parsing = asyncio.ensure_future(asyncio.to_thread(analyse_question, question))
+    try:
+        groups = await _source_groups(search, question, context, references)
+        analysis = await parsing
+    finally:
+        parsing.cancel()
+    query = question
+    if analysis.follow_up and previous:
+        query = f"{previous} {question}"
+        groups = await _source_groups(search, query, context, references)
+    course_id = context.course_id or next((hit.course_id for _, hits in groups for hit in hits if hit.course_id), "")
+    neighbours = await _sentence_neighbours(search, sentences, query, context, course_id)
+    # After the video's own search results, before the course's: (kind, hits) groups in priority order.
+    groups = [
+        *groups[:2],
+        (KIND_SEARCH, [*groups[2][1][:VIDEO_SEARCH_LIMIT], *neighbours, *groups[2][1][VIDEO_SEARCH_LIMIT:]]),
+    ]
+    sources = label_sources(groups, MAX_SOURCES)
+    # A follow-up's excerpts come from the topic it continues; its sentences are compared with what it adds
+    # ("and what is the fix?"), unless it adds no words of its own ("why is that?").
+    evidence = await gather_evidence(sentences, search, question if analysis.keys else query, sources)
+    vocabulary = await sentences.vocabulary(course_id) if course_id else frozenset()
+    unknown = tuple(term for term in analysis.terms if vocabulary and term not in vocabulary)
+    return Gathered(sources, evidence, analysis, unknown)
+
+
+def _holds(hit: SearchHit, sentence: StoredSentence) -> bool:
+    """The sentence is said inside the chunk (its middle lies in the chunk's range)."""
+    middle = (sentence.start_seconds + sentence.end_seconds) / 2
+    return hit.video_id == sentence.video_id and hit.start_seconds <= middle <= hit.end_seconds
 
 
 def _distance(hit: SearchHit, position: float) -> float:

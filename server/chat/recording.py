@@ -34,6 +34,7 @@ from server.llm.provider import Completion, ProviderError
 from server.llm.router import RoutedChat
 from server.llm.tokens import TokenCounter
 from server.transcripts.search import Citation
+from server.transcripts.sentences import StoredSentence
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class TurnState:
     parts: list[str] = field(default_factory=list)
     first_token_at: float | None = None
     completion: Completion | None = None
+    # The stored sentences of each excerpt (by its `cN` label), for citations of the sentences an answer cites.
+    cited: dict[str, list[StoredSentence]] = field(default_factory=dict)
 
     @property
     def text(self) -> str:
@@ -101,7 +104,7 @@ class AnswerRecorder:
         incomplete = finish_reason in (ERROR, CANCELLED, DEADLINE)
         usage = self.usage(turn, text)
         sources = turn.prompt.sources if turn.prompt is not None else []
-        citations: list[Citation] = citations_for(text, sources)
+        citations: list[Citation] = citations_for(text, sources, turn.cited)
         model = turn.model
         latency_ms = int((finished_at - turn.started) * 1000)
         ttft_ms = int((turn.first_token_at - turn.started) * 1000) if turn.first_token_at is not None else 0

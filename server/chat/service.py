@@ -38,8 +38,8 @@ from server.core.db import Database
 from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from server.core.names import require_id
 from server.core.users import ensure_user
-from server.llm.grounding import sentences_of
 from server.transcripts.search import SearchHit, TranscriptSearch
+from server.transcripts.sentences import SentenceStore, StoredSentence
 
 MAX_REFERENCES_PER_SESSION = 20
 MAX_REFERENCE_TEXT_CHARS = 6000
@@ -51,36 +51,23 @@ def _not_found() -> NotFound:
     return NotFound("session not found", reason="SESSION_NOT_FOUND")
 
 
-def range_text(hits: Sequence[SearchHit], start: float, end: float) -> str:
-    """The transcript text of [start, end]: sentences of the overlapping chunks whose estimated time falls in
-    the range (chunks overlap, so repeated sentences appear once)."""
-    seen: set[str] = set()
-    sentences: list[str] = []
-    for hit in hits:
-        text = " ".join(hit.text.split())
-        span = max(hit.end_seconds - hit.start_seconds, 1e-6)
-        offset = 0
-        for sentence in sentences_of(text):
-            position = max(0, text.find(sentence, offset))
-            offset = position + len(sentence)
-            begins = hit.start_seconds + span * position / max(1, len(text))
-            ends = hit.start_seconds + span * offset / max(1, len(text))
-            if ends < start or begins > end:
-                continue
-            key = sentence.lower()
-            if key not in seen:
-                seen.add(key)
-                sentences.append(sentence)
-    joined = " ".join(sentences)
+def range_text(sentences: Sequence[StoredSentence], hits: Sequence[SearchHit]) -> str:
+    """The transcript text of a range: its sentences (stored at ingest), or, for a transcript whose sentences
+    are not analysed yet, the text of the chunks overlapping it."""
+    joined = " ".join(sentence.text for sentence in sentences) or " ".join(hit.text for hit in hits)
+    joined = re.sub(r"\s+", " ", joined).strip()
     if len(joined) > MAX_REFERENCE_TEXT_CHARS:
         joined = joined[:MAX_REFERENCE_TEXT_CHARS].rsplit(" ", 1)[0] + "…"
-    return re.sub(r"\s+", " ", joined).strip()
+    return joined
 
 
 class ChatService:
-    def __init__(self, database: Database, search: TranscriptSearch, turns: TurnRunner) -> None:
+    def __init__(
+        self, database: Database, search: TranscriptSearch, sentences: SentenceStore, turns: TurnRunner
+    ) -> None:
         self._db = database
         self._search = search
+        self._sentences = sentences
         self._turns = turns
 
     # --- sessions ------------------------------------------------------------------------------------------
@@ -205,7 +192,8 @@ class ChatService:
             raise NotFound(f"video {video_id} has no transcript", reason="VIDEO_NOT_FOUND")
         if start >= video.duration_seconds or end > video.duration_seconds + DURATION_TOLERANCE_SECONDS:
             raise InvalidArgument.field("range", f"must lie inside the video (0 to {video.duration_seconds:g} seconds)")
-        text = range_text(await self._search.chunks_in_range(video_id, start, end), start, end)
+        stored = await self._sentences.in_ranges([(video_id, start, end)])
+        text = range_text(stored, [] if stored else await self._search.chunks_in_range(video_id, start, end))
         async with self._db.transaction() as session:
             if await repo.touch_owned_session(session, session_id, principal.user_id) is None:
                 raise _not_found()

@@ -31,13 +31,13 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, Coroutine
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from server.agents.preferences import PreferencesService
 from server.chat import repository as repo
-from server.chat.context import HistoryMessage, build_prompt, gather_sources, prompt_ceiling
+from server.chat.context import HistoryMessage, build_prompt, gather_turn, prompt_ceiling
 from server.chat.domain import (
     CANCELLED,
     CONTENT_FILTER,
@@ -70,6 +70,7 @@ from server.llm.provider import ChatParams, Completion, ProviderError, StreamEve
 from server.llm.router import LLMRouter, pseudonymous_user
 from server.llm.tokens import TokenCounter
 from server.transcripts.search import TranscriptSearch
+from server.transcripts.sentences import SentenceStore
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class TurnRunner:
         settings: Settings,
         database: Database,
         search: TranscriptSearch,
+        sentences: SentenceStore,
         preferences: PreferencesService,
         llm: LLMRouter,
         budget: TokenBudget,
@@ -102,6 +104,7 @@ class TurnRunner:
         self._settings = settings
         self._db = database
         self._search = search
+        self._sentences = sentences
         self._preferences = preferences
         self._llm = llm
         self._recorder = AnswerRecorder(settings, database, llm.counter())
@@ -190,11 +193,16 @@ class TurnRunner:
         safe_question = redact(turn.question).text
         counter = self._llm.counter()
         reserve = self._reserve(turn, stored, counter) if self._llm.upstream_likely() else _nothing()
-        sources, preferences, _ = await _together(
-            gather_sources(self._search, safe_question, stored.context, stored.references),
+        earlier = redact(_previous_question(stored.history)).text
+        gathered, preferences, _ = await _together(
+            gather_turn(
+                self._search, self._sentences, safe_question, stored.context, stored.references, previous=earlier
+            ),
             self._preferences.get(turn.principal.user_id),
             reserve,
         )
+        sources, evidence = gathered.sources, gathered.evidence
+        turn.cited = evidence.by_label
         persona = persona_for(preferences.personality, preferences.response_length)
         prompt = build_prompt(
             persona=persona,
@@ -217,11 +225,15 @@ class TurnRunner:
             user=pseudonymous_user(turn.principal.user_id),
         )
         offline_request = OfflineRequest(
-            question=safe_question,
+            question=gathered.question,
+            evidence=evidence.items,
             sources=sources,
             video_id=stored.context.video_id,
             position_seconds=stored.context.position_seconds if stored.context.video_id else None,
             persona=persona,
+            embedding_model=self._search.embedding_model,
+            unanalysed=evidence.unanalysed,
+            unknown_terms=gathered.unknown_terms,
         )
 
         key = ""
@@ -298,6 +310,11 @@ class TurnRunner:
 
 async def _nothing() -> None:
     return None
+
+
+def _previous_question(history: Sequence[HistoryMessage]) -> str:
+    """The session's last question before this one ("" in a new session)."""
+    return next((message.content for message in reversed(history) if message.role == USER), "")
 
 
 async def _together(

@@ -14,7 +14,7 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import Any
 
-__all__ = ["DemoCourse", "DemoVideo", "EvalQuestion", "load_demo_course", "load_eval_questions"]
+__all__ = ["DemoCourse", "DemoVideo", "EvalQuestion", "load_demo_course", "load_eval_questions", "read_course"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,12 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
 @functools.cache
 def load_demo_course() -> DemoCourse:
     """The demo course with every video's WebVTT text; raises ValueError if the bundled data is broken."""
-    course_dir = _package_root() / "course"
+    return read_course(_package_root() / "course")
+
+
+def read_course(course_dir: Traversable) -> DemoCourse:
+    """A course in the demo's layout: `course.json` (course id, title, videos with their WebVTT file,
+    duration, concepts and prerequisites) beside the WebVTT files."""
     manifest = _read_json(course_dir / "course.json")
     videos: list[DemoVideo] = []
     for entry in manifest["videos"]:

@@ -14,10 +14,12 @@ inside its block. Only ids that were handed out come back as citations; anything
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from server.nlp.pipeline import content_keys
 from server.transcripts.search import Citation, SearchHit
+from server.transcripts.sentences import StoredSentence
 
 # Elements the prompt itself uses; text must not be able to open or close any of them.
 PROMPT_ELEMENTS = ("transcript_chunk", "transcript_data", "learning_context")
@@ -25,13 +27,9 @@ _ELEMENT_TAG = re.compile(r"<(\s*/?\s*(?:" + "|".join(PROMPT_ELEMENTS) + r"))", 
 _BRACKETS = re.compile(r"\[([^\[\]\n]{1,64})\]")
 _LABEL = re.compile(r"c\d{1,3}")
 QUOTE_LIMIT = 280
-# How much of the answer on each side of a marker decides which sentences of the excerpt are quoted.
-QUOTE_CONTEXT_CHARS = 300
-# A sentence ends at . ! ? … (and closing quotes) before whitespace. Unlike prose splitters, a lowercase word
-# may start the next one: lecture sentences often begin with code (`justify-content distributes ...`).
-_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]’”]*\s+(?=[\"'(\[“‘`]?[A-Za-z0-9])")
-_ABBREVIATION_TEXT = "e.g. i.e. etc. vs. cf. mr. mrs. ms. dr. prof. approx. no. fig. st. jr. sr."
-_ABBREVIATIONS = frozenset(_ABBREVIATION_TEXT.split())
+# How much of the answer before a marker decides which sentences of the excerpt it cites.
+QUOTE_CONTEXT_CHARS = 400
+QUOTE_SENTENCES = 3
 
 KIND_SELECTED = "selected"
 KIND_PLAYHEAD = "playhead"
@@ -91,25 +89,6 @@ def render_sources(sources: Sequence[Source]) -> str:
     return f"<transcript_data>\n{body}\n</transcript_data>"
 
 
-def sentences_of(text: str) -> list[str]:
-    """Split transcript text into sentences; abbreviations and initials do not end one."""
-    sentences: list[str] = []
-    begin = 0
-    for match in _SENTENCE_END.finditer(text):
-        words = text[begin : match.start() + 1].split()
-        last = words[-1].lower() if words else ""
-        if last in _ABBREVIATIONS or re.fullmatch(r"[a-z]\.", last):
-            continue
-        sentence = text[begin : match.end()].strip()
-        if sentence:
-            sentences.append(sentence)
-        begin = match.end()
-    tail = text[begin:].strip()
-    if tail:
-        sentences.append(tail)
-    return sentences
-
-
 def shorten(text: str, limit: int = QUOTE_LIMIT) -> str:
     """At most `limit` characters, cut at a word boundary, with an ellipsis when cut."""
     text = " ".join(text.split())
@@ -139,82 +118,67 @@ def cited_labels(text: str) -> list[str]:
     return [label for label, _ in _markers(text)]
 
 
-_SUFFIX_RULES = (
-    ("ies", "y"),
-    ("sses", "ss"),
-    ("xes", "x"),
-    ("ches", "ch"),
-    ("shes", "sh"),
-    ("mission", "mit"),
-    ("ing", ""),
-    ("ed", ""),
-    ("s", ""),
-)
-
-
-def stem(word: str) -> str:
-    """Light suffix stripping, enough to match plurals and -ing/-ed forms (`submitting` ~ `submit`)."""
-    word = word.removesuffix("'s")
-    if len(word) <= 4 or not word.isalpha():
-        return word
-    for suffix, replacement in _SUFFIX_RULES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            if suffix == "s" and word.endswith(("ss", "us", "is")):
-                return word
-            root = word[: -len(suffix)] + replacement
-            if suffix in ("ing", "ed") and root[-1] == root[-2] and root[-1] not in "lsz":
-                root = root[:-1]
-            return root
-    return word
-
-
-# Too common to say which sentence of an excerpt an answer is about.
-_QUOTE_STOPWORD_TEXT = """the and for are but not you your with this that these those from have has was were will
-    can its it's what when where which who how why then than there their them they into onto also just"""
-_QUOTE_STOPWORDS = frozenset(_QUOTE_STOPWORD_TEXT.split())
-
-
-def _words(text: str) -> set[str]:
-    return {stem(word) for word in re.findall(r"[a-z0-9][a-z0-9'-]{2,}", text.lower()) if word not in _QUOTE_STOPWORDS}
-
-
-def best_quote(chunk_text: str, near: str, limit: int = QUOTE_LIMIT) -> str:
-    """The chunk's sentences that share the most words with `near` (the answer around the marker), so the
-    quote shows what was cited; the chunk's start when nothing overlaps."""
-    sentences = sentences_of(" ".join(chunk_text.split()))
+def _cited_sentences(before_marker: str, sentences: Sequence[StoredSentence]) -> list[StoredSentence]:
+    """The sentences of a cited excerpt that the answer's words before the marker are about: those quoted
+    verbatim, else the one sharing the most content words (with the next ones while they share over half as many)."""
     if not sentences:
-        return ""
-    wanted = _words(near)
-    overlaps = [len(_words(sentence) & wanted) for sentence in sentences]
+        return []
+    flat = " ".join(before_marker.split())
+    quoted = [sentence for sentence in sentences if sentence.text and sentence.text in flat]
+    if quoted:
+        return quoted
+    wanted = set(content_keys(flat)) if flat else set()
+    if not wanted:
+        return []
+    overlaps = [len(wanted & set(sentence.lemmas)) for sentence in sentences]
     best = max(range(len(sentences)), key=lambda index: overlaps[index])
     if overlaps[best] == 0:
-        return shorten(chunk_text, limit)
-    quote = sentences[best]
+        return []
+    chosen = [sentences[best]]
     following = best + 1
-    while following < len(sentences) and overlaps[following] > 0 and len(quote) + len(sentences[following]) < limit:
-        quote = f"{quote} {sentences[following]}"
+    while following < len(sentences) and 2 * overlaps[following] > overlaps[best] and len(chosen) < QUOTE_SENTENCES:
+        chosen.append(sentences[following])
         following += 1
-    return shorten(quote, limit)
+    return chosen
 
 
-def citations_for(text: str, sources: Sequence[Source]) -> list[Citation]:
-    """Citations for the markers in `text` that name a provided source; unknown ids are ignored. Each quotes
-    the part of its excerpt that the answer around the marker talks about."""
+def citations_for(
+    text: str, sources: Sequence[Source], sentences: Mapping[str, Sequence[StoredSentence]] | None = None
+) -> list[Citation]:
+    """Citations for the markers in `text` that name a provided source; unknown ids are ignored.
+
+    `sentences` maps a source's label to its stored sentences (server.nlp, computed at ingest): a citation
+    then spans and quotes the sentences the answer before the marker is about, not the whole excerpt.
+    Without them (or when none matches) it spans the excerpt and quotes its beginning."""
     by_label = {source.label: source for source in sources}
     citations: list[Citation] = []
+    previous_end = 0
     for label, position in _markers(text):
         source = by_label.get(label)
         if source is None:
             continue
         hit = source.hit
-        near = text[max(0, position - QUOTE_CONTEXT_CHARS) : position + QUOTE_CONTEXT_CHARS]
+        before = text[max(previous_end, position - QUOTE_CONTEXT_CHARS) : position]
+        previous_end = position
+        cited = _cited_sentences(before, (sentences or {}).get(label, ()))
+        if cited:
+            citations.append(
+                Citation(
+                    video_id=hit.video_id,
+                    start_seconds=min(sentence.start_seconds for sentence in cited),
+                    end_seconds=max(sentence.end_seconds for sentence in cited),
+                    chunk_id=hit.chunk_id,
+                    quoted_text=shorten(" ".join(sentence.text for sentence in cited)),
+                )
+            )
+            continue
         citations.append(
             Citation(
                 video_id=hit.video_id,
                 start_seconds=hit.start_seconds,
                 end_seconds=hit.end_seconds,
                 chunk_id=hit.chunk_id,
-                quoted_text=best_quote(hit.text, near),
+                quoted_text=shorten(hit.text),
             )
         )
     return citations

@@ -1,175 +1,168 @@
 """The offline engine (`offline-extractive`): grounded answers without a language model.
 
-It answers from the transcript excerpts the prompt builder selected, in three parts: what the lecture says
-about the question (the best-matching sentences, quoted), where (the cited excerpt's mm:ss range, with its
-`[cN]` id, so the same citation parser as for a model applies), and a next step to try. When nothing in the
-excerpts matches the question it says so instead of inventing an answer.
+It answers from the lecture's own sentences — those of the excerpts the turn retrieved, of the playhead
+window and of the sentences closest in meaning to the question, analysed at ingest (server.nlp) — in three
+parts: the direct answer (one to three sentences quoted verbatim, in lecture order, neighbours merged),
+where it is said (mm:ss with the excerpt's `[cN]` id, so the same citation parser as for a model applies),
+and one question to check understanding, generated from the answer sentence's parse.
 
-Sentence ranking is deterministic: question terms (lower-cased, stop words dropped, light stemming, compound
-terms such as `justify-content` kept whole and split) weighted by their rarity among the candidate sentences,
-a bonus for adjacent question terms found together, the excerpt's retrieval rank, whether the student
-selected it, and how close it is to the playhead. A question with no content words ("what does this mean?")
-is answered from what the lecture says just before the playhead.
+A sentence's `support` is how well it answers the question: the cosine similarity of the question's
+embedding (the one retrieval computed) with the sentence's stored embedding, plus the question's content
+lemmas found in it (weighted by their rarity among the candidates) and a bonus when it says a code term the
+question names (`justify-content`). Ranking adds a little for a range the student selected and for the kind
+of statement the question wants ("why" → causal, "how" → procedural, "what is" → definition).
+
+Whether the lecture answers the question at all is a probability from a logistic model of the best support
+and of the share of the question's terms that the course never says, fitted on the demo course's labelled
+answerable and unanswerable questions (`calibration.json`, written by `python -m evals.calibrate`; never on
+the held-out course). Below one half the engine says the lecture doesn't seem to cover the question; up to
+the calibrated `confident` probability it says so too but points to the closest passage; above it, it
+answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import json
 import math
 import re
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
+from importlib.resources import files
 
-from server.llm.grounding import (
-    KIND_PLAYHEAD,
-    KIND_SEARCH,
-    KIND_SELECTED,
-    Source,
-    format_clock,
-    sentences_of,
-    shorten,
-    stem,
-)
+from server.llm.grounding import KIND_PLAYHEAD, KIND_SELECTED, Source, format_clock, shorten
 from server.llm.persona import Persona, persona_for
 from server.llm.provider import Completion, StreamEvent, TextDelta
+from server.nlp.analysis import CAUSAL, DEFINITION, PROCEDURAL
+from server.nlp.query import DEFINE, HOW, WHY, QuestionAnalysis
+from server.nlp.questions import WHAT_DOES, WHAT_IF, WHAT_IS, WHAT_OBJECT
+from server.nlp.questions import WHY as WHY_FRAME
+from server.transcripts.sentences import StoredSentence
 
 OFFLINE_MODEL = "offline-extractive"
 
-_WORD = re.compile(r"[A-Za-z0-9]+(?:['\-.:/][A-Za-z0-9]+)*")
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_STOPWORD_TEXT = """a about above after again all also am an and any are as at be because been before being below
-    between both but by can could did do does doing done down during each either else ever every few for
-    from further get gets got had has have having he her here hers him his how i if in into is it its
-    itself just kind let lot me mean means meant might more most much must my no nor not now of off on
-    once one only or other our out over own please really same say said says she should so some such
-    tell than that the their them then there these they thing things this those through to too under
-    until up us use used using very want was way we were what when where whether which while who whom
-    why will with would yes yet you your lecture lesson video teacher instructor explain explained
-    explains talk talking talks difference different work works example show shows shown can't don't
-    doesn't didn't isn't aren't won't wouldn't shouldn't i'm it's what's that's there's let's"""
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-# A question made of these alone points at the playhead ("what does this mean?", "can you explain that?").
-_DEICTIC = frozenset({"this", "that", "here", "it", "now", "just"})
-_CODE_HINT = re.compile(r"[-_.:/()]|[a-z][A-Z]")
-PROXIMITY_SCALE_SECONDS = 90.0
-MIN_COVERAGE = 0.3
-# A compound's parts (`justify` and `content` of `justify-content`) count for less than the compound.
-PART_WEIGHT = 0.5
-# A sentence whose subject is a term of the question ("justify-content distributes ...") likely defines it.
-SUBJECT_BONUS = 0.6
-
-
-def _tokens(text: str) -> list[str]:
-    """Word-like tokens in their original case (compounds like `flex-direction` or `Promise.all` whole)."""
-    return [token.strip(".:/'-") for token in _WORD.findall(text)]
-
-
-def _terms(token: str) -> list[tuple[str, float]]:
-    """A token's terms with their weight: the token itself, and the parts of a compound or camelCase word."""
-    lower = token.lower()
-    if not lower or lower in _STOPWORDS:
-        return []
-    head = stem(lower)
-    terms = [(head, 1.0)]
-    pieces = [part for piece in re.split(r"[-.:/']", token) for part in _CAMEL_BOUNDARY.split(piece) if part]
-    if len(pieces) > 1:
-        for piece in pieces:
-            part = stem(piece.lower())
-            if piece.lower() not in _STOPWORDS and part != head and all(part != term for term, _ in terms):
-                terms.append((part, PART_WEIGHT))
-    return terms
+# How much each signal counts (tuned on the demo course's labelled questions, never on the held-out course).
+LEXICAL_WEIGHT = 0.25
+CODE_BONUS = 0.4
+SELECTED_BONUS = 0.15
+KIND_BONUS = 0.08
+# Further answer sentences must score at least this share of the best one.
+COMPANION_SHARE = 0.9
+# The sentence after the best one joins it at this share of its support.
+CONTINUATION_SHARE = 0.7
+# Sentences this close in a video (by index) are one passage and are quoted together.
+ADJACENT = 1
+MAX_ANSWER_SENTENCES = 3
+PLAYHEAD_LOOKBACK_SECONDS = 5.0
+_KIND_WANTED = {WHY: CAUSAL, HOW: PROCEDURAL, DEFINE: DEFINITION}
+# Check questions about the answer, most telling first.
+_CHECK_ORDER = (WHY_FRAME, WHAT_IF, WHAT_OBJECT, WHAT_IS, WHAT_DOES)
+COVERED, HEDGED, NOT_COVERED = "covered", "hedged", "not_covered"
 
 
 @dataclass(frozen=True, slots=True)
-class _Sentence:
-    text: str
+class Calibration:
+    """P(the lecture answers the question) = logistic(intercept + a·support + b·unknown share + c·unknown names).
+
+    `support` is the best sentence's; the unknown share is the share of the question's terms the course never
+    says; unknown names count the names and code terms among them (`useReducer`, `nginx`)."""
+
+    embedding_model: str
+    support_weight: float
+    unknown_weight: float
+    names_weight: float
+    intercept: float
+    # At or above this probability the answer is given without a hedge.
+    confident: float
+
+    def probability(self, support: float, unknown_share: float, unknown_names: int) -> float:
+        logit = (
+            self.intercept
+            + self.support_weight * support
+            + self.unknown_weight * unknown_share
+            + self.names_weight * unknown_names
+        )
+        return 1.0 / (1.0 + math.exp(-logit))
+
+
+def load_calibration() -> dict[str, Calibration]:
+    data = json.loads((files("server.llm") / "calibration.json").read_text(encoding="utf-8"))
+    return {
+        entry["embedding_model"]: Calibration(
+            entry["embedding_model"],
+            float(entry["support_weight"]),
+            float(entry["unknown_weight"]),
+            float(entry["names_weight"]),
+            float(entry["intercept"]),
+            float(entry["confident"]),
+        )
+        for entry in data["models"]
+    }
+
+
+CALIBRATION = load_calibration()
+# For an embedding model nobody calibrated, similarities are of unknown scale: the lecture must share the
+# question's words, most of them (weighted by rarity), for an answer.
+UNCALIBRATED_WORDS = 0.5 * LEXICAL_WEIGHT
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A sentence the engine may quote, the excerpt (`[cN]`) that cites it, and whether the student selected
+    the range it is in."""
+
+    sentence: StoredSentence
     source: Source
-    seconds: float
-    terms: frozenset[str]
-    bigrams: frozenset[tuple[str, str]]
-    subject: str
-
-
-@dataclass(slots=True)
-class _Question:
-    # term -> weight factor (1.0 for words, PART_WEIGHT for parts of compounds), in question order
-    terms: dict[str, float] = field(default_factory=dict)
-    bigrams: set[tuple[str, str]] = field(default_factory=set)
-    surface: dict[str, str] = field(default_factory=dict)
-    deictic: bool = False
-    # term -> rarity-based weight among the candidate sentences (set while ranking)
-    weights: dict[str, float] = field(default_factory=dict)
-
-
-def _parse_question(question: str) -> _Question:
-    parsed = _Question()
-    previous: str | None = None
-    raw_tokens = _tokens(question)
-    for token in raw_tokens:
-        terms = _terms(token)
-        if not terms:
-            previous = None
-            continue
-        head = terms[0][0]
-        parsed.surface.setdefault(head, token)
-        for term, factor in terms:
-            parsed.terms[term] = max(factor, parsed.terms.get(term, 0.0))
-        if previous is not None:
-            parsed.bigrams.add((previous, head))
-        previous = head
-    parsed.deictic = not parsed.terms and any(token.lower() in _DEICTIC for token in raw_tokens)
-    return parsed
-
-
-def _heads(tokens: Sequence[str]) -> list[str]:
-    return [terms[0][0] for token in tokens if (terms := _terms(token))]
-
-
-def _sentences(sources: Sequence[Source]) -> list[_Sentence]:
-    """Every sentence of every excerpt once (neighbouring chunks overlap), with an estimated time."""
-    seen: set[str] = set()
-    sentences: list[_Sentence] = []
-    for source in sources:
-        hit = source.hit
-        text = " ".join(hit.text.split())
-        offset = 0
-        for sentence in sentences_of(text):
-            position = text.find(sentence, offset)
-            offset = position + len(sentence) if position >= 0 else offset
-            key = sentence.lower()
-            if key in seen or not _WORD.search(key):
-                continue
-            seen.add(key)
-            fraction = max(0, position) / max(1, len(text))
-            tokens = _tokens(sentence)
-            heads = _heads(tokens)
-            sentences.append(
-                _Sentence(
-                    text=sentence,
-                    source=source,
-                    seconds=hit.start_seconds + fraction * (hit.end_seconds - hit.start_seconds),
-                    terms=frozenset(term for token in tokens for term, _ in _terms(token)),
-                    bigrams=frozenset(itertools.pairwise(heads)),
-                    subject=heads[0] if heads else "",
-                )
-            )
-    return sentences
+    selected: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class OfflineRequest:
-    question: str
+    question: QuestionAnalysis
+    evidence: Sequence[Evidence]
     sources: Sequence[Source]
     video_id: str = ""
     position_seconds: float | None = None
     persona: Persona = field(default_factory=lambda: persona_for("", ""))
+    embedding_model: str = ""
+    # Videos of the excerpts whose sentences are not analysed yet (stored before the analysis existed).
+    unanalysed: frozenset[str] = frozenset()
+    # What the question is about that the course never says (see Calibration).
+    unknown_terms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
-class _Pick:
-    sentence: _Sentence
+class Scored:
+    """`support`: how well the sentence answers the question (meaning + words + named code terms); `words`:
+    the same without meaning (for embedding models nobody calibrated); `score`: what ranks answers."""
+
+    evidence: Evidence
+    support: float
+    words: float
     score: float
+
+    @property
+    def sentence(self) -> StoredSentence:
+        return self.evidence.sentence
+
+
+def answerability_features(scored: Sequence[Scored], request: OfflineRequest) -> tuple[float, float, int]:
+    """(best support, share of the question's terms the course never says, names among those)."""
+    support = max((item.support for item in scored), default=0.0)
+    terms = len(request.question.terms)
+    share = len(request.unknown_terms) / terms if terms else 0.0
+    names = sum(1 for term in request.unknown_terms if term in request.question.names)
+    return support, share, names
+
+
+def _weights(keys: dict[str, float], evidence: Sequence[Evidence]) -> dict[str, float]:
+    """Each question key weighted by its rarity among the candidate sentences (and by its own share)."""
+    total = len(evidence)
+    weights: dict[str, float] = {}
+    for key, share in keys.items():
+        frequency = sum(1 for item in evidence if key in item.sentence.lemmas)
+        weights[key] = share * math.log(1.0 + (total + 1) / (1.0 + frequency))
+    return weights
 
 
 class OfflineEngine:
@@ -179,13 +172,19 @@ class OfflineEngine:
     model = OFFLINE_MODEL
 
     def answer(self, request: OfflineRequest) -> str:
-        question = _parse_question(request.question)
-        sentences = _sentences(request.sources)
-        picks = self._rank(question, sentences, request)
         opener = f"{request.persona.opener} " if request.persona.opener else ""
-        if picks:
-            return opener + self._grounded_answer(question, picks, request)
-        return opener + self._no_answer(request)
+        question = request.question
+        if not question.english:
+            return (
+                "I can only answer questions written in English: the lecture's transcript is in English and I "
+                "quote it. Could you ask again in English?"
+            )
+        verdict, picks = self.decide(request)
+        if verdict == COVERED:
+            return opener + self._grounded_answer(picks, request)
+        if verdict == HEDGED:
+            return self._closest(picks, request)
+        return self._no_answer(request)
 
     async def stream(self, request: OfflineRequest) -> AsyncGenerator[StreamEvent, None]:
         text = self.answer(request)
@@ -197,117 +196,190 @@ class OfflineEngine:
 
     # --- ranking -------------------------------------------------------------------------------------------
 
-    def _rank(self, question: _Question, sentences: list[_Sentence], request: OfflineRequest) -> list[_Pick]:
-        if not sentences:
+    @staticmethod
+    def probability(scored: Sequence[Scored], request: OfflineRequest) -> float:
+        """How likely the lecture answers the question (see Calibration); 0 or 1 for an uncalibrated model."""
+        calibration = CALIBRATION.get(request.embedding_model)
+        if calibration is None:
+            return 1.0 if max((item.words for item in scored), default=0.0) >= UNCALIBRATED_WORDS else 0.0
+        return calibration.probability(*answerability_features(scored, request))
+
+    @staticmethod
+    def confident(request: OfflineRequest) -> float:
+        calibration = CALIBRATION.get(request.embedding_model)
+        return calibration.confident if calibration is not None else 0.5
+
+    @staticmethod
+    def keys_of(request: OfflineRequest) -> tuple[dict[str, float], list[str]]:
+        """The question's keys (each counting once) and code terms. A follow-up's sentences were retrieved and
+        scored by meaning together with the question it continues; its words are what it adds ("and what is
+        the fix?"), so only they count as words."""
+        return dict.fromkeys(request.question.keys, 1.0), list(request.question.code_terms)
+
+    def score_all(self, request: OfflineRequest) -> list[Scored]:
+        """Every candidate sentence with its support (meaning + words) and its ranking score."""
+        evidence = [item for item in request.evidence if item.sentence.text.strip()]
+        keys, code_terms = self.keys_of(request)
+        if not evidence or not keys:
             return []
-        if question.deictic and request.position_seconds is not None:
-            return self._near_playhead(sentences, request)
-        if not question.terms:
-            return []
-        total = len(sentences)
-        document_frequency = {
-            term: sum(1 for sentence in sentences if term in sentence.terms) for term in question.terms
-        }
-        weight = {term: math.log(1.0 + total / (1.0 + document_frequency[term])) for term in question.terms}
-        question.weights = weight
-        question_weight = sum(weight.values())
-        best_retrieval = max((s.source.hit.score for s in sentences), default=0.0) or 1.0
-        scored: list[_Pick] = []
-        for sentence in sentences:
-            matched = [term for term in question.terms if term in sentence.terms]
-            if not matched:
-                continue
-            lexical = sum(weight[term] for term in matched)
-            if lexical / question_weight < MIN_COVERAGE:
-                continue
-            score = lexical + 0.75 * len(question.bigrams & sentence.bigrams)
-            if sentence.subject in weight:
-                score += SUBJECT_BONUS * weight[sentence.subject]
-            hit = sentence.source.hit
-            if sentence.source.kind == KIND_SEARCH:
-                score += 0.5 * max(0.0, hit.score) / best_retrieval
-            if sentence.source.kind == KIND_SELECTED:
-                score += 0.5
-            score += self._proximity(sentence, request)
-            scored.append(_Pick(sentence, score))
+        weights = _weights(keys, evidence)
+        total_weight = sum(weights.values()) or 1.0
+        wanted_kind = _KIND_WANTED.get(request.question.wants)
+        scored: list[Scored] = []
+        for item in evidence:
+            sentence = item.sentence
+            lemmas = set(sentence.lemmas)
+            lexical = sum(weight for key, weight in weights.items() if key in lemmas) / total_weight
+            named = any(term in lemmas or term in sentence.text.lower() for term in code_terms)
+            words = LEXICAL_WEIGHT * lexical + (CODE_BONUS if named else 0.0)
+            support = (sentence.similarity or 0.0) + words
+            score = support
+            if item.selected:
+                score += SELECTED_BONUS
+            if wanted_kind is not None and wanted_kind in sentence.kinds:
+                score += KIND_BONUS
+            scored.append(Scored(item, support, words, score))
+        return scored
+
+    def decide(self, request: OfflineRequest) -> tuple[str, list[Scored]]:
+        """Whether the lecture answers the question (COVERED, HEDGED, NOT_COVERED) and the sentences to quote,
+        best first."""
+        if request.question.deictic and request.position_seconds is not None:
+            picks = self._near_playhead(request)
+            return (COVERED if picks else NOT_COVERED), picks
+        scored = self.score_all(request)
         if not scored:
-            return []
-        scored.sort(key=lambda pick: (-pick.score, pick.sentence.seconds))
-        floor = 0.5 * scored[0].score
-        count = max(1, request.persona.sentences)
-        return [pick for pick in scored if pick.score >= floor][:count]
+            return NOT_COVERED, []
+        probability = self.probability(scored, request)
+        ordered = sorted(scored, key=lambda item: -item.score)
+        if probability < 0.5:
+            return NOT_COVERED, []
+        if probability < self.confident(request):
+            return HEDGED, ordered[:1]
+        top = ordered[0]
+        count = max(1, min(MAX_ANSWER_SENTENCES, request.persona.sentences))
+        picks = [top]
+        # The sentence right after the best one, when it goes on about the same thing ("Another useful directive
+        # is stale-while-revalidate." is followed by what it does): an adjacent passage is quoted whole.
+        following = self._neighbour(scored, top, 1)
+        if following is not None and count > 1 and following.support >= CONTINUATION_SHARE * top.support:
+            picks.append(following)
+        for item in ordered[1:]:
+            if len(picks) >= count:
+                break
+            if item not in picks and item.score >= COMPANION_SHARE * top.score:
+                picks.append(item)
+        # "This is why X." gives its reason in the sentence before: quote that one too.
+        for pick in list(picks):
+            if any(frame.answer_before for frame in pick.sentence.frames):
+                before = self._neighbour(scored, pick, -1)
+                if before is not None and before not in picks:
+                    picks.append(before)
+        return COVERED, picks
 
     @staticmethod
-    def _proximity(sentence: _Sentence, request: OfflineRequest) -> float:
-        if request.position_seconds is None or sentence.source.hit.video_id != request.video_id:
-            return 0.0
-        distance = abs(sentence.seconds - request.position_seconds)
-        return 0.6 * math.exp(-distance / PROXIMITY_SCALE_SECONDS)
+    def _neighbour(scored: Sequence[Scored], pick: Scored, step: int) -> Scored | None:
+        wanted = (pick.sentence.video_id, pick.sentence.index + step)
+        return next((item for item in scored if item.sentence.key == wanted), None)
 
     @staticmethod
-    def _near_playhead(sentences: list[_Sentence], request: OfflineRequest) -> list[_Pick]:
+    def _near_playhead(request: OfflineRequest) -> list[Scored]:
+        """ "What does this mean?": what the lecture said just before the playhead."""
         position = request.position_seconds or 0.0
         local = [
-            s
-            for s in sentences
-            if s.source.hit.video_id == request.video_id and s.source.kind in (KIND_PLAYHEAD, KIND_SELECTED)
+            item
+            for item in request.evidence
+            if item.sentence.video_id == request.video_id and item.source.kind in (KIND_PLAYHEAD, KIND_SELECTED)
         ]
-        before = [s for s in local if s.seconds <= position + 5.0]
-        ordered = sorted(before or local, key=lambda s: abs(position - s.seconds))
+        before = [item for item in local if item.sentence.start_seconds <= position + PLAYHEAD_LOOKBACK_SECONDS]
+        ordered = sorted(before or local, key=lambda item: abs(position - item.sentence.end_seconds))
         count = max(2, request.persona.sentences)
-        return [_Pick(sentence, 1.0) for sentence in ordered[:count]]
+        return [Scored(item, 1.0, 1.0, 1.0) for item in ordered[:count]]
 
     # --- wording -------------------------------------------------------------------------------------------
 
-    def _grounded_answer(self, question: _Question, picks: list[_Pick], request: OfflineRequest) -> str:
-        by_source: dict[str, list[_Sentence]] = {}
-        order: list[Source] = []
-        for pick in sorted(picks, key=lambda p: (p.sentence.source.hit.video_id, p.sentence.seconds)):
-            source = pick.sentence.source
-            if source.label not in by_source:
-                by_source[source.label] = []
-                order.append(source)
-            by_source[source.label].append(pick.sentence)
+    def _grounded_answer(self, picks: list[Scored], request: OfflineRequest) -> str:
+        passages: list[list[Scored]] = []
+        for pick in sorted(
+            picks, key=lambda p: (p.sentence.video_id != request.video_id, p.sentence.video_id, p.sentence.index)
+        ):
+            last = passages[-1][-1] if passages else None
+            if (
+                last is not None
+                and last.sentence.video_id == pick.sentence.video_id
+                and pick.sentence.index - last.sentence.index <= ADJACENT
+                and last.evidence.source.label == pick.evidence.source.label
+            ):
+                passages[-1].append(pick)
+            else:
+                passages.append([pick])
         parts: list[str] = []
-        for index, source in enumerate(order):
-            hit = source.hit
-            where = f"{format_clock(hit.start_seconds)}–{format_clock(hit.end_seconds)}"
-            if hit.video_id != request.video_id:
-                where = f"{where} of “{hit.video_id}”"
-            quote = shorten(" ".join(s.text for s in by_source[source.label]), 400)
-            lead = "The lecture covers this at" if index == 0 else "It comes back to it at"
-            parts.append(f"{lead} {where} [{source.label}]: “{quote}”")
-        first = order[0].hit
-        replay = f"{format_clock(first.start_seconds)}–{format_clock(first.end_seconds)}"
-        parts.append(f"Next step: {self._next_step(question, picks, replay)}")
+        for number, passage in enumerate(passages):
+            first, final = passage[0].sentence, passage[-1].sentence
+            where = f"{format_clock(first.start_seconds)}–{format_clock(final.end_seconds)}"
+            if first.video_id != request.video_id:
+                where = f"{where} of “{first.video_id}”"
+            quote = shorten(" ".join(p.sentence.text for p in passage), 600)
+            lead = "The lecture answers this at" if number == 0 else "It adds at"
+            parts.append(f"{lead} {where}: “{quote}” [{passage[0].evidence.source.label}]")
+        check = self.check_question(picks, request)
+        if check:
+            parts.append(f"Check yourself: {check}")
+        unanalysed = request.unanalysed & {p.sentence.video_id for p in picks}
+        if unanalysed:
+            parts.append("(Part of this course is still being analysed, so some moments may be missing.)")
         return " ".join(parts)
 
     @staticmethod
-    def _next_step(question: _Question, picks: list[_Pick], replay: str) -> str:
-        """Try the code term the answer is about, if the question names one; otherwise restate the idea."""
-        top = picks[0].sentence
-        code_words = [word for term, word in question.surface.items() if term in top.terms and _CODE_HINT.search(word)]
-        if code_words:
-            word = max(code_words, key=lambda w: question.weights.get(stem(w.lower()), 0.0))
-            return (
-                f"replay {replay}, then try `{word}` in a small example of your own "
-                "and check that it behaves as described."
-            )
-        return f"replay {replay}, then put the idea in your own words and check it against the lecture."
+    def check_question(picks: Sequence[Scored], request: OfflineRequest) -> str:
+        """A question about what the answer says, from its sentences' parses; never the student's own question."""
+        asked = set(request.question.keys)
+        best: tuple[int, str] | None = None
+        for pick in picks:
+            for frame in pick.sentence.frames:
+                if frame.answer_before or frame.kind not in _CHECK_ORDER:
+                    continue
+                # Not the student's own question back: a check asks about something the question did not.
+                if set(frame.keys) <= asked:
+                    continue
+                rank = _CHECK_ORDER.index(frame.kind)
+                if best is None or rank < best[0]:
+                    best = (rank, frame.question)
+        return best[1] if best is not None else ""
+
+    @staticmethod
+    def _closest(picks: Sequence[Scored], request: OfflineRequest) -> str:
+        """Weak evidence: say so, and show the one passage that comes closest."""
+        asked = shorten(request.question.text, 120)
+        sentence = picks[0].sentence
+        where = f"{format_clock(sentence.start_seconds)}–{format_clock(sentence.end_seconds)}"
+        if sentence.video_id != request.video_id:
+            where = f"{where} of “{sentence.video_id}”"
+        return (
+            f"I'm not sure the lecture answers “{asked}” directly — it may not cover exactly this. The closest it "
+            f"comes is at {where}: “{shorten(sentence.text, 400)}” [{picks[0].evidence.source.label}] If that is "
+            "not what you meant, try asking with the words the lecture uses."
+        )
 
     @staticmethod
     def _no_answer(request: OfflineRequest) -> str:
-        asked = shorten(request.question, 120)
+        asked = shorten(request.question.text, 120)
         if not request.sources:
             return (
                 f"I have no transcript to answer “{asked}” from yet, so I can't tell you what the lecture says. "
-                "Next step: check that this video's transcript has been added, then ask again."
+                "Check that this video's transcript has been added, then ask again."
+            )
+        if request.unanalysed and not request.evidence:
+            first = request.sources[0].hit
+            return (
+                f"This lecture is still being analysed, so I can only point you to the part that matches best: "
+                f"{format_clock(first.start_seconds)}–{format_clock(first.end_seconds)} [{request.sources[0].label}]."
             )
         where = ""
         if request.position_seconds is not None and request.video_id:
-            where = f" near {format_clock(request.position_seconds)}"
+            where = f" (I looked around {format_clock(request.position_seconds)} and across the course)"
         return (
-            f"I couldn't find anything about “{asked}” in the parts of the lecture I can see{where}. "
-            "Next step: ask again using the words the lecture uses, or select the part of the transcript "
-            "you mean and ask about it."
+            f"The lecture doesn't seem to cover “{asked}”: nothing it says answers that{where}. "
+            "If you meant something the lecture does discuss, try asking with the words it uses, or select the "
+            "part of the transcript you mean."
         )

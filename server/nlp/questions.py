@@ -1,7 +1,7 @@
 """Questions generated from a sentence's dependency parse: what hints ask, what quizzes ask, what the chat's
 check-for-understanding asks.
 
-Four shapes, each taken only where the parse is clean enough to turn the sentence around grammatically:
+Five shapes, each taken only where the parse is clean enough to turn the sentence around grammatically:
 
     why        "A flex item overflows because its min-width is auto."   → "Why does a flex item overflow?"
                (also "Because X, Y." and "This is why Y.", whose reason is the sentence before)
@@ -9,6 +9,7 @@ Four shapes, each taken only where the parse is clean enough to turn the sentenc
                object?"; with an imperative main clause, "What should you do if …?"
     what_is    "A Promise is an object that represents a value …"        → "What is a Promise?"
     what_does  "justify-content distributes free space along the main axis." → "What does justify-content do?"
+    what_object  the same sentence                                       → "What does justify-content distribute?"
 
 A question is made from the sentence's own words: the clause it is about, with subject–auxiliary inversion
 or do-support ("overflows" → "does … overflow"), and the answer is the verbatim part of the sentence that
@@ -19,11 +20,13 @@ no question: "Why does it refuse to shrink?" means nothing on its own.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from spacy.tokens import Span, Token
 
-WHY, WHAT_IF, WHAT_IS, WHAT_DOES = "why", "what_if", "what_is", "what_does"
+from server.nlp.pipeline import content_keys
+
+WHY, WHAT_IF, WHAT_IS, WHAT_DOES, WHAT_OBJECT = "why", "what_if", "what_is", "what_does", "what_object"
 # Subjects that can stand alone in a question; any other pronoun points outside the sentence.
 _OPEN_PRONOUNS = frozenset({"you", "we"})
 _LEADING = frozenset({"cc", "advmod", "punct", "intj", "discourse", "prep", "npadvmod"})
@@ -51,6 +54,8 @@ class Frame:
     subject: str
     # The answer is in the previous sentence ("This is why …"): `answer` is empty then.
     answer_before: bool = False
+    # The question's content keys (server.nlp.pipeline.content_keys), so the request path need not parse it.
+    keys: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -62,6 +67,7 @@ class Frame:
             "cue": self.cue,
             "subject": self.subject,
             "answer_before": self.answer_before,
+            "keys": list(self.keys),
         }
 
     @staticmethod
@@ -75,6 +81,7 @@ class Frame:
             cue=str(data["cue"]),
             subject=str(data["subject"]),
             answer_before=bool(data.get("answer_before", False)),
+            keys=tuple(str(key) for key in keys) if isinstance(keys := data.get("keys"), list) else (),
         )
 
 
@@ -363,8 +370,13 @@ def _definition_frames(sentence: Span, proper: frozenset[str]) -> list[Frame]:
             return []
         answer = _trim_clauses(_span_tokens(sentence, root.i, sentence.end), root)
         question = f"What {_DO[root.tag_]} {display} do?"
-        frame = _frame(sentence, WHAT_DOES, question, answer, root.lower_, subject_text)
-        return [frame] if frame is not None else []
+        frames = [_frame(sentence, WHAT_DOES, question, answer, root.lower_, subject_text)]
+        direct_object = next((child for child in root.children if child.dep_ == "dobj"), None)
+        if direct_object is not None and direct_object.pos_ in ("NOUN", "PROPN") and not direct_object._.code:
+            about_object = f"What {_DO[root.tag_]} {display} {root.lemma_.lower()}?"
+            answer = _trim_clauses(_span_tokens(sentence, direct_object.left_edge.i, sentence.end), root)
+            frames.append(_frame(sentence, WHAT_OBJECT, about_object, answer, root.lower_, subject_text))
+        return [frame for frame in frames if frame is not None]
     return []
 
 
@@ -383,5 +395,5 @@ def frames_of(sentence: Span, proper: frozenset[str] = frozenset()) -> list[Fram
     for frame in frames:
         if frame.question not in seen:
             seen.add(frame.question)
-            unique.append(frame)
+            unique.append(replace(frame, keys=tuple(content_keys(frame.question))))
     return unique

@@ -87,6 +87,7 @@ class TranscriptSentence(Base):
     __table_args__ = (
         Index("ix_transcript_sentences_video_id_start_seconds", "video_id", "start_seconds"),
         Index("ix_transcript_sentences_embedding_model", "embedding_model"),
+        Index("ix_transcript_sentences_course_id", "course_id"),
     )
 
     video_id: Mapped[str] = mapped_column(ForeignKey("transcripts.video_id", ondelete="CASCADE"), primary_key=True)

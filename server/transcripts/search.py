@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import Text
+from sqlalchemy.types import Float, Text
 
 from server.core.db import Database
 from server.core.errors import DomainError
@@ -375,7 +375,7 @@ class TranscriptSearch:
             return SearchOutcome([], "")
         limit = max(1, min(limit, MAX_LIMIT))
         candidates = max(4 * limit, 40)
-        vector = await self._query_vector_literal(query)
+        vector = await self.query_vector(query)
         model_id = self._embedder.model_id if vector is not None else None
         use_exact = exact if exact is not None else video_id is not None or course_id is not None
         statement = self._statement(
@@ -483,6 +483,21 @@ class TranscriptSearch:
             ).all()
         return [_hit(row) for row in rows]
 
+    async def chunks_at(self, moments: Sequence[tuple[str, float]]) -> list[SearchHit]:
+        """For each (video, second), the chunks said at that moment; each chunk once, in playback order."""
+        if not moments:
+            return []
+        statement = text(
+            f"SELECT DISTINCT ON (c.video_id, c.start_seconds, c.id) {_CHUNK_COLUMNS} FROM transcript_chunks c "
+            "JOIN unnest(:videos, :moments) AS m(video_id, at_seconds) "
+            "ON c.video_id = m.video_id AND c.start_seconds <= m.at_seconds AND c.end_seconds >= m.at_seconds "
+            "ORDER BY c.video_id, c.start_seconds, c.id"
+        ).bindparams(bindparam("videos", type_=ARRAY(Text())), bindparam("moments", type_=ARRAY(Float())))
+        params = {"videos": [video for video, _ in moments], "moments": [float(at) for _, at in moments]}
+        async with self._db.session() as session:
+            rows = (await session.execute(statement, params)).all()
+        return [_hit(row) for row in rows]
+
     async def get_chunks(self, chunk_ids: Sequence[str]) -> list[SearchHit]:
         """The chunks that still exist, in the order asked for."""
         if not chunk_ids:
@@ -514,9 +529,9 @@ class TranscriptSearch:
             rows = (await session.execute(statement, {"course_id": course_id})).all()
         return [_video_info(row) for row in rows]
 
-    async def _query_vector_literal(self, query: str) -> str | None:
+    async def query_vector(self, query: str) -> str | None:
         """The query's embedding as a vector literal, or None when the embedder fails (the search then runs on
-        full text)."""
+        full text). Kept per text: the sentences of a turn are scored with the vector its search computed."""
         key = (self._embedder.model_id, query)
         cached = self._query_vectors.get(key)
         if cached is not None:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from server.config import Settings
 from server.core.auth import Principal, Role, Tier
 from server.core.db import Database
-from server.demo import load_demo_course
+from server.demo import DemoCourse, load_demo_course
 from server.embeddings.factory import build_embedder
 from server.jobs.wiring import open_job_queue
 from server.jobs.worker import JobWorker
@@ -39,7 +39,11 @@ async def demo_course_present(database: Database) -> bool:
 async def seed_demo_course(service: TranscriptService, *, wait: bool = True) -> list[JobView]:
     """Ingest every demo video; with `wait`, return the jobs once they have all ended. Unchanged videos
     finish at once (content hash), so seeding twice does no work the second time."""
-    course = load_demo_course()
+    return await seed_course(service, load_demo_course(), wait=wait)
+
+
+async def seed_course(service: TranscriptService, course: DemoCourse, *, wait: bool = True) -> list[JobView]:
+    """Ingest every video of a course in the demo's layout (see `seed_demo_course`)."""
     jobs: list[JobView] = []
     for video in course.videos:
         digest = hashlib.sha256(video.vtt.encode()).hexdigest()[:12]

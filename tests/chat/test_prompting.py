@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 
 import pytest
 
 from server.chat.context import HistoryMessage, build_prompt, trim_history
 from server.chat.domain import LearningContext
+from server.embeddings.local import LocalEmbedder
 from server.llm.cache import CachedAnswer, ResponseCache, cache_key
 from server.llm.grounding import (
     KIND_PLAYHEAD,
@@ -23,11 +25,14 @@ from server.llm.grounding import (
     render_source,
     strip_markers,
 )
-from server.llm.offline import OFFLINE_MODEL, OfflineEngine, OfflineRequest
+from server.llm.offline import OFFLINE_MODEL, Evidence, OfflineEngine, OfflineRequest
 from server.llm.persona import persona_for
 from server.llm.provider import ChatMessage, Completion, TextDelta
 from server.llm.tokens import APPROXIMATE, counter_for
+from server.nlp.analysis import analyse
+from server.nlp.query import analyse_question
 from server.transcripts.search import SearchHit
+from server.transcripts.sentences import StoredSentence
 from tests.support.redis_server import RedisServer
 
 
@@ -103,12 +108,19 @@ def test_citations_come_only_from_provided_labels() -> None:
     assert cited_labels(text) == ["c2", "c3", "c7", "c1"]
     citations = citations_for(text, sources)
     assert [c.chunk_id for c in citations] == ["k-justify", "k-wrap", "k-intro"]
+    # Without stored sentences a citation spans its excerpt and quotes its beginning.
     assert citations[0].start_seconds == 100 and citations[0].end_seconds == 140
-    # The quote is the part of the excerpt the answer talks about, not just the excerpt's beginning.
-    assert citations[0].quoted_text == "justify-content distributes space along the main axis."
-    assert citations[1].quoted_text.startswith("flex-wrap lets them wrap")
+    assert citations[0].quoted_text.startswith("The main axis runs along")
     long = citations_for("[c1]", labelled([hit("long", 0, 9, "word " * 200)]))[0]
     assert len(long.quoted_text) <= 280 and long.quoted_text.endswith("…")
+
+
+async def test_a_citation_spans_the_sentences_the_answer_is_about(local_embedder: LocalEmbedder) -> None:
+    sources, items = await evidence(local_embedder, "justify-content", CHUNKS)
+    text = "The lecture says justify-content spreads the free space along the main axis [c2]."
+    (citation,) = citations_for(text, sources, sentences_by_label(items))
+    assert citation.quoted_text == "justify-content distributes space along the main axis."
+    assert 100 < citation.start_seconds < citation.end_seconds < 140
 
 
 def test_markers_are_stripped_from_history() -> None:
@@ -221,59 +233,208 @@ async def test_redis_cache_shares_entries_and_survives_an_outage(redis_server: R
 
 
 # --- offline engine --------------------------------------------------------------------------------------
+# The engine's input built as a turn builds it: each chunk analysed by server.nlp, its sentences embedded by
+# the real local model and compared with the question's embedding.
 
 
-def offline_answer(question: str, hits: list[SearchHit], kind: str = KIND_SEARCH, **kwargs: object) -> str:
-    request = OfflineRequest(question=question, sources=labelled(hits, kind), **kwargs)  # type: ignore[arg-type]
-    return OfflineEngine().answer(request)
+@dataclass(frozen=True)
+class _Cue:
+    start: float
+    end: float
+    text: str
 
 
-def test_offline_answer_quotes_the_relevant_sentence_with_where_and_next_step() -> None:
-    answer = offline_answer("What does justify-content do?", CHUNKS, video_id="v1", position_seconds=0.0)
-    assert "justify-content distributes space along the main axis." in answer
-    assert "01:40–02:20 [c2]" in answer
-    assert "Next step:" in answer and "`justify-content`" in answer
-    assert [c.chunk_id for c in citations_for(answer, labelled(CHUNKS))] == ["k-justify"]
+async def evidence(
+    embedder: LocalEmbedder, question: str, hits: list[SearchHit], kind: str = KIND_SEARCH
+) -> tuple[list[Source], list[Evidence]]:
+    """Each video's chunks analysed as one transcript (a cue per chunk), its sentences embedded and compared
+    with the question, each sentence cited by the chunk it is said in."""
+    sources = labelled(hits, kind)
+    items: list[Evidence] = []
+    (query,) = await embedder.embed([question])
+    for video in dict.fromkeys(source.hit.video_id for source in sources):
+        mine = [source for source in sources if source.hit.video_id == video]
+        cues = [_Cue(s.hit.start_seconds, s.hit.end_seconds, s.hit.text) for s in mine]
+        analysis = analyse(sorted(cues, key=lambda cue: cue.start))
+        vectors = await embedder.embed([sentence.text for sentence in analysis.sentences])
+        for sentence, vector in zip(analysis.sentences, vectors, strict=True):
+            stored = StoredSentence(
+                video_id=video,
+                index=sentence.index,
+                start_seconds=sentence.start_seconds,
+                end_seconds=sentence.end_seconds,
+                text=sentence.text,
+                lemmas=sentence.lemmas,
+                kinds=sentence.kinds,
+                mentions=sentence.mentions,
+                frames=sentence.frames,
+                complete=sentence.complete,
+                similarity=sum(a * b for a, b in zip(query, vector, strict=True)),
+            )
+            source = next(s for s in mine if s.hit.start_seconds <= sentence.start_seconds < s.hit.end_seconds)
+            items.append(Evidence(stored, source, selected=kind == "selected"))
+    return sources, items
+
+
+async def offline_answer(
+    embedder: LocalEmbedder,
+    question: str,
+    hits: list[SearchHit],
+    kind: str = KIND_SEARCH,
+    *,
+    previous: str = "",
+    **kwargs: object,
+) -> tuple[str, list[Source], list[Evidence]]:
+    analysis = analyse_question(question)
+    # As a turn does: a follow-up that adds words is compared with what it adds.
+    compared = question if analysis.keys or not previous else f"{previous} {question}"
+    sources, items = await evidence(embedder, compared, hits, kind)
+    said = {key for item in items for key in item.sentence.lemmas}
+    request = OfflineRequest(
+        question=analysis,
+        evidence=items,
+        sources=sources,
+        embedding_model=embedder.model_id,
+        unknown_terms=tuple(term for term in analysis.terms if said and term not in said),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return OfflineEngine().answer(request), sources, items
+
+
+def sentences_by_label(items: list[Evidence]) -> dict[str, list[StoredSentence]]:
+    grouped: dict[str, list[StoredSentence]] = {}
+    for item in items:
+        grouped.setdefault(item.source.label, []).append(item.sentence)
+    return grouped
+
+
+LECTURE = [
+    hit("k-intro", 0, 40, "Welcome to the course. Today we look at layout in the browser."),
+    hit(
+        "k-justify",
+        100,
+        130,
+        "The main axis runs along the flex-direction. justify-content distributes space along the main axis. "
+        "align-items positions items along the cross axis.",
+    ),
+    hit(
+        "k-stretch",
+        130,
+        160,
+        "The default value of align-items is stretch. That is why flex items in a row are all as tall as the "
+        "tallest one, even when their content is short.",
+    ),
+    hit(
+        "k-shrink",
+        200,
+        240,
+        "A flex item with a long URL overflows because its min-width is auto. The fix is to set min-width: 0 on "
+        "the item.",
+    ),
+]
+
+
+async def test_offline_answer_quotes_the_sentence_says_where_and_asks_a_check_question(
+    local_embedder: LocalEmbedder,
+) -> None:
+    answer, sources, items = await offline_answer(
+        local_embedder, "What does justify-content do?", LECTURE, video_id="v1", position_seconds=0.0
+    )
+    assert "“justify-content distributes space along the main axis.”" in answer
     assert "Welcome" not in answer
-    # Deterministic.
-    assert answer == offline_answer("What does justify-content do?", CHUNKS, video_id="v1", position_seconds=0.0)
+    (citation,) = citations_for(answer, sources, sentences_by_label(items))
+    assert citation.chunk_id == "k-justify"
+    # The citation spans the quoted sentence, not the whole excerpt.
+    assert 100 < citation.start_seconds < citation.end_seconds < 130
+    assert f"{format_clock(citation.start_seconds)}–" in answer
+    # The check question is generated from the answer sentence's parse, not a fixed sentence.
+    assert "Check yourself: What does justify-content do?" not in answer
+    assert re.search(r"Check yourself: [A-Z][^?]+\?$", answer)
+    again, _, _ = await offline_answer(
+        local_embedder, "What does justify-content do?", LECTURE, video_id="v1", position_seconds=0.0
+    )
+    assert again == answer  # deterministic
 
 
-def test_offline_answer_depends_on_the_transcript() -> None:
-    other = [hit("w", 10, 30, "flex-wrap lets items wrap onto several lines when the row is full.")]
-    answer = offline_answer("How do I make items wrap?", other, video_id="v1")
-    assert "flex-wrap lets items wrap" in answer and "00:10–00:30 [c1]" in answer
-    # From another video than the one on screen, the answer says which.
-    assert "00:10–00:30 of “v1” [c1]" in offline_answer("How do I make items wrap?", other, video_id="v2")
+async def test_a_paraphrased_question_finds_the_sentence_by_meaning(local_embedder: LocalEmbedder) -> None:
+    answer, _, _ = await offline_answer(
+        local_embedder, "why do the items in a row all get the same height?", LECTURE, video_id="v1"
+    )
+    # Few words in common, so the engine may hedge; either way the passage it points to is the right one.
+    assert "as tall as the tallest one" in answer and "[c3]" in answer
 
 
-def test_offline_says_so_when_nothing_matches() -> None:
-    answer = offline_answer("What is the capital of France?", CHUNKS, video_id="v1", position_seconds=30.0)
-    assert "couldn't find" in answer and "capital of France" in answer
+async def test_a_this_is_why_sentence_is_quoted_with_its_reason(local_embedder: LocalEmbedder) -> None:
+    answer, _, _ = await offline_answer(
+        local_embedder, "Why are flex items in a row all as tall as the tallest one?", LECTURE, video_id="v1"
+    )
+    # "That is why …" gives its reason in the sentence before it: both are quoted.
+    assert "The default value of align-items is stretch. That is why flex items" in answer
+
+
+async def test_a_named_code_term_wins(local_embedder: LocalEmbedder) -> None:
+    answer, _, _ = await offline_answer(local_embedder, "What does min-width: 0 fix?", LECTURE, video_id="v1")
+    assert "min-width" in answer.split("Check yourself")[0]
+
+
+async def test_another_videos_answer_says_which_video(local_embedder: LocalEmbedder) -> None:
+    other = [hit("w", 10, 30, "flex-wrap lets items wrap onto several lines when the row is full.", video="v1")]
+    here, _, _ = await offline_answer(local_embedder, "How do I make items wrap?", other, video_id="v1")
+    assert "flex-wrap lets items wrap" in here and "of “v1”" not in here
+    there, _, _ = await offline_answer(local_embedder, "How do I make items wrap?", other, video_id="v2")
+    assert "of “v1”" in there
+
+
+async def test_offline_says_so_when_the_lecture_does_not_cover_it(local_embedder: LocalEmbedder) -> None:
+    answer, _, _ = await offline_answer(
+        local_embedder, "When should I use useReducer instead of useState?", LECTURE, video_id="v1"
+    )
+    assert "doesn't seem to cover" in answer and "useReducer" in answer
     assert cited_labels(answer) == []
-    empty = offline_answer("What is flexbox?", [])
+    empty, _, _ = await offline_answer(local_embedder, "What is flexbox?", [])
     assert "no transcript" in empty and cited_labels(empty) == []
 
 
-def test_offline_answers_a_question_about_the_playhead() -> None:
-    answer = offline_answer("What does this mean?", CHUNKS, KIND_PLAYHEAD, video_id="v1", position_seconds=125.0)
-    assert [c.chunk_id for c in citations_for(answer, labelled(CHUNKS, KIND_PLAYHEAD))] == ["k-justify"]
-    assert "justify-content distributes space" in answer
+async def test_a_question_in_another_language_gets_an_honest_answer(local_embedder: LocalEmbedder) -> None:
+    answer, _, _ = await offline_answer(local_embedder, "¿Qué hace justify-content en flexbox?", LECTURE)
+    assert "in English" in answer and cited_labels(answer) == []
 
 
-def test_offline_answer_length_follows_the_persona() -> None:
-    short = offline_answer(
-        "What do justify-content and align-items and flex-wrap do?", CHUNKS, persona=persona_for("", "short")
+async def test_a_follow_up_continues_the_previous_topic(local_embedder: LocalEmbedder) -> None:
+    answer, _, _ = await offline_answer(
+        local_embedder,
+        "and what is the fix?",
+        LECTURE,
+        previous="Why does a flex item with a long URL overflow?",
+        video_id="v1",
     )
-    detailed = offline_answer(
-        "What do justify-content and align-items and flex-wrap do?", CHUNKS, persona=persona_for("", "detailed")
+    assert "min-width: 0" in answer
+
+
+async def test_offline_answers_a_question_about_the_playhead(local_embedder: LocalEmbedder) -> None:
+    answer, sources, items = await offline_answer(
+        local_embedder, "What does this mean?", LECTURE, KIND_PLAYHEAD, video_id="v1", position_seconds=125.0
     )
+    assert [c.chunk_id for c in citations_for(answer, sources, sentences_by_label(items))] == ["k-justify"]
+    assert "align-items positions items along the cross axis" in answer
+
+
+async def test_offline_answer_length_follows_the_persona(local_embedder: LocalEmbedder) -> None:
+    question = "How do justify-content and align-items place flex items?"
+    short, _, _ = await offline_answer(local_embedder, question, LECTURE, persona=persona_for("", "short"))
+    detailed, _, _ = await offline_answer(local_embedder, question, LECTURE, persona=persona_for("", "detailed"))
     assert len(short) < len(detailed)
     assert persona_for("friendly", "").opener in short
 
 
-async def test_offline_engine_streams_word_by_word() -> None:
-    request = OfflineRequest(question="What does justify-content do?", sources=labelled(CHUNKS))
+async def test_offline_engine_streams_word_by_word(local_embedder: LocalEmbedder) -> None:
+    sources, items = await evidence(local_embedder, "What does justify-content do?", LECTURE)
+    request = OfflineRequest(
+        question=analyse_question("What does justify-content do?"),
+        evidence=items,
+        sources=sources,
+        embedding_model=local_embedder.model_id,
+    )
     events = [event async for event in OfflineEngine().stream(request)]
     deltas = [e for e in events if isinstance(e, TextDelta)]
     final = events[-1]

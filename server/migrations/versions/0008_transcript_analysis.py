@@ -2,8 +2,8 @@
 
 `transcript_sentences`: every sentence of a video with its own time range, the keys of its content words, the
 key phrases it mentions, what kind of statement it is, the questions its parse lets us ask, and its vector
-(`halfvec`: half the bytes of `vector`, and these vectors are only compared with one query at a time, in the
-few sentences of the chunks a turn retrieved, so they need no index of their own).
+(`halfvec`: half the bytes of `vector`). The vectors have no index of their own: a turn compares the question
+with the sentences of one video and one course (a few hundred to a few thousand), an exact scan.
 
 `transcript_phrases`: every key phrase of a video with how often and in which sentences it is said, and its
 vector (quiz distractors are chosen by similarity to the answer).
@@ -53,6 +53,7 @@ def upgrade() -> None:
         "ix_transcript_sentences_video_id_start_seconds", "transcript_sentences", ["video_id", "start_seconds"]
     )
     op.create_index("ix_transcript_sentences_embedding_model", "transcript_sentences", ["embedding_model"])
+    op.create_index("ix_transcript_sentences_course_id", "transcript_sentences", ["course_id"])
     op.create_table(
         "transcript_phrases",
         sa.Column("video_id", sa.Text(), sa.ForeignKey("transcripts.video_id", ondelete="CASCADE"), primary_key=True),
