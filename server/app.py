@@ -178,6 +178,7 @@ class TutorstreamServer:
             settings=settings,
             database=self._database,
             search=self.runtime.search,
+            sentences=self.runtime.sentences,
             llm=self.runtime.llm,
             budget=self.runtime.budget,
         )

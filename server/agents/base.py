@@ -21,6 +21,7 @@ from server.llm.grounding import format_clock
 from server.llm.persona import Persona, persona_for
 from server.transcripts import repository as transcripts_repository
 from server.transcripts.search import TranscriptSearch, VideoInfo
+from server.transcripts.sentences import SentenceStore
 
 # A range may end this far past the stored duration (players round durations up).
 DURATION_TOLERANCE_SECONDS = 1.0
@@ -31,6 +32,7 @@ class AgentDeps:
     settings: Settings
     database: Database
     search: TranscriptSearch
+    sentences: SentenceStore
     caller: StructuredCaller
     preferences: PreferencesService
     corpora: CorpusCache

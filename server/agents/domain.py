@@ -21,6 +21,8 @@ class HintResult:
     model: str
     interaction_id: str
     usage: Usage
+    # Which rung of the hint ladder (1 a guiding question, 2 narrower, 3 a scaffold short of the answer).
+    level: int = 1
 
 
 @dataclass(frozen=True, slots=True)

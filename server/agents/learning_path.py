@@ -37,7 +37,6 @@ from server.agents.corpus import CourseCorpus
 from server.agents.domain import LearningPathResult, Recommendation
 from server.agents.mastery import normalize_concept
 from server.agents.structured import Spend
-from server.agents.terms import content_keys, occurrences
 from server.agents.wording import counted, help_phrase, is_weak, listing, quiz_record, sentence_start
 from server.core.auth import Principal
 from server.core.errors import FailedPrecondition, InvalidArgument
@@ -199,7 +198,7 @@ class LearningPathAgent:
         dropped = [need.concept for need in needs if normalize_concept(need.concept) in done]
         needs = [need for need in needs if normalize_concept(need.concept) not in done]
         needs += [_Need(goal, goal, 0.5, GOAL, f"Matches your goal “{shorten(goal, 80)}”") for goal in wishes]
-        candidates = await self._candidates(course_id, needs)
+        candidates = await self._candidates(corpus, needs)
         issues = [need.issue for need in needs if need.issue]
         shown = issues
         if not candidates:
@@ -278,7 +277,7 @@ class LearningPathAgent:
             )
             if chunk is None:
                 continue
-            ranked = [term for term, _ in corpus.index.rank([chunk.chunk_id], limit=3) if term.nounish]
+            ranked = [term for term, _ in corpus.index.rank([chunk.chunk_id], limit=3)]
             video = corpus.video(video_id)
             if not ranked or video is None:
                 continue
@@ -291,14 +290,14 @@ class LearningPathAgent:
             needs.append(_Need(concept, concept, min(1.0, 0.6 + 0.1 * count), HELP, reason, f"{happened}."))
         return needs, bool(quizzed or spots)
 
-    async def _candidates(self, course_id: str, needs: Sequence[_Need]) -> list[_Candidate]:
+    async def _candidates(self, corpus: CourseCorpus, needs: Sequence[_Need]) -> list[_Candidate]:
         best: dict[str, _Candidate] = {}
         for need in needs:
-            hits = await self._deps.search.search(need.query, course_id=course_id, limit=SEARCH_LIMIT)
+            hits = await self._deps.search.search(need.query, course_id=corpus.course_id, limit=SEARCH_LIMIT)
             top = max((hit.score for hit in hits), default=0.0) or 1.0
-            keys = content_keys(need.concept)
+            named = corpus.index.terms_in_text(need.concept, limit=1)
             for hit in hits:
-                literal = bool(keys) and bool(occurrences(hit.text, keys))
+                literal = bool(named) and corpus.index.says(hit.chunk_id, named[0].key)
                 score = hit.score / top * need.weight + (LITERAL_BONUS if literal else 0.0)
                 known = best.get(hit.chunk_id)
                 if known is None or score > known.score:

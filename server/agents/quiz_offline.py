@@ -1,18 +1,24 @@
-"""The offline quiz generator (the default without a model): key-term cloze questions.
+"""The offline quiz generator (the default without a model): questions whose answers are concepts of the
+course, with distractors a teacher would choose.
 
-Each question is a sentence of the lecture with one of its key terms blanked out (see `terms.py` for what a
-key term is). The correct option is the blanked term; the three distractors are other key terms of the same
-course, preferably of the same kind (code-like, phrase, word) and length. Difficulty decides which terms are
-asked and how confusable the distractors are:
+Answers are key phrases of the course index (noun phrases, code terms and names found by spaCy at ingest),
+never a verb fragment. Two kinds of question, both built from the sentences' stored analysis:
 
-    easy    the most prominent terms of the stretch; distractors from other videos of the course
-    medium  prominent terms; distractors from anywhere in the course, the same video preferred
-    hard    rarer terms, code-like and phrases first; distractors from the same video, sharing a prefix
+    definition  from a sentence that says what something is or does ("A Promise is an object that …",
+                "justify-content distributes space along the main axis"):
+                "Which term does the lecture use for an object that represents a value that is not available
+                yet?" / "According to the lecture, which of these distributes space along the main axis?"
+    cloze       a complete sentence of the lecture with one key phrase blanked:
+                "Complete the sentence from the lecture: “… the _____ runs perpendicular to it.”"
 
-A question is kept only if the blanked sentence no longer contains the answer (nor any inflection of it),
-no distractor appears in the sentence, and it passes the same checks as a model's question (`quiz_rules`).
-The choice of distractors and the option order are seeded by the cache key: the same request yields the
-same quiz. Short stretches can yield fewer questions than asked for.
+Distractors are key phrases of the same course and kind (code term, term, name) whose vectors (stored at
+ingest) lie in a plausible band of similarity to the answer — related, but not a synonym — that do not
+overlap the answer, are not in the stem, and would not make another true sentence of the lecture. Difficulty
+moves the band: easy questions get less similar distractors, hard ones closer ones, from the same video.
+
+Questions are spread over the stretch (one per equal part of it, in order) and a range-keyed seed orders
+equally good candidates, so overlapping stretches seldom get the same question; no two questions of a quiz
+share an answer or a sentence. Each question then passes the same checks as a model's (`quiz_rules`).
 """
 
 from __future__ import annotations
@@ -20,109 +26,158 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from server.agents.base import clock_range
-from server.agents.corpus import CourseCorpus
+from server.agents.corpus import CourseCorpus, CourseIndex, Term
+from server.agents.leaks import BLANK, contains_answer
 from server.agents.quiz_rules import QuizItemDraft, check_item
-from server.agents.terms import Term, TermIndex, contains_answer, normalize_text, occurrences
 from server.llm.grounding import Source
-from server.transcripts.parsing import split_sentences
+from server.nlp.questions import WHAT_DOES, WHAT_IS
 from server.transcripts.search import SearchHit
+from server.transcripts.sentences import StoredSentence
 
-OFFLINE_QUIZ_VERSION = "cloze-v1"
-BLANK = "_____"
+OFFLINE_QUIZ_VERSION = "concepts-v2"
 MIN_SENTENCE_WORDS = 7
 MAX_SENTENCE_WORDS = 45
-CANDIDATE_TERMS = 60
-DISTRACTOR_POOL = 300
-_COMPLETE = re.compile(r"[.!][\"')\]’”]*$")
-_ARTICLE_BEFORE_BLANK = re.compile(r"\b([Aa])n? (?=" + re.escape(BLANK) + ")")
+# Cosine similarity of a distractor's vector to the answer's: related, not a synonym.
+BANDS = {"easy": (0.15, 0.6), "medium": (0.25, 0.75), "hard": (0.35, 0.85)}
+WIDEST_BAND = (0.05, 0.88)
+# Two sentences sharing this share of their content words say the same thing.
+SAME_STATEMENT = 0.6
+_ARTICLE = re.compile(r"\b(an?)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
-class _Sentence:
-    text: str
+class _Candidate:
+    sentence: StoredSentence
     chunk: SearchHit
+    term: Term
+    start: int  # where the answer is written in the sentence (definition questions: its subject)
+    end: int
+    kind: str  # "definition" or "cloze"
+    stem: str
+    score: float
 
 
-def _sentences(chunks: Sequence[SearchHit]) -> list[_Sentence]:
-    """Every usable sentence of the chunks once (neighbouring chunks overlap), in playback order."""
-    seen: set[str] = set()
-    found: list[_Sentence] = []
+def _sentences(chunks: Sequence[SearchHit], index: CourseIndex) -> list[tuple[StoredSentence, SearchHit]]:
+    """Every usable sentence of the chunks once, in playback order, with the chunk that holds it."""
+    seen: set[tuple[str, int]] = set()
+    found: list[tuple[StoredSentence, SearchHit]] = []
     for chunk in sorted(chunks, key=lambda c: c.start_seconds):
-        for sentence in split_sentences(" ".join(chunk.text.split())):
-            key = normalize_text(sentence)
-            words = len(sentence.split())
-            # Questions make poor statements, and a chunk can end mid-sentence (the next one repeats it whole).
-            complete = _COMPLETE.search(sentence) is not None
-            if key in seen or not complete or not MIN_SENTENCE_WORDS <= words <= MAX_SENTENCE_WORDS:
+        said = " ".join(chunk.text.split())
+        for sentence in index.sentences_of(chunk.chunk_id):
+            words = len(sentence.text.split())
+            if sentence.key in seen or not sentence.complete or not MIN_SENTENCE_WORDS <= words <= MAX_SENTENCE_WORDS:
                 continue
-            seen.add(key)
-            found.append(_Sentence(sentence, chunk))
+            # The cited excerpt must show the whole sentence (one cut by a chunk boundary waits for its
+            # neighbour, which repeats it).
+            if " ".join(sentence.text.split()) not in said:
+                continue
+            seen.add(sentence.key)
+            found.append((sentence, chunk))
     return found
 
 
-def _ordered_terms(ranked: list[tuple[Term, float]], difficulty: str, index: TermIndex) -> list[Term]:
-    terms = [term for term, _ in ranked]
-    if difficulty == "hard":
-        return sorted(terms, key=lambda term: (term.kind == "word", -index.idf(term)))
-    return terms
+def _definition(sentence: StoredSentence, chunk: SearchHit, index: CourseIndex) -> _Candidate | None:
+    """A question whose answer is the sentence's subject, asked from what the sentence says of it."""
+    for frame in sentence.frames:
+        if frame.kind not in (WHAT_IS, WHAT_DOES) or not frame.subject:
+            continue
+        start = sentence.text.find(frame.subject)
+        mention = next((m for m in sentence.mentions if start <= m.start and m.end <= start + len(frame.subject)), None)
+        if start < 0 or mention is None:
+            continue
+        term = index.term(mention.key)
+        if term is None:
+            continue
+        said = frame.answer.rstrip(".")
+        if frame.kind == WHAT_IS:
+            stem = f"Which term does the lecture use for {said[:1].lower()}{said[1:]}?"
+        else:
+            stem = f"According to the lecture, which of these {said}?"
+        return _Candidate(sentence, chunk, term, mention.start, mention.end, "definition", stem, 0.0)
+    return None
 
 
-def _display(span_text: str, term: Term, sentence_start: bool) -> str:
-    if span_text.lower() == term.surface.lower():
-        return term.surface
-    if sentence_start and not term.surface[:1].isupper():
-        return span_text[:1].lower() + span_text[1:]
-    return span_text
+def _clozes(sentence: StoredSentence, chunk: SearchHit, index: CourseIndex) -> list[_Candidate]:
+    found: list[_Candidate] = []
+    for mention in sentence.mentions:
+        term = index.term(mention.key)
+        if term is None:
+            continue
+        before = sentence.text[: mention.start]
+        # "a _____" / "an _____" would tell which option fits: such a blank is not asked.
+        if _ARTICLE.search(before) or sentence.text.count(sentence.text[mention.start : mention.end]) != 1:
+            continue
+        blanked = f"{before}{BLANK}{sentence.text[mention.end :]}"
+        stem = f"Complete the sentence from the lecture: “{blanked}”"
+        found.append(_Candidate(sentence, chunk, term, mention.start, mention.end, "cloze", stem, 0.0))
+    return found
+
+
+def _score(candidate: _Candidate, index: CourseIndex, rng: random.Random) -> float:
+    term = candidate.term
+    telling = index.idf(term) * index.boost(term)
+    kind_bonus = 1.0 if candidate.kind == "definition" else 0.0
+    return telling + kind_bonus + rng.random() * 0.8
+
+
+def _same_statement(a: StoredSentence, b: StoredSentence) -> bool:
+    mine = set(a.lemmas)
+    return bool(mine) and len(mine & set(b.lemmas)) / len(mine) >= SAME_STATEMENT
 
 
 def _distractors(
-    answer: Term,
-    answer_text: str,
-    sentence: str,
-    pool: Sequence[Term],
-    corpus: CourseCorpus,
-    video_id: str,
-    difficulty: str,
-    rng: random.Random,
+    candidate: _Candidate, corpus: CourseCorpus, video_id: str, difficulty: str, rng: random.Random
 ) -> list[str]:
-    video_chunks = {chunk.chunk_id for chunk in corpus.chunks_of(video_id)}
-    scored: list[tuple[float, str]] = []
-    for rank, candidate in enumerate(pool):
-        if not candidate.nounish or candidate.overlaps(answer):
-            continue
-        if contains_answer(sentence, candidate.surface):
-            continue
-        if contains_answer(candidate.surface, answer_text) or contains_answer(answer_text, candidate.surface):
-            continue
-        score = (2.0 if candidate.kind == answer.kind else 0.0) + (
-            1.0 if len(candidate.key) == len(answer.key) else 0.0
-        )
-        in_video = bool(corpus.index.docs_with(candidate.key) & video_chunks)
-        if difficulty == "easy":
-            score += 0.0 if in_video else 2.0
-        elif difficulty == "hard":
-            score += 2.0 if in_video else 0.0
-            if candidate.key[0][:4] == answer.key[0][:4]:
-                score += 1.0
-        else:
-            score += 1.0 if in_video else 0.5
-        salience = 1.5 * (1.0 - rank / max(1, len(pool)))
-        scored.append((score + salience + rng.random() * 0.9, candidate.surface))
-    scored.sort(key=lambda pair: -pair[0])
-    chosen: list[str] = []
-    taken = {normalize_text(answer_text)}
-    for _, surface in scored:
-        key = normalize_text(surface)
-        if key in taken or any(contains_answer(surface, other) or contains_answer(other, surface) for other in chosen):
-            continue
-        taken.add(key)
-        chosen.append(surface)
-        if len(chosen) == 3:
-            break
-    return chosen
+    index = corpus.index
+    phrases = index.phrases
+    answer = candidate.term
+    similarity = phrases.similarity(answer.key)
+    said = [sentence for chunk in corpus.chunks.values() for sentence in index.sentences_of(chunk.chunk_id)]
+    answer_text = candidate.sentence.text[candidate.start : candidate.end]
+    for low, high in (BANDS[difficulty], WIDEST_BAND):
+        scored: list[tuple[float, str]] = []
+        for position, phrase in enumerate(phrases.phrases):
+            term = index.term(phrase.key)
+            value = float(similarity[position]) if len(similarity) else 0.0
+            if term is None or term.key == answer.key or term.kind != answer.kind or not low <= value <= high:
+                continue
+            if term.overlaps(answer) or len(term.words) > 4:
+                continue
+            surface = term.surface
+            if contains_answer(candidate.stem, surface) or contains_answer(surface, answer_text):
+                continue
+            if contains_answer(answer_text, surface):
+                continue
+            # Not true in the stem: no sentence of the lecture says this with the distractor instead.
+            if any(
+                phrase.key in {m.key for m in other.mentions} and _same_statement(candidate.sentence, other)
+                for other in said
+            ):
+                continue
+            in_video = video_id in phrase.videos
+            closeness = value if difficulty != "easy" else 1.0 - value
+            nearby = 0.3 if (in_video and difficulty != "easy") or (not in_video and difficulty == "easy") else 0.0
+            shape = 0.2 if len(term.words) == len(answer.words) else 0.0
+            scored.append((closeness + nearby + shape + rng.random() * 0.1, surface))
+        scored.sort(key=lambda pair: -pair[0])
+        chosen: list[str] = []
+        for _, surface in scored:
+            if any(contains_answer(surface, other) or contains_answer(other, surface) for other in chosen):
+                continue
+            chosen.append(surface)
+            if len(chosen) == 3:
+                return chosen
+    return []
+
+
+def _display(candidate: _Candidate) -> str:
+    written = candidate.sentence.text[candidate.start : candidate.end]
+    if candidate.start == 0 and candidate.term.surface[:1].islower():
+        return written[:1].lower() + written[1:]
+    return written
 
 
 def offline_quiz(
@@ -136,65 +191,64 @@ def offline_quiz(
 ) -> list[QuizItemDraft]:
     rng = random.Random(seed)
     index = corpus.index
-    sentences = _sentences(chunks)
-    ranked = index.rank([chunk.chunk_id for chunk in chunks], limit=CANDIDATE_TERMS)
-    if not ranked:
-        ranked = [(term, 1.0) for term in index.terms_in_text(" ".join(c.text for c in chunks), limit=CANDIDATE_TERMS)]
-    pool = [term for term, _ in index.rank(None, limit=DISTRACTOR_POOL)]
+    sentences = _sentences(chunks, index)
+    if not sentences:
+        return []
+    candidates: list[_Candidate] = []
+    for sentence, chunk in sentences:
+        definition = _definition(sentence, chunk, index)
+        for candidate in ([definition] if definition else []) + _clozes(sentence, chunk, index):
+            candidates.append(replace(candidate, score=_score(candidate, index, rng)))
+    start = min(sentence.start_seconds for sentence, _ in sentences)
+    span = max(1e-6, max(sentence.end_seconds for sentence, _ in sentences) - start)
+
+    def part(candidate: _Candidate) -> int:
+        return min(count - 1, int((candidate.sentence.start_seconds - start) / span * count))
+
     items: list[QuizItemDraft] = []
     used_terms: list[Term] = []
-    used_sentences: set[str] = set()
-    for term in _ordered_terms(ranked, difficulty, index):
-        if len(items) >= count:
-            break
-        if not term.nounish or any(term.overlaps(other) for other in used_terms):
-            continue
-        item = _question_for(term, sentences, used_sentences, pool, corpus, video_id, difficulty, rng)
-        if item is not None:
-            items.append(item)
-            used_terms.append(term)
-    return items
+    used_sentences: set[tuple[str, int]] = set()
+
+    def take(pool: Sequence[_Candidate]) -> bool:
+        for candidate in sorted(pool, key=lambda c: -c.score):
+            if candidate.sentence.key in used_sentences or any(candidate.term.overlaps(t) for t in used_terms):
+                continue
+            item = _question(candidate, corpus, video_id, difficulty, rng)
+            if item is not None:
+                items.append(item)
+                used_terms.append(candidate.term)
+                used_sentences.add(candidate.sentence.key)
+                return True
+        return False
+
+    # One question per equal part of the stretch; parts without a usable one are made up from the rest.
+    for number in range(count):
+        take([candidate for candidate in candidates if part(candidate) == number])
+    while len(items) < count and take(candidates):
+        pass
+    return sorted(items, key=lambda item: item.chunk.start_seconds)
 
 
-def _question_for(
-    term: Term,
-    sentences: Sequence[_Sentence],
-    used_sentences: set[str],
-    pool: Sequence[Term],
-    corpus: CourseCorpus,
-    video_id: str,
-    difficulty: str,
-    rng: random.Random,
+def _question(
+    candidate: _Candidate, corpus: CourseCorpus, video_id: str, difficulty: str, rng: random.Random
 ) -> QuizItemDraft | None:
-    for sentence in sentences:
-        if sentence.text in used_sentences:
-            continue
-        spans = occurrences(sentence.text, term.key)
-        if len(spans) != 1:
-            continue
-        start, end = spans[0]
-        answer = _display(sentence.text[start:end], term, sentence_start=start == 0)
-        blanked = _ARTICLE_BEFORE_BLANK.sub(r"\1(n) ", sentence.text[:start] + BLANK + sentence.text[end:])
-        if contains_answer(blanked, answer) or contains_answer(blanked, term.surface):
-            continue
-        distractors = _distractors(term, answer, sentence.text, pool, corpus, video_id, difficulty, rng)
-        if len(distractors) < 3:
-            return None
-        options = [answer, *distractors]
-        rng.shuffle(options)
-        chunk = sentence.chunk
-        where = clock_range(chunk.start_seconds, chunk.end_seconds)
-        draft = {
-            "stem": f"Complete the sentence from the lecture: “{blanked}”",
-            "options": options,
-            "correct_index": options.index(answer),
-            "explanation": f"At {where} the lecture says: “{sentence.text}”",
-            "source": "c1",
-            "concepts": [term.surface],
-        }
-        checked = check_item(draft, {"c1": Source("c1", chunk)}, corpus.index)
-        if isinstance(checked, str):
-            continue
-        used_sentences.add(sentence.text)
-        return checked
-    return None
+    answer = _display(candidate)
+    if contains_answer(candidate.stem, answer) or contains_answer(candidate.stem, candidate.term.surface):
+        return None
+    distractors = _distractors(candidate, corpus, video_id, difficulty, rng)
+    if len(distractors) < 3:
+        return None
+    options = [answer, *distractors]
+    rng.shuffle(options)
+    chunk = candidate.chunk
+    where = clock_range(candidate.sentence.start_seconds, candidate.sentence.end_seconds)
+    draft = {
+        "stem": candidate.stem,
+        "options": options,
+        "correct_index": options.index(answer),
+        "explanation": f"At {where} the lecture says: “{candidate.sentence.text}”",
+        "source": "c1",
+        "concepts": [candidate.term.surface],
+    }
+    checked = check_item(draft, {"c1": Source("c1", chunk)}, corpus.index)
+    return None if isinstance(checked, str) else checked

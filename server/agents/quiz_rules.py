@@ -6,9 +6,10 @@ A question is valid when
 - `correct_index` is an integer from 0 to 3;
 - it has an explanation;
 - it cites one of the excerpts it was given;
-- the correct option is supported by the cited text: at least `MIN_SUPPORT` of its content words (stop words
-  dropped, word endings ignored) occur in the cited chunk;
-- the stem does not give the answer away (`contains_answer(stem, correct option)` is false).
+- the correct option is supported by the cited text: at least `MIN_SUPPORT` of its content words (lemmas,
+  stop words dropped) are said in the cited chunk's sentences;
+- the stem does not give the answer away (`contains_answer(stem, correct option)` is false);
+- no two questions of a quiz have the same stem or the same correct answer.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.agents.base import tone
+from server.agents.corpus import CourseIndex
+from server.agents.leaks import contains_answer
 from server.agents.mastery import normalize_concepts
-from server.agents.terms import TermIndex, contains_answer, content_keys, normalize_text
+from server.agents.wording import normalize_text
 from server.llm.grounding import Source, render_sources
 from server.llm.persona import Persona
 from server.llm.provider import ChatMessage
+from server.nlp.pipeline import content_keys
 from server.transcripts.search import SearchHit
 
 QUIZ_PROMPT_VERSION = "quiz-v1"
@@ -123,19 +127,19 @@ def retry_messages(
     return messages
 
 
-def support(option: str, chunk_text: str) -> float:
-    """Share of the option's content words that occur in the chunk (0 when it has none)."""
+def support(option: str, said: set[str]) -> float:
+    """Share of the option's content words that the cited chunk's sentences say (0 when it has none)."""
     keys = set(content_keys(option))
     if not keys:
         return 0.0
-    return len(keys & set(content_keys(chunk_text))) / len(keys)
+    return len(keys & said) / len(keys)
 
 
 def _label(value: str) -> str:
     return value.strip().strip("[]").strip()
 
 
-def check_item(raw: Any, by_label: dict[str, Source], index: TermIndex | None) -> QuizItemDraft | str:
+def check_item(raw: Any, by_label: dict[str, Source], index: CourseIndex) -> QuizItemDraft | str:
     """The validated question, or what is wrong with it."""
     if not isinstance(raw, dict):
         return "is not an object"
@@ -166,7 +170,8 @@ def check_item(raw: Any, by_label: dict[str, Source], index: TermIndex | None) -
     if cited is None:
         return f"it cites {source!r}, which is not one of the excerpts provided"
     answer = options[correct_index].strip()
-    supported = support(answer, cited.hit.text)
+    said = {key for sentence in index.sentences_of(cited.hit.chunk_id) for key in sentence.lemmas}
+    supported = support(answer, said)
     if supported < MIN_SUPPORT:
         return f"the correct option {answer!r} is not supported by the cited excerpt {cited.label}"
     if contains_answer(stem, answer):
@@ -186,17 +191,16 @@ def check_item(raw: Any, by_label: dict[str, Source], index: TermIndex | None) -
     )
 
 
-def derive_concepts(answer: str, chunk: SearchHit, index: TermIndex | None) -> list[str]:
+def derive_concepts(answer: str, chunk: SearchHit, index: CourseIndex) -> list[str]:
     """Concepts for a question that named none: the known terms of its answer, else of its chunk."""
-    if index is not None:
-        terms = index.terms_in_text(answer, limit=2) or [term for term, _ in index.rank([chunk.chunk_id], limit=1)]
-        if terms:
-            return normalize_concepts([term.surface for term in terms], limit=3)
+    terms = index.terms_in_text(answer, limit=2) or [term for term, _ in index.rank([chunk.chunk_id], limit=1)]
+    if terms:
+        return normalize_concepts([term.surface for term in terms], limit=3)
     return normalize_concepts([answer], limit=1)
 
 
 def check_quiz(
-    data: Any, sources: Sequence[Source], count: int, index: TermIndex | None
+    data: Any, sources: Sequence[Source], count: int, index: CourseIndex
 ) -> tuple[list[QuizItemDraft], list[str]]:
     """The valid questions (at most `count`) and the problems found; the quiz is usable when it has `count`."""
     if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
@@ -205,6 +209,7 @@ def check_quiz(
     items: list[QuizItemDraft] = []
     problems: list[str] = []
     stems: set[str] = set()
+    answers: set[str] = set()
     for number, raw in enumerate(data["questions"], start=1):
         checked = check_item(raw, by_label, index)
         if isinstance(checked, str):
@@ -214,7 +219,12 @@ def check_quiz(
         if stem_key in stems:
             problems.append(f"question {number}: repeats an earlier question")
             continue
+        answer_key = normalize_text(checked.answer)
+        if answer_key in answers:
+            problems.append(f"question {number}: has the same answer as an earlier question")
+            continue
         stems.add(stem_key)
+        answers.add(answer_key)
         items.append(checked)
     if len(items) < count:
         problems.append(f"{len(items)} valid questions; exactly {count} were asked for")

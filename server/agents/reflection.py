@@ -27,11 +27,10 @@ from typing import Any
 
 from server.agents import repository as repo
 from server.agents.base import AgentDeps, Interaction, check_position, preferences_of, record, require_video, tone
-from server.agents.corpus import WHOLE_VIDEO_END, CourseCorpus
+from server.agents.corpus import WHOLE_VIDEO_END, CourseCorpus, Term
 from server.agents.domain import ReflectionResult
 from server.agents.structured import Spend
-from server.agents.terms import Term, normalize_text, occurrences
-from server.agents.wording import help_phrase, is_weak, listing, quiz_record, sentence_start
+from server.agents.wording import help_phrase, is_weak, listing, normalize_text, quiz_record, sentence_start
 from server.core.auth import Principal
 from server.core.errors import FailedPrecondition, InvalidArgument
 from server.llm.grounding import KIND_SELECTED, format_clock, label_sources, render_sources, shorten
@@ -39,7 +38,6 @@ from server.llm.offline import OFFLINE_MODEL
 from server.llm.persona import Persona
 from server.llm.pii import redact
 from server.llm.provider import ChatMessage
-from server.transcripts.parsing import split_sentences
 from server.transcripts.search import Citation, SearchHit, VideoInfo
 
 EXPECTED_WORDS = {"short": 80, "medium": 150, "detailed": 250}
@@ -265,14 +263,14 @@ class ReflectionAgent:
             terms, helped = _derived_terms(corpus, watched, [spot.position_seconds for spot in spots])
             topics = [term.surface for term in terms]
             if helped is not None:
-                help_said = _help_near(helped, watched, spots)
+                help_said = _help_near(corpus, helped, watched, spots)
             for concept in [*(item.concept for item in weak), *quizzed]:
                 if len(topics) >= 4:
                     break
                 if normalize_text(concept) not in {normalize_text(topic) for topic in topics}:
                     topics.append(concept)
             for term in terms:
-                hit = next((h for h in watched if occurrences(h.text, term.key)), None)
+                hit = next((h for h in watched if corpus.index.says(h.chunk_id, term.key)), None)
                 if hit is not None and hit not in citations:
                     citations.append(hit)
         else:
@@ -281,7 +279,7 @@ class ReflectionAgent:
                 if hits and hits[0] not in citations:
                     citations.append(hits[0])
         if not objectives:
-            objectives = _lecture_objectives(corpus.chunks_of(info.video_id)[:2])
+            objectives = _lecture_objectives(corpus, corpus.chunks_of(info.video_id)[:2])
         words = EXPECTED_WORDS.get(persona.response_length, EXPECTED_WORDS["medium"])
         return _Plan(info, position, topics[:4], objectives, weak, citations[:3], words, help_said)
 
@@ -335,7 +333,7 @@ def _derived_terms(
     ranked_help = [term for term, _ in corpus.index.rank(helped, limit=4)] if helped else []
     ranked_all = [term for term, _ in corpus.index.rank([hit.chunk_id for hit in watched], limit=12)]
     for term in [*ranked_help[:1], *ranked_all]:
-        if term.nounish and not any(term.overlaps(other) for other in picked):
+        if not any(term.overlaps(other) for other in picked):
             picked.append(term)
         if len(picked) >= 3:
             break
@@ -343,9 +341,9 @@ def _derived_terms(
     return picked, helped_term
 
 
-def _help_near(term: Term, watched: list[SearchHit], spots: Sequence[repo.HelpSpot]) -> str:
+def _help_near(corpus: CourseCorpus, term: Term, watched: list[SearchHit], spots: Sequence[repo.HelpSpot]) -> str:
     """What help the student got next to the watched stretches that name `term`: the busiest half-minute."""
-    naming = [hit for hit in watched if occurrences(hit.text, term.key)]
+    naming = [hit for hit in watched if corpus.index.says(hit.chunk_id, term.key)]
     near = [
         spot
         for spot in spots
@@ -364,9 +362,9 @@ def _help_near(term: Term, watched: list[SearchHit], spots: Sequence[repo.HelpSp
     return f"{help_phrase(group)} around {around}"
 
 
-def _lecture_objectives(opening: list[SearchHit]) -> list[str]:
+def _lecture_objectives(corpus: CourseCorpus, opening: list[SearchHit]) -> list[str]:
     for hit in opening:
-        for sentence in split_sentences(" ".join(hit.text.split())):
+        for sentence in (stored.text for stored in corpus.index.sentences_of(hit.chunk_id)):
             if _OBJECTIVE_CUES.search(sentence):
                 return [shorten(sentence, MAX_ITEM_CHARS)]
     return []

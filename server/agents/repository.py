@@ -191,3 +191,23 @@ async def quizzed_concepts(
             if isinstance(name, str) and name not in concepts:
                 concepts.append(name)
     return concepts
+
+
+async def last_hint_level(
+    session: AsyncSession, user_id: str, video_id: str, moment: str, *, within_seconds: float
+) -> int:
+    """The rung of this student's latest hint for this moment in the last `within_seconds` (0: none)."""
+    statement = (
+        select(AIInteraction.attributes["level"].astext)
+        .where(
+            AIInteraction.user_id == user_id,
+            AIInteraction.agent_type == "hint",
+            AIInteraction.video_id == video_id,
+            AIInteraction.attributes["moment"].astext == moment,
+            AIInteraction.create_time > func.now() - func.make_interval(0, 0, 0, 0, 0, 0, within_seconds),
+        )
+        .order_by(AIInteraction.create_time.desc())
+        .limit(1)
+    )
+    level = (await session.execute(statement)).scalar_one_or_none()
+    return int(level) if level is not None and level.isdigit() else 0

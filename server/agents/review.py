@@ -12,7 +12,6 @@ import time
 
 from server.agents.base import AgentDeps, Interaction, check_position, clock_range, record, require_video
 from server.agents.domain import ReviewResult
-from server.agents.terms import occurrences
 from server.core.auth import Principal
 from server.core.errors import FailedPrecondition
 from server.llm.grounding import shorten
@@ -44,7 +43,7 @@ class ReviewAgent:
             for hit in corpus.chunks_of(info.video_id)
             if hit.end_seconds >= window_start and hit.start_seconds <= window_end
         ]
-        terms = [term for term, _ in corpus.index.rank([hit.chunk_id for hit in here], limit=6) if term.nounish][:3]
+        terms = [term for term, _ in corpus.index.rank([hit.chunk_id for hit in here], limit=3)]
         if not terms:
             raise FailedPrecondition("nothing to review before this point", reason="NO_REVIEW_CONTENT")
         order = corpus.video_position(info.video_id)
@@ -65,13 +64,13 @@ class ReviewAgent:
                 (
                     hit
                     for hit in corpus.chunks_of(info.video_id)
-                    if hit.end_seconds <= earlier_start and occurrences(hit.text, terms[0].key)
+                    if hit.end_seconds <= earlier_start and corpus.index.says(hit.chunk_id, terms[0].key)
                 ),
                 None,
             )
         if chosen is None:
             raise FailedPrecondition("nothing to review before this point", reason="NO_REVIEW_CONTENT")
-        named = [term for term in terms if occurrences(chosen.text, term.key)] or terms
+        named = [term for term in terms if corpus.index.says(chosen.chunk_id, term.key)] or terms
         where = clock_range(chosen.start_seconds, chosen.end_seconds)
         if chosen.video_id == info.video_id:
             text = f"This part builds on “{named[0].surface}”, which this lecture covers earlier, at {where}."

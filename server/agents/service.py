@@ -36,6 +36,7 @@ from server.core.db import Database
 from server.limits.budget import TokenBudget
 from server.llm.router import LLMRouter
 from server.transcripts.search import TranscriptSearch
+from server.transcripts.sentences import SentenceStore
 
 __all__ = [
     "AgentsService",
@@ -58,6 +59,7 @@ class AgentsService:
         settings: Settings,
         database: Database,
         search: TranscriptSearch,
+        sentences: SentenceStore,
         llm: LLMRouter,
         budget: TokenBudget,
         preferences: PreferencesService | None = None,
@@ -66,9 +68,10 @@ class AgentsService:
             settings=settings,
             database=database,
             search=search,
+            sentences=sentences,
             caller=StructuredCaller(settings, llm, budget),
             preferences=preferences or PreferencesService(database),
-            corpora=CorpusCache(search),
+            corpora=CorpusCache(search, sentences),
         )
         self._hints = HintAgent(deps)
         self._quizzes = QuizAgent(deps)

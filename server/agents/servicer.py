@@ -151,6 +151,7 @@ class AgentServicer(ProgressServicerMixin, pb_grpc.AgentServiceServicer):
             model=hint.model,
             usage=usage_to_proto(hint.usage),
             interaction_id=hint.interaction_id,
+            level=hint.level,
         )
 
     async def GenerateQuiz(

@@ -59,3 +59,8 @@ def help_phrase(spots: Sequence[HelpSpot]) -> str:
 
 def sentence_start(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+def normalize_text(text: str) -> str:
+    """Case-folded with whitespace collapsed: for telling whether two short texts say the same thing."""
+    return " ".join(text.casefold().split())

@@ -26,7 +26,6 @@ from typing import Any
 from sqlalchemy import delete, select, text
 
 from server.agents.structured import Spend, StructuredCaller
-from server.agents.terms import TermIndex
 from server.analytics.models import Insight
 from server.config import Settings
 from server.core.auth import Principal, Role, Tier
@@ -37,6 +36,7 @@ from server.limits.budget import TokenBudget
 from server.limits.policy import LimitPolicy
 from server.llm.provider import ChatMessage
 from server.llm.router import LLMRouter
+from server.transcripts.sentences import SentenceStore
 
 log = logging.getLogger("tutorstream.analytics")
 
@@ -246,10 +246,9 @@ class InsightGenerator:
         label = f"{stretch.title or stretch.video_id} {_clock(start)}–{_clock(end)}"
         concept = label
         if inside:
-            index = TermIndex({c.id: c.text for c in chunks})
-            ranked = index.rank([c.id for c in inside], limit=1)
-            if ranked:
-                concept = ranked[0][0].surface
+            named = await SentenceStore(self._db).key_phrases(stretch.video_id, start, end, limit=1)
+            if named:
+                concept = named[0]
         citations = [
             {
                 "video_id": c.video_id,

@@ -10,7 +10,8 @@ A sentence's `support` is how well it answers the question: the cosine similarit
 embedding (the one retrieval computed) with the sentence's stored embedding, plus the question's content
 lemmas found in it (weighted by their rarity among the candidates) and a bonus when it says a code term the
 question names (`justify-content`). Ranking adds a little for a range the student selected and for the kind
-of statement the question wants ("why" → causal, "how" → procedural, "what is" → definition).
+of statement the question wants ("why" → causal, "how" → procedural, "what is" → definition), and takes some
+off a recap, which names everything briefly where other sentences explain it.
 
 Whether the lecture answers the question at all is a probability from a logistic model of the best support
 and of the share of the question's terms that the course never says, fitted on the demo course's labelled
@@ -33,7 +34,7 @@ from importlib.resources import files
 from server.llm.grounding import KIND_PLAYHEAD, KIND_SELECTED, Source, format_clock, shorten
 from server.llm.persona import Persona, persona_for
 from server.llm.provider import Completion, StreamEvent, TextDelta
-from server.nlp.analysis import CAUSAL, DEFINITION, PROCEDURAL
+from server.nlp.analysis import CAUSAL, DEFINITION, PROCEDURAL, SUMMARY
 from server.nlp.query import DEFINE, HOW, WHY, QuestionAnalysis
 from server.nlp.questions import WHAT_DOES, WHAT_IF, WHAT_IS, WHAT_OBJECT
 from server.nlp.questions import WHY as WHY_FRAME
@@ -46,6 +47,8 @@ LEXICAL_WEIGHT = 0.25
 CODE_BONUS = 0.4
 SELECTED_BONUS = 0.15
 KIND_BONUS = 0.08
+# A recap sentence names everything briefly; where a thing is explained is the better answer.
+SUMMARY_PENALTY = 0.3
 # Further answer sentences must score at least this share of the best one.
 COMPANION_SHARE = 0.9
 # The sentence after the best one joins it at this share of its support.
@@ -238,6 +241,8 @@ class OfflineEngine:
                 score += SELECTED_BONUS
             if wanted_kind is not None and wanted_kind in sentence.kinds:
                 score += KIND_BONUS
+            if SUMMARY in sentence.kinds:
+                score -= SUMMARY_PENALTY
             scored.append(Scored(item, support, words, score))
         return scored
 

@@ -29,7 +29,7 @@ MAX_PHRASE_TOKENS = 4
 MIN_WORD_CHARS = 3
 
 # What a sentence does, from its words and parse. Causal and procedural statements answer "why" and "how".
-CAUSAL, PROCEDURAL, DEFINITION, CONDITIONAL, CONTRAST, EXAMPLE, QUESTION = (
+CAUSAL, PROCEDURAL, DEFINITION, CONDITIONAL, CONTRAST, EXAMPLE, QUESTION, SUMMARY = (
     "causal",
     "procedural",
     "definition",
@@ -37,12 +37,15 @@ CAUSAL, PROCEDURAL, DEFINITION, CONDITIONAL, CONTRAST, EXAMPLE, QUESTION = (
     "contrast",
     "example",
     "question",
+    "summary",
 )
 _CAUSAL_MARKS = frozenset({"because", "since", "so", "therefore", "hence", "thus", "why", "reason", "cause", "result"})
 _PROCEDURAL_MARKS = frozenset({"first", "then", "next", "finally", "step", "after", "before", "once"})
 _CONDITIONAL_MARKS = frozenset({"if", "when", "whenever", "unless", "once"})
 _CONTRAST_MARKS = frozenset({"but", "however", "instead", "unlike", "whereas", "although", "though", "rather"})
 _DEFINING_VERBS = frozenset({"mean", "call", "define", "refer", "stand", "represent", "describe"})
+# A recap names many things briefly: "To recap: display: flex creates the container, flex-direction …".
+_SUMMARY_OPENERS = ("to recap", "in summary", "to sum up", "to summarize", "in short", "recap")
 _ENTITY_LABELS = frozenset({"PERSON", "ORG", "PRODUCT", "WORK_OF_ART", "LAW", "LANGUAGE", "EVENT", "NORP", "FAC"})
 
 
@@ -148,14 +151,20 @@ def _blocks(text: str, timeline: _Timeline) -> list[tuple[int, str]]:
 
 
 def _trimmed(tokens: Iterable[Token]) -> list[Token]:
-    """A phrase without leading determiners, pronouns, numbers or stop words, and without trailing stop words."""
-    kept = [token for token in tokens if not token.is_punct and not token.is_space]
+    """A phrase without leading determiners, pronouns, numbers, adverbs or stop words, and ending in a noun.
+    A phrase with punctuation inside ("finally, a few pitfalls") is no phrase: empty."""
+    kept = [token for token in tokens if not token.is_space]
     while kept and (
-        kept[0].pos_ in ("DET", "PRON", "NUM", "ADP", "CCONJ", "PART") or kept[0].is_stop or kept[0].tag_ == "POS"
+        kept[0].pos_ in ("DET", "PRON", "NUM", "ADP", "CCONJ", "PART", "ADV", "PUNCT")
+        or kept[0].is_stop
+        or kept[0].tag_ == "POS"
     ):
         kept.pop(0)
     while kept and (kept[-1].is_stop or (kept[-1].pos_ not in ("NOUN", "PROPN", "X") and not kept[-1]._.code)):
         kept.pop()
+    # Punctuation, verbs, determiners or conjunctions inside mean a clause or a list, not a term.
+    if any(token.is_punct or token.pos_ in ("VERB", "AUX", "DET", "CCONJ", "ADP", "PRON") for token in kept):
+        return []
     return kept
 
 
@@ -196,6 +205,14 @@ def _mentions(sentence: Span) -> list[tuple[list[Token], str]]:
     covered: set[int] = set()
     for chunk in sentence.noun_chunks:
         tokens = _trimmed(chunk)
+        # A code term is a phrase of its own; around it, a noun chunk is mostly a misparse ("justify-content
+        # works"), kept only when the code term names what a noun is ("the flex-direction property").
+        named = [token for token in tokens if token._.code or "-" in token.text]
+        if named and (named[-1].i == tokens[-1].i or tokens[-1].pos_ != "NOUN"):
+            continue
+        if named:
+            # What the code term names, without opinions before it ("the right Cache-Control headers").
+            tokens = [token for token in tokens if token.i >= named[0].i]
         if _phrase_ok(tokens):
             found.append((tokens, _phrase_kind(tokens, False)))
             covered.update(token.i for token in tokens)
@@ -212,7 +229,11 @@ def _mentions(sentence: Span) -> list[tuple[list[Token], str]]:
             found.append((tokens, _phrase_kind(tokens, True)))
             covered.update(token.i for token in tokens)
     for token in sentence:
-        if token._.code and token.i not in covered and len(token.text) >= 2:
+        if len(token.text) < 2 or token.pos_ == "VERB":
+            continue
+        # A hyphenated word used as an adjective ("a single-line container") names nothing by itself.
+        hyphenated = "-" in token.text and token.is_ascii and token.dep_ not in ("amod", "advmod", "acomp", "compound")
+        if token._.code or hyphenated:
             found.append(([token], "code"))
     return found
 
@@ -235,6 +256,10 @@ def _kinds(sentence: Span, frames: Sequence[Frame]) -> frozenset[str]:
     if sentence.text.rstrip().endswith("?"):
         kinds.add(QUESTION)
     return frozenset(kinds)
+
+
+def _is_summary(sentence: Span) -> bool:
+    return sentence.text.strip().lower().startswith(_SUMMARY_OPENERS)
 
 
 def _proper_words(docs: Sequence[Doc]) -> frozenset[str]:
@@ -291,7 +316,7 @@ def analyse(cues: Sequence[CueLike]) -> TranscriptAnalysis:
                     text=words,
                     lemmas=tuple(pipeline.token_key(token) for token in pipeline.content_tokens(sentence)),
                     mentions=tuple(mentions),
-                    kinds=_kinds(sentence, frames),
+                    kinds=_kinds(sentence, frames) | ({SUMMARY} if _is_summary(sentence) else set()),
                     frames=frames,
                     complete=complete,
                 )

@@ -226,7 +226,7 @@ def _answer_ok(tokens: Sequence[Token], *, standalone: bool) -> bool:
 def _frame(
     sentence: Span, kind: str, question: str | None, answer: Sequence[Token], cue: str, subject: str
 ) -> Frame | None:
-    if question is None or not _answer_ok(answer, standalone=kind in (WHAT_IS, WHAT_DOES)):
+    if question is None or not _answer_ok(answer, standalone=kind in (WHAT_IS, WHAT_DOES, WHAT_OBJECT)):
         return None
     start, end = _offsets(sentence, answer)
     return Frame(kind, question, sentence.text[start:end], start, end, cue, subject)

@@ -28,7 +28,8 @@ from itertools import accumulate, pairwise
 
 import tiktoken
 
-from server.transcripts.parsing import Cue, split_sentences
+from server.nlp import pipeline
+from server.transcripts.parsing import Cue
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def _units_for_cue(position: int, cue: Cue, limits: _Limits) -> list[_Unit]:
     duration = cue.end - cue.start
     total_chars = len(cue.text) or 1
     pieces: list[str] = []
-    for sentence in split_sentences(cue.text):
+    for sentence in pipeline.sentences(cue.text):
         estimated_seconds = duration * len(sentence) / total_chars
         parts = max(
             math.ceil(estimated_seconds / limits.target_seconds),

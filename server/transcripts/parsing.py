@@ -53,6 +53,7 @@ import webvtt
 from webvtt.errors import MalformedCaptionError, MalformedFileError
 
 from server.core.errors import InvalidArgument
+from server.nlp import pipeline
 
 MAX_CUE_SECONDS = 3600.0
 MAX_TRANSCRIPT_SECONDS = 24 * 3600.0
@@ -223,29 +224,6 @@ def clean_cue_text(raw: str, *, speakers: Collection[str] = ()) -> tuple[str, st
         if line:
             kept.append(line)
     return _WHITESPACE.sub(" ", " ".join(kept)).strip(), speaker
-
-
-_ABBREVIATIONS = _words("e.g. i.e. mr. mrs. ms. dr. prof. vs. approx. no. fig. st. jr. sr. cf.")
-_SENTENCE_BREAK = re.compile(r"[.!?…]+[\"')\]’”]*\s+(?=[\"'(\[“‘]?[A-Z0-9])")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split prose into sentences; abbreviations (``e.g.``) and initials (``J.``) do not end a sentence."""
-    sentences: list[str] = []
-    begin = 0
-    for match in _SENTENCE_BREAK.finditer(text):
-        words_before = text[begin : match.start() + 1].split()
-        last_word = words_before[-1].lower() if words_before else ""
-        if last_word in _ABBREVIATIONS or re.fullmatch(r"[a-z]\.", last_word):
-            continue
-        sentence = text[begin : match.end()].strip()
-        if sentence:
-            sentences.append(sentence)
-        begin = match.end()
-    tail = text[begin:].strip()
-    if tail:
-        sentences.append(tail)
-    return sentences
 
 
 # --- formats -------------------------------------------------------------------------------------------
@@ -451,7 +429,7 @@ def _parse_plain_text(content: str, duration_seconds: float | None) -> list[_Raw
             if text:
                 turns[-1][1].append(text)
         for speaker, texts in turns:
-            for sentence in split_sentences(" ".join(texts)):
+            for sentence in pipeline.sentences(" ".join(texts)):
                 words = sentence.split()
                 for begin in range(0, len(words), PLAIN_TEXT_MAX_WORDS_PER_CUE):
                     pieces.append((" ".join(words[begin : begin + PLAIN_TEXT_MAX_WORDS_PER_CUE]), speaker))

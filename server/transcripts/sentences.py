@@ -221,6 +221,26 @@ class SentenceStore:
             ).all()
         return [_sentence(row) for row in rows]
 
+    async def key_phrases(self, video_id: str, start: float, end: float, *, limit: int = 3) -> list[str]:
+        """How the lecture writes the key phrases said between `start` and `end`, most telling first: said
+        there most, rare in the rest of the video, multi-word and code terms preferred."""
+        statement = text(
+            "WITH said AS (SELECT m->>0 AS key FROM transcript_sentences s, jsonb_array_elements(s.mentions) m "
+            "WHERE s.video_id = :video_id AND s.start_seconds < :end AND s.end_seconds > :start) "
+            "SELECT p.key, p.surface, p.kind, count(*) AS here, cardinality(p.sentences) AS spread, "
+            "(SELECT count(*) FROM transcript_sentences t WHERE t.video_id = :video_id) AS total "
+            "FROM said JOIN transcript_phrases p ON p.video_id = :video_id AND p.key = said.key "
+            "GROUP BY p.key, p.surface, p.kind, p.sentences"
+        )
+        async with self._db.session() as session:
+            rows = (await session.execute(statement, {"video_id": video_id, "start": start, "end": end})).all()
+
+        def telling(row: Any) -> float:
+            boost = (1.6 if row.kind == "code" else 1.0) * 1.5 ** (len(row.key.split()) - 1)
+            return (1.0 + math.log(row.here)) * math.log((row.total + 1) / (row.spread + 0.5)) * boost
+
+        return [row.surface for row in sorted(rows, key=lambda row: (-telling(row), row.key))[:limit]]
+
     async def analysed(self, video_ids: Sequence[str]) -> set[str]:
         """Which of the videos have their sentences stored (older transcripts wait for the backfill job)."""
         if not video_ids:
@@ -249,7 +269,8 @@ class SentenceStore:
             rows = (await session.execute(statement, {"course_id": course_id, "model_id": model_id})).all()
             sentence_count = int((await session.execute(count_statement, {"course_id": course_id})).scalar_one())
         phrases = _merge_phrases(rows)
-        raw = np.array([vector for _, vector in phrases], dtype=np.float32).reshape(len(phrases), -1)
+        raw = np.array([vector for _, vector in phrases], dtype=np.float32)
+        raw = raw.reshape(len(phrases), -1) if len(phrases) else np.zeros((0, 1), dtype=np.float32)
         norms = np.linalg.norm(raw, axis=1, keepdims=True)
         vectors = (raw / np.where(norms == 0, 1.0, norms)).astype(np.float32)
         loaded = CoursePhrases(course_id, tuple(phrase for phrase, _ in phrases), vectors, sentence_count)

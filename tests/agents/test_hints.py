@@ -8,7 +8,7 @@ import re
 from sqlalchemy import text
 from tutorstream.v1 import agent_service_pb2 as pb
 
-from server.agents.terms import contains_answer
+from server.agents.leaks import contains_answer
 from server.demo import load_demo_course
 from tests.agents.conftest import answer_key, generate_quiz, interactions_of, learning_context
 from tests.conftest import RunningServer

@@ -11,22 +11,20 @@ from typing import Any
 import pytest
 from tutorstream.v1 import common_pb2
 
+from server.agents.corpus import CorpusCache, CourseIndex
 from server.agents.quiz_rules import QUIZ_SCHEMA, check_quiz
 from server.llm.grounding import Source
-from server.transcripts.search import SearchHit
-from tests.agents.conftest import FLEX_RANGE, FLEX_VIDEO, answer_key, generate_quiz, valid_quiz_output
+from tests.agents.conftest import COURSE_ID, FLEX_RANGE, FLEX_VIDEO, answer_key, generate_quiz, valid_quiz_output
 from tests.conftest import RunningServer
 from tests.support.fake_openai import Behavior, FakeOpenAI
 
-CHUNK_TEXT = (
-    "Let's look at justify-content in more detail. The default is flex-start, which packs items at the start of "
-    "the main axis. flex-end packs them at the end, and center puts them in the middle. Then there are the "
-    "spacing values. space-between puts the first item at the start, the last item at the end, and divides the "
-    "remaining space evenly between them. space-around gives every item equal space on both sides, so the gaps "
-    "at the edges are half the size of the gaps between items. space-evenly makes every gap exactly the same, "
-    "including the edges."
-)
-SOURCES = [Source("c1", SearchHit("chunk-3", FLEX_VIDEO, "webdev-101", 124.1, 172.8, CHUNK_TEXT, 0.0))]
+
+async def flex_sources(server: RunningServer) -> tuple[list[Source], CourseIndex]:
+    """The excerpt the valid quiz is written from (the justify-content values), as ingest stored it."""
+    runtime = server.server.runtime
+    corpus = await CorpusCache(runtime.search, runtime.sentences).load(COURSE_ID)
+    hit = next(h for h in corpus.chunks_of(FLEX_VIDEO) if "space-evenly makes every gap" in h.text)
+    return [Source("c1", hit)], corpus.index
 
 
 def _first(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
@@ -57,6 +55,10 @@ MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         _set("stem", "Is space-between the value that spreads items to both ends?"),
         "the stem gives the answer away",
     ),
+    "same_answer_twice": (
+        _first(lambda q: q.update(options=["space-evenly", "space-around", "flex-end", "stretch"], correct_index=0)),
+        "has the same answer as an earlier question",
+    ),
     "too_few_questions": (lambda data: data["questions"].pop(), "2 valid questions; exactly 3 were asked for"),
     "no_questions_list": (lambda data: data.clear(), "no `questions` list"),
 }
@@ -68,16 +70,18 @@ def malformed(kind: str) -> dict[str, Any]:
     return data
 
 
-def test_the_valid_output_passes() -> None:
-    items, problems = check_quiz(valid_quiz_output(), SOURCES, 3, None)
+async def test_the_valid_output_passes(offline_server: RunningServer) -> None:
+    sources, index = await flex_sources(offline_server)
+    items, problems = check_quiz(valid_quiz_output(), sources, 3, index)
     assert problems == []
     assert [item.answer for item in items] == ["space-between", "space-evenly", "flex-start"]
     assert all(item.support >= 0.6 for item in items)
 
 
 @pytest.mark.parametrize("kind", sorted(MALFORMED))
-def test_each_kind_of_malformed_question_is_rejected(kind: str) -> None:
-    items, problems = check_quiz(malformed(kind), SOURCES, 3, None)
+async def test_each_kind_of_malformed_question_is_rejected(offline_server: RunningServer, kind: str) -> None:
+    sources, index = await flex_sources(offline_server)
+    items, problems = check_quiz(malformed(kind), sources, 3, index)
     assert len(items) < 3
     assert any(MALFORMED[kind][1] in problem for problem in problems), problems
 

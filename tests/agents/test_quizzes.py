@@ -11,7 +11,7 @@ from sqlalchemy import text
 from tutorstream.v1 import agent_service_pb2 as pb
 from tutorstream.v1 import common_pb2
 
-from server.agents.terms import contains_answer
+from server.agents.leaks import contains_answer
 from server.demo import load_demo_course
 from tests.agents.conftest import (
     FLEX_RANGE,
@@ -49,11 +49,22 @@ def _assert_answerable(question: pb.QuizQuestion, item: dict[str, Any]) -> None:
     assert answer.casefold() not in question.stem.casefold()
     chunk_text = " ".join(item["chunk_text"].split())
     assert answer.casefold() in chunk_text.casefold()
-    # The cited chunk states the sentence with the correct option, and with no distractor.
-    assert _sentence_pattern(question.stem, answer).search(chunk_text), (question.stem, answer)
-    for distractor in options:
-        if distractor != answer:
-            assert not _sentence_pattern(question.stem, distractor).search(chunk_text), distractor
+    if _QUOTED.search(question.stem):
+        # A cloze: the cited chunk states the sentence with the correct option, and with no distractor.
+        assert _sentence_pattern(question.stem, answer).search(chunk_text), (question.stem, answer)
+        for distractor in options:
+            if distractor != answer:
+                assert not _sentence_pattern(question.stem, distractor).search(chunk_text), distractor
+    else:
+        # A definition question: the explanation quotes the lecture's sentence, which says it of the answer
+        # and of no distractor.
+        said = _QUOTED.search(item["explanation"])
+        assert said is not None and said.group(1) in chunk_text, item["explanation"]
+        assert answer.casefold() in said.group(1).casefold()
+        assert question.stem.startswith(("Which term does the lecture use for", "According to the lecture,"))
+        for distractor in options:
+            if distractor != answer:
+                assert distractor.casefold() not in said.group(1).casefold(), distractor
     assert item["explanation"]
     assert list(question.concepts) == item["concepts"]
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.core.errors import InvalidArgument
+from server.nlp import pipeline
 from server.transcripts.parsing import (
     MAX_WARNINGS,
     Cue,
@@ -18,7 +19,6 @@ from server.transcripts.parsing import (
     detect_format,
     format_timestamp,
     parse_transcript,
-    split_sentences,
 )
 
 
@@ -357,13 +357,14 @@ def test_title_case_labels_count_as_speakers_when_repeated() -> None:
     ]
 
 
-def test_split_sentences_keeps_abbreviations_and_decimals() -> None:
+def test_sentences_keep_abbreviations_and_decimals() -> None:
     text = 'It is 3.5 times faster, i.e. much faster. Dr. Lee said "yes." Then J. Doe left! Why? node.js is fine.'
-    assert split_sentences(text) == [
+    assert pipeline.sentences(text) == [
         "It is 3.5 times faster, i.e. much faster.",
         'Dr. Lee said "yes."',
         "Then J. Doe left!",
-        "Why? node.js is fine.",
+        "Why?",
+        "node.js is fine.",
     ]
 
 

@@ -332,6 +332,7 @@ class GetHintResponse(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     INTERACTION_ID_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
     hint: _builtins.str
     """Output only. One or two sentences that guide without giving the answer away."""
     confidence: _builtins.float
@@ -340,6 +341,11 @@ class GetHintResponse(_message.Message):
     """Output only. The model that wrote the hint."""
     interaction_id: _builtins.str
     """Output only. The AI interaction id (for ratings)."""
+    level: _builtins.int
+    """Output only. Which rung of the hint ladder this is: 1 points to the moment and asks a guiding question,
+    2 narrows it (what kind of answer, where it starts), 3 is a scaffold that stops just short of the answer.
+    Asking again for the same moment within 30 minutes climbs a rung; 3 is the last.
+    """
     @_builtins.property
     def citation(self) -> _common_pb2.Citation:
         """Output only. Where to re-watch."""
@@ -357,10 +363,11 @@ class GetHintResponse(_message.Message):
         model: _builtins.str = ...,
         usage: _common_pb2.TokenUsage | None = ...,
         interaction_id: _builtins.str = ...,
+        level: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["citation", b"citation", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["citation", b"citation", "confidence", b"confidence", "hint", b"hint", "interaction_id", b"interaction_id", "model", b"model", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["citation", b"citation", "confidence", b"confidence", "hint", b"hint", "interaction_id", b"interaction_id", "level", b"level", "model", b"model", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
