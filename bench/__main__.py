@@ -30,6 +30,7 @@ MODULES = (
     "bench.bench_edge",
     "bench.bench_ingest",
     "bench.bench_search",
+    "bench.bench_tutor",
     "bench.bench_progress",
     "bench.bench_asr",
 )

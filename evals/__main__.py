@@ -1,5 +1,6 @@
-"""`python -m evals` (`make eval`): run the labelled set against the offline engine and, when one is
-configured, the OpenAI-compatible model; print one table and write it to evals/results/latest.md.
+"""`python -m evals` (`make eval`): run both labelled courses — the demo course (DEV, tuned on) and the
+held-out course (never tuned on) — against the offline engine and, when one is configured, the
+OpenAI-compatible model; print one table and write it, stamped with the commit, to evals/results/latest.md.
 
     python -m evals [--output evals/results/latest.md] [--offline-only]
 
@@ -13,13 +14,18 @@ import argparse
 import asyncio
 import datetime
 import logging
+import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from evals.labels import LabelledSet, load_labelled_set
+import numpy as np
+import numpy.typing as npt
+
+from evals.labels import LabelledSet, load_held_out_set, load_labelled_set
 from evals.report import EngineResult, misses, render_table
-from evals.runs import run_chat, run_quizzes, run_search
+from evals.runs import run_chat, run_hints, run_quizzes, run_search
 from evals.stack import embedded_database, model_settings, offline_settings, running, seed, student_client
 from server.config import Settings
 from server.embeddings.local import LocalEmbedder
@@ -28,19 +34,36 @@ from server.llm.offline import OFFLINE_MODEL
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.md"
 
 
-async def evaluate(settings: Settings, target: str, labelled: LabelledSet, engine: str, model: str) -> EngineResult:
-    """Every labelled item against the server at `target`."""
+def commit() -> str:
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True
+        )
+        return described.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+async def evaluate(
+    settings: Settings, target: str, labelled: LabelledSet, engine: str, model: str, embedder: LocalEmbedder
+) -> EngineResult:
+    """Every labelled item of one course against the server at `target`."""
+
+    def embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        return embedder.raw_encode(texts)
+
     started = time.perf_counter()
     async with student_client(settings, target) as client:
         search = await run_search(client, labelled)
         chat = await run_chat(client, labelled)
-        quizzes = await run_quizzes(client, labelled)
-    print(f"{engine}: evaluated in {time.perf_counter() - started:.1f} s", flush=True)
-    return EngineResult(engine, model, tuple(search), tuple(chat), tuple(quizzes))
+        hints = await run_hints(lambda user: student_client(settings, target, user), labelled)
+        quizzes = await run_quizzes(client, labelled, embed)
+    print(f"{labelled.name}, {engine}: evaluated in {time.perf_counter() - started:.1f} s", flush=True)
+    return EngineResult(engine, model, labelled.name, tuple(search), tuple(chat), tuple(hints), tuple(quizzes))
 
 
 async def run(include_model: bool) -> list[EngineResult]:
-    labelled = load_labelled_set()
+    courses = (load_labelled_set(), load_held_out_set())
     results: list[EngineResult] = []
     with tempfile.TemporaryDirectory(prefix="tutorstream-eval-") as tmp:
         data_dir = Path(tmp)
@@ -51,35 +74,50 @@ async def run(include_model: bool) -> list[EngineResult]:
                 offline = offline_settings(data_dir, url)
                 async with running(offline, embedder) as (server, target):
                     started = time.perf_counter()
-                    await seed(server)
-                    print(f"demo course ingested in {time.perf_counter() - started:.1f} s", flush=True)
-                    results.append(await evaluate(offline, target, labelled, "offline", OFFLINE_MODEL))
+                    for labelled in courses:
+                        await seed(server, labelled.course)
+                    print(f"both courses ingested in {time.perf_counter() - started:.1f} s", flush=True)
+                    for labelled in courses:
+                        results.append(await evaluate(offline, target, labelled, "offline", OFFLINE_MODEL, embedder))
                 model = model_settings(data_dir, url) if include_model else None
                 if model is not None:
                     async with running(model, embedder) as (_, target):
-                        results.append(await evaluate(model, target, labelled, model.chat_model, model.chat_model))
+                        for labelled in courses:
+                            results.append(
+                                await evaluate(model, target, labelled, model.chat_model, model.chat_model, embedder)
+                            )
             finally:
                 await embedder.aclose()
     return results
 
 
 def document(results: list[EngineResult], table: str) -> str:
-    labelled = load_labelled_set()
+    dev, held_out = load_labelled_set(), load_held_out_set()
+
+    def described(labelled: LabelledSet) -> str:
+        return (
+            f"`{labelled.course_id}` ({labelled.name}): {len(labelled.questions)} direct and "
+            f"{len(labelled.paraphrased)} paraphrased questions, {len(labelled.unanswerable)} unanswerable, "
+            f"{len(labelled.follow_ups)} follow-ups, {len(labelled.hint_moments)} hint moments, "
+            f"{len(labelled.quizzes)} quiz stretches"
+        )
+
     stamp = datetime.date.today().isoformat()
     lines = [
-        "# Answer quality on the demo course",
+        "# Answer quality: the demo course (dev) and a held-out course",
         "",
-        f"`make eval` on {stamp}: {len(labelled.questions)} labelled questions on `{labelled.course_id}` "
-        f"(`server/demo/eval_questions.json`), {len(labelled.quizzes)} quizzes over "
-        f"{len(labelled.course.videos)} videos. Search and chat count a hit when a top-3 result or a citation "
-        "overlaps the range where the lecture gives the answer; quiz questions are checked by `evals/checks.py`.",
+        f"`make eval` on {stamp} at commit `{commit()}`. {described(dev)}; {described(held_out)}. The held-out "
+        "course (`evals/heldout/`) was written apart from the engine and is never tuned on. Search and chat count "
+        "a hit when a top-3 result or a citation overlaps the range where the lecture gives the answer (chat "
+        "citations span the sentences an answer quotes); unanswerable questions count when the answer says the "
+        "lecture does not (clearly) cover them; hints and quizzes are judged by `evals/checks.py`.",
         "",
         table,
         "",
     ]
     for result in results:
         found = misses(result)
-        lines += [f"## What `{result.engine}` got wrong ({len(found)})", ""]
+        lines += [f"## What `{result.column}` got wrong ({len(found)})", ""]
         lines += [f"- {line}" for line in found] or ["- nothing"]
         lines.append("")
     return "\n".join(lines)

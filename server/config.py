@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     breaker_failure_threshold: int = Field(5, description="Consecutive failures that open the breaker.")
     breaker_cooldown_seconds: float = Field(30.0, description="Open-breaker time before a trial call.")
     history_token_budget: int = Field(3000, description="Tokens of history kept in a chat prompt.")
+    spoiler_lookahead_seconds: float = Field(
+        30.0, ge=0, description="With no spoilers on, how far past the playhead the tutor may still quote."
+    )
     response_cache_ttl_seconds: int = Field(3600, description="Identical-request replay window.")
     model_prices: dict[str, dict[str, float]] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES), description="USD per 1M tokens by model."

@@ -30,8 +30,8 @@ RPC_TIMEOUT = 60.0
 INGEST_TIMEOUT = 120.0
 TOPICS = (
     ("flexbox", "justify-content spreads items along the main axis and align-items centers them across it"),
-    ("promises", "an async function returns a promise and await pauses it until the promise settles"),
-    ("effects", "a React effect runs after render and its cleanup runs before the next effect"),
+    ("promises", "the event loop runs queued callbacks once the call stack is empty"),
+    ("effects", "React runs the cleanup function of an effect before the next render"),
     ("caching", "Cache-Control max-age lets a browser reuse a response until it goes stale"),
     ("grid", "grid-template-columns defines tracks and fr units share the free space between them"),
 )

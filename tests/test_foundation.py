@@ -129,7 +129,8 @@ def _token(claims: dict[str, object], key: str = TEST_JWT_SECRET, algorithm: str
         "sub": "eve",
         "iss": "tutorstream",
         "aud": "tutorstream-api",
-        "exp": int(time.time()) + 600,
+        # Made when the module loads: valid for a day, however long the suite runs before using it.
+        "exp": int(time.time()) + 86_400,
     }
     base.update(claims)
     return jwt.encode({k: v for k, v in base.items() if v is not None}, key, algorithm=algorithm)

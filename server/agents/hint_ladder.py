@@ -1,9 +1,10 @@
 """The offline hint ladder: three rungs about one key sentence of the moment a student is stuck at.
 
-The key sentence is chosen among the sentences around the playhead (or in the selected range) that a
-question can be asked about (their parse gave a `Frame`, see server.nlp.questions): the one that best matches
-what the student says is hard (by meaning and words), else the one nearest the playhead, preferring "why"
-and "what happens if" questions, whose answers are what students most often miss. Its key term is the most
+The key sentence is chosen among the sentences around the playhead (or in the selected range): the one that
+best matches what the student says is hard (by meaning and words), else the one just heard before the
+playhead, preferring sentences whose parse gave a "why" or "what happens if" question (a `Frame`, see
+server.nlp.questions), whose answers are what students most often miss; a sentence without one gets a
+question about its topic, its first key phrase. Its key term is the most
 telling key phrase inside the part of the sentence that answers the question.
 
     rung 1  where to look and a guiding question from the sentence's parse
@@ -35,7 +36,13 @@ from server.transcripts.sentences import StoredSentence
 QUESTION, NARROW, SCAFFOLD = 1, 2, 3
 TOP_RUNG = SCAFFOLD
 PROXIMITY_SCALE_SECONDS = 60.0
-_KIND_PREFERENCE = {WHY: 0.3, WHAT_IF: 0.25, WHAT_IS: 0.15, WHAT_OBJECT: 0.12, WHAT_DOES: 0.1}
+# A question about what the sentence says of its topic, when its parse allows no better one.
+STATEMENT = "statement"
+_KIND_PREFERENCE = {WHY: 0.3, WHAT_IF: 0.25, WHAT_IS: 0.15, WHAT_OBJECT: 0.12, WHAT_DOES: 0.1, STATEMENT: 0.0}
+# A sentence ending this soon after the playhead counts as heard.
+HEARD_TOLERANCE_SECONDS = 2.0
+BEING_SAID = 0.5
+NOT_YET_SAID = 0.3
 _VERBS = {"friendly": "Take another look at", "professional": "Re-watch", "peer": "Try replaying"}
 _NARROWING = {
     WHY: ("the lecture gives the reason", "What reason does it give?"),
@@ -43,6 +50,7 @@ _NARROWING = {
     WHAT_IS: ("the lecture says what it is", "How does it finish that sentence?"),
     WHAT_DOES: ("the lecture says what it does", "What does it say it does?"),
     WHAT_OBJECT: ("the lecture says what it acts on", "How does it finish that sentence?"),
+    STATEMENT: ("the lecture says it", "How does it finish that sentence?"),
 }
 
 
@@ -81,6 +89,34 @@ def _ok(texts: Sequence[str], step: Step, forbidden: Sequence[str]) -> bool:
     return not any(contains_answer(text, written) for text in texts)
 
 
+def statement_frame(sentence: StoredSentence, index: CourseIndex) -> Frame | None:
+    """For a sentence whose parse gave no question: one about its topic, its most telling key phrase (not the
+    last words), answered by the rest of the sentence ("no-cache does not mean do not cache." → "What does the
+    lecture say about no-cache?")."""
+    scored: list[tuple[float, Mention]] = []
+    for mention in sentence.mentions:
+        term = index.term(mention.key)
+        if term is not None and mention.end < len(sentence.text) - 8:
+            scored.append((index.idf(term) * index.boost(term), mention))
+    if not scored:
+        return None
+    topic = max(scored, key=lambda pair: (pair[0], -pair[1].start))[1]
+    written = sentence.text[topic.start : topic.end]
+    end = len(sentence.text.rstrip().rstrip(".!"))
+    question = f"What does the lecture say about {written}?"
+    return Frame(STATEMENT, question, sentence.text[topic.end : end].strip(), topic.end, end, "", written)
+
+
+def _proximity(sentence: StoredSentence, position: float) -> float:
+    """The student is stuck on what they just heard: a sentence finished before the playhead counts most, one
+    being said at the playhead half, one not said yet a little."""
+    if sentence.end_seconds <= position + HEARD_TOLERANCE_SECONDS:
+        return math.exp(-max(0.0, position - sentence.end_seconds) / PROXIMITY_SCALE_SECONDS)
+    if sentence.start_seconds <= position:
+        return BEING_SAID
+    return NOT_YET_SAID * math.exp(-(sentence.start_seconds - position) / PROXIMITY_SCALE_SECONDS)
+
+
 def choose_step(
     sentences: Sequence[StoredSentence],
     index: CourseIndex,
@@ -96,12 +132,11 @@ def choose_step(
     for sentence in sentences:
         if not sentence.complete:
             continue
-        for frame in sentence.frames:
-            if frame.answer_before or frame.kind not in _KIND_PREFERENCE:
-                continue
+        frames = [f for f in sentence.frames if not f.answer_before and f.kind in _KIND_PREFERENCE]
+        statement = statement_frame(sentence, index) if not frames else None
+        for frame in [*frames, *([statement] if statement else [])]:
             step = Step(sentence, frame, _key_term(sentence, frame, index))
-            score = _KIND_PREFERENCE[frame.kind]
-            score += 0.5 * math.exp(-abs(sentence.start_seconds - position) / PROXIMITY_SCALE_SECONDS)
+            score = _KIND_PREFERENCE[frame.kind] + 0.5 * _proximity(sentence, position)
             if asked:
                 score += (sentence.similarity or 0.0) + 0.5 * len(asked & set(sentence.lemmas)) / len(asked)
             if step.key is not None:

@@ -5,7 +5,8 @@ and, when the student says what is hard, hybrid search for it in the video; thei
 analysis stored at ingest, scored against the struggle text by meaning. The key sentence and its key term
 (`hint_ladder.choose_step`) fix the moment; a repeated GetHint for the same moment within
 `LADDER_MEMORY_SECONDS` climbs one rung (1: a guiding question, 2: narrower, 3: a scaffold stopping just
-short of the answer, see `hint_ladder`), and the response says which rung it is.
+short of the answer, see `hint_ladder`), and the response says which rung it is. A hint the tutor offers on
+its own during playback is always the first rung.
 
 Hints never give a quiz away: the correct options of every quiz question (any student's quiz) on this
 stretch, and on any other stretch a search hit offered to the model lies in, are looked up, the model is
@@ -28,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from server.agents.base import (
@@ -43,7 +44,7 @@ from server.agents.base import (
     tone,
 )
 from server.agents.corpus import WHOLE_VIDEO_END
-from server.agents.domain import HintResult
+from server.agents.domain import USER_TRIGGER, HintResult
 from server.agents.hint_ladder import QUESTION, TOP_RUNG, Step, choose_step, hint_text
 from server.agents.leaks import contains_answer, mask_answers
 from server.agents.repository import forbidden_answers, last_hint_level
@@ -254,6 +255,15 @@ def hint_messages(context: _Context, persona: Persona, level: int, guarded: Sequ
     ]
 
 
+def without_spoilers(context: _Context, limit: float) -> _Context:
+    """No spoilers: nothing said after `limit` is a key sentence or an excerpt (a selection is exempt, and
+    this is only applied without one)."""
+    sources = [source for source in context.sources if source.hit.start_seconds < limit]
+    sentences = [sentence for sentence in context.sentences if sentence.end_seconds <= limit]
+    found = [hit for hit in context.found if hit.start_seconds < limit]
+    return replace(context, sources=sources, sentences=sentences, found=found)
+
+
 def _focus_of(step: Step, context: _Context) -> SearchHit:
     middle = (step.sentence.start_seconds + step.sentence.end_seconds) / 2
     holding = [hit for hit in context.window if hit.start_seconds <= middle <= hit.end_seconds]
@@ -283,8 +293,10 @@ class HintAgent:
         position = check_position(info, position_seconds, "learning_context.position_seconds")
         selected = check_range(info, *selected_range, "learning_context.selected_range") if selected_range else None
         interaction.course_id = course_id or info.course_id
-        _, persona = await preferences_of(self._deps, principal)
+        values, persona = await preferences_of(self._deps, principal)
         context = await gather_context(self._deps, info, position, selected, redact(struggle).text.strip())
+        if values.no_spoilers and selected is None:
+            context = without_spoilers(context, position + self._deps.settings.spoiler_lookahead_seconds)
         corpus = await self._deps.corpora.load(info.course_id)
         step = choose_step(
             context.sentences,
@@ -299,7 +311,8 @@ class HintAgent:
             previous = await last_hint_level(
                 session, principal.user_id, video_id, moment, within_seconds=LADDER_MEMORY_SECONDS
             )
-        level = min(TOP_RUNG, previous + 1) if previous else QUESTION
+        # The tutor stepping in on its own offers the first rung; the student asking again climbs.
+        level = min(TOP_RUNG, previous + 1) if previous and trigger == USER_TRIGGER else QUESTION
         # Below the top rung the key term is the student's to find: the model may not write it either.
         guarded = list(context.forbidden)
         if step is not None and step.key is not None and level < TOP_RUNG:

@@ -23,6 +23,7 @@ class Preference(Base):
     auto_hints_enabled: Mapped[bool] = mapped_column(server_default=true())
     quiz_frequency: Mapped[str] = mapped_column(server_default="medium")
     reflection_prompts_enabled: Mapped[bool] = mapped_column(server_default=true())
+    no_spoilers: Mapped[bool] = mapped_column(server_default=false())
     update_time: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 

@@ -23,6 +23,7 @@ UPDATABLE_FIELDS = (
     "auto_hints_enabled",
     "quiz_frequency",
     "reflection_prompts_enabled",
+    "no_spoilers",
 )
 
 
@@ -34,6 +35,7 @@ class PreferenceValues:
     auto_hints_enabled: bool = True
     quiz_frequency: str = "medium"
     reflection_prompts_enabled: bool = True
+    no_spoilers: bool = False
     update_time: datetime | None = None
 
 
@@ -45,6 +47,7 @@ def _values(row: Preference) -> PreferenceValues:
         auto_hints_enabled=row.auto_hints_enabled,
         quiz_frequency=row.quiz_frequency,
         reflection_prompts_enabled=row.reflection_prompts_enabled,
+        no_spoilers=row.no_spoilers,
         update_time=row.update_time,
     )
 

@@ -14,11 +14,12 @@ never a verb fragment. Two kinds of question, both built from the sentences' sto
 Distractors are key phrases of the same course and kind (code term, term, name) whose vectors (stored at
 ingest) lie in a plausible band of similarity to the answer — related, but not a synonym — that do not
 overlap the answer, are not in the stem, and would not make another true sentence of the lecture. Difficulty
-moves the band: easy questions get less similar distractors, hard ones closer ones, from the same video.
+moves the band: easy questions get less similar distractors, hard ones closer ones, from the same video. A
+course too small for three of the same kind lends phrases of another kind rather than asking nothing.
 
-Questions are spread over the stretch (one per equal part of it, in order) and a range-keyed seed orders
-equally good candidates, so overlapping stretches seldom get the same question; no two questions of a quiz
-share an answer or a sentence. Each question then passes the same checks as a model's (`quiz_rules`).
+Questions are spread over the stretch (one per equal part of it, in order); questions already asked by a
+quiz on an overlapping stretch of the video are avoided while others remain; no two questions of a quiz share
+an answer or a sentence. Each question then passes the same checks as a model's (`quiz_rules`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from server.agents.corpus import CourseCorpus, CourseIndex, Term
 from server.agents.leaks import BLANK, contains_answer
 from server.agents.quiz_rules import QuizItemDraft, check_item
 from server.llm.grounding import Source
+from server.nlp.analysis import SUMMARY
 from server.nlp.questions import WHAT_DOES, WHAT_IS
 from server.transcripts.search import SearchHit
 from server.transcripts.sentences import StoredSentence
@@ -43,6 +45,7 @@ MAX_SENTENCE_WORDS = 45
 # Cosine similarity of a distractor's vector to the answer's: related, not a synonym.
 BANDS = {"easy": (0.15, 0.6), "medium": (0.25, 0.75), "hard": (0.35, 0.85)}
 WIDEST_BAND = (0.05, 0.88)
+OTHER_KIND_BAND = (0.15, 0.8)
 # Two sentences sharing this share of their content words say the same thing.
 SAME_STATEMENT = 0.6
 _ARTICLE = re.compile(r"\b(an?)\s*$", re.IGNORECASE)
@@ -70,6 +73,9 @@ def _sentences(chunks: Sequence[SearchHit], index: CourseIndex) -> list[tuple[St
             words = len(sentence.text.split())
             if sentence.key in seen or not sentence.complete or not MIN_SENTENCE_WORDS <= words <= MAX_SENTENCE_WORDS:
                 continue
+            # A recap names everything in passing; the sentence that explains a thing is the one to ask about.
+            if SUMMARY in sentence.kinds:
+                continue
             # The cited excerpt must show the whole sentence (one cut by a chunk boundary waits for its
             # neighbour, which repeats it).
             if " ".join(sentence.text.split()) not in said:
@@ -85,7 +91,10 @@ def _definition(sentence: StoredSentence, chunk: SearchHit, index: CourseIndex) 
         if frame.kind not in (WHAT_IS, WHAT_DOES) or not frame.subject:
             continue
         start = sentence.text.find(frame.subject)
-        mention = next((m for m in sentence.mentions if start <= m.start and m.end <= start + len(frame.subject)), None)
+        inside = [m for m in sentence.mentions if start <= m.start and m.end <= start + len(frame.subject)]
+        # "The flex-direction property sets …" is about flex-direction: a code term in the subject is the answer.
+        code = [m for m in inside if (term := index.term(m.key)) is not None and term.kind == "code"]
+        mention = min(code, key=lambda m: m.end - m.start) if code else (inside[0] if inside else None)
         if start < 0 or mention is None:
             continue
         term = index.term(mention.key)
@@ -137,12 +146,15 @@ def _distractors(
     similarity = phrases.similarity(answer.key)
     said = [sentence for chunk in corpus.chunks.values() for sentence in index.sentences_of(chunk.chunk_id)]
     answer_text = candidate.sentence.text[candidate.start : candidate.end]
-    for low, high in (BANDS[difficulty], WIDEST_BAND):
+    # The band for the difficulty, then the widest band, then (a small course) phrases of any kind.
+    for (low, high), same_kind in ((BANDS[difficulty], True), (WIDEST_BAND, True), (OTHER_KIND_BAND, False)):
         scored: list[tuple[float, str]] = []
         for position, phrase in enumerate(phrases.phrases):
             term = index.term(phrase.key)
             value = float(similarity[position]) if len(similarity) else 0.0
-            if term is None or term.key == answer.key or term.kind != answer.kind or not low <= value <= high:
+            if term is None or term.key == answer.key or not low <= value <= high:
+                continue
+            if same_kind and term.kind != answer.kind:
                 continue
             if term.overlaps(answer) or len(term.words) > 4:
                 continue
@@ -188,7 +200,10 @@ def offline_quiz(
     difficulty: str,
     count: int,
     seed: str,
+    asked_before: frozenset[str] = frozenset(),
 ) -> list[QuizItemDraft]:
+    """`asked_before`: stems of quizzes already made on overlapping stretches of the video; other questions are
+    preferred to them (they are asked again only when the stretch has nothing else to ask)."""
     rng = random.Random(seed)
     index = corpus.index
     sentences = _sentences(chunks, index)
@@ -221,10 +236,11 @@ def offline_quiz(
                 return True
         return False
 
+    fresh = [candidate for candidate in candidates if candidate.stem not in asked_before]
     # One question per equal part of the stretch; parts without a usable one are made up from the rest.
     for number in range(count):
-        take([candidate for candidate in candidates if part(candidate) == number])
-    while len(items) < count and take(candidates):
+        take([candidate for candidate in fresh if part(candidate) == number])
+    while len(items) < count and (take(fresh) or take(candidates)):
         pass
     return sorted(items, key=lambda item: item.chunk.start_seconds)
 

@@ -247,8 +247,18 @@ class QuizAgent:
                     return _Generated(items, answer.model, QUIZ_PROMPT_VERSION, round(confidence, 3), validation)
                 logger.warning("quiz output rejected", extra={"attempt": attempts, "problems": problems[:5]})
                 messages = retry_messages(messages, answer.raw_text, problems, count)
+        async with self._deps.database.reader() as session:
+            asked = await repo.stems_on_overlapping(
+                session, scope.info.video_id, scope.start, scope.end, other_than=seed
+            )
         items = offline_quiz(
-            scope.chunks, corpus, video_id=scope.info.video_id, difficulty=request.difficulty, count=count, seed=seed
+            scope.chunks,
+            corpus,
+            video_id=scope.info.video_id,
+            difficulty=request.difficulty,
+            count=count,
+            seed=seed,
+            asked_before=asked,
         )
         if not items:
             raise FailedPrecondition(

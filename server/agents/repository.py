@@ -28,6 +28,25 @@ async def find_generated(session: AsyncSession, cache_key: str) -> GeneratedQuiz
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def stems_on_overlapping(
+    session: AsyncSession, video_id: str, start: float, end: float, *, other_than: str
+) -> frozenset[str]:
+    """Stems of the unexpired quizzes on stretches of the video overlapping [start, end], but the one cached
+    under `other_than` (the same request, made again)."""
+    statement = (
+        select(QuizItem.stem)
+        .join(GeneratedQuiz, GeneratedQuiz.id == QuizItem.generated_quiz_id)
+        .where(
+            GeneratedQuiz.video_id == video_id,
+            GeneratedQuiz.start_seconds < end,
+            GeneratedQuiz.end_seconds > start,
+            GeneratedQuiz.expire_time > func.now(),
+            GeneratedQuiz.cache_key != other_than,
+        )
+    )
+    return frozenset((await session.execute(statement)).scalars())
+
+
 async def items_of(session: AsyncSession, generated_quiz_id: str) -> list[QuizItem]:
     statement = select(QuizItem).where(QuizItem.generated_quiz_id == generated_quiz_id).order_by(QuizItem.position)
     return list((await session.execute(statement)).scalars())

@@ -58,6 +58,7 @@ def preferences_to_proto(values: PreferenceValues) -> pb.Preferences:
         auto_hints_enabled=values.auto_hints_enabled,
         quiz_frequency=QUIZ_FREQUENCY_TO_PROTO[values.quiz_frequency],
         reflection_prompts_enabled=values.reflection_prompts_enabled,
+        no_spoilers=values.no_spoilers,
     )
     stamp = timestamp(values.update_time)
     if stamp is not None:

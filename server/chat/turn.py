@@ -194,12 +194,22 @@ class TurnRunner:
         counter = self._llm.counter()
         reserve = self._reserve(turn, stored, counter) if self._llm.upstream_likely() else _nothing()
         earlier = redact(_previous_question(stored.history)).text
-        gathered, preferences, _ = await _together(
+        preferences = await self._preferences.get(turn.principal.user_id)
+        spoiler_limit = None
+        if preferences.no_spoilers and stored.context.video_id:
+            spoiler_limit = stored.context.position_seconds + self._settings.spoiler_lookahead_seconds
+        gathered, _, _ = await _together(
             gather_turn(
-                self._search, self._sentences, safe_question, stored.context, stored.references, previous=earlier
+                self._search,
+                self._sentences,
+                safe_question,
+                stored.context,
+                stored.references,
+                previous=earlier,
+                spoiler_limit=spoiler_limit,
             ),
-            self._preferences.get(turn.principal.user_id),
             reserve,
+            _nothing(),
         )
         sources, evidence = gathered.sources, gathered.evidence
         turn.cited = evidence.by_label
@@ -212,6 +222,7 @@ class TurnRunner:
             question=turn.question,
             counter=counter,
             history_budget=self._settings.history_token_budget,
+            spoiler_limit=spoiler_limit,
         )
         turn.prompt = prompt
         redacted = redact_messages(prompt.messages)
@@ -234,6 +245,7 @@ class TurnRunner:
             embedding_model=self._search.embedding_model,
             unanalysed=evidence.unanalysed,
             unknown_terms=gathered.unknown_terms,
+            ahead=evidence.ahead,
         )
 
         key = ""

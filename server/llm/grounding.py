@@ -34,6 +34,11 @@ QUOTE_SENTENCES = 3
 KIND_SELECTED = "selected"
 KIND_PLAYHEAD = "playhead"
 KIND_SEARCH = "search"
+# Later in the video than the student wants to hear (no spoilers): cited as a pointer, its text withheld.
+KIND_AHEAD = "ahead"
+WITHHELD = (
+    "(content withheld: it comes later in the video than the student has watched, and they asked for no spoilers)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +80,11 @@ def label_sources(groups: Iterable[tuple[str, Sequence[SearchHit]]], limit: int)
 
 def render_source(source: Source) -> str:
     hit = source.hit
+    body = WITHHELD if source.kind == KIND_AHEAD else escape_data(hit.text.strip())
     return (
         f'<transcript_chunk id="{source.label}" video="{hit.video_id}" '
         f'start="{format_clock(hit.start_seconds)}" end="{format_clock(hit.end_seconds)}" '
-        f'kind="{source.kind}">\n{escape_data(hit.text.strip())}\n</transcript_chunk>'
+        f'kind="{source.kind}">\n{body}\n</transcript_chunk>'
     )
 
 
@@ -160,6 +166,10 @@ def citations_for(
         hit = source.hit
         before = text[max(previous_end, position - QUOTE_CONTEXT_CHARS) : position]
         previous_end = position
+        if source.kind == KIND_AHEAD:
+            # A pointer to what comes later: where, never what.
+            citations.append(Citation(hit.video_id, hit.start_seconds, hit.end_seconds, hit.chunk_id, ""))
+            continue
         cited = _cited_sentences(before, (sentences or {}).get(label, ()))
         if cited:
             citations.append(

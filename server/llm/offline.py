@@ -28,7 +28,7 @@ import json
 import math
 import re
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 
 from server.llm.grounding import KIND_PLAYHEAD, KIND_SELECTED, Source, format_clock, shorten
@@ -60,7 +60,7 @@ PLAYHEAD_LOOKBACK_SECONDS = 5.0
 _KIND_WANTED = {WHY: CAUSAL, HOW: PROCEDURAL, DEFINE: DEFINITION}
 # Check questions about the answer, most telling first.
 _CHECK_ORDER = (WHY_FRAME, WHAT_IF, WHAT_OBJECT, WHAT_IS, WHAT_DOES)
-COVERED, HEDGED, NOT_COVERED = "covered", "hedged", "not_covered"
+COVERED, HEDGED, NOT_COVERED, LATER = "covered", "hedged", "not_covered", "later"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +132,8 @@ class OfflineRequest:
     unanalysed: frozenset[str] = frozenset()
     # What the question is about that the course never says (see Calibration).
     unknown_terms: tuple[str, ...] = ()
+    # No spoilers: sentences later in the video than the student has watched (pointed to, never quoted).
+    ahead: Sequence[Evidence] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +187,8 @@ class OfflineEngine:
         verdict, picks = self.decide(request)
         if verdict == COVERED:
             return opener + self._grounded_answer(picks, request)
+        if verdict == LATER:
+            return self._later(picks, request)
         if verdict == HEDGED:
             return self._closest(picks, request)
         return self._no_answer(request)
@@ -253,10 +257,13 @@ class OfflineEngine:
             picks = self._near_playhead(request)
             return (COVERED if picks else NOT_COVERED), picks
         scored = self.score_all(request)
-        if not scored:
-            return NOT_COVERED, []
-        probability = self.probability(scored, request)
+        probability = self.probability(scored, request) if scored else 0.0
         ordered = sorted(scored, key=lambda item: -item.score)
+        if probability < self.confident(request) and request.ahead:
+            # No spoilers: the answer may be later in the video; say where, never what.
+            later = self.score_all(replace(request, evidence=request.ahead, ahead=()))
+            if later and self.probability(later, request) > probability and self.probability(later, request) >= 0.5:
+                return LATER, sorted(later, key=lambda item: -item.score)[:1]
         if probability < 0.5:
             return NOT_COVERED, []
         if probability < self.confident(request):
@@ -364,6 +371,15 @@ class OfflineEngine:
             f"I'm not sure the lecture answers “{asked}” directly — it may not cover exactly this. The closest it "
             f"comes is at {where}: “{shorten(sentence.text, 400)}” [{picks[0].evidence.source.label}] If that is "
             "not what you meant, try asking with the words the lecture uses."
+        )
+
+    @staticmethod
+    def _later(picks: Sequence[Scored], request: OfflineRequest) -> str:
+        sentence = picks[0].sentence
+        return (
+            f"No spoilers: the lecture answers that later, at {format_clock(sentence.start_seconds)} "
+            f"[{picks[0].evidence.source.label}] — keep watching and it will come up. If you want it now, turn "
+            "off no spoilers or select that part of the transcript."
         )
 
     @staticmethod

@@ -191,14 +191,31 @@ def phrase_key(tokens: Sequence[Token]) -> str:
 
 
 def _phrase_kind(tokens: Sequence[Token], entity: bool) -> str:
-    if any(token._.code or "-" in token.text for token in tokens):
+    """code: one identifier (`justify-content`, `Promise.all`); name: a proper name; term: anything else,
+    including a phrase around an identifier ("flex-direction property")."""
+    if len(tokens) == 1 and (tokens[0]._.code or "-" in tokens[0].text):
         return "code"
     if entity or all(token.pos_ == "PROPN" for token in tokens):
         return "name"
     return "term"
 
 
-def _mentions(sentence: Span) -> list[tuple[list[Token], str]]:
+_NOMINAL_DEPS = frozenset({"nsubj", "nsubjpass", "dobj", "pobj", "attr", "appos", "conj", "dative", "oprd"})
+
+
+def _nominal_identifiers(docs: Sequence[Doc]) -> frozenset[str]:
+    """Hyphenated words the transcript uses as nouns somewhere ("set flex-direction to column"): elsewhere,
+    even tagged as an adjective ("the flex-direction property"), they name the same thing, unlike words only
+    ever used as adjectives ("a single-line container")."""
+    return frozenset(
+        token.text.lower()
+        for doc in docs
+        for token in doc
+        if "-" in token.text and (token.pos_ in ("NOUN", "PROPN", "X") or token.dep_ in _NOMINAL_DEPS)
+    )
+
+
+def _mentions(sentence: Span, nominal: frozenset[str] = frozenset()) -> list[tuple[list[Token], str]]:
     """Key phrase candidates of a sentence: trimmed noun chunks (and the compound noun at their end, which
     is often the term: "a long URL" → "URL"), code terms outside noun chunks, and names."""
     found: list[tuple[list[Token], str]] = []
@@ -231,8 +248,8 @@ def _mentions(sentence: Span) -> list[tuple[list[Token], str]]:
     for token in sentence:
         if len(token.text) < 2 or token.pos_ == "VERB":
             continue
-        # A hyphenated word used as an adjective ("a single-line container") names nothing by itself.
-        hyphenated = "-" in token.text and token.is_ascii and token.dep_ not in ("amod", "advmod", "acomp", "compound")
+        # A hyphenated word only ever used as an adjective ("a single-line container") names nothing by itself.
+        hyphenated = "-" in token.text and token.is_ascii and token.text.lower() in nominal
         if token._.code or hyphenated:
             found.append(([token], "code"))
     return found
@@ -280,6 +297,7 @@ def analyse(cues: Sequence[CueLike]) -> TranscriptAnalysis:
     blocks = _blocks(text, timeline)
     docs = list(pipeline.parse_many(block for _, block in blocks))
     proper = _proper_words(docs)
+    nominal = _nominal_identifiers(docs)
     sentences: list[SentenceAnalysis] = []
     phrases: dict[str, PhraseAnalysis] = {}
     surfaces: dict[str, Counter[str]] = defaultdict(Counter)
@@ -292,7 +310,7 @@ def analyse(cues: Sequence[CueLike]) -> TranscriptAnalysis:
             begin = offset + sentence.start_char + (len(sentence.text) - len(sentence.text.lstrip()))
             frames = tuple(frames_of(sentence, proper))
             mentions: list[Mention] = []
-            for tokens, kind in _mentions(sentence):
+            for tokens, kind in _mentions(sentence, nominal):
                 key = phrase_key(tokens)
                 start = tokens[0].idx - sentence.start_char
                 end = tokens[-1].idx + len(tokens[-1].text) - sentence.start_char
@@ -303,8 +321,7 @@ def analyse(cues: Sequence[CueLike]) -> TranscriptAnalysis:
                 phrase.mentions += 1
                 if not phrase.sentences or phrase.sentences[-1] != index:
                     phrase.sentences.append(index)
-                if kind == "code":
-                    phrase.kind = "code"
+
                 # A capital at the start of a sentence says nothing about how the phrase is written.
                 surfaces[key][sentence.text[start:end]] += 0 if tokens[0].i == sentence.start else 1
             complete = words.endswith((".", "!")) and sentence.root.pos_ in ("VERB", "AUX")

@@ -28,7 +28,8 @@ from spacy.util import filter_spans
 _JOINED = re.compile(r"(?<![\w$.-])[A-Za-z_$][\w$]*(?:[-.][A-Za-z0-9_$][\w$]*)+(?:\(\))?(?![\w$])")
 _CAMEL = re.compile(r"(?<![\w$.-])[a-z][a-z0-9]*[A-Z][A-Za-z0-9]*(?:\(\))?(?![\w$])")
 _CALLED = re.compile(r"(?<![\w$.-])[A-Za-z_$][\w$]*\(\)")
-_CODE_MARK = re.compile(r"[a-z][A-Z]|\d[a-z]|[a-z]\d")
+# camelCase, or a name with a digit in it (`h1`, `utf8`); a number with a unit (`1rem`, `100vh`) is a value.
+_CODE_MARK = re.compile(r"[a-z][A-Z]|^[A-Za-z]+\d")
 MAX_PARSE_CHARS = 2_000_000
 
 _lock = threading.Lock()
@@ -50,8 +51,8 @@ def identifier_spans(text: str) -> list[tuple[int, int]]:
 
 
 def is_code(text: str) -> bool:
-    """Spelled like code: called (`fetch()`), camelCase, digits inside a word, `_` or `$`, or dotted parts
-    (`Promise.all`, not `e.g.`). A plain hyphenated word (`re-render`) is not."""
+    """Spelled like code: called (`fetch()`), camelCase, a name with a digit (`h1`), `_` or `$`, or dotted parts
+    (`Promise.all`, not `e.g.`). A plain hyphenated word (`re-render`) and a value (`1rem`) are not."""
     if not any(character.isalpha() for character in text):
         return False
     if text.endswith("()") or "_" in text or "$" in text or _CODE_MARK.search(text):

@@ -137,7 +137,11 @@ async def test_quiz_agents_and_an_intervention_from_seeking_back(browser_stack: 
     assert quiz["questions"] >= 1
     assert set(quiz["verdicts"]) <= {"Correct", "Not quite"} and len(quiz["verdicts"]) == quiz["questions"]
     assert quiz["score"].endswith(f"of {quiz['questions']} correct ({quiz['questions']} questions)")
-    assert result["hint"]["text"] and result["hint"]["citations"] == 1
+    rungs = result["hint"]["rungs"]
+    assert [rung["level"].split(" ·")[0] for rung in rungs] == ["Hint 1 of 3", "Hint 2 of 3", "Hint 3 of 3"]
+    assert len({rung["text"] for rung in rungs}) == 3 and all(rung["citations"] == 1 for rung in rungs)
+    assert [rung["another"] for rung in rungs] == [1, 1, 0]
+    assert "the answer is yours to find" in rungs[2]["level"]
     assert result["reflect"]["prompt"]
     assert result["path"]["recommendations"] >= 1
     rewatch = result["rewatch"]

@@ -62,14 +62,17 @@ def test_key_phrases_are_trimmed_noun_phrases_code_terms_and_names() -> None:
         Cue(0.0, 4.0, "The flex-direction property sets the main axis."),
         Cue(4.0, 8.0, "React compares the old state with the main axis of a flex container."),
         Cue(8.0, 12.0, "Call Promise.all when the requests are independent."),
+        Cue(12.0, 16.0, "You can set flex-direction to column, and a single-line container stays on one line."),
     ]
     analysis = analyse(cues)
     phrases = {phrase.key: phrase for phrase in analysis.phrases}
     assert phrases["main axis"].mentions == 2 and phrases["main axis"].sentences == [0, 1]
     assert phrases["flex container"].kind == "term"
     assert phrases["promise.all"].kind == "code" and phrases["promise.all"].surface == "Promise.all"
-    assert phrases["flex-direction property"].kind == "code"
+    assert phrases["flex-direction property"].kind == "term" and phrases["flex-direction"].kind == "code"
     assert "the main axis" not in phrases and "a flex container" not in phrases
+    # Used as a noun somewhere, a hyphenated word is a term everywhere; one only ever an adjective is not.
+    assert phrases["flex-direction"].sentences == [0, 3] and "single-line" not in phrases
     first = analysis.sentences[0]
     written = [first.text[m.start : m.end] for m in first.mentions]
     assert "flex-direction property" in written and "main axis" in written

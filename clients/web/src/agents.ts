@@ -7,12 +7,14 @@ import type {
   SubmitQuizAnswerResponse,
 } from "../../../generated/ts/tutorstream/v1/agent_service_pb.js";
 import { citationChip, citationList } from "./citations.js";
-import { learningContext, type Page } from "./context.js";
+import { learningContext, type Page, type Where } from "./context.js";
 import { append, button, clear, h, type Child } from "./dom.js";
 import { randomId, span } from "./format.js";
 import type { Range } from "./transcript.js";
 
 const QUIZ_QUESTIONS = 3;
+// The rungs of the server's hint ladder (GetHintResponse.level).
+const HINT_RUNGS = 3;
 const QUIZ_LOOKBACK_SECONDS = 180;
 const LETTERS = ["A", "B", "C", "D"];
 
@@ -45,15 +47,32 @@ export class AgentPanel {
     clear(this.cards);
   }
 
-  async hint(struggle = ""): Promise<void> {
+  /**
+   * A hint about the moment on screen. Asking again for the same moment climbs the server's hint ladder: a
+   * guiding question, then a narrower one, then a scaffold that stops just short of the answer.
+   */
+  async hint(struggle = "", at?: Where): Promise<void> {
+    const where = at ?? this.page.where();
     await this.run("hint", "Getting a hint", async () => {
-      const response = await this.page.api.agents.getHint({
-        learningContext: learningContext(this.page.where()),
-        struggle,
-      });
+      const response = await this.page.api.agents.getHint({ learningContext: learningContext(where), struggle });
+      const another =
+        response.level < HINT_RUNGS
+          ? button(
+              "Another hint",
+              () => void this.hint(struggle, where),
+              { class: "quiet", "data-testid": "hint-another" },
+            )
+          : null;
       return [
+        h(
+          "div",
+          { class: "meta", "data-testid": "hint-level" },
+          `Hint ${response.level} of ${HINT_RUNGS}`,
+          response.level >= HINT_RUNGS ? " · the last one: the answer is yours to find" : "",
+        ),
         h("p", { class: "card-text", "data-testid": "hint-text" }, response.hint),
         response.citation ? h("div", { class: "citations" }, citationChip(this.page, response.citation)) : null,
+        another,
         h("div", { class: "meta" }, `confidence ${Math.round(response.confidence * 100)}% · ${response.model}`),
       ];
     });

@@ -25,13 +25,14 @@ const FREQUENCIES: Choice[] = [
 ];
 
 type EnumField = "personality" | "responseLength" | "quizFrequency";
-type FlagField = "autoHintsEnabled" | "reflectionPromptsEnabled";
+type FlagField = "autoHintsEnabled" | "reflectionPromptsEnabled" | "noSpoilers";
 const MASK_PATHS: Record<EnumField | FlagField, string> = {
   personality: "personality",
   responseLength: "response_length",
   quizFrequency: "quiz_frequency",
   autoHintsEnabled: "auto_hints_enabled",
   reflectionPromptsEnabled: "reflection_prompts_enabled",
+  noSpoilers: "no_spoilers",
 };
 
 export class PreferencesPanel {
@@ -69,6 +70,7 @@ export class PreferencesPanel {
       this.select("Quizzes while watching", "quizFrequency", FREQUENCIES, preferences.quizFrequency),
       this.checkbox("Hints while watching", "autoHintsEnabled", preferences.autoHintsEnabled),
       this.checkbox("Reflection prompts", "reflectionPromptsEnabled", preferences.reflectionPromptsEnabled),
+      this.checkbox("No spoilers (only what I have watched)", "noSpoilers", preferences.noSpoilers),
     );
   }
 

@@ -139,14 +139,35 @@ const steps = {
     results.quiz = { selection: label, questions: count, verdicts, score: await text(card, "[data-testid=quiz-score]") };
   },
 
+  // Ask for a hint, then climb the ladder with "Another hint" (each answer arrives as a new card on top);
+  // the last rung's citation chip moves the player to the cited moment.
   async hint(page) {
     await page.click("[data-testid=agent-hint]");
-    const card = page.locator("[data-testid=card-hint]").first();
-    await card.locator("[data-testid=hint-text]").waitFor({ timeout: WAIT_MS });
-    results.hint = {
-      text: await text(card, "[data-testid=hint-text]"),
-      citations: await card.locator("[data-testid=citation]").count(),
-    };
+    const rungs = [];
+    for (let rung = 1; rung <= 3; rung += 1) {
+      const card = page.locator("[data-testid=card-hint]").first();
+      await card.locator(`[data-testid=hint-level]:has-text("Hint ${rung} of 3")`).waitFor({ timeout: WAIT_MS });
+      rungs.push({
+        level: await text(card, "[data-testid=hint-level]"),
+        text: await text(card, "[data-testid=hint-text]"),
+        citations: await card.locator("[data-testid=citation]").count(),
+        another: await card.locator("[data-testid=hint-another]").count(),
+      });
+      if (rung < 3) {
+        await card.locator("[data-testid=hint-another]").click();
+      }
+    }
+    const chip = page.locator("[data-testid=card-hint]").first().locator("[data-testid=citation]").first();
+    const start = Number(await chip.getAttribute("data-start"));
+    await chip.click();
+    const minutes = String(Math.floor(start / 60)).padStart(2, "0");
+    const seconds = String(Math.floor(start % 60)).padStart(2, "0");
+    await page.waitForFunction(
+      (label) => document.querySelector("[data-testid=time]")?.textContent?.startsWith(label),
+      `${minutes}:${seconds}`,
+      { timeout: WAIT_MS },
+    );
+    results.hint = { rungs, seekedTo: await text(page, "[data-testid=time]"), start };
   },
 
   async reflect(page) {

@@ -155,6 +155,7 @@ class Preferences(_message.Message):
     QUIZ_FREQUENCY_FIELD_NUMBER: _builtins.int
     REFLECTION_PROMPTS_ENABLED_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    NO_SPOILERS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Output only. Resource name: `users/{user}/preferences`."""
     personality: _common_pb2.Personality.ValueType
@@ -167,6 +168,11 @@ class Preferences(_message.Message):
     """Optional. How often knowledge checks are offered during playback."""
     reflection_prompts_enabled: _builtins.bool
     """Optional. Whether reflection prompts are offered."""
+    no_spoilers: _builtins.bool
+    """Optional. No spoilers: the tutor never quotes or paraphrases what the video says after the playhead
+    (plus a short look-ahead, SPOILER_LOOKAHEAD_SECONDS); when the answer comes later it says where instead.
+    A selected range is exempt. Off by default.
+    """
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When the preferences last changed."""
@@ -181,10 +187,11 @@ class Preferences(_message.Message):
         quiz_frequency: Global___QuizFrequency.ValueType = ...,
         reflection_prompts_enabled: _builtins.bool = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        no_spoilers: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_hints_enabled", b"auto_hints_enabled", "name", b"name", "personality", b"personality", "quiz_frequency", b"quiz_frequency", "reflection_prompts_enabled", b"reflection_prompts_enabled", "response_length", b"response_length", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_hints_enabled", b"auto_hints_enabled", "name", b"name", "no_spoilers", b"no_spoilers", "personality", b"personality", "quiz_frequency", b"quiz_frequency", "reflection_prompts_enabled", b"reflection_prompts_enabled", "response_length", b"response_length", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -251,7 +258,7 @@ class UpdatePreferencesRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Required. Fields to update: personality, response_length, auto_hints_enabled, quiz_frequency,
-        reflection_prompts_enabled. `*` updates all of them.
+        reflection_prompts_enabled, no_spoilers. `*` updates all of them.
         """
 
     def __init__(
