@@ -213,6 +213,13 @@ class QuizAgent:
         seed: str,
     ) -> _Generated:
         corpus = await self._deps.corpora.load(scope.info.course_id)
+        if not any(corpus.index.sentences_of(chunk.chunk_id) for chunk in scope.chunks):
+            # Stored before the sentence analysis existed: the backfill job has not reached it yet.
+            raise FailedPrecondition(
+                f"the transcript of video {scope.info.video_id!r} is still being analysed; try again in a minute",
+                reason="ANALYSIS_PENDING",
+                metadata={"video_id": scope.info.video_id},
+            )
         count = request.question_count
         attempts = 0
         if self._deps.caller.online():

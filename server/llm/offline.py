@@ -184,6 +184,8 @@ class OfflineEngine:
                 "I can only answer questions written in English: the lecture's transcript is in English and I "
                 "quote it. Could you ask again in English?"
             )
+        if request.video_id and request.video_id in request.unanalysed:
+            return self._not_analysed(request)
         verdict, picks = self.decide(request)
         if verdict == COVERED:
             return opener + self._grounded_answer(picks, request)
@@ -383,18 +385,24 @@ class OfflineEngine:
         )
 
     @staticmethod
+    def _not_analysed(request: OfflineRequest) -> str:
+        """This video was stored before its sentences were analysed (the backfill job has not reached it): no
+        sentence can be quoted yet, so point to the excerpt of it that retrieval ranked first."""
+        here = next((source for source in request.sources if source.hit.video_id == request.video_id), None)
+        told = "This video's transcript is still being analysed, so I can't quote the lecture yet."
+        if here is None:
+            return f"{told} Try again in a minute."
+        hit = here.hit
+        where = f"{format_clock(hit.start_seconds)}–{format_clock(hit.end_seconds)}"
+        return f"{told} The part that matches your question best is {where} [{here.label}]; try again in a minute."
+
+    @staticmethod
     def _no_answer(request: OfflineRequest) -> str:
         asked = shorten(request.question.text, 120)
         if not request.sources:
             return (
                 f"I have no transcript to answer “{asked}” from yet, so I can't tell you what the lecture says. "
                 "Check that this video's transcript has been added, then ask again."
-            )
-        if request.unanalysed and not request.evidence:
-            first = request.sources[0].hit
-            return (
-                f"This lecture is still being analysed, so I can only point you to the part that matches best: "
-                f"{format_clock(first.start_seconds)}–{format_clock(first.end_seconds)} [{request.sources[0].label}]."
             )
         where = ""
         if request.position_seconds is not None and request.video_id:

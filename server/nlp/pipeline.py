@@ -136,4 +136,11 @@ def content_tokens(doc: Doc | Iterable[Token]) -> list[Token]:
 
 def content_keys(text: str) -> list[str]:
     """The keys of `text`'s content tokens, in order (for overlap and leak checks on short texts)."""
-    return [token_key(token) for token in content_tokens(parse(text))]
+    return list(_content_keys(text))
+
+
+@functools.lru_cache(maxsize=16384)
+def _content_keys(text: str) -> tuple[str, ...]:
+    # Quiz generation checks every candidate distractor against the stem and the answer: the same few
+    # hundred short texts, parsed once each instead of once per comparison.
+    return tuple(token_key(token) for token in content_tokens(parse(text)))

@@ -55,20 +55,19 @@ async def test_answers_are_scored_with_explanation_citation_and_mastery(offline_
 
 
 async def test_mastery_rises_with_right_answers_and_falls_with_wrong_ones(offline_server: RunningServer) -> None:
-    """The same concept answered in several quizzes: every right answer raises it, every wrong one lowers it."""
+    """Concepts answered across several quizzes: every right answer raises that concept's mastery, every
+    wrong one lowers it, and a concept met again carries on from where it was."""
     client = offline_server.client("tracker")
-    history: list[float] = [P_INIT]
-    concept = ""
+    mastery_of: dict[str, list[float]] = {}
     plan = [True, True, False, True, False, False]
     ranges = [(0, 494), (0, 250), (100, 494), (0, 330), (150, 494), (0, 400)]
     for step, (should_be_right, (start, end)) in enumerate(zip(plan, ranges, strict=True)):
         quiz = (await generate_quiz(client, "flexbox-layout", start, end, count=10)).quiz
         key = await answer_key(offline_server, quiz.quiz_id)
-        candidates = [q for q in quiz.questions if not concept or concept in q.concepts]
-        if not candidates:
-            continue
-        question = candidates[0]
-        concept = concept or question.concepts[0]
+        seen = [q for q in quiz.questions if q.concepts[0] in mastery_of]
+        question = (seen or list(quiz.questions))[0]
+        concept = question.concepts[0]
+        history = mastery_of.setdefault(concept, [P_INIT])
         right_index = key[question.question_id]["correct_index"]
         index = right_index if should_be_right else (right_index + 1) % 4
         result = await _submit(client, quiz.name, question.question_id, index, f"step-{step}")
@@ -77,8 +76,9 @@ async def test_mastery_rises_with_right_answers_and_falls_with_wrong_ones(offlin
             assert mastery.probability > history[-1]
         else:
             assert mastery.probability < history[-1]
+        assert mastery.attempts == len(history)
         history.append(mastery.probability)
-    assert len(history) >= 4
+    assert max(len(history) for history in mastery_of.values()) >= 3
 
 
 async def test_resubmitting_an_attempt_returns_the_first_result(offline_server: RunningServer) -> None:
