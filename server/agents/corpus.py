@@ -195,12 +195,13 @@ class CorpusCache:
         self._search = search
         self._sentences = sentences
         self._ttl = ttl_seconds
-        self._entries: OrderedDict[str, tuple[float, tuple[tuple[str, int], ...], CourseCorpus]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, tuple[tuple[str, str], ...], CourseCorpus]] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def load(self, course_id: str) -> CourseCorpus:
         videos = tuple(await self._search.course_videos(course_id))
-        shape = tuple((video.video_id, video.chunk_count) for video in videos)
+        # A re-ingest can keep a video's chunk count while replacing every chunk id: the versions change.
+        shape = await self._sentences.versions(course_id)
         lock = self._locks.setdefault(course_id, asyncio.Lock())
         async with lock:
             cached = self._entries.get(course_id)

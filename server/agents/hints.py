@@ -215,10 +215,16 @@ async def gather_context(
         around = sorted(every, key=lambda hit: _distance(hit, position))[:1]
     found = await search.search(struggle, video_id=info.video_id, limit=SEARCH_LIMIT) if struggle else []
     window = sorted({hit.chunk_id: hit for hit in [*chosen, *around]}.values(), key=lambda hit: hit.start_seconds)
-    # The sentences of the moment (the selection, else the playhead window), scored against the struggle.
+    # The sentences of the moment (said within the selection, else the playhead window), scored against the
+    # struggle.
     vector = await search.query_vector(struggle) if struggle else None
+    moment = (
+        [(info.video_id, *selected)]
+        if chosen and selected
+        else [(h.video_id, h.start_seconds, h.end_seconds) for h in around]
+    )
     sentences = await deps.sentences.in_ranges(
-        [(hit.video_id, hit.start_seconds, hit.end_seconds) for hit in (chosen or around)],
+        moment,
         query_vector=vector,
         model_id=search.embedding_model,
     )

@@ -46,6 +46,9 @@ MAX_SENTENCE_WORDS = 45
 BANDS = {"easy": (0.15, 0.6), "medium": (0.25, 0.75), "hard": (0.35, 0.85)}
 WIDEST_BAND = (0.05, 0.88)
 OTHER_KIND_BAND = (0.15, 0.8)
+# Last resort (a course of a few phrases, or an embedding model that relates none of them): any phrase that is
+# not a synonym. A quiz with weak distractors beats no quiz; the eval's distractor check counts them.
+ANY_BAND = (-1.0, 0.8)
 # Two sentences sharing this share of their content words say the same thing.
 SAME_STATEMENT = 0.6
 _ARTICLE = re.compile(r"\b(an?)\s*$", re.IGNORECASE)
@@ -147,7 +150,8 @@ def _distractors(
     said = [sentence for chunk in corpus.chunks.values() for sentence in index.sentences_of(chunk.chunk_id)]
     answer_text = candidate.sentence.text[candidate.start : candidate.end]
     # The band for the difficulty, then the widest band, then (a small course) phrases of any kind.
-    for (low, high), same_kind in ((BANDS[difficulty], True), (WIDEST_BAND, True), (OTHER_KIND_BAND, False)):
+    tiers = ((BANDS[difficulty], True), (WIDEST_BAND, True), (OTHER_KIND_BAND, False), (ANY_BAND, False))
+    for (low, high), same_kind in tiers:
         scored: list[tuple[float, str]] = []
         for position, phrase in enumerate(phrases.phrases):
             term = index.term(phrase.key)

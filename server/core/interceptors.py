@@ -51,6 +51,7 @@ def _metadata(context: aio.ServicerContext[Any, Any]) -> dict[str, str]:
 class _RpcOutcome:
     def __init__(self) -> None:
         self.code = grpc.StatusCode.OK
+        self.reason = "-"
 
 
 class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
@@ -117,6 +118,7 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
     ) -> None:
         if isinstance(exc, errors.DomainError):
             mapped = status.status_for_error(exc, request_id)
+            outcome.reason = exc.reason
         elif isinstance(exc, NotImplementedError):
             mapped = status.unimplemented_status(method, request_id)
         else:
@@ -133,9 +135,10 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         elapsed = time.perf_counter() - started
         metrics.observe_rpc(method, outcome.code.name, elapsed)
         log.info(
-            "rpc method=%s status=%s duration_ms=%.1f request_id=%s user=%s",
+            "rpc method=%s status=%s reason=%s duration_ms=%.1f request_id=%s user=%s",
             method,
             outcome.code.name,
+            outcome.reason,
             elapsed * 1000,
             request_id,
             principal.user_id if principal else "-",

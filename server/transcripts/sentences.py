@@ -172,7 +172,7 @@ class SentenceStore:
     async def vocabulary(self, course_id: str) -> frozenset[str]:
         """Every content key the course's sentences say (kept like the phrases: a minute, or until the
         course changes)."""
-        shape = await self._shape(course_id)
+        shape = await self.versions(course_id)
         cached = self._vocabularies.get(course_id)
         if cached is not None and cached[1] == shape and cached[0] > time.monotonic():
             return cached[2]
@@ -184,7 +184,7 @@ class SentenceStore:
             self._vocabularies.popitem(last=False)
         return words
 
-    async def _shape(self, course_id: str) -> tuple[tuple[str, str], ...]:
+    async def versions(self, course_id: str) -> tuple[tuple[str, str], ...]:
         """What changes when a course's transcripts or their analyses change."""
         statement = text(
             "SELECT video_id, analysis_version || ':' || chunk_count || ':' || update_time AS version "
@@ -254,7 +254,7 @@ class SentenceStore:
     async def course_phrases(self, course_id: str, model_id: str) -> CoursePhrases:
         """The course's key phrases, merged over its videos, with their vectors of `model_id` (kept for a
         minute, reloaded at once when the course's videos or their analyses change)."""
-        shape = (*await self._shape(course_id), ("", model_id))
+        shape = (*await self.versions(course_id), ("", model_id))
         cached = self._phrases.get(course_id)
         if cached is not None and cached[1] == shape and cached[0] > time.monotonic():
             self._phrases.move_to_end(course_id)

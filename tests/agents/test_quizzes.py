@@ -19,6 +19,7 @@ from tests.agents.conftest import (
     AgentServerFactory,
     answer_key,
     generate_quiz,
+    ingest,
     interactions_of,
     valid_quiz_output,
 )
@@ -180,3 +181,27 @@ async def test_a_quiz_on_chunk_ids_and_on_the_whole_video(offline_server: Runnin
     whole = await client.agents.GenerateQuiz(pb.GenerateQuizRequest(video_id="react-state-effects", question_count=6))
     assert whole.quiz.range.start_seconds == 0
     assert len(whole.quiz.questions) == 6
+
+
+async def test_a_reingested_video_is_quizzed_on_its_new_text(offline_server: RunningServer) -> None:
+    """A re-ingest that keeps the chunk count but replaces every chunk: the next quiz comes from the new text
+    (the course's cached analysis is reloaded), not a FAILED_PRECONDITION about missing sentences."""
+    student = offline_server.client("reingest-student")
+    await generate_quiz(student, FLEX_VIDEO, 0, 240, count=3)
+    (video,) = [video for video in load_demo_course().videos if video.video_id == FLEX_VIDEO]
+    renamed = video.vtt.replace("main axis", "primary axis")
+    assert renamed != video.vtt
+    await ingest(
+        offline_server.client("reingest-service", role="service"),
+        FLEX_VIDEO,
+        video.title,
+        renamed,
+        video.duration_seconds,
+    )
+    stems = []
+    for start, end in ((0, 300), (60, 494)):
+        quiz = (await generate_quiz(student, FLEX_VIDEO, start, end, count=5)).quiz
+        key = await answer_key(offline_server, quiz.quiz_id)
+        stems += [(q.stem, q.options[key[q.question_id]["correct_index"]], list(q.options)) for q in quiz.questions]
+    assert stems
+    assert not any("main axis" in f"{stem} {' '.join(options)}" for stem, _, options in stems), stems
