@@ -87,8 +87,9 @@ async def test_stream_with_usage_chunk(fake: FakeOpenAI, client: openai.AsyncOpe
     assert usage_chunk.choices == []
     assert usage_chunk.usage is not None
     assert (usage_chunk.usage.prompt_tokens, usage_chunk.usage.completion_tokens) == (12, 3)
-    assert fake.completed_streams == 1
-    assert fake.active_streams == 0
+    # The server's thread counts the stream once write_eof returns, which can be just after the client has
+    # read [DONE].
+    assert await fake.wait_for_async(lambda: fake.completed_streams == 1 and fake.active_streams == 0)
 
 
 async def test_stream_without_include_usage_has_no_usage_chunk(client: openai.AsyncOpenAI) -> None:
