@@ -8,7 +8,8 @@ A question is valid when
 - it cites one of the excerpts it was given;
 - the correct option is supported by the cited text: at least `MIN_SUPPORT` of its content words (lemmas,
   stop words dropped) are said in the cited chunk's sentences;
-- the stem does not give the answer away (`contains_answer(stem, correct option)` is false);
+- the stem does not give the answer away: the correct option is not written in it (`contains_answer`), and
+  an answer of several words does not have all of them in the stem, even apart ("step by _____" for "step code");
 - no two questions of a quiz have the same stem or the same correct answer.
 """
 
@@ -139,6 +140,11 @@ def _label(value: str) -> str:
     return value.strip().strip("[]").strip()
 
 
+def _words_all_in(answer: str, stem: str) -> bool:
+    words = set(content_keys(answer))
+    return len(words) > 1 and words <= set(content_keys(stem))
+
+
 def check_item(raw: Any, by_label: dict[str, Source], index: CourseIndex) -> QuizItemDraft | str:
     """The validated question, or what is wrong with it."""
     if not isinstance(raw, dict):
@@ -174,7 +180,7 @@ def check_item(raw: Any, by_label: dict[str, Source], index: CourseIndex) -> Qui
     supported = support(answer, said)
     if supported < MIN_SUPPORT:
         return f"the correct option {answer!r} is not supported by the cited excerpt {cited.label}"
-    if contains_answer(stem, answer):
+    if contains_answer(stem, answer) or _words_all_in(answer, stem):
         return "the stem gives the answer away"
     names = [c for c in concepts if isinstance(c, str)] if isinstance(concepts, list) else []
     normalized = normalize_concepts(names, limit=3)

@@ -55,6 +55,15 @@ MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         _set("stem", "Is space-between the value that spreads items to both ends?"),
         "the stem gives the answer away",
     ),
+    "stem_has_the_answer_words_apart": (
+        _first(
+            lambda q: q.update(
+                stem="Which space does space-between divide evenly among items, the part remaining after them?",
+                options=["space-around", "remaining space", "space-evenly", "center"],
+            )
+        ),
+        "the stem gives the answer away",
+    ),
     "same_answer_twice": (
         _first(lambda q: q.update(options=["space-evenly", "space-around", "flex-end", "stretch"], correct_index=0)),
         "has the same answer as an earlier question",
