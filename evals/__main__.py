@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import datetime
 import logging
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -27,21 +26,12 @@ from evals.labels import LabelledSet, load_held_out_set, load_labelled_set
 from evals.report import EngineResult, misses, render_table
 from evals.runs import run_chat, run_hints, run_quizzes, run_search
 from evals.stack import embedded_database, model_settings, offline_settings, running, seed, student_client
+from evals.stamp import commit
 from server.config import Settings
 from server.embeddings.local import LocalEmbedder
 from server.llm.offline import OFFLINE_MODEL
 
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.md"
-
-
-def commit() -> str:
-    try:
-        described = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True
-        )
-        return described.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 async def evaluate(
@@ -91,7 +81,7 @@ async def run(include_model: bool) -> list[EngineResult]:
     return results
 
 
-def document(results: list[EngineResult], table: str) -> str:
+def document(results: list[EngineResult], table: str, measured: str) -> str:
     dev, held_out = load_labelled_set(), load_held_out_set()
 
     def described(labelled: LabelledSet) -> str:
@@ -106,7 +96,7 @@ def document(results: list[EngineResult], table: str) -> str:
     lines = [
         "# Answer quality: the demo course (dev) and a held-out course",
         "",
-        f"`make eval` on {stamp} at commit `{commit()}`. {described(dev)}; {described(held_out)}. The held-out "
+        f"`make eval` on {stamp} at commit `{measured}`. {described(dev)}; {described(held_out)}. The held-out "
         "course (`evals/heldout/`) was written apart from the engine and is never tuned on. Search and chat count "
         "a hit when a top-3 result or a citation overlaps the range where the lecture gives the answer (chat "
         "citations span the sentences an answer quotes); unanswerable questions count when the answer says the "
@@ -129,11 +119,12 @@ def main() -> None:
     parser.add_argument("--offline-only", action="store_true", help="skip the configured model even if there is one")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    measured = commit(arguments.output)
     results = asyncio.run(run(include_model=not arguments.offline_only))
     table = render_table(results)
     print(table)
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
-    arguments.output.write_text(document(results, table), encoding="utf-8")
+    arguments.output.write_text(document(results, table, measured), encoding="utf-8")
     print(f"written to {arguments.output}")
 
 

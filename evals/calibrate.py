@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import logging
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from sklearn.model_selection import LeaveOneOut, cross_val_predict
 from evals.labels import LabelledSet, load_labelled_set
 from evals.runs import playhead
 from evals.stack import embedded_database, offline_settings, running, seed
+from evals.stamp import commit
 from server.app import TutorstreamServer
 from server.chat.context import gather_turn
 from server.chat.domain import LearningContext
@@ -111,15 +111,6 @@ def fit(observations: list[Observation]) -> Fitted:
     )
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 async def calibrate() -> tuple[str, Fitted, list[Observation]]:
     labelled = load_labelled_set()
     with tempfile.TemporaryDirectory(prefix="tutorstream-calibrate-") as tmp:
@@ -154,7 +145,7 @@ def write(model: str, fitted: Fitted, observations: list[Observation]) -> None:
                 "unanswerable": sum(1 for o in observations if not o.answerable),
             },
             "labelled_set": "webdev-101 (dev): direct (playhead 2 min away), paraphrased and unanswerable questions",
-            "commit": commit(),
+            "commit": commit(CALIBRATION_FILE),
         }
     )
     data["models"] = sorted(entries, key=lambda entry: entry["embedding_model"])
