@@ -95,6 +95,12 @@ def _definition(sentence: StoredSentence, chunk: SearchHit, index: CourseIndex) 
             continue
         start = sentence.text.find(frame.subject)
         inside = [m for m in sentence.mentions if start <= m.start and m.end <= start + len(frame.subject)]
+        # A subject that names a relation ("The second argument to useEffect") is not a term for what the
+        # sentence says: only a subject whose phrases all overlap its first one is asked about.
+        first = min((m.start for m in inside), default=0)
+        first_end = max((m.end for m in inside if m.start == first), default=0)
+        if any(m.start >= first_end for m in inside):
+            continue
         # "The flex-direction property sets …" is about flex-direction: a code term in the subject is the answer.
         code = [m for m in inside if (term := index.term(m.key)) is not None and term.kind == "code"]
         mention = min(code, key=lambda m: m.end - m.start) if code else (inside[0] if inside else None)
