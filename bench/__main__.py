@@ -2,23 +2,28 @@
 
 Every module measures tutorstream side by side with a baseline in the same run and publishes its figures as
 `bench.report.Line`s; this runner collects them into one table, prints it, and writes it with the machine's
-description to bench/results/latest.md (each module's detailed output goes to bench/results/details.txt).
-After a full run (no module names given) the README's benchmark table is replaced by the new one.
+description to bench/results/latest.md (each module's detailed output goes to bench/results/details.txt), and the
+README's benchmark table is replaced by the new one. Every figure is kept with its module, commit and time in
+bench/results/latest.jsonl: a run of some modules replaces their figures and keeps the others' from their own
+last run (the description says which run each comes from), and each new figure is shown beside its previous
+value, flagged when it got more than 20 % worse against its target.
 
     python -m bench                 # everything
-    python -m bench chat search     # only bench_chat and bench_search (the README is left alone)
+    python -m bench chat search     # only bench_chat and bench_search; the other modules' figures are kept
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.report import RESULTS_FILE_ENV, Line, load, render
@@ -36,6 +41,7 @@ MODULES = (
 )
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+FIGURES = RESULTS / "latest.jsonl"
 README = ROOT / "README.md"
 README_START = "<!-- bench-table:start -->"
 README_END = "<!-- bench-table:end -->"
@@ -72,16 +78,52 @@ def run_module(module: str, sink: Path) -> tuple[list[Line], str, float, int]:
     return lines, output, elapsed, result.returncode
 
 
-def describe_run(started: datetime.datetime, timings: list[tuple[str, float, int]], load_before: str) -> str:
+@dataclass(frozen=True)
+class Figure:
+    """One line of a module's run, with the run it comes from."""
+
+    module: str
+    commit: str
+    at: str
+    line: Line
+
+
+def load_figures(path: Path = FIGURES) -> list[Figure]:
+    if not path.exists():
+        return []
+    rows = [json.loads(row) for row in path.read_text(encoding="utf-8").splitlines() if row.strip()]
+    return [Figure(row["module"], row["commit"], row["at"], Line(**row["line"])) for row in rows]
+
+
+def save_figures(figures: list[Figure], path: Path = FIGURES) -> None:
+    rows = [json.dumps({**asdict(figure), "line": asdict(figure.line)}) for figure in figures]
+    path.write_text("".join(f"{row}\n" for row in rows), encoding="utf-8")
+
+
+def merge(previous: list[Figure], fresh: list[Figure], ran: list[str]) -> list[Figure]:
+    """The modules run now with their fresh figures, every other module with its figures from before, in
+    the order of MODULES."""
+    merged: list[Figure] = []
+    for module in MODULES:
+        name = short_name(module)
+        merged += [figure for figure in (fresh if module in ran else previous) if figure.module == name]
+    return merged
+
+
+def describe_run(
+    started: datetime.datetime, timings: list[tuple[str, float, int]], load_before: str, kept: list[Figure]
+) -> str:
     load_after = " ".join(f"{value:.2f}" for value in os.getloadavg())
     ran = ", ".join(f"{short_name(m)} {s:.0f} s" + (f" (exit {code})" if code else "") for m, s, code in timings)
-    return "\n".join(
-        [
-            f"Run {started:%Y-%m-%d %H:%M} UTC at commit {git_revision()}, on {os.cpu_count()} cores "
-            f"({cpu_model()}), Python {platform.python_version()}.",
-            f"Load average before / after: {load_before} / {load_after}. Modules: {ran}.",
-        ]
-    )
+    lines = [
+        f"Run {started:%Y-%m-%d %H:%M} UTC at commit {git_revision()}, on {os.cpu_count()} cores "
+        f"({cpu_model()}), Python {platform.python_version()}.",
+        f"Load average before / after: {load_before} / {load_after}. Modules: {ran}.",
+    ]
+    earlier = {f.module: f"{f.module} ({f.at}, commit {f.commit})" for f in kept}
+    if earlier:
+        lines.append(f"Kept from earlier runs (not re-run): {', '.join(earlier.values())}.")
+    return "\n".join(lines)
 
 
 def update_readme(table: str, description: str) -> None:
@@ -104,25 +146,31 @@ def main() -> int:
 
     started = datetime.datetime.now(datetime.UTC)
     load_before = " ".join(f"{value:.2f}" for value in os.getloadavg())
-    lines: list[Line] = []
+    stamp = f"{started:%Y-%m-%d %H:%M} UTC"
+    revision = git_revision()
+    fresh: list[Figure] = []
     details: list[str] = []
     timings: list[tuple[str, float, int]] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         for index, module in enumerate(selected):
             print(f"[{index + 1}/{len(selected)}] {module} …", flush=True)
             module_lines, output, elapsed, code = run_module(module, Path(scratch) / f"{short_name(module)}.jsonl")
-            lines += module_lines
+            fresh += [Figure(short_name(module), revision, stamp, line) for line in module_lines]
             timings.append((module, elapsed, code))
             details.append(f"== {module} ({elapsed:.0f} s, exit {code})\n{output}")
             print(f"    {elapsed:.0f} s, exit {code}", flush=True)
 
-    table = render(lines)
-    description = describe_run(started, timings, load_before)
+    previous = load_figures()
+    figures = merge(previous, fresh, selected)
+    kept = [f for f in figures if f not in fresh]
+    rerun = {short_name(module) for module in selected}
+    table = render([f.line for f in figures], [f.line for f in previous if f.module in rerun])
+    description = describe_run(started, timings, load_before, kept)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "details.txt").write_text("\n".join(details), encoding="utf-8")
     (RESULTS / "latest.md").write_text(f"# Benchmark results\n\n{description}\n\n{table}\n", encoding="utf-8")
-    if not arguments.only:
-        update_readme(table, description)
+    save_figures(figures)
+    update_readme(table, description)
     print()
     print(description)
     print()

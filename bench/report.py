@@ -68,10 +68,34 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return float(ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))])
 
 
-def render(lines: Iterable[Line]) -> str:
-    """A Markdown table: area, metric, measured, target, verdict, baseline."""
-    rows = [("area", "metric", "measured", "target", "", "measured against (same run)")]
-    rows += [(ln.area, ln.metric, ln.shown_value(), ln.target, ln.verdict(), ln.baseline) for ln in lines]
+# A figure with a target that moved this much the wrong way since the previous run is flagged.
+REGRESSION = 0.2
+
+
+def change(line: Line, before: Line | None) -> str:
+    """How `line` compares with the same figure of the previous run: its value then, and "worse by N %" when it
+    has a target and moved more than `REGRESSION` away from it (figures without a target have no direction)."""
+    if before is None or before.unit != line.unit:
+        return ""
+    shown = f"was {before.shown_value()}"
+    lower_is_better = line.target.startswith("<=")
+    if not line.target or before.value == 0:
+        return shown
+    worse = (line.value - before.value) / abs(before.value)
+    if not lower_is_better:
+        worse = -worse
+    return f"{shown}, WORSE by {worse:.0%}" if worse > REGRESSION else shown
+
+
+def render(lines: Iterable[Line], previous: Sequence[Line] | None = None) -> str:
+    """A Markdown table: area, metric, measured, target, verdict, baseline; with `previous` (the last run's
+    lines), a column with each figure's earlier value and a flag on regressions."""
+    earlier = {(ln.area, ln.metric): ln for ln in previous or ()}
+    header = ("area", "metric", "measured", "target", "", "measured against (same run)")
+    rows = [header + (("previous run",) if previous is not None else ())]
+    for ln in lines:
+        row = (ln.area, ln.metric, ln.shown_value(), ln.target, ln.verdict(), ln.baseline)
+        rows.append(row + ((change(ln, earlier.get((ln.area, ln.metric))),) if previous is not None else ()))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
 
     def shown(row: tuple[str, ...]) -> str:

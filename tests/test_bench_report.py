@@ -9,6 +9,7 @@ import pytest
 
 from bench import __main__ as runner
 from bench.report import RESULTS_FILE_ENV, at_least, at_most, context, load, percentile, publish, render
+from bench.report import change as runner_change
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,3 +77,31 @@ def test_readme_shows_the_latest_benchmark_table() -> None:
     block = readme.split(runner.README_START, 1)[1].split(runner.README_END, 1)[0].strip()
     assert block, "README has an empty benchmark block"
     assert block in latest, "README's benchmark table differs from bench/results/latest.md: rerun `make bench`"
+
+
+def test_a_figure_that_moved_away_from_its_target_is_flagged() -> None:
+    before = at_most("chat", "TTFT p50", 10.0, "ms", 50)
+    assert runner_change(at_most("chat", "TTFT p50", 12.5, "ms", 50), before) == "was 10.00 ms, WORSE by 25%"
+    assert runner_change(at_most("chat", "TTFT p50", 11.0, "ms", 50), before) == "was 10.00 ms"
+    assert runner_change(at_most("chat", "TTFT p50", 5.0, "ms", 50), before) == "was 10.00 ms"
+    rate = at_least("chat", "relay rate", 1.0, "x", 0.99)
+    assert runner_change(at_least("chat", "relay rate", 0.7, "x", 0.99), rate) == "was 1.000x, WORSE by 30%"
+    # Without a target a figure has no direction: only its earlier value is shown.
+    assert runner_change(context("unary", "RPS", 100.0, "RPS"), context("unary", "RPS", 500.0, "RPS")) == (
+        "was 500.0 RPS"
+    )
+    assert runner_change(context("unary", "RPS", 100.0, "RPS"), None) == ""
+
+
+def test_a_run_of_some_modules_keeps_the_others_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    figures = tmp_path / "latest.jsonl"
+    old_chat = runner.Figure("chat", "aaa", "2026-01-01 00:00 UTC", at_most("chat", "TTFT p50", 10.0, "ms", 50))
+    old_tutor = runner.Figure("tutor", "aaa", "2026-01-01 00:00 UTC", context("tutor", "sentences", 6.0, ""))
+    runner.save_figures([old_chat, old_tutor], figures)
+    assert runner.load_figures(figures) == [old_chat, old_tutor]
+    new_tutor = runner.Figure("tutor", "bbb", "2026-02-01 00:00 UTC", context("tutor", "sentences", 7.0, ""))
+    merged = runner.merge(runner.load_figures(figures), [new_tutor], ["bench.bench_tutor"])
+    assert merged == [old_chat, new_tutor]
+    table = render([figure.line for figure in merged], [old_tutor.line])
+    assert "| 7.00" in table and "was 6.00" in table
+    assert table.count("was ") == 1, "a figure kept from an earlier run is not compared with itself"
