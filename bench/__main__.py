@@ -120,9 +120,13 @@ def describe_run(
         f"({cpu_model()}), Python {platform.python_version()}.",
         f"Load average before / after: {load_before} / {load_after}. Modules: {ran}.",
     ]
-    earlier = {f.module: f"{f.module} ({f.at}, commit {f.commit})" for f in kept}
-    if earlier:
-        lines.append(f"Kept from earlier runs (not re-run): {', '.join(earlier.values())}.")
+    runs: dict[tuple[str, str], list[str]] = {}
+    for figure in kept:
+        modules = runs.setdefault((figure.at, figure.commit), [])
+        if figure.module not in modules:
+            modules.append(figure.module)
+    for (at, commit), modules in runs.items():
+        lines.append(f"Not re-run, kept from the run of {at} at commit {commit}: {', '.join(modules)}.")
     return "\n".join(lines)
 
 
