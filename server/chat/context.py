@@ -408,6 +408,7 @@ def build_prompt(
     counter: TokenCounter,
     history_budget: int,
     spoiler_limit: float | None = None,
+    source_budget: int = SOURCE_TOKEN_BUDGET,
 ) -> Prompt:
     cleaned = [
         HistoryMessage(m.role, strip_markers(m.content) if m.role == ASSISTANT else m.content)
@@ -415,7 +416,7 @@ def build_prompt(
         if m.content.strip()
     ]
     kept = trim_history(cleaned, counter, max(0, history_budget))
-    sources = fit_sources(sources, counter)
+    sources = fit_sources(sources, counter, source_budget)
     messages = [ChatMessage("system", system_prompt(persona, context, sources, spoiler_limit))]
     messages.extend(ChatMessage("assistant" if m.role == ASSISTANT else "user", m.content) for m in kept)
     messages.append(ChatMessage("user", question))

@@ -18,9 +18,13 @@ How a turn ends:
 
 Budget: the reservation is an upper bound made before retrieval finishes (the prompt's size is capped:
 history budget + excerpt budget + the largest answer any preference allows), so it runs alongside retrieval
-instead of after it; commit replaces it with the real usage. Usage is the model's own counts when it reports
-them. A cut-off answer is charged at an estimate (prompt tokens plus the tokens of the text received): the
-upstream did the work. The offline engine, cache hits and failures before any text release the reservation.
+instead of after it; commit replaces it with the real usage. When the student's remaining tokens cannot hold
+that bound, nothing is refused yet: a cached answer is replayed at no cost; otherwise the turn is fitted to
+what remains — the real prompt, fewer excerpts if need be, and a shorter answer (`max_tokens`) — and is
+refused only when not even a `MIN_ANSWER_TOKENS` answer with one excerpt's worth of lecture fits. Usage is
+the model's own counts when it reports them. A cut-off answer is charged at an estimate (prompt tokens plus
+the tokens of the text received): the upstream did the work. The offline engine, cache hits and failures
+before any text release the reservation.
 """
 
 from __future__ import annotations
@@ -32,12 +36,12 @@ import re
 import time
 import uuid
 from collections.abc import AsyncGenerator, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from server.agents.preferences import PreferencesService
 from server.chat import repository as repo
-from server.chat.context import HistoryMessage, build_prompt, gather_turn, prompt_ceiling
+from server.chat.context import SOURCE_TOKEN_BUDGET, HistoryMessage, Prompt, build_prompt, gather_turn, prompt_ceiling
 from server.chat.domain import (
     CANCELLED,
     CONTENT_FILTER,
@@ -60,11 +64,12 @@ from server.config import Settings
 from server.core import metrics
 from server.core.auth import Principal
 from server.core.db import Database
-from server.core.errors import DeadlineExceeded, NotFound
+from server.core.errors import DeadlineExceeded, NotFound, QuotaExceeded
 from server.limits.budget import TokenBudget
 from server.llm.cache import CachedAnswer, cache_key
+from server.llm.grounding import Source
 from server.llm.offline import OfflineRequest
-from server.llm.persona import MAX_ANSWER_TOKENS, persona_for
+from server.llm.persona import MAX_ANSWER_TOKENS, Persona, persona_for
 from server.llm.pii import redact, redact_messages
 from server.llm.provider import ChatParams, Completion, ProviderError, StreamEvent, TextDelta, UpstreamError
 from server.llm.router import LLMRouter, pseudonymous_user
@@ -75,6 +80,10 @@ from server.transcripts.sentences import SentenceStore
 logger = logging.getLogger(__name__)
 
 HISTORY_FETCH_LIMIT = 60
+# A turn fitted to a nearly spent budget still leaves room for an answer of at least this many tokens.
+MIN_ANSWER_TOKENS = 96
+# The excerpt budgets a fitted turn tries after the full one, largest first (the last about one excerpt).
+FITTED_SOURCE_BUDGETS = (1200, 600, 300)
 A = TypeVar("A")
 B = TypeVar("B")
 C = TypeVar("C")
@@ -192,13 +201,13 @@ class TurnRunner:
         # Everything that leaves the process from here on is redacted; the stored question is as typed.
         safe_question = redact(turn.question).text
         counter = self._llm.counter()
-        reserve = self._reserve(turn, stored, counter) if self._llm.upstream_likely() else _nothing()
+        reserve = self._reserve(turn, stored, counter) if self._llm.upstream_likely() else _no_refusal()
         earlier = redact(_previous_question(stored.history)).text
         preferences = await self._preferences.get(turn.principal.user_id)
         spoiler_limit = None
         if preferences.no_spoilers and stored.context.video_id:
             spoiler_limit = stored.context.position_seconds + self._settings.spoiler_lookahead_seconds
-        gathered, _, _ = await _together(
+        gathered, refused, _ = await _together(
             gather_turn(
                 self._search,
                 self._sentences,
@@ -259,15 +268,25 @@ class TurnRunner:
             turn.cached_model = hit.model
             await self._release(turn)
             return _replay(hit), key
+        if refused is not None:
+            # The upper bound did not fit what the student has left: fit the real turn to it.
+            prompt, answer_tokens = await self._fit(turn, stored, persona, sources, counter, spoiler_limit, refused)
+            turn.prompt = prompt
+            redacted = redact_messages(prompt.messages)
+            params = replace(params, max_tokens=answer_tokens)
+            key = cache_key(
+                params.model, redacted.messages, temperature=params.temperature, max_tokens=params.max_tokens
+            )
         routed = self._llm.open_chat(redacted.messages, params, offline_request)
         turn.routed = routed
         if routed.offline:
             await self._release(turn)
         return routed.events(), key
 
-    async def _reserve(self, turn: TurnState, stored: _Stored, counter: TokenCounter) -> None:
+    async def _reserve(self, turn: TurnState, stored: _Stored, counter: TokenCounter) -> QuotaExceeded | None:
         """Reserve an upper bound of the turn's tokens (refunded down to the real usage on commit), so the
-        reservation runs alongside retrieval instead of after it."""
+        reservation runs alongside retrieval instead of after it; the refusal when it does not fit (the turn
+        may still fit, see `_fit`)."""
         ceiling = prompt_ceiling(
             context=stored.context,
             history=stored.history,
@@ -275,7 +294,53 @@ class TurnRunner:
             counter=counter,
             history_budget=self._settings.history_token_budget,
         )
-        turn.reservation = await self._budget.reserve(turn.principal, ceiling + MAX_ANSWER_TOKENS, operation="chat")
+        try:
+            turn.reservation = await self._budget.reserve(
+                turn.principal, ceiling + MAX_ANSWER_TOKENS, operation="chat", count_refusal=False
+            )
+        except QuotaExceeded as refusal:
+            return refusal
+        return None
+
+    async def _fit(
+        self,
+        turn: TurnState,
+        stored: _Stored,
+        persona: Persona,
+        sources: list[Source],
+        counter: TokenCounter,
+        spoiler_limit: float | None,
+        refused: QuotaExceeded,
+    ) -> tuple[Prompt, int]:
+        """The prompt and answer length that fit the student's remaining tokens, reserved; `refused` when
+        not even a `MIN_ANSWER_TOKENS` answer fits with the smallest excerpt budget."""
+        principal = turn.principal
+        windows = await self._budget.status(principal.user_id, principal.tier.value)
+        available = min(window.tokens_remaining for window in windows)
+        for source_budget in (SOURCE_TOKEN_BUDGET, *FITTED_SOURCE_BUDGETS):
+            prompt = build_prompt(
+                persona=persona,
+                context=stored.context,
+                sources=sources,
+                history=stored.history,
+                question=turn.question,
+                counter=counter,
+                history_budget=self._settings.history_token_budget,
+                spoiler_limit=spoiler_limit,
+                source_budget=source_budget,
+            )
+            answer_tokens = min(persona.max_tokens, available - prompt.prompt_tokens)
+            if answer_tokens >= MIN_ANSWER_TOKENS:
+                turn.reservation = await self._budget.reserve(
+                    principal, prompt.prompt_tokens + answer_tokens, operation="chat"
+                )
+                logger.info(
+                    "chat turn fitted to the remaining token budget",
+                    extra={"available": available, "prompt_tokens": prompt.prompt_tokens, "max_tokens": answer_tokens},
+                )
+                return prompt, answer_tokens
+        metrics.count_limiter_rejection("token_budget")
+        raise refused
 
     async def _store_question(
         self, principal: Principal, session_id: str, message: str, override: LearningContext | None
@@ -321,6 +386,10 @@ class TurnRunner:
 
 
 async def _nothing() -> None:
+    return None
+
+
+async def _no_refusal() -> QuotaExceeded | None:
     return None
 
 

@@ -210,8 +210,11 @@ class TokenBudget:
     def windows(self) -> Windows:
         return windows_at(self._clock())
 
-    async def reserve(self, principal: Principal, estimated_tokens: int, *, operation: str) -> Reservation:
-        """Hold `estimated_tokens` in the caller's day and month windows, or raise QuotaExceeded."""
+    async def reserve(
+        self, principal: Principal, estimated_tokens: int, *, operation: str, count_refusal: bool = True
+    ) -> Reservation:
+        """Hold `estimated_tokens` in the caller's day and month windows, or raise QuotaExceeded (counted as a
+        rejection unless `count_refusal` is false: a caller that may still fit the call in does the counting)."""
         if estimated_tokens < 0:
             raise ValueError("estimated_tokens must not be negative")
         if not _OPERATION.match(operation):
@@ -240,7 +243,8 @@ class TokenBudget:
                 reason="BUDGET_UNAVAILABLE",
             ) from exc
         if refusal is not None:
-            metrics.count_limiter_rejection("token_budget")
+            if count_refusal:
+                metrics.count_limiter_rejection("token_budget")
             raise refusal
         return reservation
 
