@@ -87,6 +87,7 @@ class Runtime:
     budget: TokenBudget = field(init=False)
     limits: LimitsGate = field(init=False)
     llm: LLMRouter = field(init=False)  # chat model or offline engine, breaker, response cache
+    preferences: PreferencesService = field(init=False)  # read by every turn, hint and watch session; cached
     agents: AgentsService = field(init=False)  # hints, quizzes, reflections, learning paths, review pointers
     progress: ProgressService = field(init=False)  # watch sessions: events in, interventions out
     redis: Redis | None = None  # redis.asyncio client shared by the process; None without REDIS_URL
@@ -99,7 +100,7 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
         database=runtime.database,
         search=runtime.search,
         sentences=runtime.sentences,
-        preferences=PreferencesService(runtime.database),
+        preferences=runtime.preferences,
         llm=runtime.llm,
         budget=runtime.budget,
     )
@@ -108,7 +109,7 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
         ChatServicer(ChatService(runtime.database, runtime.search, runtime.sentences, turns)),
         server,
     )
-    agents = AgentServicer(PreferencesService(runtime.database), runtime.agents)
+    agents = AgentServicer(runtime.preferences, runtime.agents)
     agents.use_progress(runtime.progress)
     agent_service_pb2_grpc.add_AgentServiceServicer_to_server(agents, server)
     transcript_service_pb2_grpc.add_TranscriptServiceServicer_to_server(
@@ -118,7 +119,12 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
     analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server(
         AnalyticsServicer(
             UsageService(runtime.database, runtime.budget, runtime.limits),
-            AnalyticsService(runtime.database, runtime.jobs, forget_user=runtime.progress.hub.forget_user),
+            AnalyticsService(
+                runtime.database,
+                runtime.jobs,
+                forget_user=runtime.progress.hub.forget_user,
+                preferences_deleted=runtime.preferences.forget,
+            ),
             VideoAnalyticsService(runtime.database, runtime.search, runtime.settings),
         ),
         server,
@@ -174,6 +180,17 @@ class TutorstreamServer:
         await self._start_jobs()
         self.runtime.llm = LLMRouter.from_settings(settings, redis=self.runtime.redis)
         self._closers.append(self.runtime.llm.aclose)
+        redis = self.runtime.redis
+        self.runtime.preferences = PreferencesService(
+            self._database,
+            cache_seconds=settings.preferences_cache_seconds,
+            redis=redis,
+            subscriber=Redis.from_url(settings.redis_url, health_check_interval=30)
+            if redis is not None and settings.redis_url
+            else None,
+        )
+        await self.runtime.preferences.start()
+        self._closers.append(self.runtime.preferences.close)
         self.runtime.agents = AgentsService(
             settings=settings,
             database=self._database,
@@ -181,9 +198,15 @@ class TutorstreamServer:
             sentences=self.runtime.sentences,
             llm=self.runtime.llm,
             budget=self.runtime.budget,
+            preferences=self.runtime.preferences,
         )
         self.runtime.progress = await build_progress(
-            settings, self._database, self.runtime.search, redis=self.runtime.redis, agents=self.runtime.agents
+            settings,
+            self._database,
+            self.runtime.search,
+            self.runtime.preferences,
+            redis=redis,
+            agents=self.runtime.agents,
         )
         self._closers.append(self.runtime.progress.close)
         self.interceptor = ServerInterceptor(authenticator)

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
         30.0, ge=0, description="With no spoilers on, how far past the playhead the tutor may still quote."
     )
     response_cache_ttl_seconds: int = Field(3600, description="Identical-request replay window.")
+    preferences_cache_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long a replica keeps a user's preferences in memory (0: read them on every call). "
+        "Updates and deletions evict them at once, on every replica through Redis when REDIS_URL is set.",
+    )
     model_prices: dict[str, dict[str, float]] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES), description="USD per 1M tokens by model."
     )

@@ -62,7 +62,7 @@ class AgentsService:
         sentences: SentenceStore,
         llm: LLMRouter,
         budget: TokenBudget,
-        preferences: PreferencesService | None = None,
+        preferences: PreferencesService,
     ) -> None:
         deps = AgentDeps(
             settings=settings,
@@ -70,7 +70,7 @@ class AgentsService:
             search=search,
             sentences=sentences,
             caller=StructuredCaller(settings, llm, budget),
-            preferences=preferences or PreferencesService(database),
+            preferences=preferences,
             corpora=CorpusCache(search, sentences),
         )
         self._hints = HintAgent(deps)

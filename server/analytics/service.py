@@ -3,7 +3,7 @@ dismissing; computing them is the insights job), and deleting everything stored 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -111,11 +111,19 @@ def _check_place(place: Place) -> None:
 
 
 class AnalyticsService:
-    def __init__(self, database: Database, jobs: JobQueue, *, forget_user: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        jobs: JobQueue,
+        *,
+        forget_user: Callable[[str], None] | None = None,
+        preferences_deleted: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self._db = database
         self._jobs = jobs
         # Drops what this process holds in memory about a deleted user (their loaded watch sessions).
         self._forget_user = forget_user
+        self._preferences_deleted = preferences_deleted
 
     # --- interactions ------------------------------------------------------------------------------
 
@@ -289,4 +297,7 @@ class AnalyticsService:
         """Delete every row about `user_id` (already authorized) and return the counts by kind."""
         if self._forget_user is not None:
             self._forget_user(user_id)
-        return await delete_user_data(self._db, user_id)
+        counts = await delete_user_data(self._db, user_id)
+        if self._preferences_deleted is not None:
+            await self._preferences_deleted(user_id)
+        return counts

@@ -95,6 +95,7 @@ async def build_progress(
     settings: Settings,
     database: Database,
     search: TranscriptSearch | None,
+    preferences: PreferencesService,
     *,
     redis: Redis | None = None,
     agents: InterventionAgents | None = None,
@@ -116,6 +117,6 @@ async def build_progress(
             forward_timeout=settings.watch_forward_timeout_seconds,
         )
     content = ContentProducer(search, agents, quiz_questions=settings.watch_quiz_questions)
-    hub = WatchHub(settings, database, writer, content, PreferencesService(database), search, relay=relay)
+    hub = WatchHub(settings, database, writer, content, preferences, search, relay=relay)
     await hub.start()
     return ProgressService(hub, settings)
