@@ -1,4 +1,5 @@
-"""Every relative link in the README, docs/ and bench/README.md leads to a file or directory of the repository."""
+"""Every relative link in the README, docs/ and bench/README.md leads to a file or directory of the repository,
+and the README links every one of those documents."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = sorted([ROOT / "README.md", ROOT / "bench" / "README.md", *(ROOT / "docs").glob("*.md")])
+DOCUMENTS = [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 CODE_SPAN = re.compile(r"(`+)(?!`).+?(?<!`)\1", re.DOTALL)
@@ -40,6 +41,11 @@ def broken_links(document: Path, root: Path = ROOT) -> list[str]:
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(ROOT)))
 def test_relative_links_lead_to_files_in_the_repository(document: Path) -> None:
     assert broken_links(document) == []
+
+
+def test_the_readme_links_every_document() -> None:
+    linked = {(ROOT / target.split("#", 1)[0]).resolve() for target in targets((ROOT / "README.md").read_text())}
+    assert [str(path.relative_to(ROOT)) for path in DOCUMENTS[1:] if path not in linked] == []
 
 
 def test_the_check_reads_links_as_markdown_does(tmp_path: Path) -> None:
