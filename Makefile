@@ -61,7 +61,7 @@ run: system-deps deps
 web: deps
 	node clients/web/build.mjs --check
 
-# One table of every benchmark, each measured side by side with its baseline: bench/results/latest.md + README.
+# One table of every benchmark, each measured side by side with its baseline: bench/results/latest.md.
 bench: system-deps deps
 	$(PY) -m bench $(BENCH)
 

@@ -2,8 +2,8 @@
 
 Every module measures tutorstream side by side with a baseline in the same run and publishes its figures as
 `bench.report.Line`s; this runner collects them into one table, prints it, and writes it with the machine's
-description to bench/results/latest.md (each module's detailed output goes to bench/results/details.txt), and the
-README's benchmark table is replaced by the new one. Every figure is kept with its module, commit and time in
+description to bench/results/latest.md (each module's detailed output goes to bench/results/details.txt), the one
+generated table: README.md and bench/README.md link it. Every figure is kept with its module, commit and time in
 bench/results/latest.jsonl: a run of some modules replaces their figures and keeps the others' from their own
 last run (the description says which run each comes from), and each new figure is shown beside its previous
 value, flagged when it got more than 20 % worse against its target.
@@ -42,9 +42,6 @@ MODULES = (
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 FIGURES = RESULTS / "latest.jsonl"
-README = ROOT / "README.md"
-README_START = "<!-- bench-table:start -->"
-README_END = "<!-- bench-table:end -->"
 
 
 def short_name(module: str) -> str:
@@ -130,15 +127,6 @@ def describe_run(
     return "\n".join(lines)
 
 
-def update_readme(table: str, description: str) -> None:
-    text = README.read_text(encoding="utf-8")
-    head, found, rest = text.partition(README_START)
-    _, found_end, tail = rest.partition(README_END)
-    if not found or not found_end:
-        raise SystemExit(f"README.md has no {README_START} … {README_END} block to update")
-    README.write_text(f"{head}{README_START}\n{description}\n\n{table}\n{README_END}{tail}", encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description="Run the benchmarks and print one table.")
     parser.add_argument("only", nargs="*", help="module short names (e.g. chat search); default: all")
@@ -174,7 +162,6 @@ def main() -> int:
     (RESULTS / "details.txt").write_text("\n".join(details), encoding="utf-8")
     (RESULTS / "latest.md").write_text(f"# Benchmark results\n\n{description}\n\n{table}\n", encoding="utf-8")
     save_figures(figures)
-    update_readme(table, description)
     print()
     print(description)
     print()

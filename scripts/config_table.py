@@ -1,4 +1,5 @@
-"""Print the README's configuration table from `server.config.Settings` (the single source of truth)."""
+"""Print the configuration table of docs/configuration.md from `server.config.Settings` (the single source of
+truth); `--write` rewrites it there."""
 
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ def render() -> str:
     return "\n".join(rows)
 
 
-def with_table(readme: str) -> str:
-    """`readme` with the text between the config-table markers replaced by the current table."""
-    head, _, rest = readme.partition(BEGIN)
+def with_table(document: str) -> str:
+    """`document` with the text between the config-table markers replaced by the current table."""
+    head, _, rest = document.partition(BEGIN)
     _, _, tail = rest.partition(END)
     return f"{head}{BEGIN}\n{render()}\n{END}{tail}"
 
@@ -42,7 +43,7 @@ if __name__ == "__main__":
     from pathlib import Path
 
     if sys.argv[1:] == ["--write"]:
-        path = Path(__file__).resolve().parent.parent / "README.md"
+        path = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
         path.write_text(with_table(path.read_text()))
     else:
         print(render())

@@ -1,4 +1,4 @@
-"""The benchmark report: lines judged against targets, one table, and the README kept equal to the last run."""
+"""The benchmark report: lines judged against targets, one table, and the figures kept across partial runs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import pytest
 from bench import __main__ as runner
 from bench.report import RESULTS_FILE_ENV, at_least, at_most, context, load, percentile, publish, render
 from bench.report import change as runner_change
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_targets_are_judged_on_the_value() -> None:
@@ -58,25 +56,6 @@ def test_publish_appends_lines_for_the_runner(tmp_path: Path, monkeypatch: pytes
     publish(second)
     assert load(sink) == first + second
     assert json.loads(sink.read_text().splitlines()[0])["met"] is True
-
-
-def test_readme_block_is_replaced_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{runner.README_START}\nold table\n{runner.README_END}\n\n## Next\n")
-    monkeypatch.setattr(runner, "README", readme)
-    runner.update_readme("| new |", "Run at commit abc.")
-    assert (
-        readme.read_text()
-        == f"intro\n{runner.README_START}\nRun at commit abc.\n\n| new |\n{runner.README_END}\n\n## Next\n"
-    )
-
-
-def test_readme_shows_the_latest_benchmark_table() -> None:
-    latest = (ROOT / "bench" / "results" / "latest.md").read_text(encoding="utf-8")
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split(runner.README_START, 1)[1].split(runner.README_END, 1)[0].strip()
-    assert block, "README has an empty benchmark block"
-    assert block in latest, "README's benchmark table differs from bench/results/latest.md: rerun `make bench`"
 
 
 def test_a_figure_that_moved_away_from_its_target_is_flagged() -> None:
