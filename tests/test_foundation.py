@@ -167,6 +167,33 @@ async def test_bad_credentials_are_unauthenticated_for_unary_and_streams(
         await client.close()
 
 
+async def test_a_remembered_token_is_refused_once_it_expires_and_a_tampered_copy_never_passes(
+    start_server: ServerFactory,
+) -> None:
+    running = await start_server(jwt_leeway_seconds=0)
+    request = agent_pb.GetPreferencesRequest(name="users/me/preferences")
+    token = _token({"sub": "brief", "exp": int(time.time()) + 2})
+    header, payload, signature = token.split(".")
+    tampered = f"{header}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    good, forged = connect(running.target, token), connect(running.target, tampered)
+    try:
+        for _ in range(3):  # verified once, then remembered
+            assert (await good.agents.GetPreferences(request)).preferences.name == "users/brief/preferences"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await forged.agents.GetPreferences(request)
+        assert error_details(caught.value)["ErrorInfo"].reason == "INVALID_SIGNATURE"
+        await asyncio.sleep(
+            max(0.0, int(jwt.decode(token, options={"verify_signature": False})["exp"]) + 1.1 - time.time())
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as expired:
+            await good.agents.GetPreferences(request)
+        assert expired.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert error_details(expired.value)["ErrorInfo"].reason == "TOKEN_EXPIRED"
+    finally:
+        await good.close()
+        await forged.close()
+
+
 async def test_rs256_with_public_key_and_jwks(start_server: ServerFactory, tmp_path: Path) -> None:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = private.private_bytes(

@@ -6,6 +6,8 @@ import json
 import os
 import secrets
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -61,10 +63,19 @@ def load_or_create_secret(settings: Settings) -> str:
     return secret
 
 
-class Authenticator:
-    """Verifies bearer tokens. Construct once; verification is CPU-only and fast."""
+# Verified tokens remembered per process (a client sends the same token on every call until it expires).
+VERIFIED_TOKENS = 4096
 
-    def __init__(self, settings: Settings) -> None:
+
+class Authenticator:
+    """Verifies bearer tokens. Construct once. A token that verified is remembered, with its principal, until
+    its expiry (plus the leeway): the same string again skips the signature check, and any other string —
+    a tampered one included — is verified in full. After its expiry a remembered token is verified again,
+    which refuses it."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
@@ -101,6 +112,20 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("authorization metadata must be `Bearer <token>`", reason="MALFORMED_CREDENTIALS")
         token = token.strip()
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            if self._clock() <= remembered[1]:
+                self._verified.move_to_end(token)
+                return remembered[0]
+            del self._verified[token]
+        principal, expires = self._verify(token)
+        self._verified[token] = (principal, expires + self._leeway)
+        if len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
+        """The token's principal and expiry (seconds since the epoch), or Unauthenticated saying why not."""
         try:
             claims = jwt.decode(
                 token,
@@ -129,7 +154,7 @@ class Authenticator:
             raise Unauthenticated("token is not valid yet", reason="TOKEN_NOT_YET_VALID") from exc
         except jwt.PyJWTError as exc:
             raise Unauthenticated("token is malformed", reason="MALFORMED_TOKEN") from exc
-        return principal_from_claims(claims)
+        return principal_from_claims(claims), float(claims["exp"])
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
