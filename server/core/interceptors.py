@@ -58,6 +58,8 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, authenticator: Authenticator, gate: RpcGate | None = None) -> None:
         self._authenticator = authenticator
         self.gate: RpcGate = gate or _OpenGate()
+        # The wrapped handler of each method, made on its first call (a servicer's handler object does not change).
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -65,48 +67,55 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
         method: str = handler_call_details.method
-        public = method.startswith(PUBLIC_METHOD_PREFIXES)
+        # Health and reflection: no token, no limits, no access log — nothing to add to them.
+        if handler is None or method.startswith(PUBLIC_METHOD_PREFIXES):
+            return handler
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method, public),
+                self._wrap_unary(handler.unary_unary, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(handler.stream_unary, method, public),
+                self._wrap_unary(handler.stream_unary, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method, public),
+                self._wrap_stream(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._wrap_stream(handler.stream_stream, method, public),
+            self._wrap_stream(handler.stream_stream, method),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
-    @staticmethod
-    def _request_id(context: aio.ServicerContext[Any, Any]) -> str:
-        request_id = _metadata(context).get(REQUEST_ID_KEY, "")
+    def _start(self, context: aio.ServicerContext[Any, Any]) -> tuple[str, Principal | None, Exception | None]:
+        """The call's request id (the client's, when sane), its principal, or why it has none."""
+        metadata = _metadata(context)
+        request_id = metadata.get(REQUEST_ID_KEY, "")
         if not request_id or len(request_id) > 64 or not request_id.isprintable():
             request_id = uuid.uuid4().hex
-        request_context.bind(None, request_id)
-        return request_id
-
-    def _authenticate(self, context: aio.ServicerContext[Any, Any], request_id: str, public: bool) -> Principal | None:
-        if public:
-            return None
-        principal = self._authenticator.authenticate(_metadata(context).get("authorization"))
+        try:
+            principal = self._authenticator.authenticate(metadata.get("authorization"))
+        except Exception as exc:
+            request_context.bind(None, request_id)
+            return request_id, None, exc
         request_context.bind(principal, request_id)
-        return principal
+        return request_id, principal, None
 
     async def _fail(
         self,
@@ -130,8 +139,6 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
     def _log(
         self, method: str, outcome: _RpcOutcome, started: float, request_id: str, principal: Principal | None
     ) -> None:
-        if method.startswith(PUBLIC_METHOD_PREFIXES):
-            return
         elapsed = time.perf_counter() - started
         metrics.observe_rpc(method, outcome.code.name, elapsed)
         log.info(
@@ -144,16 +151,15 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             principal.user_id if principal else "-",
         )
 
-    def _wrap_unary(self, behavior: Callable[..., Any], method: str, public: bool) -> Callable[..., Any]:
+    def _wrap_unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
         async def wrapper(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             outcome = _RpcOutcome()
-            request_id, principal = self._request_id(context), None
+            request_id, principal, refused = self._start(context)
             try:
-                principal = self._authenticate(context, request_id, public)
-                if principal is None:
-                    result = behavior(request, context)
-                    return await result if inspect.isawaitable(result) else result
+                if refused is not None:
+                    raise refused
+                assert principal is not None
                 async with self.gate.admit(principal, method):
                     result = behavior(request, context)
                     return await result if inspect.isawaitable(result) else result
@@ -170,15 +176,16 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
         return wrapper
 
-    def _wrap_stream(self, behavior: Callable[..., Any], method: str, public: bool) -> Callable[..., Any]:
+    def _wrap_stream(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
         async def wrapper(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started = time.perf_counter()
             outcome = _RpcOutcome()
-            request_id, principal = self._request_id(context), None
+            request_id, principal, refused = self._start(context)
             try:
-                principal = self._authenticate(context, request_id, public)
-                gate = self.gate.admit(principal, method) if principal else contextlib.nullcontext()
-                async with gate:
+                if refused is not None:
+                    raise refused
+                assert principal is not None
+                async with self.gate.admit(principal, method):
                     result = behavior(request, context)
                     if inspect.isasyncgen(result):
                         try:
