@@ -6,8 +6,11 @@ Two servers, each in its own process (the client's event loop never runs server 
 PostgreSQL:
 
 - tutorstream (`tutorstream-server serve`, limits on with the in-process limiter, generous enough that nobody
-  is refused) answering AgentService.GetPreferences: bearer token check, the interceptor (request id, access
-  log, error mapping), the limiter gate and a primary-key read of the preferences row;
+  is refused) answering AgentService.GetPreferences: bearer token check (verified once, then remembered until
+  it expires), the interceptor (request id, access log, error mapping), the limiter gate and the preferences,
+  from the replica's cache after the first call;
+- the same server with the preferences cache off (`PREFERENCES_CACHE_SECONDS=0`): a primary-key read of the
+  preferences row on every call;
 - a minimal grpc.aio server (the same Python and grpcio, no interceptor) answering grpc.health.v1.Health/Check,
   the smallest real unary method there is.
 
@@ -17,8 +20,8 @@ over `--channels` connections; targets take turns in rounds (A, B, C, A, B, C, .
 Next to RPS and latency the bench reads each server process's CPU time per call from /proc: the client shares
 the machine's cores, so the CPU cost per call is the comparison that does not depend on who saturates first.
 
-There is no target for the ratio: GetPreferences does real work (JWT verification, a database round trip) that
-Health/Check does not. The lines are published for context.
+Targets: tutorstream's own Health/Check at least 0.9x the minimal server's RPS (the interceptor leaves public
+methods alone), and GetPreferences at most 3.5x the minimal server's CPU per call.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tutorstream.v1 import agent_service_pb2, agent_service_pb2_grpc
 
 from bench.bench_chat import child, wait_serving
-from bench.report import Line, context, percentile, publish
+from bench.report import Line, at_least, at_most, context, percentile, publish
 from server.config import Settings
 from server.core.auth import Role, mint_token
 from tests.support.ports import free_port
@@ -48,6 +51,7 @@ from tests.support.postgres import create_migrated_database, start_embedded_for_
 JWT_SECRET = "bench-secret-" + "x" * 40
 GENEROUS = "1000000000"  # the gate runs on every call, and never refuses one
 PREFERENCES = "tutorstream GetPreferences"
+UNCACHED = "tutorstream GetPreferences, cache off"
 OWN_HEALTH = "tutorstream Health/Check"
 MINIMAL = "minimal grpc.aio Health/Check"
 BASELINE = "minimal grpc.aio server, same run"
@@ -128,26 +132,39 @@ def channels(port: int, count: int) -> list[aio.Channel]:
     ]
 
 
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    port: int
+
+
 async def measure(
-    args: argparse.Namespace, tutorstream_pid: int, tutorstream_port: int, minimal_pid: int, minimal_port: int
+    args: argparse.Namespace, tutorstream: Process, uncached: Process, minimal: Process
 ) -> dict[str, Tally]:
     token = mint_token(Settings(_env_file=None, jwt_secret=JWT_SECRET), user_id="bench-user", role=Role.STUDENT)
     metadata = (("authorization", f"Bearer {token}"),)
     preferences = agent_service_pb2.GetPreferencesRequest(name="users/me/preferences")
     check = health_pb2.HealthCheckRequest()
-    ours, theirs = channels(tutorstream_port, args.channels), channels(minimal_port, args.channels)
+    ours, plain = channels(tutorstream.port, args.channels), channels(uncached.port, args.channels)
+    theirs = channels(minimal.port, args.channels)
     try:
         agents = [agent_service_pb2_grpc.AgentServiceStub(channel) for channel in ours]
+        plain_agents = [agent_service_pb2_grpc.AgentServiceStub(channel) for channel in plain]
         own_health = [health_pb2_grpc.HealthStub(channel) for channel in ours]
         minimal_health = [health_pb2_grpc.HealthStub(channel) for channel in theirs]
         targets = [
             Target(
                 PREFERENCES,
-                tutorstream_pid,
+                tutorstream.pid,
                 [partial(stub.GetPreferences, preferences, metadata=metadata) for stub in agents],
             ),
-            Target(MINIMAL, minimal_pid, [partial(stub.Check, check) for stub in minimal_health]),
-            Target(OWN_HEALTH, tutorstream_pid, [partial(stub.Check, check) for stub in own_health]),
+            Target(MINIMAL, minimal.pid, [partial(stub.Check, check) for stub in minimal_health]),
+            Target(OWN_HEALTH, tutorstream.pid, [partial(stub.Check, check) for stub in own_health]),
+            Target(
+                UNCACHED,
+                uncached.pid,
+                [partial(stub.GetPreferences, preferences, metadata=metadata) for stub in plain_agents],
+            ),
         ]
         for target in targets:  # connections, pools, caches
             await closed_loop(target, args.concurrency, args.warmup, None)
@@ -158,7 +175,7 @@ async def measure(
             print(f"round {round_number + 1}/{args.rounds} done", flush=True)
         return tallies
     finally:
-        for channel in (*ours, *theirs):
+        for channel in (*ours, *plain, *theirs):
             await channel.close()
 
 
@@ -168,7 +185,7 @@ async def run(args: argparse.Namespace) -> dict[str, Tally]:
         embedded = start_embedded_for_tests(workdir)
         try:
             database_url = create_migrated_database(embedded.admin_url, "bench_unary")
-            tutorstream_port, minimal_port = free_port(), free_port()
+            tutorstream_port, uncached_port, minimal_port = free_port(), free_port(), free_port()
             env = {
                 "HOST": "127.0.0.1",
                 "PORT": str(tutorstream_port),
@@ -185,15 +202,24 @@ async def run(args: argparse.Namespace) -> dict[str, Tally]:
             # The in-process limiter, whatever this shell points at (bench_limiter compares it with Redis).
             os.environ.pop("REDIS_URL", None)
             tutorstream_log, minimal_log = workdir / "tutorstream.log", workdir / "minimal.log"
+            uncached_log = workdir / "uncached.log"
+            uncached_env = {**env, "PORT": str(uncached_port), "PREFERENCES_CACHE_SECONDS": "0"}
             tutorstream_command = [sys.executable, "-c", "from server.cli import app; app(['serve'])"]
             minimal_command = [sys.executable, "-m", "bench.bench_unary", "--serve-minimal", str(minimal_port)]
             with (
                 child(tutorstream_command, env, tutorstream_log) as tutorstream,
+                child(tutorstream_command, uncached_env, uncached_log) as uncached,
                 child(minimal_command, {}, minimal_log) as minimal,
             ):
                 await wait_serving(f"127.0.0.1:{tutorstream_port}", tutorstream, tutorstream_log)
+                await wait_serving(f"127.0.0.1:{uncached_port}", uncached, uncached_log)
                 await wait_serving(f"127.0.0.1:{minimal_port}", minimal, minimal_log)
-                return await measure(args, tutorstream.pid, tutorstream_port, minimal.pid, minimal_port)
+                return await measure(
+                    args,
+                    Process(tutorstream.pid, tutorstream_port),
+                    Process(uncached.pid, uncached_port),
+                    Process(minimal.pid, minimal_port),
+                )
         finally:
             embedded.stop()
 
@@ -210,19 +236,29 @@ def report(args: argparse.Namespace, tallies: dict[str, Tally]) -> list[Line]:
             f"{percentile(tally.latencies, 99):>8.2f} {tally.cpu_ms_per_call:>19.3f}"
         )
     ours, own_health, minimal = tallies[PREFERENCES], tallies[OWN_HEALTH], tallies[MINIMAL]
+    uncached = tallies[UNCACHED]
     lines = [
         context("unary", "GetPreferences RPS vs minimal Health/Check", ours.rps / minimal.rps, "x", baseline=BASELINE),
-        context(
+        at_least(
             "unary",
             "own Health/Check RPS vs minimal Health/Check",
             own_health.rps / minimal.rps,
             "x",
+            0.9,
+            baseline=BASELINE,
+        ),
+        at_most(
+            "unary",
+            "GetPreferences server CPU per call vs minimal",
+            ours.cpu_ms_per_call / minimal.cpu_ms_per_call,
+            "x",
+            3.5,
             baseline=BASELINE,
         ),
         context(
             "unary",
-            "GetPreferences server CPU per call vs minimal",
-            ours.cpu_ms_per_call / minimal.cpu_ms_per_call,
+            "GetPreferences, cache off: server CPU per call vs minimal",
+            uncached.cpu_ms_per_call / minimal.cpu_ms_per_call,
             "x",
             baseline=BASELINE,
         ),

@@ -46,7 +46,8 @@ class Line:
 
 
 def at_most(area: str, metric: str, value: float, unit: str, limit: float, *, baseline: str = "") -> Line:
-    return Line(area, metric, value, unit, f"<= {limit:g} {unit}".rstrip(), value <= limit, baseline)
+    shown = f"<= {limit:g}x" if unit == "x" else f"<= {limit:g} {unit}".rstrip()
+    return Line(area, metric, value, unit, shown, value <= limit, baseline)
 
 
 def at_least(area: str, metric: str, value: float, unit: str, limit: float, *, baseline: str = "") -> Line:
