@@ -13,6 +13,7 @@ and the question are never dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -240,24 +241,41 @@ async def gather_turn(
     *,
     previous: str = "",
     spoiler_limit: float | None = None,
+    parsing: asyncio.Future[QuestionAnalysis] | None = None,
 ) -> Gathered:
     """Excerpts and evidence for one question (already redacted, as is `previous`, the session's last
     question). The question is parsed in a worker thread while retrieval runs; a follow-up ("and what about
     the second argument?") is retrieved again together with the question it continues. With a
     `spoiler_limit` (no spoilers), nothing said after it in the current video is given as an excerpt (see
-    `_without_spoilers`)."""
-    parsing = asyncio.ensure_future(asyncio.to_thread(analyse_question, question))
+    `_without_spoilers`). `parsing`: the question's analysis, when the caller started it earlier."""
+    if parsing is None:
+        parsing = asyncio.ensure_future(asyncio.to_thread(analyse_question, question))
+    # With the course known, the sentences closest to the question are looked up alongside the search.
+    early = (
+        asyncio.ensure_future(_sentence_neighbours(search, sentences, question, context, context.course_id))
+        if context.course_id
+        else None
+    )
     try:
         groups = await _source_groups(search, question, context, references)
         analysis = await parsing
+        query = question
+        if analysis.follow_up and previous:
+            query = f"{previous} {question}"
+            groups = await _source_groups(search, query, context, references)
+        course_id = context.course_id or next(
+            (hit.course_id for _, hits in groups for hit in hits if hit.course_id), ""
+        )
+        if early is not None and query == question:
+            neighbours = await early
+        else:
+            neighbours = await _sentence_neighbours(search, sentences, query, context, course_id)
     finally:
         parsing.cancel()
-    query = question
-    if analysis.follow_up and previous:
-        query = f"{previous} {question}"
-        groups = await _source_groups(search, query, context, references)
-    course_id = context.course_id or next((hit.course_id for _, hits in groups for hit in hits if hit.course_id), "")
-    neighbours = await _sentence_neighbours(search, sentences, query, context, course_id)
+        if early is not None and not early.done():
+            early.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await early
     # After the video's own search results, before the course's: (kind, hits) groups in priority order.
     groups = [
         *groups[:2],
@@ -268,10 +286,16 @@ async def gather_turn(
     sources = label_sources(groups, MAX_SOURCES)
     # A follow-up's excerpts come from the topic it continues; its sentences are compared with what it adds
     # ("and what is the fix?"), unless it adds no words of its own ("why is that?").
-    evidence = await gather_evidence(sentences, search, question if analysis.keys else query, sources)
-    vocabulary = await sentences.vocabulary(course_id) if course_id else frozenset()
+    evidence, vocabulary = await asyncio.gather(
+        gather_evidence(sentences, search, question if analysis.keys else query, sources),
+        sentences.vocabulary(course_id) if course_id else _nothing_said(),
+    )
     unknown = tuple(term for term in analysis.terms if vocabulary and term not in vocabulary)
     return Gathered(sources, evidence, analysis, unknown)
+
+
+async def _nothing_said() -> frozenset[str]:
+    return frozenset()
 
 
 async def _without_spoilers(

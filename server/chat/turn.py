@@ -64,7 +64,7 @@ from server.config import Settings
 from server.core import metrics
 from server.core.auth import Principal
 from server.core.db import Database
-from server.core.errors import DeadlineExceeded, NotFound, QuotaExceeded
+from server.core.errors import DeadlineExceeded, InvalidArgument, NotFound, QuotaExceeded
 from server.limits.budget import TokenBudget
 from server.llm.cache import CachedAnswer, cache_key
 from server.llm.grounding import Source
@@ -74,6 +74,7 @@ from server.llm.pii import redact, redact_messages
 from server.llm.provider import ChatParams, Completion, ProviderError, StreamEvent, TextDelta, UpstreamError
 from server.llm.router import LLMRouter, pseudonymous_user
 from server.llm.tokens import TokenCounter
+from server.nlp.query import QuestionAnalysis, analyse_question
 from server.transcripts.search import TranscriptSearch
 from server.transcripts.sentences import SentenceStore
 
@@ -136,7 +137,17 @@ class TurnRunner:
         deadline: float | None,
     ) -> AsyncGenerator[ChatEvent, None]:
         started = time.monotonic()
-        stored = await self._store_question(principal, session_id, message, context_override)
+        # The question is embedded and parsed while it is stored (what leaves the process is redacted; a
+        # message the store will refuse is neither).
+        safe_question = redact(message).text if _storable(message) else ""
+        self._search.prefetch(safe_question)
+        parsing = asyncio.ensure_future(asyncio.to_thread(analyse_question, safe_question)) if safe_question else None
+        try:
+            stored = await self._store_question(principal, session_id, message, context_override)
+        except BaseException:
+            if parsing is not None:
+                parsing.cancel()
+            raise
         turn = TurnState(
             principal=principal,
             session_id=session_id,
@@ -146,8 +157,10 @@ class TurnRunner:
             started=started,
         )
         try:
-            events, key = await self._open(turn, deadline, stored)
+            events, key = await self._open(turn, deadline, stored, parsing)
         except BaseException:
+            if parsing is not None:
+                parsing.cancel()
             await self._release(turn)
             raise
 
@@ -194,7 +207,11 @@ class TurnRunner:
     # --- before the model ----------------------------------------------------------------------------------
 
     async def _open(
-        self, turn: TurnState, deadline: float | None, stored: _Stored
+        self,
+        turn: TurnState,
+        deadline: float | None,
+        stored: _Stored,
+        parsing: asyncio.Future[QuestionAnalysis] | None,
     ) -> tuple[AsyncGenerator[StreamEvent, None], str]:
         """Everything up to the model call: context, prompt, redaction, cache, budget, route.
         Returns the answer's event stream and its cache key ("" when the answer is not cacheable)."""
@@ -216,6 +233,7 @@ class TurnRunner:
                 stored.references,
                 previous=earlier,
                 spoiler_limit=spoiler_limit,
+                parsing=parsing,
             ),
             reserve,
             _nothing(),
@@ -391,6 +409,14 @@ async def _nothing() -> None:
 
 async def _no_refusal() -> QuotaExceeded | None:
     return None
+
+
+def _storable(message: str) -> bool:
+    try:
+        validate_message(message)
+    except InvalidArgument:
+        return False
+    return True
 
 
 def _previous_question(history: Sequence[HistoryMessage]) -> str:

@@ -337,6 +337,8 @@ class TranscriptSearch:
         self._query_timeout = query_embedding_timeout_seconds
         # The query's vector as the SQL literal a search sends (formatting 384 floats costs a few hundred us).
         self._query_vectors: OrderedDict[tuple[str, str], str] = OrderedDict()
+        # Embeddings being computed, shared by every caller asking for the same text meanwhile.
+        self._embedding: dict[tuple[str, str], asyncio.Task[str | None]] = {}
         self._statements: dict[tuple[str | None, int, str, bool], TextClause] = {}
 
     @property
@@ -529,6 +531,13 @@ class TranscriptSearch:
             rows = (await session.execute(statement, {"course_id": course_id})).all()
         return [_video_info(row) for row in rows]
 
+    def prefetch(self, query: str) -> None:
+        """Start embedding `query` now (a turn does it while it stores the question); `query_vector` then
+        waits for this computation instead of starting its own."""
+        key = (self._embedder.model_id, query)
+        if query.strip() and key not in self._query_vectors and key not in self._embedding:
+            self._start_embedding(key)
+
     async def query_vector(self, query: str) -> str | None:
         """The query's embedding as a vector literal, or None when the embedder fails (the search then runs on
         full text). Kept per text: the sentences of a turn are scored with the vector its search computed."""
@@ -537,9 +546,25 @@ class TranscriptSearch:
         if cached is not None:
             self._query_vectors.move_to_end(key)
             return cached
+        running = self._embedding.get(key) or self._start_embedding(key)
+        # Shielded: a cancelled caller leaves the computation to the others waiting for it (and the cache).
+        return await asyncio.shield(running)
+
+    def _start_embedding(self, key: tuple[str, str]) -> asyncio.Task[str | None]:
+        task = asyncio.ensure_future(self._embed_query(key))
+        self._embedding[key] = task
+        task.add_done_callback(lambda done: self._embedded(key, done))
+        return task
+
+    def _embedded(self, key: tuple[str, str], task: asyncio.Task[str | None]) -> None:
+        self._embedding.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # seen here too, so a prefetch nobody waited for does not log it as lost
+
+    async def _embed_query(self, key: tuple[str, str]) -> str | None:
         try:
             async with asyncio.timeout(self._query_timeout):
-                (vector,) = await self._embedder.embed([query])
+                (vector,) = await self._embedder.embed([key[1]])
         except DomainError as error:
             logger.warning("query embedding failed, searching full text only: %s", error.reason)
             return None
