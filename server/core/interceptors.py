@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import grpc
 from grpc import aio
 
-from server.core import errors, metrics, request_context, status
+from server.core import errors, metrics, request_context, requests, status
 from server.core.auth import Authenticator, Principal
 
 log = logging.getLogger("tutorstream.access")
@@ -79,27 +79,28 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         return wrapped
 
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        reader = requests.tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_unary(handler.unary_unary, method, streamed=False),
+                request_deserializer=reader,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(handler.stream_unary, method),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_unary(handler.stream_unary, method, streamed=True),
+                request_deserializer=reader,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_stream(handler.unary_stream, method, streamed=False),
+                request_deserializer=reader,
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._wrap_stream(handler.stream_stream, method),
-            request_deserializer=handler.request_deserializer,
+            self._wrap_stream(handler.stream_stream, method, streamed=True),
+            request_deserializer=reader,
             response_serializer=handler.response_serializer,
         )
 
@@ -151,7 +152,7 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             principal.user_id if principal else "-",
         )
 
-    def _wrap_unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def _wrap_unary(self, behavior: Callable[..., Any], method: str, *, streamed: bool) -> Callable[..., Any]:
         async def wrapper(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             outcome = _RpcOutcome()
@@ -160,6 +161,10 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
                 if refused is not None:
                     raise refused
                 assert principal is not None
+                if streamed:
+                    request = requests.checked(request)
+                else:
+                    requests.check(request)
                 async with self.gate.admit(principal, method):
                     result = behavior(request, context)
                     return await result if inspect.isawaitable(result) else result
@@ -176,7 +181,7 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
         return wrapper
 
-    def _wrap_stream(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def _wrap_stream(self, behavior: Callable[..., Any], method: str, *, streamed: bool) -> Callable[..., Any]:
         async def wrapper(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started = time.perf_counter()
             outcome = _RpcOutcome()
@@ -185,6 +190,10 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
                 if refused is not None:
                     raise refused
                 assert principal is not None
+                if streamed:
+                    request = requests.checked(request)
+                else:
+                    requests.check(request)
                 async with self.gate.admit(principal, method):
                     result = behavior(request, context)
                     if inspect.isasyncgen(result):

@@ -1,4 +1,11 @@
-"""The one place where domain errors become gRPC statuses with google.rpc error details."""
+"""The one place where domain errors become gRPC statuses with google.rpc error details.
+
+A status travels in HTTP/2 trailers, which proxies and clients cap (Envoy answers a 100,000-character one
+with a protocol error and resets the connection; grpc clients lose the real error past a few kilobytes), and
+an error must never echo a huge submitted value back. Every text of a status is therefore capped where it is
+built — the message at `MAX_MESSAGE_CHARS`, each detail's texts at `MAX_DETAIL_CHARS`, at most
+`MAX_VIOLATIONS` violations — with what was cut said in place: "…(100,095 characters)".
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,17 @@ from grpc_status import rpc_status
 from server.core import errors
 
 ERROR_DOMAIN = "tutorstream.dev"
+MAX_MESSAGE_CHARS = 400
+MAX_DETAIL_CHARS = 200
+MAX_VIOLATIONS = 20
+
+
+def capped(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """`text`, or its first `limit` characters and how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…({len(text):,} characters)"
+
 
 _CODES: list[tuple[type[errors.DomainError], grpc.StatusCode]] = [
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -53,8 +71,9 @@ def to_status(
     metadata: dict[str, str] | None = None,
     details: list[object] | None = None,
 ) -> grpc.Status:
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata or {})
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=capped(message, MAX_MESSAGE_CHARS))
+    shown = {capped(key): capped(value) for key, value in (metadata or {}).items()}
+    info = error_details_pb2.ErrorInfo(reason=capped(reason), domain=ERROR_DOMAIN, metadata=shown)
     status.details.append(_pack(info))
     for detail in details or []:
         status.details.append(_pack(detail))
@@ -68,8 +87,10 @@ def status_for_error(error: errors.DomainError, request_id: str) -> grpc.Status:
         details.append(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                    for v in error.violations
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=capped(v.field), description=capped(v.description)
+                    )
+                    for v in error.violations[:MAX_VIOLATIONS]
                 ]
             )
         )
@@ -78,8 +99,10 @@ def status_for_error(error: errors.DomainError, request_id: str) -> grpc.Status:
             details.append(
                 error_details_pb2.QuotaFailure(
                     violations=[
-                        error_details_pb2.QuotaFailure.Violation(subject=v.subject, description=v.description)
-                        for v in error.violations
+                        error_details_pb2.QuotaFailure.Violation(
+                            subject=capped(v.subject), description=capped(v.description)
+                        )
+                        for v in error.violations[:MAX_VIOLATIONS]
                     ]
                 )
             )

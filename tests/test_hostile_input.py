@@ -1,0 +1,123 @@
+"""Hostile input gets a precise status through a real client: huge values are never echoed back whole, a NUL
+in any text field is refused naming the field (nothing is stored), and bodies that are not the method's
+message answer INVALID_ARGUMENT after authentication — never INTERNAL or UNKNOWN."""
+
+from __future__ import annotations
+
+import random
+
+import grpc
+import pytest
+from grpc import aio
+from tutorstream.v1 import agent_service_pb2 as agent_pb
+from tutorstream.v1 import analytics_service_pb2 as analytics_pb
+from tutorstream.v1 import chat_service_pb2 as chat_pb
+from tutorstream.v1 import common_pb2
+from tutorstream.v1 import transcript_service_pb2 as transcript_pb
+
+from tests.conftest import RunningServer
+from tests.support.clients import Client, connect, error_details
+
+HUGE = 100_000
+
+
+def trailers_size(error: aio.AioRpcError) -> int:
+    return sum(len(key) + len(value) for key, value in (error.trailing_metadata() or ()))
+
+
+async def test_a_huge_value_is_not_echoed_back(server: RunningServer) -> None:
+    client = server.client()
+    with pytest.raises(aio.AioRpcError) as caught:
+        await client.chat.GetSession(chat_pb.GetSessionRequest(name="sessions/" + "x" * HUGE))
+    error = caught.value
+    assert error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+    assert len(error.details() or "") < 1_000
+    assert trailers_size(error) < 8_000
+    details = error_details(error)
+    shown = " ".join([error.details() or "", *(v.description for v in details["BadRequest"].field_violations)])
+    assert "x" * 1_000 not in shown
+
+
+async def test_a_huge_struggle_is_refused_with_its_length_not_its_text(server: RunningServer) -> None:
+    client = server.client()
+    with pytest.raises(aio.AioRpcError) as caught:
+        await client.agents.GetHint(agent_pb.GetHintRequest(struggle="why " * 30_000))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(caught.value.details() or "") < 1_000 and trailers_size(caught.value) < 8_000
+
+
+async def sessions_of(client: Client) -> int:
+    return len((await client.chat.ListSessions(chat_pb.ListSessionsRequest())).sessions)
+
+
+async def test_a_nul_in_any_text_field_is_refused_naming_the_field(server: RunningServer) -> None:
+    client = server.client()
+    session = (await client.chat.CreateSession(chat_pb.CreateSessionRequest(title="ok"))).session.name
+    context = common_pb2.LearningContext(course_id="webdev-101", video_id="flex\x00box", position_seconds=3)
+    calls = [
+        ("title", client.chat.CreateSession(chat_pb.CreateSessionRequest(title="a\x00b"))),
+        ("struggle", client.agents.GetHint(agent_pb.GetHintRequest(struggle="I am stuck\x00"))),
+        ("learning_context.video_id", client.agents.GetHint(agent_pb.GetHintRequest(learning_context=context))),
+        ("query", client.transcripts.SearchTranscripts(transcript_pb.SearchTranscriptsRequest(query="flex\x00"))),
+        (
+            "attributes[note]",
+            client.analytics.RecordInteraction(
+                analytics_pb.RecordInteractionRequest(trigger="user", attributes={"note": "hi\x00"})
+            ),
+        ),
+    ]
+    for field, call in calls:
+        with pytest.raises(aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        details = error_details(caught.value)
+        assert details["ErrorInfo"].reason == "NUL_CHARACTER"
+        assert [v.field for v in details["BadRequest"].field_violations] == [field]
+    with pytest.raises(aio.AioRpcError) as streamed:
+        async for _ in client.chat.StreamChat(chat_pb.StreamChatRequest(session=session, message="what\x00 is flex?")):
+            pass
+    assert streamed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(streamed.value)["BadRequest"].field_violations[0].field == "message"
+    assert await sessions_of(client) == 1
+    listed = await client.chat.ListMessages(chat_pb.ListMessagesRequest(parent=session))
+    assert list(listed.messages) == [], "nothing of a refused turn is stored"
+
+
+def raw(client: Client, method: str) -> aio.UnaryUnaryMultiCallable:
+    return client.channel.unary_unary(method, request_serializer=lambda body: body, response_deserializer=lambda b: b)
+
+
+METHODS = [
+    "/tutorstream.v1.ChatService/CreateSession",
+    "/tutorstream.v1.AgentService/GetPreferences",
+    "/tutorstream.v1.TranscriptService/SearchTranscripts",
+    "/tutorstream.v1.AnalyticsService/RecordInteraction",
+]
+
+
+async def test_bodies_that_are_not_the_request_message_are_invalid_argument(server: RunningServer) -> None:
+    client = server.client()
+    with pytest.raises(aio.AioRpcError) as caught:
+        await raw(client, "/tutorstream.v1.AgentService/GetPreferences")(b"\x0a\xff\xff\xff")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(caught.value)["ErrorInfo"].reason == "MALFORMED_REQUEST"
+    anonymous = connect(server.target, None)
+    try:
+        with pytest.raises(aio.AioRpcError) as refused:
+            await raw(anonymous, "/tutorstream.v1.AgentService/GetPreferences")(b"\x0a\xff\xff\xff")
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, "authentication comes first"
+    finally:
+        await anonymous.close()
+
+    generator = random.Random(15)
+    codes: set[grpc.StatusCode] = set()
+    for index in range(200):
+        size = generator.randint(1, 64)
+        body = bytes(generator.getrandbits(8) for _ in range(size))
+        try:
+            await raw(client, METHODS[index % len(METHODS)])(body)
+            codes.add(grpc.StatusCode.OK)
+        except aio.AioRpcError as error:
+            codes.add(error.code())
+    assert grpc.StatusCode.INTERNAL not in codes and grpc.StatusCode.UNKNOWN not in codes, codes
+    assert grpc.StatusCode.INVALID_ARGUMENT in codes
