@@ -272,9 +272,13 @@ def _parse_webvtt(content: str) -> tuple[list[_RawCue], str | None]:
     # is what lets an error name its line and cue.
     timings: list[tuple[str, float, float]] = []
     for line_no, line in enumerate(lines[1:], start=2):
-        if "-->" not in line:
-            continue
         where = f"line {line_no} (cue {len(timings) + 1})"
+        if "-->" not in line:
+            # "00:00:05.000 -> 00:00:09.000" is a timing line gone wrong, not a line of the cue's text.
+            if _VTT_TIMING_LIKE.match(line):
+                shown = line.strip() if len(line.strip()) <= 60 else f"{line.strip()[:60]}…"
+                raise _invalid(f"{where}: malformed timing line {shown!r}, expected 'HH:MM:SS.mmm --> HH:MM:SS.mmm'")
+            continue
         start_token, end_token = _split_timing_line(line, where)
         start = _timestamp_seconds(start_token, where, separators=".", hours_required=False)
         end = _timestamp_seconds(end_token, where, separators=".", hours_required=False)
@@ -306,6 +310,8 @@ def _parse_webvtt(content: str) -> tuple[list[_RawCue], str | None]:
     return cues, language
 
 
+# A WebVTT timestamp followed by an arrow that is not "-->".
+_VTT_TIMING_LIKE = re.compile(r"^\s*(?:\d+:)?\d{1,2}:\d{2}\.\d{1,3}\s*(?:-+>?|–|—|→|=>|>)\s*\S")
 _SRT_INDEX = re.compile(r"\d+")
 _TIMING_LIKE = re.compile(r"^\s*[\d:.,]{5,}\s*(?:-+>?|–|—|→|=>)\s*[\d:.,]{5,}")
 

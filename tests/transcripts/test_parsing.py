@@ -116,6 +116,9 @@ def test_webvtt_markup_and_voices_are_stripped() -> None:
         ("00:01:00.000 -->", "content: line 7 (cue 2): missing end time after '-->'"),
         ("00:01:09.000 --> 00:01:08.000", "content: line 7 (cue 2): end time 00:01:08.000 is not after start"),
         ("00:01:09.000 --> 00:01:09.000", "content: line 7 (cue 2): end time 00:01:09.000 is not after start"),
+        ("00:00:05.000 -> 00:0x:09", "content: line 7 (cue 2): malformed timing line '00:00:05.000 -> 00:0x:09'"),
+        ("00:00:05.000 - 00:00:09.000", "content: line 7 (cue 2): malformed timing line '00:00:05.000 - 00:00:09"),
+        ("01:05.000 → 01:09.000", "content: line 7 (cue 2): malformed timing line '01:05.000 → 01:09.000'"),
     ],
 )
 def test_webvtt_errors_name_line_and_cue(timing: str, expected: str) -> None:
