@@ -121,3 +121,16 @@ async def test_bodies_that_are_not_the_request_message_are_invalid_argument(serv
             codes.add(error.code())
     assert grpc.StatusCode.INTERNAL not in codes and grpc.StatusCode.UNKNOWN not in codes, codes
     assert grpc.StatusCode.INVALID_ARGUMENT in codes
+
+
+async def test_an_enum_value_the_contract_does_not_declare_is_refused(server: RunningServer) -> None:
+    client = server.client()
+    with pytest.raises(aio.AioRpcError) as caught:
+        await client.transcripts.GetTranscript(
+            transcript_pb.GetTranscriptRequest(name="videos/flexbox-layout/transcript", view=9)  # type: ignore[arg-type]
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = error_details(caught.value)
+    assert details["ErrorInfo"].reason == "UNKNOWN_ENUM_VALUE"
+    (violation,) = details["BadRequest"].field_violations
+    assert violation.field == "view" and "TRANSCRIPT_VIEW_FULL" in violation.description
