@@ -4,6 +4,8 @@ message answer INVALID_ARGUMENT after authentication — never INTERNAL or UNKNO
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 
 import grpc
@@ -134,3 +136,32 @@ async def test_an_enum_value_the_contract_does_not_declare_is_refused(server: Ru
     assert details["ErrorInfo"].reason == "UNKNOWN_ENUM_VALUE"
     (violation,) = details["BadRequest"].field_violations
     assert violation.field == "view" and "TRANSCRIPT_VIEW_FULL" in violation.description
+
+
+def forged(data: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+async def test_forged_page_tokens_are_refused_by_every_listing(server: RunningServer) -> None:
+    client = server.client()
+    teacher = server.client(role="instructor")
+    session = (await client.chat.CreateSession(chat_pb.CreateSessionRequest(title="t"))).session.name
+    listings = [
+        lambda token: client.chat.ListSessions(chat_pb.ListSessionsRequest(page_token=token)),
+        lambda token: client.chat.ListMessages(chat_pb.ListMessagesRequest(parent=session, page_token=token)),
+        lambda token: teacher.transcripts.ListTranscripts(transcript_pb.ListTranscriptsRequest(page_token=token)),
+        lambda token: teacher.analytics.ListInsights(analytics_pb.ListInsightsRequest(page_token=token)),
+    ]
+    tokens = [
+        forged({"f": "", "c": 5, "v": None}),
+        forged({"s": "sessions", "k": ["not a time", "x"]}),
+        forged({"s": "transcripts:", "k": [5, None]}),
+        forged({"s": "sessions", "k": [1, 2, 3]}),
+        "%%%",
+    ]
+    for listing in listings:
+        for token in tokens:
+            with pytest.raises(aio.AioRpcError) as caught:
+                await listing(token)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, token
+            assert error_details(caught.value)["BadRequest"].field_violations[0].field == "page_token"

@@ -257,16 +257,14 @@ class AnalyticsService:
     ) -> InsightPage:
         size = page_size(requested_size, default=DEFAULT_INSIGHTS_PAGE, maximum=MAX_INSIGHTS_PAGE)
         scope = f"insights:{user_id}:{course_id}:{int(show_dismissed)}"
-        after = decode_page_token(token, scope)
+        after = decode_page_token(token, scope, (datetime, str))
         statement = select(Insight).where(Insight.user_id == user_id)
         if course_id:
             statement = statement.where(Insight.course_id == course_id)
         if not show_dismissed:
             statement = statement.where(Insight.dismiss_time.is_(None))
         if after is not None:
-            if len(after) != 2 or not isinstance(after[0], str) or not isinstance(after[1], str):
-                raise InvalidArgument.field("page_token", "is not a page token returned by this method")
-            moment = datetime.fromisoformat(after[0])
+            moment = after[0]
             statement = statement.where(
                 (Insight.create_time < moment) | ((Insight.create_time == moment) & (Insight.id < after[1]))
             )
@@ -277,7 +275,7 @@ class AnalyticsService:
         if len(rows) > size:
             rows = rows[:size]
             last = rows[-1]
-            next_token = encode_page_token(scope, [last.create_time.isoformat(), last.id])
+            next_token = encode_page_token(scope, [last.create_time, last.id])
         return InsightPage(rows, next_token)
 
     async def dismiss_insight(self, principal: Principal, insight_id: str) -> Insight:

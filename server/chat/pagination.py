@@ -1,8 +1,8 @@
 """Opaque page tokens (AIP-158) for keyset pagination.
 
 A token is URL-safe base64 of a small JSON object: which listing it belongs to (`scope`, e.g. the session a
-message list is for) and the sort key of the last item returned. A token from another listing, or one that
-does not decode, is INVALID_ARGUMENT.
+message list is for) and the sort key of the last item returned. A token from another listing, one that does
+not decode, or one whose key is not of the listing's shape (a forged `{"k": [5, null]}`) is INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -10,29 +10,51 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import datetime
 from typing import Any
 
 from server.core.errors import InvalidArgument
 
 
 def encode_page_token(scope: str, key: list[Any]) -> str:
-    raw = json.dumps({"s": scope, "k": key}, separators=(",", ":")).encode()
+    """A token for the page after the item whose sort key is `key` (datetimes are written in ISO 8601)."""
+    written = [value.isoformat() if isinstance(value, datetime) else value for value in key]
+    raw = json.dumps({"s": scope, "k": written}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_page_token(token: str, scope: str, field: str = "page_token") -> list[Any] | None:
-    """The sort key in `token`, or None for an empty token (the first page)."""
+def decode_page_token(
+    token: str, scope: str, shape: tuple[type, ...], field: str = "page_token"
+) -> tuple[Any, ...] | None:
+    """The sort key in `token`, one value of each type of `shape` (str, int or datetime), or None for an
+    empty token (the first page)."""
     if not token:
         return None
+    not_ours = InvalidArgument.field(field, "is not a page token returned by this method")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
     except (binascii.Error, ValueError):
-        raise InvalidArgument.field(field, "is not a page token returned by this method") from None
-    if not isinstance(data, dict) or data.get("s") != scope or not isinstance(data.get("k"), list):
+        raise not_ours from None
+    if not isinstance(data, dict) or not isinstance(data.get("k"), list):
+        raise not_ours
+    if data.get("s") != scope:
         raise InvalidArgument.field(field, "belongs to a different listing; start again without it")
     key: list[Any] = data["k"]
-    return key
+    if len(key) != len(shape):
+        raise not_ours
+    values: list[Any] = []
+    for value, kind in zip(key, shape, strict=True):
+        if kind is datetime:
+            try:
+                values.append(datetime.fromisoformat(value))
+            except (TypeError, ValueError):
+                raise not_ours from None
+        elif type(value) is kind:
+            values.append(value)
+        else:
+            raise not_ours
+    return tuple(values)
 
 
 def page_size(requested: int, *, default: int, maximum: int, field: str = "page_size") -> int:

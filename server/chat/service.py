@@ -104,13 +104,7 @@ class ChatService:
 
     async def list_sessions(self, principal: Principal, requested_size: int, page_token: str) -> Page:
         limit = page_size(requested_size, default=20, maximum=100)
-        key = decode_page_token(page_token, "sessions")
-        after: tuple[datetime, str] | None = None
-        if key is not None:
-            try:
-                after = (datetime.fromisoformat(str(key[0])), str(key[1]))
-            except (ValueError, IndexError):
-                raise InvalidArgument.field("page_token", "is not a page token returned by this method") from None
+        after = decode_page_token(page_token, "sessions", (datetime, str))
         async with self._db.reader() as session:
             rows = await repo.list_sessions(session, principal.user_id, after=after, limit=limit + 1)
             page, more = rows[:limit], len(rows) > limit
@@ -121,7 +115,7 @@ class ChatService:
         token = ""
         if more and page:
             last = page[-1]
-            token = encode_page_token("sessions", [last.create_time.isoformat(), last.id])
+            token = encode_page_token("sessions", [last.create_time, last.id])
         return Page(items=items, next_page_token=token)
 
     async def delete_session(self, principal: Principal, session_id: str) -> None:
@@ -136,12 +130,8 @@ class ChatService:
             if await repo.get_session(session, session_id, principal.user_id) is None:
                 raise _not_found()
             limit = page_size(requested_size, default=50, maximum=200)
-            key = decode_page_token(page_token, f"messages:{session_id}")
-            after_seq: int | None = None
-            if key is not None:
-                if not key or not isinstance(key[0], int):
-                    raise InvalidArgument.field("page_token", "is not a page token returned by this method")
-                after_seq = key[0]
+            key = decode_page_token(page_token, f"messages:{session_id}", (int,))
+            after_seq: int | None = key[0] if key is not None else None
             rows = await repo.list_messages(session, session_id, after_seq=after_seq, limit=limit + 1)
         page, more = rows[:limit], len(rows) > limit
         token = encode_page_token(f"messages:{session_id}", [page[-1].seq]) if more and page else ""

@@ -17,8 +17,6 @@ Decisions
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import json
 import math
@@ -33,6 +31,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.chat.pagination import decode_page_token, encode_page_token
 from server.config import Settings
 from server.core.auth import Principal, Role
 from server.core.db import Database
@@ -262,23 +261,6 @@ def require_writer(principal: Principal, action: str) -> None:
         raise PermissionDenied(f"only instructors and services may {action}", reason="INSTRUCTOR_ROLE_REQUIRED")
 
 
-def _encode_page_token(course_filter: str, last: tuple[str, str]) -> str:
-    raw = json.dumps({"f": course_filter, "c": last[0], "v": last[1]}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_page_token(token: str, course_filter: str) -> tuple[str, str]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        after = (str(data["c"]), str(data["v"]))
-        issued_for = str(data["f"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise InvalidArgument.field("page_token", "is not a token returned by ListTranscripts") from None
-    if issued_for != course_filter:
-        raise InvalidArgument.field("page_token", "was issued for a different course_id filter")
-    return after
-
-
 class TranscriptService:
     def __init__(self, database: Database, search: TranscriptSearch, jobs: JobDeferrer, settings: Settings) -> None:
         self._db = database
@@ -433,13 +415,13 @@ class TranscriptService:
         if page_size < 0:
             raise InvalidArgument.field("page_size", "must not be negative")
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = _decode_page_token(page_token, course_id) if page_token else None
+        after = decode_page_token(page_token, f"transcripts:{course_id}", (str, str))
         async with self._db.session() as session:
             rows = await repository.list_transcripts(session, course_id=course_id or None, after=after, limit=size + 1)
         views = [transcript_view(row) for row in rows[:size]]
         next_token = ""
         if len(rows) > size:
-            next_token = _encode_page_token(course_id, (views[-1].course_id, views[-1].video_id))
+            next_token = encode_page_token(f"transcripts:{course_id}", [views[-1].course_id, views[-1].video_id])
         return views, next_token
 
     async def delete_transcript(self, principal: Principal, video_id: str) -> None:
