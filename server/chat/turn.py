@@ -121,12 +121,17 @@ class TurnRunner:
         self._budget = budget
         # Final writes of cancelled turns run here, out of reach of the cancellation.
         self._background: set[asyncio.Task[AnswerFinal]] = set()
+        # The tasks running turns: on shutdown, the ones the grace period cut short still store what they had.
+        self._turns: set[asyncio.Task[Any]] = set()
 
     async def aclose(self, within_seconds: float = 5.0) -> None:
-        """On shutdown: let the final writes of interrupted turns finish before the database closes."""
-        pending = list(self._background)
-        if pending:
-            await asyncio.wait(pending, timeout=within_seconds)
+        """On shutdown, before the database closes: let the turns the server just cancelled reach their
+        final write, and those writes finish."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_seconds
+        for pending in (list(self._turns), list(self._background)):
+            if pending:
+                await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
 
     async def run(
         self,
@@ -137,6 +142,10 @@ class TurnRunner:
         deadline: float | None,
     ) -> AsyncGenerator[ChatEvent, None]:
         started = time.monotonic()
+        running = asyncio.current_task()
+        if running is not None and running not in self._turns:
+            self._turns.add(running)
+            running.add_done_callback(self._turns.discard)
         # The question is embedded and parsed while it is stored (what leaves the process is redacted; a
         # message the store will refuse is neither).
         safe_question = redact(message).text if _storable(message) else ""

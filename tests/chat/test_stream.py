@@ -429,3 +429,32 @@ async def test_every_turn_is_recorded_as_an_interaction(online_server: RunningSe
     assert row.attributes["session_id"] == session.removeprefix("sessions/")
     assert row.attributes["assistant_message_id"] == final.assistant_message_id
     assert "zebra" not in json.dumps(row.attributes)  # no message text in analytics
+
+
+async def test_a_stream_cut_off_by_shutdown_is_stored_incomplete(
+    chat_server_factory: ChatServerFactory, fake_openai: FakeOpenAI
+) -> None:
+    server = await chat_server_factory(grace_seconds=0.3, shutdown_notice_seconds=0)
+    client = server.client()
+    session = await new_session(client)
+    fake_openai.enqueue_chat(Behavior(content=LONG_ANSWER, tokens_per_second=10))
+    call = client.chat.StreamChat(pb.StreamChatRequest(session=session, message="tell me everything"))
+    first = await call.read()
+    assert first.text
+
+    await server.server.stop()
+
+    database = Database(str(server.settings.database_url))
+    try:
+        async with database.session() as db:
+            rows = (
+                await db.execute(
+                    text("SELECT role, content, incomplete FROM chat_messages WHERE session_id = :id ORDER BY seq"),
+                    {"id": session.removeprefix("sessions/")},
+                )
+            ).all()
+    finally:
+        await database.dispose()
+    assert [row.role for row in rows] == ["user", "assistant"]
+    assert rows[1].incomplete and rows[1].content.startswith(first.text)
+    assert len(rows[1].content) < len(LONG_ANSWER)
