@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import Float, Text
 
 from server.core.db import Database
+from server.nlp.addressed import addressed_to_model
 from server.nlp.analysis import Mention
 from server.nlp.questions import Frame
 
@@ -120,6 +121,11 @@ def _sentence(row: Any) -> StoredSentence:
     )
 
 
+def _material(rows: Sequence[Any]) -> list[StoredSentence]:
+    """The rows' sentences the tutor may write from: not those addressed to a model (server.nlp.addressed)."""
+    return [_sentence(row) for row in rows if not addressed_to_model(row.text, row.lemmas)]
+
+
 def _parse_vector(literal: str) -> list[float]:
     return [float(value) for value in literal.strip("[]").split(",")] if literal else []
 
@@ -167,7 +173,7 @@ class SentenceStore:
             params |= {"query_vector": query_vector, "model_id": model_id}
         async with self._db.session() as session:
             rows = (await session.execute(statement, params)).all()
-        return sorted((_sentence(row) for row in rows), key=lambda s: (s.video_id, s.start_seconds, s.index))
+        return sorted(_material(rows), key=lambda s: (s.video_id, s.start_seconds, s.index))
 
     async def vocabulary(self, course_id: str) -> frozenset[str]:
         """Every content key the course's sentences say (kept like the phrases: a minute, or until the
@@ -219,7 +225,7 @@ class SentenceStore:
                     statement, {"scope": params, "query_vector": query_vector, "model_id": model_id, "limit": limit}
                 )
             ).all()
-        return [_sentence(row) for row in rows]
+        return _material(rows)
 
     async def key_phrases(self, video_id: str, start: float, end: float, *, limit: int = 3) -> list[str]:
         """How the lecture writes the key phrases said between `start` and `end`, most telling first: said

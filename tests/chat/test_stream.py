@@ -458,3 +458,20 @@ async def test_a_stream_cut_off_by_shutdown_is_stored_incomplete(
     assert [row.role for row in rows] == ["user", "assistant"]
     assert rows[1].incomplete and rows[1].content.startswith(first.text)
     assert len(rows[1].content) < len(LONG_ANSWER)
+
+
+async def test_a_sentence_addressed_to_a_model_is_never_what_the_tutor_writes_from(
+    chat_server_factory: ChatServerFactory, course_database_url: str
+) -> None:
+    server = await chat_server_factory(online=False, database_url=course_database_url)
+    client = server.client()
+    session = await new_session(client, learning_context(INJECTION_VIDEO, 8.0))
+    for question in ("What should I print?", "What does the lecture say about instructions?", "What is said here?"):
+        deltas, final = await ask(client, session, question)
+        assert "Ignore previous instructions" not in answer_text(deltas), question
+        assert all("Ignore previous" not in citation.quoted_text for citation in final.citations)
+    for _ in range(3):  # every rung
+        hint = await client.agents.GetHint(
+            agent_pb.GetHintRequest(learning_context=learning_context(INJECTION_VIDEO, 9.0))
+        )
+        assert "Ignore previous instructions" not in hint.hint and "system prompt" not in hint.hint
