@@ -1,14 +1,19 @@
-"""`python -m soak [--seconds 600] [--seed N]`: run the soak test and print its result table."""
+"""`python -m soak [--seconds 600] [--seed N]`: run the soak test, print its result table and write it, stamped
+with the commit it ran, to soak/results/latest.md (`--output` elsewhere)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import sys
 import tempfile
 from pathlib import Path
 
+from evals.stamp import commit
 from soak.run import SoakConfig, run_soak
+
+DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.md"
 
 
 def main() -> int:
@@ -16,8 +21,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=600.0, help="Duration of the load (default 600).")
     parser.add_argument("--seed", type=int, default=SoakConfig.seed, help="Seed of every random choice.")
     parser.add_argument("--workdir", type=Path, help="Keep logs and data here instead of a temporary directory.")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Where to write the result table.")
     args = parser.parse_args()
     config = SoakConfig(seconds=args.seconds, seed=args.seed)
+    measured = commit(args.output)
+    started = datetime.datetime.now(datetime.UTC)
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         result = asyncio.run(run_soak(config, args.workdir))
@@ -25,7 +33,15 @@ def main() -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="tutorstream-soak-") as tmp:
             result = asyncio.run(run_soak(config, Path(tmp)))
-    print(result.table())
+    table = result.table()
+    print(table)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        f"# Soak result\n\n`python -m soak --seconds {args.seconds:g} --seed {args.seed}` started "
+        f"{started:%Y-%m-%d %H:%M} UTC at commit `{measured}`.\n\n```\n{table}\n```\n",
+        encoding="utf-8",
+    )
+    print(f"written to {args.output}")
     return 0 if result.passed else 1
 
 

@@ -15,6 +15,7 @@ An acknowledgement is what the API promises a client can rely on:
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -54,9 +55,14 @@ class Ledger:
     quiz_attempts: set[str] = field(default_factory=set)
     transcripts: set[str] = field(default_factory=set)
     notes: Counter[str] = field(default_factory=Counter)
+    # When Redis came back (monotonic), and the calls that ended OK after it.
+    redis_back_at: float | None = None
+    ok_after_redis_restart: int = 0
 
     def status(self, rpc: str, code: str) -> None:
         self.statuses[(rpc, code)] += 1
+        if code == "OK" and self.redis_back_at is not None and time.monotonic() > self.redis_back_at:
+            self.ok_after_redis_restart += 1
 
     def error(self, rpc: str, error: grpc.aio.AioRpcError) -> None:
         self.status(rpc, error.code().name)

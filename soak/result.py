@@ -10,6 +10,11 @@ from soak.monitor import Flatness
 from soak.verify import Tally
 
 FAILING_CODES = ("INTERNAL", "UNKNOWN")
+# Of the calls the client did not cancel itself, at least this share of every RPC ends OK (the faults — a Redis
+# restart, upstream 429s and dropped streams — may fail some, not most).
+MIN_OK_SHARE = 0.9
+# Calls that must end OK after Redis came back: the server rejoined it rather than limping on.
+MIN_OK_AFTER_REDIS_RESTART = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,7 @@ class SoakResult:
     tasks: Flatness
     faults: dict[str, float]
     notes: Counter[str]
+    ok_after_redis_restart: int
     health_at_end: str
     exit_code: int | None
     drained: bool
@@ -50,8 +56,21 @@ class SoakResult:
             and self.faults.get("chat streams dropped", 0) > 0
             and self.statuses.get(("StreamChat", CLIENT_CANCELLED), 0) > 0
         )
+        shares = self.ok_shares()
+        short = [f"{rpc} {share:.0%}" for rpc, share in shares.items() if share < MIN_OK_SHARE]
+        worst = min(shares.values(), default=0.0)
         return [
             Criterion("no INTERNAL or UNKNOWN status", failing == 0, f"{failing} calls"),
+            Criterion(
+                f"every RPC >= {MIN_OK_SHARE:.0%} OK",
+                bool(shares) and not short,
+                "; ".join(short) or f"lowest {worst:.0%} over {len(shares)} RPCs (client cancels excluded)",
+            ),
+            Criterion(
+                "calls succeed after Redis is back",
+                self.ok_after_redis_restart >= MIN_OK_AFTER_REDIS_RESTART,
+                f"{self.ok_after_redis_restart} OK (at least {MIN_OK_AFTER_REDIS_RESTART})",
+            ),
             Criterion(
                 "every acknowledged write stored",
                 not lost and all(t.acknowledged > 0 for t in self.tallies if "cancelled" not in t.kind),
@@ -64,6 +83,18 @@ class SoakResult:
             Criterion("healthy at the end", self.health_at_end == "SERVING", self.health_at_end),
             Criterion("clean exit on SIGTERM", self.exit_code == 0, f"exit code {self.exit_code}"),
         ]
+
+    def ok_shares(self) -> dict[str, float]:
+        """Per RPC, the share of calls ending OK among those the client did not cancel."""
+        totals: Counter[str] = Counter()
+        oks: Counter[str] = Counter()
+        for (rpc, code), count in self.statuses.items():
+            if code == CLIENT_CANCELLED:
+                continue
+            totals[rpc] += count
+            if code == "OK":
+                oks[rpc] += count
+        return {rpc: oks[rpc] / total for rpc, total in sorted(totals.items()) if total}
 
     @property
     def passed(self) -> bool:

@@ -96,13 +96,14 @@ async def clients(target: str) -> AsyncIterator[Callable[[str, str], Client]]:
             await client.close()
 
 
-async def restart_redis(redis: RedisServer, at: float, down: float, faults: dict[str, float]) -> None:
+async def restart_redis(redis: RedisServer, at: float, down: float, faults: dict[str, float], ledger: Ledger) -> None:
     """Stop Redis at `at` seconds into the load, start it again on the same port `down` seconds later."""
     await asyncio.sleep(at)
     await asyncio.to_thread(redis.stop)
     stopped = time.monotonic()
     await asyncio.sleep(down)
     await asyncio.to_thread(redis.start)
+    ledger.redis_back_at = time.monotonic()
     faults["redis restarts"] = faults.get("redis restarts", 0) + 1
     faults["redis down (s)"] = round(time.monotonic() - stopped, 1)
     faults["redis stopped at (s into the load)"] = round(at, 1)
@@ -199,7 +200,7 @@ async def _run(
         background = [
             steady,
             asyncio.create_task(sampler.run(stop)),
-            asyncio.create_task(restart_redis(redis, config.seconds / 2, config.redis_down_seconds, faults)),
+            asyncio.create_task(restart_redis(redis, config.seconds / 2, config.redis_down_seconds, faults, ledger)),
         ]
         try:
             await _watch_until(tasks, config.seconds)
@@ -229,6 +230,7 @@ async def _run(
         tasks=tasks_series,
         faults=faults,
         notes=ledger.notes,
+        ok_after_redis_restart=ledger.ok_after_redis_restart,
         health_at_end=health,
         exit_code=exit_code,
         drained=drained,
