@@ -250,16 +250,7 @@ class TurnRunner:
         sources, evidence = gathered.sources, gathered.evidence
         turn.cited = evidence.by_label
         persona = persona_for(preferences.personality, preferences.response_length)
-        prompt = build_prompt(
-            persona=persona,
-            context=stored.context,
-            sources=sources,
-            history=stored.history,
-            question=turn.question,
-            counter=counter,
-            history_budget=self._settings.history_token_budget,
-            spoiler_limit=spoiler_limit,
-        )
+        prompt = self._prompt(turn, stored, persona, sources, counter, spoiler_limit, SOURCE_TOKEN_BUDGET)
         turn.prompt = prompt
         redacted = redact_messages(prompt.messages)
         if redacted.total:
@@ -329,6 +320,28 @@ class TurnRunner:
             return refusal
         return None
 
+    def _prompt(
+        self,
+        turn: TurnState,
+        stored: _Stored,
+        persona: Persona,
+        sources: list[Source],
+        counter: TokenCounter,
+        spoiler_limit: float | None,
+        source_budget: int,
+    ) -> Prompt:
+        return build_prompt(
+            persona=persona,
+            context=stored.context,
+            sources=sources,
+            history=stored.history,
+            question=turn.question,
+            counter=counter,
+            history_budget=self._settings.history_token_budget,
+            spoiler_limit=spoiler_limit,
+            source_budget=source_budget,
+        )
+
     async def _fit(
         self,
         turn: TurnState,
@@ -345,17 +358,7 @@ class TurnRunner:
         windows = await self._budget.status(principal.user_id, principal.tier.value)
         available = min(window.tokens_remaining for window in windows)
         for source_budget in (SOURCE_TOKEN_BUDGET, *FITTED_SOURCE_BUDGETS):
-            prompt = build_prompt(
-                persona=persona,
-                context=stored.context,
-                sources=sources,
-                history=stored.history,
-                question=turn.question,
-                counter=counter,
-                history_budget=self._settings.history_token_budget,
-                spoiler_limit=spoiler_limit,
-                source_budget=source_budget,
-            )
+            prompt = self._prompt(turn, stored, persona, sources, counter, spoiler_limit, source_budget)
             answer_tokens = min(persona.max_tokens, available - prompt.prompt_tokens)
             if answer_tokens >= MIN_ANSWER_TOKENS:
                 turn.reservation = await self._budget.reserve(

@@ -48,6 +48,14 @@ def _metadata(context: aio.ServicerContext[Any, Any]) -> dict[str, str]:
     return found
 
 
+def _admitted(principal: Principal | None, refused: Exception | None) -> Principal:
+    """The call's principal, or why it has none raised."""
+    if refused is not None:
+        raise refused
+    assert principal is not None
+    return principal
+
+
 class _RpcOutcome:
     def __init__(self) -> None:
         self.code = grpc.StatusCode.OK
@@ -158,13 +166,8 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             outcome = _RpcOutcome()
             request_id, principal, refused = self._start(context)
             try:
-                if refused is not None:
-                    raise refused
-                assert principal is not None
-                if streamed:
-                    request = requests.checked(request)
-                else:
-                    requests.check(request)
+                principal = _admitted(principal, refused)
+                request = requests.checked(request) if streamed else requests.check(request)
                 async with self.gate.admit(principal, method):
                     result = behavior(request, context)
                     return await result if inspect.isawaitable(result) else result
@@ -187,13 +190,8 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             outcome = _RpcOutcome()
             request_id, principal, refused = self._start(context)
             try:
-                if refused is not None:
-                    raise refused
-                assert principal is not None
-                if streamed:
-                    request = requests.checked(request)
-                else:
-                    requests.check(request)
+                principal = _admitted(principal, refused)
+                request = requests.checked(request) if streamed else requests.check(request)
                 async with self.gate.admit(principal, method):
                     result = behavior(request, context)
                     if inspect.isasyncgen(result):

@@ -48,8 +48,9 @@ def tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return read
 
 
-def check(request: Any) -> None:
-    """Raise InvalidArgument for a malformed request, a NUL in any of its text or an undeclared enum value."""
+def check(request: Any) -> Any:
+    """`request`, or InvalidArgument for a malformed request, a NUL in any of its text or an undeclared enum
+    value."""
     if isinstance(request, Malformed):
         raise InvalidArgument(
             f"malformed request: {request.size} bytes that are not this method's request message",
@@ -60,6 +61,7 @@ def check(request: Any) -> None:
         if problem is not None:
             path, description, reason = problem
             raise InvalidArgument.field(path, description, reason=reason)
+    return request
 
 
 async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
