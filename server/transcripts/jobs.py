@@ -27,6 +27,7 @@ from server.core.db import Database
 from server.core.errors import DomainError
 from server.embeddings.base import Embedder
 from server.jobs.queue import AlreadyEnqueued, JobQueue
+from server.nlp.addressed import addressed_to_model
 from server.nlp.analysis import ANALYSIS_VERSION, TranscriptAnalysis, analyse
 from server.transcripts import repository
 from server.transcripts.chunking import Chunk, chunk_cues
@@ -151,6 +152,17 @@ class TranscriptJobs:
                 parsed, source, digest = handed_over, "upload", job.content_hash
             chunks, cues, analysis = await asyncio.to_thread(_prepare, parsed)
             total = len(chunks)
+            addressed = [s.index for s in analysis.sentences if addressed_to_model(s.text, s.lemmas)]
+            if addressed:
+                logger.warning(
+                    "ingest job %s: %s of %s: %d sentence(s) read as instructions to a model, never quoted by the "
+                    "tutor (sentence numbers %s)",
+                    job_id,
+                    job.video_id,
+                    job.course_id,
+                    len(addressed),
+                    ", ".join(str(index) for index in addressed[:10]),
+                )
             # One embedding pass for the chunks, their sentences and the video's key phrases; its progress
             # counts all of them, the stages after it count chunks.
             texts = [chunk.text for chunk in chunks]
