@@ -14,11 +14,11 @@ from server.analytics.insights import GENERATE_TASK, queueing_lock
 from server.analytics.interactions import AIInteraction, record_interaction
 from server.analytics.models import Insight
 from server.analytics.retention import delete_user_data
-from server.chat.pagination import decode_page_token, encode_page_token, page_size
 from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from server.core.names import require_id
+from server.core.pagination import decode_page_token, encode_page_token, page_size
 from server.core.users import ensure_user
 from server.jobs.queue import AlreadyEnqueued, JobQueue
 

@@ -25,7 +25,6 @@ from server.chat.domain import (
     session_info,
 )
 from server.chat.models import ChatSession, TranscriptReference
-from server.chat.pagination import decode_page_token, encode_page_token, page_size
 from server.chat.turn import TurnRunner
 from server.chat.validation import (
     MAX_REFERENCE_SECONDS,
@@ -37,6 +36,7 @@ from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from server.core.names import require_id
+from server.core.pagination import decode_page_token, encode_page_token, page_size
 from server.core.users import ensure_user
 from server.transcripts.search import SearchHit, TranscriptSearch
 from server.transcripts.sentences import SentenceStore, StoredSentence

@@ -31,12 +31,12 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.chat.pagination import decode_page_token, encode_page_token
 from server.config import Settings
 from server.core.auth import Principal, Role
 from server.core.db import Database
 from server.core.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from server.core.names import require_id
+from server.core.pagination import decode_page_token, encode_page_token
 from server.core.users import ensure_user
 from server.transcripts import repository
 from server.transcripts.models import IngestJob, Transcript
