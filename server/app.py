@@ -36,6 +36,7 @@ from server.chat.service import ChatService
 from server.chat.servicer import ChatServicer
 from server.chat.turn import TurnRunner
 from server.config import Settings
+from server.core import tracing
 from server.core.auth import Authenticator
 from server.core.db import Database
 from server.core.interceptors import ServerInterceptor
@@ -165,6 +166,10 @@ class TutorstreamServer:
         authenticator = Authenticator(settings)
         self.runtime = Runtime(settings=settings, database=self._database, authenticator=authenticator)
         self._closers = self.runtime.closers
+        flush_traces = tracing.start()
+        if flush_traces is not None:
+            self._closers.append(flush_traces)
+        tracing.instrument_clients(self._database.engine.sync_engine)
         limits = await build_limits(settings, self._database, listener=self._limits_state_changed)
         self._closers.append(limits.close)
         self.runtime.budget, self.runtime.limits, self.runtime.redis = limits.budget, limits.gate, limits.redis
@@ -212,7 +217,7 @@ class TutorstreamServer:
         self.interceptor = ServerInterceptor(authenticator)
         self.interceptor.gate = limits.gate
         server = aio.server(
-            interceptors=[self.interceptor],
+            interceptors=[*tracing.server_interceptors(), self.interceptor],
             options=[
                 ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
                 ("grpc.max_send_message_length", settings.max_send_message_bytes),

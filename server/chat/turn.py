@@ -39,6 +39,8 @@ from collections.abc import AsyncGenerator, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from opentelemetry import trace
+
 from server.agents.preferences import PreferencesService
 from server.chat import repository as repo
 from server.chat.context import SOURCE_TOKEN_BUDGET, HistoryMessage, Prompt, build_prompt, gather_turn, prompt_ceiling
@@ -61,7 +63,7 @@ from server.chat.domain import (
 from server.chat.recording import AnswerRecorder, TurnState
 from server.chat.validation import validate_context, validate_message
 from server.config import Settings
-from server.core import metrics
+from server.core import metrics, tracing
 from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import DeadlineExceeded, InvalidArgument, NotFound, QuotaExceeded
@@ -152,7 +154,8 @@ class TurnRunner:
         self._search.prefetch(safe_question)
         parsing = asyncio.ensure_future(asyncio.to_thread(analyse_question, safe_question)) if safe_question else None
         try:
-            stored = await self._store_question(principal, session_id, message, context_override)
+            with tracing.span("chat.store_question"):
+                stored = await self._store_question(principal, session_id, message, context_override)
         except BaseException:
             if parsing is not None:
                 parsing.cancel()
@@ -179,6 +182,7 @@ class TurnRunner:
                     if isinstance(event, TextDelta):
                         if turn.first_token_at is None:
                             turn.first_token_at = time.monotonic()
+                            trace.get_current_span().add_event("chat.first_token")
                             metrics.observe_time_to_first_token(turn.provider, turn.first_token_at - turn.started)
                         turn.parts.append(event.text)
                         yield AnswerDelta(event.text)
@@ -233,26 +237,28 @@ class TurnRunner:
         spoiler_limit = None
         if preferences.no_spoilers and stored.context.video_id:
             spoiler_limit = stored.context.position_seconds + self._settings.spoiler_lookahead_seconds
-        gathered, refused, _ = await _together(
-            gather_turn(
-                self._search,
-                self._sentences,
-                safe_question,
-                stored.context,
-                stored.references,
-                previous=earlier,
-                spoiler_limit=spoiler_limit,
-                parsing=parsing,
-            ),
-            reserve,
-            _nothing(),
-        )
+        with tracing.span("chat.context"):
+            gathered, refused, _ = await _together(
+                gather_turn(
+                    self._search,
+                    self._sentences,
+                    safe_question,
+                    stored.context,
+                    stored.references,
+                    previous=earlier,
+                    spoiler_limit=spoiler_limit,
+                    parsing=parsing,
+                ),
+                reserve,
+                _nothing(),
+            )
         sources, evidence = gathered.sources, gathered.evidence
         turn.cited = evidence.by_label
         persona = persona_for(preferences.personality, preferences.response_length)
-        prompt = self._prompt(turn, stored, persona, sources, counter, spoiler_limit, SOURCE_TOKEN_BUDGET)
+        with tracing.span("chat.prompt"):
+            prompt = self._prompt(turn, stored, persona, sources, counter, spoiler_limit, SOURCE_TOKEN_BUDGET)
+            redacted = redact_messages(prompt.messages)
         turn.prompt = prompt
-        redacted = redact_messages(prompt.messages)
         if redacted.total:
             logger.info("pii redacted before the model call", extra={"counts": redacted.counts})
         params = ChatParams(
@@ -313,9 +319,10 @@ class TurnRunner:
             history_budget=self._settings.history_token_budget,
         )
         try:
-            turn.reservation = await self._budget.reserve(
-                turn.principal, ceiling + MAX_ANSWER_TOKENS, operation="chat", count_refusal=False
-            )
+            with tracing.span("chat.budget"):
+                turn.reservation = await self._budget.reserve(
+                    turn.principal, ceiling + MAX_ANSWER_TOKENS, operation="chat", count_refusal=False
+                )
         except QuotaExceeded as refusal:
             return refusal
         return None
@@ -399,10 +406,14 @@ class TurnRunner:
         self, turn: TurnState, finish_reason: str, *, error: ProviderError | None = None
     ) -> AnswerFinal:
         """Run the recorder's `finish` in its own task: a cancellation of the RPC cannot cut the final write short."""
-        task = asyncio.get_running_loop().create_task(self._recorder.finish(turn, finish_reason, error))
+        task = asyncio.get_running_loop().create_task(self._store_answer(turn, finish_reason, error))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return await asyncio.shield(task)
+
+    async def _store_answer(self, turn: TurnState, finish_reason: str, error: ProviderError | None) -> AnswerFinal:
+        with tracing.span("chat.store_answer", finish_reason=finish_reason):
+            return await self._recorder.finish(turn, finish_reason, error)
 
     async def _finish_quietly(self, turn: TurnState, finish_reason: str) -> None:
         """`_finish_shielded` on a path that is already failing: a failed write is logged, not raised."""

@@ -23,6 +23,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Mapper
 
 from server.config import Settings
+from server.core import tracing
 from server.core.db import Database
 from server.core.errors import DomainError
 from server.embeddings.base import Embedder
@@ -133,6 +134,10 @@ class TranscriptJobs:
     # --- ingest ------------------------------------------------------------------------------------
 
     async def run_ingest(self, job_id: str) -> None:
+        with tracing.span("ingest.job", job_id=job_id):
+            await self._ingest(job_id)
+
+    async def _ingest(self, job_id: str) -> None:
         handed_over = PARSED_HANDOFF.take(job_id)
         async with self._db.transaction() as session:
             job = await repository.start_job(session, job_id, stage="parsing" if handed_over is None else "chunking")
@@ -150,7 +155,8 @@ class TranscriptJobs:
                     )
                 # The call that queued the job hashed this very content.
                 parsed, source, digest = handed_over, "upload", job.content_hash
-            chunks, cues, analysis = await asyncio.to_thread(_prepare, parsed)
+            with tracing.span("ingest.prepare", video_id=job.video_id):
+                chunks, cues, analysis = await asyncio.to_thread(_prepare, parsed)
             total = len(chunks)
             addressed = [s.index for s in analysis.sentences if addressed_to_model(s.text, s.lemmas)]
             if addressed:
@@ -179,7 +185,8 @@ class TranscriptJobs:
                     last_write = now
                     await self._update(job_id, completed_units=done)
 
-            vectors = await self._embedder.embed(texts, on_progress=on_progress)
+            with tracing.span("ingest.embed", texts=len(texts)):
+                vectors = await self._embedder.embed(texts, on_progress=on_progress)
             if len(vectors) != len(texts):
                 raise RuntimeError(f"the embedder returned {len(vectors)} vectors for {len(texts)} texts")
             await self._update(job_id, stage="indexing", completed_units=0, total_units=total)
@@ -223,17 +230,18 @@ class TranscriptJobs:
                 }
                 for chunk, vector in zip(chunks, vectors[:total], strict=True)
             ]
-            async with self._db.transaction() as session:
-                await repository.lock_video(session, job.video_id)
-                # Marked done first: a job that ended meanwhile (failed by the sweep) leaves nothing behind.
-                if not await repository.finish_job(session, job_id, total_units=total):
-                    return
-                await repository.replace_transcript(
-                    session, transcript=transcript, chunks=rows, first_ingested=job.create_time
-                )
-                await repository.replace_analysis(
-                    session, job.video_id, sentences=sentence_rows, phrases=phrase_rows, version=analysis.version
-                )
+            with tracing.span("ingest.store", chunks=total):
+                async with self._db.transaction() as session:
+                    await repository.lock_video(session, job.video_id)
+                    # Marked done first: a job that ended meanwhile (failed by the sweep) leaves nothing behind.
+                    if not await repository.finish_job(session, job_id, total_units=total):
+                        return
+                    await repository.replace_transcript(
+                        session, transcript=transcript, chunks=rows, first_ingested=job.create_time
+                    )
+                    await repository.replace_analysis(
+                        session, job.video_id, sentences=sentence_rows, phrases=phrase_rows, version=analysis.version
+                    )
             logger.info("ingest job %s: %s indexed (%d chunks, %s)", job_id, job.video_id, total, model)
         except DomainError as error:
             logger.warning("ingest job %s failed: %s", job_id, error.reason)
