@@ -312,3 +312,16 @@ async def test_demo_page_is_served_on_the_same_origin(edge: Edge) -> None:
     assert page.headers["x-content-type-options"] == "nosniff"
     assert bundle.status_code == 200 and bundle.headers["content-type"].startswith("text/javascript")
     assert missing.status_code == 404
+
+
+async def test_a_huge_submitted_value_is_a_precise_error_through_the_edge(edge: Edge) -> None:
+    """A 100,000-character name used to come back whole in the status, which Envoy answered with HTTP 502."""
+    request = chat_service_pb2.GetSessionRequest(name="sessions/" + "x" * 100_000)
+    async with httpx.AsyncClient(timeout=30) as client:
+        reply = await call(
+            client, edge.base_url, "/tutorstream.v1.ChatService/GetSession", request, token=edge.token(_user())
+        )
+    assert reply.http_status == 200
+    assert reply.grpc_status in (3, 5)  # INVALID_ARGUMENT or NOT_FOUND, never UNAVAILABLE or a protocol error
+    assert len(reply.grpc_message) < 2_000
+    assert sum(len(value) for value in reply.headers.values()) < 16_000
