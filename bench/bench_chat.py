@@ -44,6 +44,7 @@ import httpx
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from openai import AsyncOpenAI
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from tutorstream.v1 import chat_service_pb2 as pb
 from tutorstream.v1 import chat_service_pb2_grpc as pb_grpc
 
@@ -252,18 +253,21 @@ class Bench:
         return Run(started, first, last, tokens), float(sent["arrival"])
 
 
-async def measure(bench: Bench, args: argparse.Namespace) -> list[Line]:
+async def measure(bench: Bench, traced: Bench, args: argparse.Namespace) -> list[Line]:
     # Time to first token: a short answer, streamed at once.
     await bench.upstream.behave(content="Flex containers lay out their children along one axis.")
     for _ in range(20):  # warm-up: connections, pools, caches
         await bench.through_tutorstream()
+        await traced.through_tutorstream()
         await bench.direct()
-    via, direct = Samples(), Samples()
+    via, direct, tracing_on = Samples(), Samples(), Samples()
     for _ in range(args.ttft_runs):
         run, arrival = await bench.through_tutorstream()
         via.ttft.append((run.first - run.started) * 1000)
         via.before_upstream.append((arrival - run.started) * 1000)
         via.after_upstream.append((run.first - arrival) * 1000)
+        run, _ = await traced.through_tutorstream()
+        tracing_on.ttft.append((run.first - run.started) * 1000)
         run, arrival = await bench.direct()
         direct.ttft.append((run.first - run.started) * 1000)
         direct.after_upstream.append((run.first - arrival) * 1000)
@@ -285,6 +289,7 @@ async def measure(bench: Bench, args: argparse.Namespace) -> list[Line]:
     print("time to first token (ms)")
     print(f"  direct (openai SDK)                           {summary(direct.ttft)}")
     print(f"  through tutorstream                           {summary(via.ttft)}")
+    print(f"  through tutorstream, tracing on (OTLP)        {summary(tracing_on.ttft)}")
     print(f"    before the upstream call (context, DB)      {summary(via.before_upstream)}")
     print(f"  upstream arrival -> first token, direct       {summary(direct.after_upstream)}")
     print(f"  upstream arrival -> first token, tutorstream  {summary(via.after_upstream)}")
@@ -305,6 +310,13 @@ async def measure(bench: Bench, args: argparse.Namespace) -> list[Line]:
         context("chat", "of which before the upstream call, p50", percentile(via.before_upstream, 50), "ms"),
         context("chat", "TTFT direct, p50", percentile(direct.ttft, 50), "ms"),
         context("chat", "TTFT direct, p99", percentile(direct.ttft, 99), "ms"),
+        context(
+            "chat",
+            "TTFT p50 with tracing on vs off",
+            percentile(tracing_on.ttft, 50) / percentile(via.ttft, 50),
+            "x",
+            baseline="a second server exporting every span over OTLP, same run",
+        ),
     ]
 
 
@@ -349,18 +361,51 @@ async def run_against(args: argparse.Namespace, upstream: Upstream, tmp: str, da
         "MONTHLY_TOKEN_BUDGET": "1000000000",
     }
     token = mint_token(Settings(_env_file=None, jwt_secret=JWT_SECRET), user_id="bench-user", role=Role.STUDENT)  # type: ignore[call-arg]
-    log_path = Path(tmp) / "tutorstream.log"
+    log_path, traced_log = Path(tmp) / "tutorstream.log", Path(tmp) / "traced.log"
+    collector, collector_port = await start_collector()
+    traced_port = free_port()
+    traced_env = {
+        **env,
+        "PORT": str(traced_port),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector_port}",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+    }
     server_command = [sys.executable, "-c", "from server.cli import app; app(['serve'])"]
-    with child(server_command, env, log_path) as process:
-        target = f"127.0.0.1:{port}"
-        await wait_serving(target, process, log_path)
-        async with grpc.aio.insecure_channel(target) as channel:
-            bench = Bench(upstream, pb_grpc.ChatServiceStub(channel), token)
-            try:
-                lines = await measure(bench, args)
-            finally:
-                await bench.sdk.close()
+    try:
+        with (
+            child(server_command, env, log_path) as process,
+            child(server_command, traced_env, traced_log) as traced_process,
+        ):
+            target, traced_target = f"127.0.0.1:{port}", f"127.0.0.1:{traced_port}"
+            await wait_serving(target, process, log_path)
+            await wait_serving(traced_target, traced_process, traced_log)
+            async with grpc.aio.insecure_channel(target) as channel, grpc.aio.insecure_channel(traced_target) as other:
+                bench = Bench(upstream, pb_grpc.ChatServiceStub(channel), token)
+                traced = Bench(upstream, pb_grpc.ChatServiceStub(other), token)
+                try:
+                    lines = await measure(bench, traced, args)
+                finally:
+                    await bench.sdk.close()
+                    await traced.sdk.close()
+    finally:
+        await collector.stop(0)
     publish(lines)
+
+
+async def start_collector() -> tuple[grpc.aio.Server, int]:
+    """An OTLP/gRPC trace collector on loopback that accepts and drops what it is sent."""
+
+    class Collector(trace_service_pb2_grpc.TraceServiceServicer):
+        async def Export(
+            self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> trace_service_pb2.ExportTraceServiceResponse:
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.aio.server()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Collector(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port
 
 
 def main() -> None:
