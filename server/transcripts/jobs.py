@@ -33,7 +33,7 @@ from server.nlp.analysis import ANALYSIS_VERSION, TranscriptAnalysis, analyse
 from server.transcripts import repository
 from server.transcripts.chunking import Chunk, chunk_cues
 from server.transcripts.models import IngestJob, Transcript, TranscriptChunk, TranscriptPhrase, TranscriptSentence
-from server.transcripts.parsing import ParsedTranscript, parse_transcript
+from server.transcripts.parsing import ParsedTranscript, format_timestamp, parse_transcript
 from server.transcripts.service import INGEST_TASK, PARSED_HANDOFF, content_hash, cue_records
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ ANALYSE_TASK = "transcripts.analyse"
 REEMBED_BATCH = 256
 # Progress writes at most this often while embedding (the last batch is left to the indexing stage write).
 PROGRESS_INTERVAL_SECONDS = 0.2
+# An IngestJob reports at most this many warnings.
+MAX_JOB_WARNINGS = 20
 
 
 class JobProgress(Protocol):
@@ -158,17 +160,15 @@ class TranscriptJobs:
             with tracing.span("ingest.prepare", video_id=job.video_id):
                 chunks, cues, analysis = await asyncio.to_thread(_prepare, parsed)
             total = len(chunks)
-            addressed = [s.index for s in analysis.sentences if addressed_to_model(s.text, s.lemmas)]
+            warnings = list(parsed.warnings)
+            addressed = [s for s in analysis.sentences if addressed_to_model(s.text, s.lemmas)]
             if addressed:
-                logger.warning(
-                    "ingest job %s: %s of %s: %d sentence(s) read as instructions to a model, never quoted by the "
-                    "tutor (sentence numbers %s)",
-                    job_id,
-                    job.video_id,
-                    job.course_id,
-                    len(addressed),
-                    ", ".join(str(index) for index in addressed[:10]),
+                said = ", ".join(format_timestamp(s.start_seconds) for s in addressed[:5])
+                warnings.append(
+                    f"{len(addressed)} sentence(s) read as instructions to a model, never quoted by the tutor "
+                    f"(at {said})"
                 )
+                logger.warning("ingest job %s: %s of %s: %s", job_id, job.video_id, job.course_id, warnings[-1])
             # One embedding pass for the chunks, their sentences and the video's key phrases; its progress
             # counts all of them, the stages after it count chunks.
             texts = [chunk.text for chunk in chunks]
@@ -234,7 +234,10 @@ class TranscriptJobs:
                 async with self._db.transaction() as session:
                     await repository.lock_video(session, job.video_id)
                     # Marked done first: a job that ended meanwhile (failed by the sweep) leaves nothing behind.
-                    if not await repository.finish_job(session, job_id, total_units=total):
+                    done = await repository.finish_job(
+                        session, job_id, total_units=total, warnings=warnings[:MAX_JOB_WARNINGS]
+                    )
+                    if not done:
                         return
                     await repository.replace_transcript(
                         session, transcript=transcript, chunks=rows, first_ingested=job.create_time

@@ -156,6 +156,8 @@ class IngestJob(Base):
     completed_units: Mapped[int] = mapped_column(BigInteger, server_default="0")
     total_units: Mapped[int] = mapped_column(BigInteger, server_default="0")
     error_message: Mapped[str] = mapped_column(server_default="")
+    # What the ingest repaired or left out (at most MAX_JOB_WARNINGS lines).
+    warnings: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
     unchanged: Mapped[bool] = mapped_column(server_default=false())
     attempts: Mapped[int] = mapped_column(server_default="0")
     queue_job_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -125,8 +125,9 @@ async def start_job(session: AsyncSession, job_id: str, *, stage: str) -> Ingest
     return IngestJob(**{column.key: value for column, value in zip(columns, row, strict=True)})
 
 
-async def finish_job(session: AsyncSession, job_id: str, *, total_units: int) -> bool:
-    """Mark an active job SUCCEEDED (and drop its content); False when it had already ended."""
+async def finish_job(session: AsyncSession, job_id: str, *, total_units: int, warnings: Sequence[str] = ()) -> bool:
+    """Mark an active job SUCCEEDED with what it repaired or left out (and drop its content); False when it
+    had already ended."""
     result = await session.execute(
         update(IngestJob)
         .where(IngestJob.id == job_id, IngestJob.state.in_(ACTIVE_STATES))
@@ -136,6 +137,7 @@ async def finish_job(session: AsyncSession, job_id: str, *, total_units: int) ->
             completed_units=total_units,
             total_units=total_units,
             error_message="",
+            warnings=list(warnings),
             content=None,
             update_time=func.now(),
         )

@@ -91,6 +91,7 @@ class JobView:
     unchanged: bool
     create_time: datetime | None
     update_time: datetime | None
+    warnings: tuple[str, ...] = ()
 
     @property
     def done(self) -> bool:
@@ -142,6 +143,7 @@ def job_view(row: IngestJob) -> JobView:
         unchanged=row.unchanged,
         create_time=row.create_time,
         update_time=row.update_time,
+        warnings=tuple(row.warnings or ()),
     )
 
 

@@ -58,6 +58,7 @@ def job_to_proto(job: JobView) -> pb.IngestJob:
         request_id=job.request_id,
         create_time=timestamp(job.create_time),
         update_time=timestamp(job.update_time),
+        warnings=list(job.warnings),
     )
 
 

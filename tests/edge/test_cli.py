@@ -106,10 +106,30 @@ async def test_ingest_follows_the_job_then_search_finds_it(demo_server: RunningS
     assert f"{video}: succeeded" in result.stdout
     assert "job ingestJobs/" in result.stderr
 
+    assert "warning:" not in result.stderr
+
     found = await run_cli("search", "how do clouds form", "--video", video, target=demo_server.target, token=token)
     assert found.code == 0, found.output
     assert "00:00–00:20" in found.stdout, found.stdout
     assert "Condensation forms clouds" in found.stdout
+
+
+async def test_ingest_prints_what_the_job_repaired_or_left_out(demo_server: RunningServer, tmp_path: Path) -> None:
+    token = token_for(demo_server.settings, "cli-instructor", "instructor")
+    transcript = tmp_path / "music.vtt"
+    transcript.write_text(VTT.rstrip("\n") + "\n\n00:00:40.000 --> 00:00:45.000\n[Music]\n")
+    result = await run_cli(
+        "ingest",
+        str(transcript),
+        "--video",
+        f"music-{uuid.uuid4().hex[:6]}",
+        "--course",
+        "science-1",
+        target=demo_server.target,
+        token=token,
+    )
+    assert result.code == 0, result.output
+    assert "warning: " in result.stderr and "dropped a cue with no text" in result.stderr, result.stderr
 
 
 async def test_ingest_as_a_student_is_refused(demo_server: RunningServer, tmp_path: Path) -> None:

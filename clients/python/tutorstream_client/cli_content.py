@@ -116,6 +116,8 @@ def ingest(
         raise fail(f"ingest of {job.video_id} failed: {job.error_message}", EXIT_FAILED)
     note = " (unchanged: identical to the stored transcript)" if job.unchanged else ""
     out.print(f"{job.video_id}: {state}{note}")
+    for warning in job.warnings:
+        err.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
 
 
 @app.command()

@@ -250,6 +250,7 @@ class IngestJob(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Output only. Resource name: `ingestJobs/{job}`."""
     job_id: _builtins.str
@@ -280,6 +281,13 @@ class IngestJob(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When the job last changed."""
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Output only. What a successful ingest repaired or left out, one line each (at most 20): cues dropped for
+        having no text, cues re-ordered or merged, sentences read as instructions to a model (never quoted by
+        the tutor).
+        """
+
     def __init__(
         self,
         *,
@@ -296,10 +304,11 @@ class IngestJob(_message.Message):
         request_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_units", b"completed_units", "course_id", b"course_id", "create_time", b"create_time", "error_message", b"error_message", "job_id", b"job_id", "name", b"name", "request_id", b"request_id", "stage", b"stage", "state", b"state", "total_units", b"total_units", "unchanged", b"unchanged", "update_time", b"update_time", "video_id", b"video_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_units", b"completed_units", "course_id", b"course_id", "create_time", b"create_time", "error_message", b"error_message", "job_id", b"job_id", "name", b"name", "request_id", b"request_id", "stage", b"stage", "state", b"state", "total_units", b"total_units", "unchanged", b"unchanged", "update_time", b"update_time", "video_id", b"video_id", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
