@@ -93,10 +93,15 @@ def warm_up() -> None:
     py3langid.classify("Warm up the language classifier.")
 
 
+# Short texts (a question, a hint, a leak check) need no named entities; the recogniser is half of a parse.
+_SHORT_TEXT_SKIPS = ["ner"]
+
+
 def parse(text: str) -> Doc:
+    """A short text's parse (no named entities); transcripts go through `parse_many` with every component."""
     language = nlp()
     with _lock:
-        return language(text)
+        return language(text, disable=_SHORT_TEXT_SKIPS)
 
 
 def parse_many(texts: Iterable[str], batch_size: int = 4) -> Iterator[Doc]:
