@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import insert
 from server.agents.models import Preference
 from server.core.auth import Principal
 from server.core.db import Database
+from server.core.tasks import stop_task
 from server.core.users import ensure_user, ensure_user_id
 
 log = logging.getLogger(__name__)
@@ -106,10 +107,7 @@ class PreferencesService:
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        await stop_task(reader)
         if self._subscriber is not None:
             await self._subscriber.aclose()
 

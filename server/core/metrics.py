@@ -14,7 +14,6 @@ handler runs in the HTTP server's thread, where it must not touch the database p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Iterable
@@ -22,6 +21,8 @@ from typing import Any, Protocol
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from server.core.tasks import stop_task
 
 log = logging.getLogger("tutorstream.metrics")
 
@@ -162,10 +163,7 @@ class MetricsEndpoint:
 
     async def stop(self) -> None:
         sampler, self._sampler = self._sampler, None
-        if sampler is not None:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
+        await stop_task(sampler)
         http, self._http = self._http, None
         thread, self._thread = self._thread, None
         if http is not None:

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from server.core import metrics
 from server.core.auth import Principal
 from server.core.errors import QuotaExceeded, QuotaViolation
+from server.core.tasks import stop_task
 from server.limits.gcra import MICROS, Admission, Cell, Decision, LocalLimiter, Outcome
 from server.limits.policy import (
     REPORTED_CLASSES,
@@ -164,10 +165,7 @@ class LimitsGate:
 
     async def close(self) -> None:
         probe, self._probe = self._probe, None
-        if probe is not None:
-            probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await probe
+        await stop_task(probe)
         if self._shared is not None:
             await self._shared.close()
 

@@ -11,13 +11,13 @@ leases of a crashed replica expire after `stream_lease_seconds`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from server.core.tasks import stop_task
 from server.limits.gcra import (
     ADMITTED_UNLIMITED,
     MICROS,
@@ -146,7 +146,4 @@ class RedisLimiter:
 
     async def close(self) -> None:
         renewer, self._renewer = self._renewer, None
-        if renewer is not None:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+        await stop_task(renewer)

@@ -24,6 +24,7 @@ from server.config import Settings
 from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import Unavailable
+from server.core.tasks import stop_task
 from server.progress.content import CONTENT_TIMEOUT_SECONDS, ContentProducer
 from server.progress.delivery import InterventionDelivery, LoadedSession
 from server.progress.directory import SessionDirectory, SessionRecord
@@ -94,10 +95,7 @@ class WatchHub:
     async def close(self) -> None:
         """Shutdown: end every stream, stop content work, write everything buffered, give up the leases."""
         janitor, self._janitor = self._janitor, None
-        if janitor is not None:
-            janitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await janitor
+        await stop_task(janitor)
         for session in self._sessions.values():
             session.cancel_tasks()
             self._note_progress(session)

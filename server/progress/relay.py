@@ -29,6 +29,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from server.core.tasks import stop_task
+
 log = logging.getLogger("tutorstream.progress")
 
 OWNER_PREFIX = "tutorstream:watch:owner:"
@@ -121,10 +123,7 @@ class WatchRelay:
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        await stop_task(reader)
         for task in list(self._handlers):
             task.cancel()
         for future in self._waiting.values():
