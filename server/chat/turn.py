@@ -169,7 +169,7 @@ class TurnRunner:
             started=started,
         )
         try:
-            events, key = await self._open(turn, deadline, stored, parsing)
+            events, key = await self._open(turn, deadline, stored, safe_question, parsing)
         except BaseException:
             if parsing is not None:
                 parsing.cancel()
@@ -224,12 +224,13 @@ class TurnRunner:
         turn: TurnState,
         deadline: float | None,
         stored: _Stored,
+        safe_question: str,
         parsing: asyncio.Future[QuestionAnalysis] | None,
     ) -> tuple[AsyncGenerator[StreamEvent, None], str]:
         """Everything up to the model call: context, prompt, redaction, cache, budget, route.
         Returns the answer's event stream and its cache key ("" when the answer is not cacheable)."""
-        # Everything that leaves the process from here on is redacted; the stored question is as typed.
-        safe_question = redact(turn.question).text
+        # Everything that leaves the process from here on is redacted (`safe_question`, redacted when the turn
+        # began); the stored question is as typed.
         counter = self._llm.counter()
         reserve = self._reserve(turn, stored, counter) if self._llm.upstream_likely() else _no_refusal()
         earlier = redact(_previous_question(stored.history)).text
