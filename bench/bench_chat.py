@@ -338,18 +338,27 @@ async def run(args: argparse.Namespace) -> None:
                 await upstream.aclose()
 
 
-async def run_against(args: argparse.Namespace, upstream: Upstream, tmp: str, database_url: str) -> None:
-    port = free_port()
-    env = {
+def server_env(port: int, data_dir: str, database_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a benchmarked `tutorstream-server serve` on loopback: an already migrated database, no
+    demo seeding, no job workers, no shutdown notice, the bench's JWT secret; `settings` add or override."""
+    return {
         "HOST": "127.0.0.1",
         "PORT": str(port),
-        "DATA_DIR": tmp,
+        "DATA_DIR": data_dir,
         "DATABASE_URL": database_url,
         "JWT_SECRET": JWT_SECRET,
         "MIGRATE_ON_START": "false",
         "SEED_DEMO_ON_START": "false",
         "RUN_WORKERS_IN_PROCESS": "false",
         "SHUTDOWN_NOTICE_SECONDS": "0",
+        **settings,
+    }
+
+
+async def run_against(args: argparse.Namespace, upstream: Upstream, tmp: str, database_url: str) -> None:
+    port = free_port()
+    env = {
+        **server_env(port, tmp, database_url),
         "OPENAI_API_KEY": upstream.api_key,
         "OPENAI_BASE_URL": upstream.base_url,
         "EMBEDDING_PROVIDER": "openai",

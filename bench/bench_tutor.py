@@ -33,7 +33,7 @@ from tutorstream.v1 import common_pb2
 from tutorstream.v1 import transcript_service_pb2 as transcript_pb
 from tutorstream.v1 import transcript_service_pb2_grpc as transcript_grpc
 
-from bench.bench_chat import JWT_SECRET, child, summary, wait_serving
+from bench.bench_chat import JWT_SECRET, child, server_env, summary, wait_serving
 from bench.report import Line, at_most, context, percentile, publish
 from server.config import Settings
 from server.core.auth import Role, mint_token
@@ -103,22 +103,20 @@ async def run(args: argparse.Namespace) -> None:
         try:
             database_url = create_migrated_database(embedded.admin_url, "bench_tutor")
             port = free_port()
-            env = {
-                "HOST": "127.0.0.1",
-                "PORT": str(port),
-                "DATA_DIR": tmp,
-                "DATABASE_URL": database_url,
-                "JWT_SECRET": JWT_SECRET,
-                "MIGRATE_ON_START": "false",
-                "SEED_DEMO_ON_START": "true",
-                "SHUTDOWN_NOTICE_SECONDS": "0",
-                "OPENAI_API_KEY": "",
-                "OPENAI_BASE_URL": "",
-                "EMBEDDING_PROVIDER": "local",
-                "RATE_CHAT_PER_MINUTE": "10000000",
-                "RATE_DEFAULT_PER_MINUTE": "10000000",
-                "HF_HUB_OFFLINE": "1",
-            }
+            # The demo course is seeded and ingested by the server's own in-process job workers.
+            env = server_env(
+                port,
+                tmp,
+                database_url,
+                SEED_DEMO_ON_START="true",
+                RUN_WORKERS_IN_PROCESS="true",
+                OPENAI_API_KEY="",
+                OPENAI_BASE_URL="",
+                EMBEDDING_PROVIDER="local",
+                RATE_CHAT_PER_MINUTE="10000000",
+                RATE_DEFAULT_PER_MINUTE="10000000",
+                HF_HUB_OFFLINE="1",
+            )
             settings = Settings(_env_file=None, jwt_secret=JWT_SECRET)  # type: ignore[call-arg]
             token = mint_token(settings, user_id="bench-tutor", role=Role.STUDENT)
             service = mint_token(settings, user_id="bench-tutor-ops", role=Role.SERVICE)

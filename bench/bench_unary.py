@@ -41,14 +41,13 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tutorstream.v1 import agent_service_pb2, agent_service_pb2_grpc
 
-from bench.bench_chat import child, wait_serving
+from bench.bench_chat import JWT_SECRET, child, server_env, wait_serving
 from bench.report import Line, at_least, at_most, context, percentile, publish
 from server.config import Settings
 from server.core.auth import Role, mint_token
 from tests.support.ports import free_port
 from tests.support.postgres import create_migrated_database, start_embedded_for_tests
 
-JWT_SECRET = "bench-secret-" + "x" * 40
 GENEROUS = "1000000000"  # the gate runs on every call, and never refuses one
 PREFERENCES = "tutorstream GetPreferences"
 UNCACHED = "tutorstream GetPreferences, cache off"
@@ -186,19 +185,9 @@ async def run(args: argparse.Namespace) -> dict[str, Tally]:
         try:
             database_url = create_migrated_database(embedded.admin_url, "bench_unary")
             tutorstream_port, uncached_port, minimal_port = free_port(), free_port(), free_port()
-            env = {
-                "HOST": "127.0.0.1",
-                "PORT": str(tutorstream_port),
-                "DATA_DIR": tmp,
-                "DATABASE_URL": database_url,
-                "JWT_SECRET": JWT_SECRET,
-                "MIGRATE_ON_START": "false",
-                "SEED_DEMO_ON_START": "false",
-                "RUN_WORKERS_IN_PROCESS": "false",
-                "SHUTDOWN_NOTICE_SECONDS": "0",
-                "EMBEDDING_PROVIDER": "local",
-                "RATE_DEFAULT_PER_MINUTE": GENEROUS,
-            }
+            env = server_env(
+                tutorstream_port, tmp, database_url, EMBEDDING_PROVIDER="local", RATE_DEFAULT_PER_MINUTE=GENEROUS
+            )
             # The in-process limiter, whatever this shell points at (bench_limiter compares it with Redis).
             os.environ.pop("REDIS_URL", None)
             tutorstream_log, minimal_log = workdir / "tutorstream.log", workdir / "minimal.log"
