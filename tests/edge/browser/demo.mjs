@@ -35,6 +35,20 @@ async function text(page, selector) {
   return (await page.locator(selector).first().textContent()) ?? "";
 }
 
+// Click a citation chip and wait until the player shows the moment it cites; returns that moment (seconds).
+async function seekWith(page, chip) {
+  const start = Number(await chip.getAttribute("data-start"));
+  await chip.click();
+  const minutes = String(Math.floor(start / 60)).padStart(2, "0");
+  const seconds = String(Math.floor(start % 60)).padStart(2, "0");
+  await page.waitForFunction(
+    (label) => document.querySelector("[data-testid=time]")?.textContent?.startsWith(label),
+    `${minutes}:${seconds}`,
+    { timeout: WAIT_MS },
+  );
+  return start;
+}
+
 const steps = {
   // The dev login by URL fragment: the page signs in and removes the token from the address bar.
   async open(page) {
@@ -105,15 +119,7 @@ const steps = {
   // A citation moves the player to the cited moment.
   async cite(page) {
     const citation = page.locator("[data-testid=answer] [data-testid=citation]").first();
-    const start = Number(await citation.getAttribute("data-start"));
-    await citation.click();
-    const minutes = String(Math.floor(start / 60)).padStart(2, "0");
-    const seconds = String(Math.floor(start % 60)).padStart(2, "0");
-    await page.waitForFunction(
-      (label) => document.querySelector("[data-testid=time]")?.textContent?.startsWith(label),
-      `${minutes}:${seconds}`,
-      { timeout: WAIT_MS },
-    );
+    const start = await seekWith(page, citation);
     results.cite = { start, time: await text(page, "[data-testid=time]") };
   },
 
@@ -158,15 +164,7 @@ const steps = {
       }
     }
     const chip = page.locator("[data-testid=card-hint]").first().locator("[data-testid=citation]").first();
-    const start = Number(await chip.getAttribute("data-start"));
-    await chip.click();
-    const minutes = String(Math.floor(start / 60)).padStart(2, "0");
-    const seconds = String(Math.floor(start % 60)).padStart(2, "0");
-    await page.waitForFunction(
-      (label) => document.querySelector("[data-testid=time]")?.textContent?.startsWith(label),
-      `${minutes}:${seconds}`,
-      { timeout: WAIT_MS },
-    );
+    const start = await seekWith(page, chip);
     results.hint = { rungs, seekedTo: await text(page, "[data-testid=time]"), start };
   },
 
