@@ -88,6 +88,10 @@ def token(
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 12 * 3600,
     private_key: Annotated[Path | None, typer.Option(help="RS256 private key PEM (default: HS256 secret).")] = None,
     key_id: Annotated[str | None, typer.Option(help="`kid` header for RS256 tokens.")] = None,
+    course: Annotated[
+        list[str] | None,
+        typer.Option(help="A course the instructor teaches (the `courses` claim; repeat for several)."),
+    ] = None,
 ) -> None:
     """Mint a development JWT for the configured issuer and audience."""
     pem = private_key.read_text() if private_key is not None else None
@@ -100,6 +104,7 @@ def token(
             ttl_seconds=ttl,
             private_key_pem=pem,
             key_id=key_id,
+            courses=course,
         )
     )
 

@@ -118,9 +118,17 @@ class RunningServer:
     def target(self) -> str:
         return f"127.0.0.1:{self.server.port}"
 
-    def client(self, user_id: str | None = None, role: str = "student", tier: str | None = None) -> Client:
+    def client(
+        self,
+        user_id: str | None = None,
+        role: str = "student",
+        tier: str | None = None,
+        courses: list[str] | None = None,
+    ) -> Client:
+        """A client with a token for `user_id`; `courses` is the token's `courses` claim (courses an
+        instructor teaches)."""
         user_id = user_id or f"user-{uuid.uuid4().hex[:8]}"
-        client = connect(self.target, token_for(self.settings, user_id, role, tier), user_id)
+        client = connect(self.target, token_for(self.settings, user_id, role, tier, courses), user_id)
         self._clients.append(client)
         return client
 

@@ -6,7 +6,7 @@ import math
 
 from server.chat.domain import LearningContext
 from server.core.errors import FieldViolation, InvalidArgument
-from server.core.names import ID_PATTERN
+from server.core.ids import ID_PATTERN
 
 MAX_MESSAGE_CHARS = 4000
 MAX_TITLE_CHARS = 200

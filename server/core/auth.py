@@ -17,6 +17,7 @@ import jwt
 
 from server.config import Settings
 from server.core.errors import InvalidArgument, Unauthenticated
+from server.core.ids import ID_PATTERN
 
 
 class Role(StrEnum):
@@ -39,6 +40,9 @@ class Principal:
     user_id: str
     role: Role
     tier: Tier
+    # The token's `courses` claim: ids of the courses an instructor teaches, as an LMS issues them (None
+    # when the token has no such claim).
+    courses: frozenset[str] | None = None
 
     @property
     def is_privileged(self) -> bool:
@@ -46,6 +50,7 @@ class Principal:
 
 
 MAX_USER_ID_LENGTH = 128
+MAX_COURSES_CLAIM = 1000
 
 
 def load_or_create_secret(settings: Settings) -> str:
@@ -170,7 +175,22 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         tier = Tier(str(claims.get("tier", default_tier.value)))
     except ValueError as exc:
         raise Unauthenticated("token tier must be free, pro, instructor or service", reason="INVALID_TIER") from exc
-    return Principal(user_id=subject, role=role, tier=tier)
+    return Principal(user_id=subject, role=role, tier=tier, courses=_courses_claim(claims))
+
+
+def _courses_claim(claims: dict[str, Any]) -> frozenset[str] | None:
+    if "courses" not in claims:
+        return None
+    courses = claims["courses"]
+    if (
+        not isinstance(courses, list)
+        or len(courses) > MAX_COURSES_CLAIM
+        or not all(isinstance(course, str) and ID_PATTERN.match(course) for course in courses)
+    ):
+        raise Unauthenticated(
+            f"token `courses` claim must be a list of at most {MAX_COURSES_CLAIM} course ids", reason="INVALID_COURSES"
+        )
+    return frozenset(courses)
 
 
 def mint_token(
@@ -182,6 +202,7 @@ def mint_token(
     ttl_seconds: int = 12 * 3600,
     private_key_pem: str | None = None,
     key_id: str | None = None,
+    courses: list[str] | None = None,
 ) -> str:
     """A signed token for development and tests (HS256 with the server secret, or RS256 with a key)."""
     if not user_id or len(user_id) > MAX_USER_ID_LENGTH:
@@ -197,6 +218,10 @@ def mint_token(
     }
     if tier is not None:
         claims["tier"] = tier.value
+    if courses is not None:
+        if len(courses) > MAX_COURSES_CLAIM or not all(ID_PATTERN.match(course) for course in courses):
+            raise InvalidArgument.field("courses", f"must be at most {MAX_COURSES_CLAIM} course ids")
+        claims["courses"] = courses
     if private_key_pem is not None:
         headers = {"kid": key_id} if key_id else None
         return jwt.encode(claims, private_key_pem, algorithm="RS256", headers=headers)

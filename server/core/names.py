@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 from server.core.auth import Principal, Role
 from server.core.errors import InvalidArgument, NotFound
-
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+from server.core.ids import ID_PATTERN
 
 
 def parse_name(name: str, pattern: str, field: str) -> list[str]:

@@ -99,8 +99,14 @@ def connect(target: str, token: str | None, user_id: str = "") -> Client:
     )
 
 
-def token_for(settings: Settings, user_id: str, role: str = "student", tier: str | None = None) -> str:
-    return mint_token(settings, user_id=user_id, role=Role(role), tier=Tier(tier) if tier else None)
+def token_for(
+    settings: Settings,
+    user_id: str,
+    role: str = "student",
+    tier: str | None = None,
+    courses: list[str] | None = None,
+) -> str:
+    return mint_token(settings, user_id=user_id, role=Role(role), tier=Tier(tier) if tier else None, courses=courses)
 
 
 def error_details(error: grpc.aio.AioRpcError) -> dict[str, Any]:
