@@ -66,6 +66,7 @@ cat <<EOF
 tutorstream: gRPC on $HOST:$PORT, Envoy on 127.0.0.1:$ENVOY_PORT (admin 127.0.0.1:$ENVOY_ADMIN_PORT), data in $DATA_DIR
   demo:    http://127.0.0.1:$ENVOY_PORT/#token=$token
   token:   .venv/bin/tutorstream-server token --user me
+  teacher: .venv/bin/tutorstream-server token --user me --role instructor --course webdev-101
   cli:     .venv/bin/tutorstream login --token "\$(.venv/bin/tutorstream-server token --user me)"
   grpcurl: .venv/bin/grpcurl -plaintext $HOST:$PORT list      (recipes: docs/grpcurl.md)
   logs:    $run_dir/envoy.log, $run_dir/web.log

@@ -53,6 +53,7 @@ from server.llm.router import LLMRouter
 from server.nlp import pipeline as nlp_pipeline
 from server.progress.service import ProgressService, build_progress
 from server.transcripts.asr_service import MediaTranscriptionService
+from server.transcripts.courses import CourseInstructorService
 from server.transcripts.search import TranscriptSearch
 from server.transcripts.seed import seed_demo_if_absent
 from server.transcripts.sentences import SentenceStore
@@ -114,7 +115,7 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
     agents.use_progress(runtime.progress)
     agent_service_pb2_grpc.add_AgentServiceServicer_to_server(agents, server)
     transcript_service_pb2_grpc.add_TranscriptServiceServicer_to_server(
-        TranscriptServicer(runtime.transcripts, runtime.media),
+        TranscriptServicer(runtime.transcripts, runtime.media, CourseInstructorService(runtime.database)),
         server,
     )
     analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server(

@@ -13,6 +13,7 @@ from typing import Any
 from server.config import Settings
 from soak.ledger import Ledger
 from soak.load import (
+    COURSE_ID,
     AgentWorker,
     AnalyticsWorker,
     ChatWorker,
@@ -85,7 +86,9 @@ async def clients(target: str) -> AsyncIterator[Callable[[str, str], Client]]:
     opened: list[Client] = []
 
     def open_client(user_id: str, role: str = "student") -> Client:
-        client = connect(target, token_for(settings, user_id, role), user_id)
+        """Instructors teach the soak's course, as the `courses` claim an LMS issues says."""
+        courses = [COURSE_ID] if role == "instructor" else None
+        client = connect(target, token_for(settings, user_id, role, courses=courses), user_id)
         opened.append(client)
         return client
 

@@ -197,6 +197,37 @@ def test_downgrade_to_base_and_upgrade_again(embedded: EmbeddedPostgres) -> None
         drop_database(embedded.admin_url, url)
 
 
+def test_courses_ingested_before_ownership_belong_to_their_first_instructor(embedded: EmbeddedPostgres) -> None:
+    url = create_fresh_database(embedded.admin_url, "ownership")
+    try:
+        run_migrations(url, "0010")
+        with psycopg.connect(libpq_conninfo(url)) as conn:
+            conn.execute(
+                "INSERT INTO users (id, role) VALUES ('first', 'instructor'), ('second', 'instructor'), "
+                "('seeder', 'service')"
+            )
+            jobs = [
+                ("j1", "second", "algebra", "2026-01-02"),
+                ("j2", "first", "algebra", "2026-01-01"),
+                ("j3", "seeder", "demo", "2026-01-01"),
+                ("j4", "second", "geometry", "2026-01-03"),
+            ]
+            for job_id, user, course, day in jobs:
+                conn.execute(
+                    "INSERT INTO ingest_jobs (id, request_id, requested_by, request_hash, video_id, course_id, "
+                    "format, content_hash, create_time) VALUES (%s, %s, %s, '', 'v', %s, 'webvtt', '', %s)",
+                    (job_id, job_id, user, course, day),
+                )
+        run_migrations(url)
+        with psycopg.connect(libpq_conninfo(url)) as conn:
+            owners = conn.execute(
+                "SELECT course_id, user_id, role, granted_by FROM course_instructors ORDER BY course_id"
+            ).fetchall()
+        assert owners == [("algebra", "first", "owner", "first"), ("geometry", "second", "owner", "second")]
+    finally:
+        drop_database(embedded.admin_url, url)
+
+
 async def test_preferences_defaults_and_cascade(db: Database) -> None:
     async with db.transaction() as session:
         session.add(User(id="student-defaults", role="student", tier="free"))

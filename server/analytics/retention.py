@@ -43,6 +43,10 @@ USER_DELETIONS: tuple[tuple[str, str], ...] = (
     ("usage", "DELETE FROM usage_records WHERE user_id = :user"),
     ("token_budgets", "DELETE FROM token_budgets WHERE user_id = :user"),
     ("token_reservations", "DELETE FROM token_reservations WHERE user_id = :user"),
+    # Their roles in courses go (a course whose last owner leaves has none until a service grants one); roles
+    # they granted stay, without their id.
+    ("course_roles", "DELETE FROM course_instructors WHERE user_id = :user"),
+    ("course_grants", "UPDATE course_instructors SET granted_by = '' WHERE granted_by = :user"),
     # Finished ingest requests keep the uploaded text under the requester's id; a running one is course
     # content in the making and finishes (its row then goes with the next deletion request).
     ("ingest_jobs", "DELETE FROM ingest_jobs WHERE requested_by = :user AND state NOT IN ('queued', 'running')"),

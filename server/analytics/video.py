@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.config import Settings
-from server.core.auth import Principal
+from server.core.auth import Principal, Role
 from server.core.db import Database
 from server.core.errors import InvalidArgument, NotFound, PermissionDenied
 from server.core.names import require_id
-from server.transcripts.search import TranscriptSearch
+from server.transcripts.courses import not_taught, teaches
+from server.transcripts.search import TranscriptSearch, VideoInfo
 
 DEFAULT_PEAKS = 5
 MAX_PEAKS = 50
@@ -155,6 +157,29 @@ class VideoAnalyticsService:
         self._search = search
         self._settings = settings
 
+    @staticmethod
+    async def _require_course(
+        session: AsyncSession, principal: Principal, video_id: str, info: VideoInfo | None
+    ) -> None:
+        """Instructors see the analytics of the courses they teach: the course of the video's transcript, or
+        without one the course its viewers reported. A video with neither answers like a missing one."""
+        if principal.role is Role.SERVICE:
+            return
+        course_id = info.course_id if info is not None else ""
+        if not course_id:
+            reported = await session.execute(
+                text(
+                    "SELECT course_id FROM watch_sessions WHERE video_id = :video AND course_id <> '' "
+                    "ORDER BY create_time DESC LIMIT 1"
+                ),
+                {"video": video_id},
+            )
+            course_id = reported.scalar_one_or_none() or ""
+        if not course_id or not await teaches(session, principal, course_id):
+            if info is None:
+                raise NotFound(f"video `{video_id}` not found")
+            raise not_taught(course_id)
+
     async def video_analytics(self, principal: Principal, video_id: str, max_peaks: int) -> VideoAnalytics:
         if not principal.is_privileged:
             raise PermissionDenied("video analytics are for instructors and services", reason="INSTRUCTORS_ONLY")
@@ -164,7 +189,9 @@ class VideoAnalyticsService:
         limit = max_peaks or DEFAULT_PEAKS
         bin_seconds = self._settings.analytics_bin_seconds
         params = {"video": video_id, "bin": bin_seconds}
+        info = await self._search.video_info(video_id)
         async with self._db.session() as session:
+            await self._require_course(session, principal, video_id, info)
             viewers = int(
                 (
                     await session.execute(
@@ -174,7 +201,6 @@ class VideoAnalyticsService:
             )
             rows = list((await session.execute(_SIGNALS, params)).all())
             stats = {row.type: row for row in (await session.execute(_INTERVENTIONS, params)).all()}
-        info = await self._search.video_info(video_id)
         if info is None and viewers == 0 and not rows:
             raise NotFound(f"video `{video_id}` not found")
         last_bin = max((int(row.bin) for row in rows), default=-1)

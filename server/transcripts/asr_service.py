@@ -37,6 +37,12 @@ from server.core.names import require_id
 from server.core.users import ensure_user
 from server.transcripts import repository
 from server.transcripts.asr_ingest import INCOMING_PREFIX, MEDIA_FORMAT, UPLOADED_SUFFIX, MediaSpec, upload_dir
+from server.transcripts.courses import (
+    claim_or_require_teacher,
+    require_instructor_role,
+    require_teacher,
+    require_writable,
+)
 from server.transcripts.service import (
     INGEST_TASK,
     MAX_TITLE_CHARS,
@@ -44,12 +50,12 @@ from server.transcripts.service import (
     JobDeferrer,
     JobView,
     job_view,
-    require_writer,
 )
 
 logger = logging.getLogger(__name__)
 
 MAX_FILENAME_CHARS = 255
+ACTION = "transcribe media"
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,11 @@ class MediaTranscriptionService:
             )
         return job_view(existing)
 
+    async def _check_course(self, principal: Principal, course_id: str) -> None:
+        """Refuses a course the caller may not write before any media is fetched, probed or stored."""
+        async with self._db.session() as session:
+            await require_writable(session, principal, course_id, ACTION)
+
     def _check_size(self, size: int, field: str) -> None:
         if size > self._settings.asr_max_media_bytes:
             raise InvalidArgument.field(
@@ -125,10 +136,11 @@ class MediaTranscriptionService:
         return info.duration_seconds
 
     async def transcribe(self, principal: Principal, request: MediaRequest) -> JobView:
-        require_writer(principal, "transcribe media")
+        require_instructor_role(principal, ACTION)
         language = self._validate(
             request.request_id, request.video_id, request.course_id, request.title, request.language
         )
+        await self._check_course(principal, request.course_id)
         if bool(request.media_url) == bool(request.media_path):
             raise InvalidArgument.field("media", "set exactly one of media_url and media_path")
         settings = self._settings
@@ -168,10 +180,11 @@ class MediaTranscriptionService:
         )
 
     async def upload(self, principal: Principal, request: UploadRequest, chunks: AsyncIterator[bytes]) -> JobView:
-        require_writer(principal, "transcribe media")
+        require_instructor_role(principal, ACTION)
         language = self._validate(
             request.request_id, request.video_id, request.course_id, request.title, request.language
         )
+        await self._check_course(principal, request.course_id)
         if len(request.filename) > MAX_FILENAME_CHARS:
             raise InvalidArgument.field("filename", f"must be at most {MAX_FILENAME_CHARS} characters")
         if request.total_bytes <= 0:
@@ -243,6 +256,11 @@ class MediaTranscriptionService:
         }
         async with self._db.transaction() as session:
             await ensure_user(session, principal)
+            await repository.lock_video(session, video_id)
+            await claim_or_require_teacher(session, principal, course_id, ACTION)
+            stored = await repository.get_transcript(session, video_id)
+            if stored is not None and stored.course_id != course_id:
+                await require_teacher(session, principal, stored.course_id, ACTION)
             if not await repository.insert_job(session, values):
                 # A concurrent call with the same request id won the insert.
                 raced = await self._existing(principal, request_id, request_hash)

@@ -6,7 +6,19 @@ from datetime import datetime
 from typing import Any
 
 from pgvector.sqlalchemy import HALFVEC, VECTOR
-from sqlalchemy import BigInteger, Computed, ForeignKey, Index, Integer, Text, UniqueConstraint, false, func, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Computed,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
@@ -163,3 +175,20 @@ class IngestJob(Base):
     queue_job_id: Mapped[int | None] = mapped_column(BigInteger)
     create_time: Mapped[datetime] = mapped_column(server_default=func.now())
     update_time: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class CourseInstructor(Base):
+    """An instructor who may change a course's transcripts and read its analytics (migration 0011)."""
+
+    __tablename__ = "course_instructors"
+    __table_args__ = (
+        Index("ix_course_instructors_user_id", "user_id"),
+        CheckConstraint("role IN ('owner', 'instructor')", name="ck_course_instructors_role"),
+    )
+
+    course_id: Mapped[str] = mapped_column(primary_key=True)
+    user_id: Mapped[str] = mapped_column(primary_key=True)
+    # `owner` (may grant and revoke) or `instructor`.
+    role: Mapped[str]
+    granted_by: Mapped[str]
+    create_time: Mapped[datetime] = mapped_column(server_default=func.now())

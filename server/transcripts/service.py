@@ -34,11 +34,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.config import Settings
 from server.core.auth import Principal, Role
 from server.core.db import Database
-from server.core.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from server.core.errors import AlreadyExists, InvalidArgument, NotFound
 from server.core.names import require_id
 from server.core.pagination import decode_page_token, encode_page_token
 from server.core.users import ensure_user
 from server.transcripts import repository
+from server.transcripts.courses import (
+    claim_or_require_teacher,
+    require_instructor_role,
+    require_teacher,
+    require_writable,
+)
 from server.transcripts.models import IngestJob, Transcript
 from server.transcripts.parsing import ParsedTranscript, TranscriptFormat, parse_transcript
 from server.transcripts.search import MAX_LIMIT, SearchOutcome, TranscriptSearch
@@ -258,11 +264,6 @@ def _request_hash(request: IngestRequest) -> str:
     return digest.hexdigest()
 
 
-def require_writer(principal: Principal, action: str) -> None:
-    if principal.role not in (Role.INSTRUCTOR, Role.SERVICE):
-        raise PermissionDenied(f"only instructors and services may {action}", reason="INSTRUCTOR_ROLE_REQUIRED")
-
-
 class TranscriptService:
     def __init__(self, database: Database, search: TranscriptSearch, jobs: JobDeferrer, settings: Settings) -> None:
         self._db = database
@@ -299,11 +300,14 @@ class TranscriptService:
         return fmt
 
     async def ingest(self, principal: Principal, request: IngestRequest) -> JobView:
-        require_writer(principal, "ingest transcripts")
+        action = "ingest transcripts"
+        require_instructor_role(principal, action)
         fmt = self._validate(request)
         request_hash = _request_hash(request)
         async with self._db.session() as session:
             existing = await repository.find_job_by_request(session, principal.user_id, request.request_id)
+            if existing is None:
+                await require_writable(session, principal, request.course_id, action)
         if existing is not None:
             return self._same_request(existing, request_hash)
 
@@ -328,6 +332,9 @@ class TranscriptService:
             await ensure_user(session, principal)
             await repository.lock_video(session, request.video_id)
             stored = await repository.get_transcript(session, request.video_id)
+            await claim_or_require_teacher(session, principal, request.course_id, action)
+            if stored is not None and stored.course_id != request.course_id:
+                await require_teacher(session, principal, stored.course_id, action)
             unchanged = (
                 stored is not None
                 and stored.content_hash == digest
@@ -380,7 +387,7 @@ class TranscriptService:
     # --- jobs --------------------------------------------------------------------------------------
 
     async def get_job(self, principal: Principal, job_id: str) -> JobView:
-        require_writer(principal, "read ingest jobs")
+        require_instructor_role(principal, "read ingest jobs")
         async with self._db.session() as session:
             row = await repository.get_job(session, job_id)
         if row is None or (principal.role is not Role.SERVICE and row.requested_by != principal.user_id):
@@ -429,11 +436,15 @@ class TranscriptService:
     async def delete_transcript(self, principal: Principal, video_id: str) -> None:
         """Deletes the transcript and its chunks. An ingest of the video still in flight will store its
         transcript when it finishes (it is a newer request than this delete)."""
-        require_writer(principal, "delete transcripts")
+        action = "delete transcripts"
+        require_instructor_role(principal, action)
         async with self._db.transaction() as session:
             await repository.lock_video(session, video_id)
-            if not await repository.delete_transcript(session, video_id):
+            stored = await repository.get_transcript(session, video_id)
+            if stored is None:
                 raise NotFound(f"videos/{video_id}/transcript not found")
+            await require_teacher(session, principal, stored.course_id, action)
+            await repository.delete_transcript(session, video_id)
 
     # --- search ------------------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from server.core.names import parse_name
 from server.core.protos import timestamp
 from server.core.request_context import current_principal
 from server.transcripts.asr_service import MediaRequest, MediaTranscriptionService, UploadRequest
-from server.transcripts.service import IngestRequest, JobView, TranscriptService, TranscriptView, require_writer
+from server.transcripts.courses import CourseInstructorService, CourseRole, InstructorView, require_instructor_role
+from server.transcripts.service import IngestRequest, JobView, TranscriptService, TranscriptView
 
 FORMAT_FROM_PROTO = {
     pb.TRANSCRIPT_FORMAT_WEBVTT: "webvtt",
@@ -39,7 +40,11 @@ STAGE_TO_PROTO = {
     "decoding": pb.INGEST_STAGE_DECODING,
     "transcribing": pb.INGEST_STAGE_TRANSCRIBING,
 }
+ROLE_TO_PROTO = {CourseRole.OWNER: pb.COURSE_ROLE_OWNER, CourseRole.INSTRUCTOR: pb.COURSE_ROLE_INSTRUCTOR}
+ROLE_FROM_PROTO = {value: key.value for key, value in ROLE_TO_PROTO.items()}
 JOB_NAME = "ingestJobs/{job}"
+COURSE_NAME = "courses/{course}"
+INSTRUCTOR_NAME = "courses/{course}/instructors/{user}"
 TRANSCRIPT_NAME = "videos/{video}/transcript"
 
 
@@ -92,10 +97,23 @@ def transcript_to_proto(view: TranscriptView) -> pb.Transcript:
     )
 
 
+def instructor_to_proto(view: InstructorView) -> pb.CourseInstructor:
+    return pb.CourseInstructor(
+        name=f"courses/{view.course_id}/instructors/{view.user_id}",
+        user_id=view.user_id,
+        role=ROLE_TO_PROTO[view.role],
+        granted_by=view.granted_by,
+        create_time=timestamp(view.create_time),
+    )
+
+
 class TranscriptServicer(pb_grpc.TranscriptServiceServicer):
-    def __init__(self, service: TranscriptService, media: MediaTranscriptionService) -> None:
+    def __init__(
+        self, service: TranscriptService, media: MediaTranscriptionService, instructors: CourseInstructorService
+    ) -> None:
         self._service = service
         self._media = media
+        self._instructors = instructors
 
     async def IngestTranscript(
         self, request: pb.IngestTranscriptRequest, context: aio.ServicerContext[Any, Any]
@@ -120,7 +138,7 @@ class TranscriptServicer(pb_grpc.TranscriptServiceServicer):
         self, request: pb.GetIngestJobRequest, context: aio.ServicerContext[Any, Any]
     ) -> pb.GetIngestJobResponse:
         principal = current_principal()
-        require_writer(principal, "read ingest jobs")
+        require_instructor_role(principal, "read ingest jobs")
         (job_id,) = parse_name(request.name, JOB_NAME, "name")
         return pb.GetIngestJobResponse(job=job_to_proto(await self._service.get_job(principal, job_id)))
 
@@ -128,7 +146,7 @@ class TranscriptServicer(pb_grpc.TranscriptServiceServicer):
         self, request: pb.WatchIngestJobRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.WatchIngestJobResponse]:
         principal = current_principal()
-        require_writer(principal, "read ingest jobs")
+        require_instructor_role(principal, "read ingest jobs")
         (job_id,) = parse_name(request.name, JOB_NAME, "name")
         updates = self._service.watch_job(principal, job_id)
         try:
@@ -161,7 +179,7 @@ class TranscriptServicer(pb_grpc.TranscriptServiceServicer):
         self, request: pb.DeleteTranscriptRequest, context: aio.ServicerContext[Any, Any]
     ) -> pb.DeleteTranscriptResponse:
         principal = current_principal()
-        require_writer(principal, "delete transcripts")
+        require_instructor_role(principal, "delete transcripts")
         (video_id,) = parse_name(request.name, TRANSCRIPT_NAME, "name")
         await self._service.delete_transcript(principal, video_id)
         return pb.DeleteTranscriptResponse()
@@ -222,7 +240,7 @@ class TranscriptServicer(pb_grpc.TranscriptServiceServicer):
         self, request_iterator: AsyncIterator[pb.UploadMediaRequest], context: aio.ServicerContext[Any, Any]
     ) -> pb.UploadMediaResponse:
         principal = current_principal()
-        require_writer(principal, "transcribe media")
+        require_instructor_role(principal, "transcribe media")
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("payload") != "metadata":
             raise InvalidArgument.field("metadata", "the first message must carry the upload's metadata")
@@ -248,3 +266,30 @@ class TranscriptServicer(pb_grpc.TranscriptServiceServicer):
             chunks(),
         )
         return pb.UploadMediaResponse(job=job_to_proto(job))
+
+    async def ListCourseInstructors(
+        self, request: pb.ListCourseInstructorsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.ListCourseInstructorsResponse:
+        (course_id,) = parse_name(request.parent, COURSE_NAME, "parent")
+        views, next_token = await self._instructors.list(
+            current_principal(), course_id, size=request.page_size, token=request.page_token
+        )
+        return pb.ListCourseInstructorsResponse(
+            instructors=[instructor_to_proto(view) for view in views], next_page_token=next_token
+        )
+
+    async def CreateCourseInstructor(
+        self, request: pb.CreateCourseInstructorRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.CreateCourseInstructorResponse:
+        (course_id,) = parse_name(request.parent, COURSE_NAME, "parent")
+        view = await self._instructors.add(
+            current_principal(), course_id, request.user_id, ROLE_FROM_PROTO.get(request.role, "")
+        )
+        return pb.CreateCourseInstructorResponse(instructor=instructor_to_proto(view))
+
+    async def DeleteCourseInstructor(
+        self, request: pb.DeleteCourseInstructorRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.DeleteCourseInstructorResponse:
+        course_id, user_id = parse_name(request.name, INSTRUCTOR_NAME, "name")
+        await self._instructors.remove(current_principal(), course_id, user_id)
+        return pb.DeleteCourseInstructorResponse()

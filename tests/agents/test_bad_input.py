@@ -144,7 +144,7 @@ async def test_invalid_arguments_name_the_field(
 
 async def test_a_transcript_still_being_ingested_is_not_ready(agents_server_factory: AgentServerFactory) -> None:
     running = await agents_server_factory(run_workers_in_process=False)  # the ingest job stays queued
-    instructor = running.client("teacher", role="instructor")
+    instructor = running.client("teacher", role="instructor", courses=[COURSE_ID])
     await instructor.transcripts.IngestTranscript(
         transcript_pb.IngestTranscriptRequest(
             request_id="agents-not-ready-1",

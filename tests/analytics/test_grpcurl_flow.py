@@ -14,7 +14,7 @@ from google.protobuf import json_format
 from tutorstream.v1 import agent_service_pb2 as agent_pb
 
 from tests.conftest import RunningServer
-from tests.progress.conftest import VIDEO_ID, new_watch_session, rewatch_script
+from tests.progress.conftest import COURSE_ID, VIDEO_ID, new_watch_session, rewatch_script
 from tests.support.clients import token_for
 
 GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
@@ -88,7 +88,7 @@ async def test_analytics_through_grpcurl(progress_server: RunningServer) -> None
     assert report["agents"] == [
         {"agent_type": "AGENT_TYPE_CLIENT", "count": "1", "rating_count": "1", "average_rating": 5}
     ]
-    instructor = token_for(progress_server.settings, "grpcurl-instructor", role="instructor")
+    instructor = token_for(progress_server.settings, "grpcurl-instructor", role="instructor", courses=[COURSE_ID])
     (video,) = await grpcurl(
         progress_server,
         instructor,

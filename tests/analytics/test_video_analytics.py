@@ -10,7 +10,7 @@ import pytest
 from tutorstream.v1 import agent_service_pb2 as agent_pb
 from tutorstream.v1 import analytics_service_pb2 as pb
 
-from tests.analytics.conftest import VIDEO_ID, run_student
+from tests.analytics.conftest import COURSE_ID, VIDEO_ID, run_student
 from tests.conftest import RunningServer
 from tests.progress.conftest import event, new_watch_session, played_through, seeked
 
@@ -51,7 +51,7 @@ async def test_confusion_peaks_put_the_hard_stretch_first(progress_server: Runni
     assert all([i.type for i in got] == [agent_pb.INTERVENTION_TYPE_HINT] for got in received)
     await progress_server.server.runtime.progress.hub.flush()
 
-    instructor = progress_server.client("cohort-instructor", role="instructor")
+    instructor = progress_server.client("cohort-instructor", role="instructor", courses=[COURSE_ID])
     report = await instructor.analytics.GetVideoAnalytics(pb.GetVideoAnalyticsRequest(video_id=VIDEO_ID))
     assert report.viewers == COHORT
     first = report.confusion_peaks[0]
@@ -106,7 +106,7 @@ async def test_students_may_not_see_video_analytics(progress_server: RunningServ
 async def test_bad_video_analytics_requests(
     progress_server: RunningServer, video_id: str, max_peaks: int, code: grpc.StatusCode
 ) -> None:
-    instructor = progress_server.client("bad-request-instructor", role="instructor")
+    instructor = progress_server.client("bad-request-instructor", role="instructor", courses=[COURSE_ID])
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await instructor.analytics.GetVideoAnalytics(
             pb.GetVideoAnalyticsRequest(video_id=video_id, max_peaks=max_peaks)

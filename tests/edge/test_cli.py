@@ -16,6 +16,7 @@ from tests.support.clients import token_for
 MMSS_RANGE = re.compile(r"\d\d:\d\d–\d\d:\d\d")
 DEMO_VIDEO = "flexbox-layout"
 DEMO_COURSE = "webdev-101"
+DEMO_COURSE = "webdev-101"
 VTT = """WEBVTT
 
 00:00:00.000 --> 00:00:06.000
@@ -321,7 +322,7 @@ async def test_watch_rejects_a_malformed_events_file(demo_server: RunningServer,
 
 
 async def test_video_analytics_for_instructors_only(demo_server: RunningServer) -> None:
-    teacher = token_for(demo_server.settings, "cli-teacher", "instructor")
+    teacher = token_for(demo_server.settings, "cli-teacher", "instructor", courses=[DEMO_COURSE])
     result = await run_cli("analytics", "video", DEMO_VIDEO, "--peaks", "3", target=demo_server.target, token=teacher)
     assert result.code == 0, result.output
     assert re.match(rf"{DEMO_VIDEO}: \d+ viewers", result.stdout)

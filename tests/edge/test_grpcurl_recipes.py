@@ -27,6 +27,7 @@ EXPECTED: dict[str, list[str]] = {
     "ingest": ["ingestJobs/"],
     "watch-ingest-job": ["INGEST_JOB_STATE_SUCCEEDED"],
     "get-ingest-job": ["INGEST_JOB_STATE_SUCCEEDED"],
+    "course-instructors": ['"name": "courses/science-1/instructors/prof-cal"', "COURSE_ROLE_OWNER"],
     "list-transcripts": ['"video_id": "flexbox-layout"'],
     "get-transcript": ['"title": "CSS Flexbox Layout"', '"cues":'],
     "search": ['"video_id": "flexbox-layout"', '"start_seconds"'],

@@ -274,8 +274,8 @@ async def test_the_same_request_id_returns_the_same_job(transcript_server: Runni
     assert third.job.state == pb.INGEST_JOB_STATE_SUCCEEDED
     assert await job_count(transcript_server) == 1
 
-    # The id is the caller's: another instructor using it gets a job of their own.
-    other = transcript_server.client("other-teacher", role="instructor")
+    # The id is the caller's: another instructor of the course using it gets a job of their own.
+    other = transcript_server.client("other-teacher", role="instructor", courses=["course-1"])
     theirs = await other.transcripts.IngestTranscript(request)
     assert theirs.job.name != first.job.name
 

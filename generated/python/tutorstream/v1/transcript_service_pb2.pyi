@@ -157,6 +157,30 @@ TRANSCRIPT_VIEW_FULL: TranscriptView.ValueType  # 2
 """Metadata and cues."""
 Global___TranscriptView: _TypeAlias = TranscriptView  # noqa: Y015
 
+class _CourseRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CourseRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CourseRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COURSE_ROLE_UNSPECIFIED: _CourseRole.ValueType  # 0
+    """Never used."""
+    COURSE_ROLE_OWNER: _CourseRole.ValueType  # 1
+    """Changes the course's transcripts, reads its analytics, and adds and removes its instructors."""
+    COURSE_ROLE_INSTRUCTOR: _CourseRole.ValueType  # 2
+    """Changes the course's transcripts and reads its analytics."""
+
+class CourseRole(_CourseRole, metaclass=_CourseRoleEnumTypeWrapper):
+    """What an instructor may do in a course."""
+
+COURSE_ROLE_UNSPECIFIED: CourseRole.ValueType  # 0
+"""Never used."""
+COURSE_ROLE_OWNER: CourseRole.ValueType  # 1
+"""Changes the course's transcripts, reads its analytics, and adds and removes its instructors."""
+COURSE_ROLE_INSTRUCTOR: CourseRole.ValueType  # 2
+"""Changes the course's transcripts and reads its analytics."""
+Global___CourseRole: _TypeAlias = CourseRole  # noqa: Y015
+
 @_typing.final
 class IngestTranscriptRequest(_message.Message):
     """Request for TranscriptService.IngestTranscript."""
@@ -978,3 +1002,194 @@ class UploadMediaResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UploadMediaResponse: _TypeAlias = UploadMediaResponse  # noqa: Y015
+
+@_typing.final
+class CourseInstructor(_message.Message):
+    """An instructor of a course."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    GRANTED_BY_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Output only. `courses/{course}/instructors/{user}`."""
+    user_id: _builtins.str
+    """Output only. The instructor's user id (a token subject)."""
+    role: Global___CourseRole.ValueType
+    """Output only. The instructor's role in the course."""
+    granted_by: _builtins.str
+    """Output only. Who granted the role (the first ingester grants themselves ownership)."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the role was granted."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        role: Global___CourseRole.ValueType = ...,
+        granted_by: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "granted_by", b"granted_by", "name", b"name", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CourseInstructor: _TypeAlias = CourseInstructor  # noqa: Y015
+
+@_typing.final
+class ListCourseInstructorsRequest(_message.Message):
+    """Request for TranscriptService.ListCourseInstructors."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """Required. `courses/{course}`."""
+    page_size: _builtins.int
+    """Optional. Maximum instructors to return (default 50, at most 200)."""
+    page_token: _builtins.str
+    """Optional. A page token from a previous response."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCourseInstructorsRequest: _TypeAlias = ListCourseInstructorsRequest  # noqa: Y015
+
+@_typing.final
+class ListCourseInstructorsResponse(_message.Message):
+    """Response for TranscriptService.ListCourseInstructors."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTRUCTORS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Output only. Token for the next page; empty on the last page."""
+    @_builtins.property
+    def instructors(self) -> _containers.RepeatedCompositeFieldContainer[Global___CourseInstructor]:
+        """Output only. The instructors, ordered by user id."""
+
+    def __init__(
+        self,
+        *,
+        instructors: _abc.Iterable[Global___CourseInstructor] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["instructors", b"instructors", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCourseInstructorsResponse: _TypeAlias = ListCourseInstructorsResponse  # noqa: Y015
+
+@_typing.final
+class CreateCourseInstructorRequest(_message.Message):
+    """Request for TranscriptService.CreateCourseInstructor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """Required. `courses/{course}`."""
+    user_id: _builtins.str
+    """Required. The instructor's user id (same alphabet as course ids)."""
+    role: Global___CourseRole.ValueType
+    """Required. OWNER or INSTRUCTOR."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        role: Global___CourseRole.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCourseInstructorRequest: _TypeAlias = CreateCourseInstructorRequest  # noqa: Y015
+
+@_typing.final
+class CreateCourseInstructorResponse(_message.Message):
+    """Response for TranscriptService.CreateCourseInstructor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTRUCTOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def instructor(self) -> Global___CourseInstructor:
+        """Output only. The granted role."""
+
+    def __init__(
+        self,
+        *,
+        instructor: Global___CourseInstructor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["instructor", b"instructor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["instructor", b"instructor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCourseInstructorResponse: _TypeAlias = CreateCourseInstructorResponse  # noqa: Y015
+
+@_typing.final
+class DeleteCourseInstructorRequest(_message.Message):
+    """Request for TranscriptService.DeleteCourseInstructor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. `courses/{course}/instructors/{user}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteCourseInstructorRequest: _TypeAlias = DeleteCourseInstructorRequest  # noqa: Y015
+
+@_typing.final
+class DeleteCourseInstructorResponse(_message.Message):
+    """Response for TranscriptService.DeleteCourseInstructor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteCourseInstructorResponse: _TypeAlias = DeleteCourseInstructorResponse  # noqa: Y015

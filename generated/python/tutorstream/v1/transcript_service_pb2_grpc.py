@@ -80,6 +80,21 @@ class TranscriptServiceStub:
                 request_serializer=tutorstream_dot_v1_dot_transcript__service__pb2.UploadMediaRequest.SerializeToString,
                 response_deserializer=tutorstream_dot_v1_dot_transcript__service__pb2.UploadMediaResponse.FromString,
                 _registered_method=True)
+        self.ListCourseInstructors = channel.unary_unary(
+                '/tutorstream.v1.TranscriptService/ListCourseInstructors',
+                request_serializer=tutorstream_dot_v1_dot_transcript__service__pb2.ListCourseInstructorsRequest.SerializeToString,
+                response_deserializer=tutorstream_dot_v1_dot_transcript__service__pb2.ListCourseInstructorsResponse.FromString,
+                _registered_method=True)
+        self.CreateCourseInstructor = channel.unary_unary(
+                '/tutorstream.v1.TranscriptService/CreateCourseInstructor',
+                request_serializer=tutorstream_dot_v1_dot_transcript__service__pb2.CreateCourseInstructorRequest.SerializeToString,
+                response_deserializer=tutorstream_dot_v1_dot_transcript__service__pb2.CreateCourseInstructorResponse.FromString,
+                _registered_method=True)
+        self.DeleteCourseInstructor = channel.unary_unary(
+                '/tutorstream.v1.TranscriptService/DeleteCourseInstructor',
+                request_serializer=tutorstream_dot_v1_dot_transcript__service__pb2.DeleteCourseInstructorRequest.SerializeToString,
+                response_deserializer=tutorstream_dot_v1_dot_transcript__service__pb2.DeleteCourseInstructorResponse.FromString,
+                _registered_method=True)
 
 
 class TranscriptServiceServicer:
@@ -150,6 +165,27 @@ class TranscriptServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCourseInstructors(self, request, context):
+        """Lists the instructors of a course (for its instructors and services).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateCourseInstructor(self, request, context):
+        """Grants an instructor a role in a course (for the course's owners and services).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCourseInstructor(self, request, context):
+        """Revokes an instructor's role in a course (for the course's owners and services; never the last owner).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TranscriptServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +233,21 @@ def add_TranscriptServiceServicer_to_server(servicer, server):
                     servicer.UploadMedia,
                     request_deserializer=tutorstream_dot_v1_dot_transcript__service__pb2.UploadMediaRequest.FromString,
                     response_serializer=tutorstream_dot_v1_dot_transcript__service__pb2.UploadMediaResponse.SerializeToString,
+            ),
+            'ListCourseInstructors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCourseInstructors,
+                    request_deserializer=tutorstream_dot_v1_dot_transcript__service__pb2.ListCourseInstructorsRequest.FromString,
+                    response_serializer=tutorstream_dot_v1_dot_transcript__service__pb2.ListCourseInstructorsResponse.SerializeToString,
+            ),
+            'CreateCourseInstructor': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCourseInstructor,
+                    request_deserializer=tutorstream_dot_v1_dot_transcript__service__pb2.CreateCourseInstructorRequest.FromString,
+                    response_serializer=tutorstream_dot_v1_dot_transcript__service__pb2.CreateCourseInstructorResponse.SerializeToString,
+            ),
+            'DeleteCourseInstructor': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCourseInstructor,
+                    request_deserializer=tutorstream_dot_v1_dot_transcript__service__pb2.DeleteCourseInstructorRequest.FromString,
+                    response_serializer=tutorstream_dot_v1_dot_transcript__service__pb2.DeleteCourseInstructorResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +494,87 @@ class TranscriptService:
             '/tutorstream.v1.TranscriptService/UploadMedia',
             tutorstream_dot_v1_dot_transcript__service__pb2.UploadMediaRequest.SerializeToString,
             tutorstream_dot_v1_dot_transcript__service__pb2.UploadMediaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCourseInstructors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tutorstream.v1.TranscriptService/ListCourseInstructors',
+            tutorstream_dot_v1_dot_transcript__service__pb2.ListCourseInstructorsRequest.SerializeToString,
+            tutorstream_dot_v1_dot_transcript__service__pb2.ListCourseInstructorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCourseInstructor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tutorstream.v1.TranscriptService/CreateCourseInstructor',
+            tutorstream_dot_v1_dot_transcript__service__pb2.CreateCourseInstructorRequest.SerializeToString,
+            tutorstream_dot_v1_dot_transcript__service__pb2.CreateCourseInstructorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCourseInstructor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tutorstream.v1.TranscriptService/DeleteCourseInstructor',
+            tutorstream_dot_v1_dot_transcript__service__pb2.DeleteCourseInstructorRequest.SerializeToString,
+            tutorstream_dot_v1_dot_transcript__service__pb2.DeleteCourseInstructorResponse.FromString,
             options,
             channel_credentials,
             insecure,

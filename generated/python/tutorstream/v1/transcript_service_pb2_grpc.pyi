@@ -53,6 +53,12 @@ class TranscriptServiceStub:
     """
     UploadMedia: _grpc.StreamUnaryMultiCallable[_transcript_service_pb2.UploadMediaRequest, _transcript_service_pb2.UploadMediaResponse]
     """Uploads media in chunks (metadata first) and queues its speech-to-text transcription; returns the job."""
+    ListCourseInstructors: _grpc.UnaryUnaryMultiCallable[_transcript_service_pb2.ListCourseInstructorsRequest, _transcript_service_pb2.ListCourseInstructorsResponse]
+    """Lists the instructors of a course (for its instructors and services)."""
+    CreateCourseInstructor: _grpc.UnaryUnaryMultiCallable[_transcript_service_pb2.CreateCourseInstructorRequest, _transcript_service_pb2.CreateCourseInstructorResponse]
+    """Grants an instructor a role in a course (for the course's owners and services)."""
+    DeleteCourseInstructor: _grpc.UnaryUnaryMultiCallable[_transcript_service_pb2.DeleteCourseInstructorRequest, _transcript_service_pb2.DeleteCourseInstructorResponse]
+    """Revokes an instructor's role in a course (for the course's owners and services; never the last owner)."""
 
 @_typing.type_check_only
 class TranscriptServiceAsyncStub(TranscriptServiceStub):
@@ -79,6 +85,12 @@ class TranscriptServiceAsyncStub(TranscriptServiceStub):
     """
     UploadMedia: _aio.StreamUnaryMultiCallable[_transcript_service_pb2.UploadMediaRequest, _transcript_service_pb2.UploadMediaResponse]  # type: ignore[assignment]
     """Uploads media in chunks (metadata first) and queues its speech-to-text transcription; returns the job."""
+    ListCourseInstructors: _aio.UnaryUnaryMultiCallable[_transcript_service_pb2.ListCourseInstructorsRequest, _transcript_service_pb2.ListCourseInstructorsResponse]  # type: ignore[assignment]
+    """Lists the instructors of a course (for its instructors and services)."""
+    CreateCourseInstructor: _aio.UnaryUnaryMultiCallable[_transcript_service_pb2.CreateCourseInstructorRequest, _transcript_service_pb2.CreateCourseInstructorResponse]  # type: ignore[assignment]
+    """Grants an instructor a role in a course (for the course's owners and services)."""
+    DeleteCourseInstructor: _aio.UnaryUnaryMultiCallable[_transcript_service_pb2.DeleteCourseInstructorRequest, _transcript_service_pb2.DeleteCourseInstructorResponse]  # type: ignore[assignment]
+    """Revokes an instructor's role in a course (for the course's owners and services; never the last owner)."""
 
 class TranscriptServiceServicer(metaclass=_abc_1.ABCMeta):
     """Transcripts: ingest, time-aligned chunks, embeddings and hybrid search."""
@@ -156,5 +168,29 @@ class TranscriptServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_transcript_service_pb2.UploadMediaResponse, _abc.Awaitable[_transcript_service_pb2.UploadMediaResponse]]:
         """Uploads media in chunks (metadata first) and queues its speech-to-text transcription; returns the job."""
+
+    @_abc_1.abstractmethod
+    def ListCourseInstructors(
+        self,
+        request: _transcript_service_pb2.ListCourseInstructorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_transcript_service_pb2.ListCourseInstructorsResponse, _abc.Awaitable[_transcript_service_pb2.ListCourseInstructorsResponse]]:
+        """Lists the instructors of a course (for its instructors and services)."""
+
+    @_abc_1.abstractmethod
+    def CreateCourseInstructor(
+        self,
+        request: _transcript_service_pb2.CreateCourseInstructorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_transcript_service_pb2.CreateCourseInstructorResponse, _abc.Awaitable[_transcript_service_pb2.CreateCourseInstructorResponse]]:
+        """Grants an instructor a role in a course (for the course's owners and services)."""
+
+    @_abc_1.abstractmethod
+    def DeleteCourseInstructor(
+        self,
+        request: _transcript_service_pb2.DeleteCourseInstructorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_transcript_service_pb2.DeleteCourseInstructorResponse, _abc.Awaitable[_transcript_service_pb2.DeleteCourseInstructorResponse]]:
+        """Revokes an instructor's role in a course (for the course's owners and services; never the last owner)."""
 
 def add_TranscriptServiceServicer_to_server(servicer: TranscriptServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

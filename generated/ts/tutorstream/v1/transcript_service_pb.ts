@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tutorstream/v1/transcript_service.proto.
  */
 export const file_tutorstream_v1_transcript_service: GenFile = /*@__PURE__*/
-  fileDesc("Cid0dXRvcnN0cmVhbS92MS90cmFuc2NyaXB0X3NlcnZpY2UucHJvdG8SDnR1dG9yc3RyZWFtLnYxItABChdJbmdlc3RUcmFuc2NyaXB0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEhAKCHZpZGVvX2lkGAIgASgJEhEKCWNvdXJzZV9pZBgDIAEoCRINCgV0aXRsZRgEIAEoCRIwCgZmb3JtYXQYBSABKA4yIC50dXRvcnN0cmVhbS52MS5UcmFuc2NyaXB0Rm9ybWF0Eg8KB2NvbnRlbnQYBiABKAkSEAoIbGFuZ3VhZ2UYByABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgIIAEoASJCChhJbmdlc3RUcmFuc2NyaXB0UmVzcG9uc2USJgoDam9iGAEgASgLMhkudHV0b3JzdHJlYW0udjEuSW5nZXN0Sm9iIokDCglJbmdlc3RKb2ISDAoEbmFtZRgBIAEoCRIOCgZqb2JfaWQYAiABKAkSEAoIdmlkZW9faWQYAyABKAkSEQoJY291cnNlX2lkGAQgASgJEi0KBXN0YXRlGAUgASgOMh4udHV0b3JzdHJlYW0udjEuSW5nZXN0Sm9iU3RhdGUSKgoFc3RhZ2UYBiABKA4yGy50dXRvcnN0cmVhbS52MS5Jbmdlc3RTdGFnZRIXCg9jb21wbGV0ZWRfdW5pdHMYByABKAMSEwoLdG90YWxfdW5pdHMYCCABKAMSFQoNZXJyb3JfbWVzc2FnZRgJIAEoCRIRCgl1bmNoYW5nZWQYCiABKAgSEgoKcmVxdWVzdF9pZBgLIAEoCRIvCgtjcmVhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHdhcm5pbmdzGA4gAygJIiUKFVdhdGNoSW5nZXN0Sm9iUmVxdWVzdBIMCgRuYW1lGAEgASgJIkAKFldhdGNoSW5nZXN0Sm9iUmVzcG9uc2USJgoDam9iGAEgASgLMhkudHV0b3JzdHJlYW0udjEuSW5nZXN0Sm9iIiMKE0dldEluZ2VzdEpvYlJlcXVlc3QSDAoEbmFtZRgBIAEoCSI+ChRHZXRJbmdlc3RKb2JSZXNwb25zZRImCgNqb2IYASABKAsyGS50dXRvcnN0cmVhbS52MS5Jbmdlc3RKb2IihwEKA0N1ZRINCgVpbmRleBgBIAEoBRIVCg1zdGFydF9zZWNvbmRzGAIgASgBEhMKC2VuZF9zZWNvbmRzGAMgASgBEgwKBHRleHQYBCABKAkSDwoHc3BlYWtlchgFIAEoCRIXCgpjb25maWRlbmNlGAYgASgBSACIAQFCDQoLX2NvbmZpZGVuY2UigAMKClRyYW5zY3JpcHQSDAoEbmFtZRgBIAEoCRIQCgh2aWRlb19pZBgCIAEoCRIRCgljb3Vyc2VfaWQYAyABKAkSDQoFdGl0bGUYBCABKAkSEAoIbGFuZ3VhZ2UYBSABKAkSDgoGc291cmNlGAYgASgJEhgKEHRpbWluZ19lc3RpbWF0ZWQYByABKAgSGAoQZHVyYXRpb25fc2Vjb25kcxgIIAEoARIRCgljdWVfY291bnQYCSABKAUSEwoLY2h1bmtfY291bnQYCiABKAUSFAoMY29udGVudF9oYXNoGAsgASgJEhcKD2VtYmVkZGluZ19tb2RlbBgMIAEoCRIhCgRjdWVzGA0gAygLMhMudHV0b3JzdHJlYW0udjEuQ3VlEi8KC2NyZWF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUgoUR2V0VHJhbnNjcmlwdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIsCgR2aWV3GAIgASgOMh4udHV0b3JzdHJlYW0udjEuVHJhbnNjcmlwdFZpZXciRwoVR2V0VHJhbnNjcmlwdFJlc3BvbnNlEi4KCnRyYW5zY3JpcHQYASABKAsyGi50dXRvcnN0cmVhbS52MS5UcmFuc2NyaXB0IlIKFkxpc3RUcmFuc2NyaXB0c1JlcXVlc3QSEQoJY291cnNlX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImMKF0xpc3RUcmFuc2NyaXB0c1Jlc3BvbnNlEi8KC3RyYW5zY3JpcHRzGAEgAygLMhoudHV0b3JzdHJlYW0udjEuVHJhbnNjcmlwdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJwoXRGVsZXRlVHJhbnNjcmlwdFJlcXVlc3QSDAoEbmFtZRgBIAEoCSIaChhEZWxldGVUcmFuc2NyaXB0UmVzcG9uc2UijQEKGFNlYXJjaFRyYW5zY3JpcHRzUmVxdWVzdBINCgVxdWVyeRgBIAEoCRIQCgh2aWRlb19pZBgCIAEoCRIRCgljb3Vyc2VfaWQYAyABKAkSLgoLdGltZV93aW5kb3cYBCABKAsyGS50dXRvcnN0cmVhbS52MS5UaW1lUmFuZ2USDQoFbGltaXQYBSABKAUitgEKDFNlYXJjaFJlc3VsdBIQCghjaHVua19pZBgBIAEoCRIQCgh2aWRlb19pZBgCIAEoCRIRCgljb3Vyc2VfaWQYAyABKAkSFQoNc3RhcnRfc2Vjb25kcxgEIAEoARITCgtlbmRfc2Vjb25kcxgFIAEoARIMCgR0ZXh0GAYgASgJEg0KBXNjb3JlGAcgASgBEhMKC3ZlY3Rvcl9yYW5rGAggASgFEhEKCXRleHRfcmFuaxgJIAEoBSJjChlTZWFyY2hUcmFuc2NyaXB0c1Jlc3BvbnNlEi0KB3Jlc3VsdHMYASADKAsyHC50dXRvcnN0cmVhbS52MS5TZWFyY2hSZXN1bHQSFwoPZW1iZWRkaW5nX21vZGVsGAIgASgJIqYBChZUcmFuc2NyaWJlTWVkaWFSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSEAoIdmlkZW9faWQYAiABKAkSEQoJY291cnNlX2lkGAMgASgJEg0KBXRpdGxlGAQgASgJEhAKCGxhbmd1YWdlGAUgASgJEhMKCW1lZGlhX3VybBgGIAEoCUgAEhQKCm1lZGlhX3BhdGgYByABKAlIAEIHCgVtZWRpYSJBChdUcmFuc2NyaWJlTWVkaWFSZXNwb25zZRImCgNqb2IYASABKAsyGS50dXRvcnN0cmVhbS52MS5Jbmdlc3RKb2IilgEKE1VwbG9hZE1lZGlhTWV0YWRhdGESEgoKcmVxdWVzdF9pZBgBIAEoCRIQCgh2aWRlb19pZBgCIAEoCRIRCgljb3Vyc2VfaWQYAyABKAkSDQoFdGl0bGUYBCABKAkSEAoIbGFuZ3VhZ2UYBSABKAkSEAoIZmlsZW5hbWUYBiABKAkSEwoLdG90YWxfYnl0ZXMYByABKAMiaQoSVXBsb2FkTWVkaWFSZXF1ZXN0EjcKCG1ldGFkYXRhGAEgASgLMiMudHV0b3JzdHJlYW0udjEuVXBsb2FkTWVkaWFNZXRhZGF0YUgAEg8KBWNodW5rGAIgASgMSABCCQoHcGF5bG9hZCI9ChNVcGxvYWRNZWRpYVJlc3BvbnNlEiYKA2pvYhgBIAEoCzIZLnR1dG9yc3RyZWFtLnYxLkluZ2VzdEpvYiq1AQoQVHJhbnNjcmlwdEZvcm1hdBIhCh1UUkFOU0NSSVBUX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhwKGFRSQU5TQ1JJUFRfRk9STUFUX1dFQlZUVBABEhkKFVRSQU5TQ1JJUFRfRk9STUFUX1NSVBACEiMKH1RSQU5TQ1JJUFRfRk9STUFUX0pTT05fU0VHTUVOVFMQAxIgChxUUkFOU0NSSVBUX0ZPUk1BVF9QTEFJTl9URVhUEAQqqgEKDkluZ2VzdEpvYlN0YXRlEiAKHElOR0VTVF9KT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdJTkdFU1RfSk9CX1NUQVRFX1FVRVVFRBABEhwKGElOR0VTVF9KT0JfU1RBVEVfUlVOTklORxACEh4KGklOR0VTVF9KT0JfU1RBVEVfU1VDQ0VFREVEEAMSGwoXSU5HRVNUX0pPQl9TVEFURV9GQUlMRUQQBCqDAgoLSW5nZXN0U3RhZ2USHAoYSU5HRVNUX1NUQUdFX1VOU1BFQ0lGSUVEEAASGAoUSU5HRVNUX1NUQUdFX1BBUlNJTkcQARIZChVJTkdFU1RfU1RBR0VfQ0hVTktJTkcQAhIaChZJTkdFU1RfU1RBR0VfRU1CRURESU5HEAMSGQoVSU5HRVNUX1NUQUdFX0lOREVYSU5HEAQSFQoRSU5HRVNUX1NUQUdFX0RPTkUQBRIZChVJTkdFU1RfU1RBR0VfRkVUQ0hJTkcQBhIZChVJTkdFU1RfU1RBR0VfREVDT0RJTkcQBxIdChlJTkdFU1RfU1RBR0VfVFJBTlNDUklCSU5HEAgqZgoOVHJhbnNjcmlwdFZpZXcSHwobVFJBTlNDUklQVF9WSUVXX1VOU1BFQ0lGSUVEEAASGQoVVFJBTlNDUklQVF9WSUVXX0JBU0lDEAESGAoUVFJBTlNDUklQVF9WSUVXX0ZVTEwQAjKJBwoRVHJhbnNjcmlwdFNlcnZpY2USZQoQSW5nZXN0VHJhbnNjcmlwdBInLnR1dG9yc3RyZWFtLnYxLkluZ2VzdFRyYW5zY3JpcHRSZXF1ZXN0GigudHV0b3JzdHJlYW0udjEuSW5nZXN0VHJhbnNjcmlwdFJlc3BvbnNlEmEKDldhdGNoSW5nZXN0Sm9iEiUudHV0b3JzdHJlYW0udjEuV2F0Y2hJbmdlc3RKb2JSZXF1ZXN0GiYudHV0b3JzdHJlYW0udjEuV2F0Y2hJbmdlc3RKb2JSZXNwb25zZTABElkKDEdldEluZ2VzdEpvYhIjLnR1dG9yc3RyZWFtLnYxLkdldEluZ2VzdEpvYlJlcXVlc3QaJC50dXRvcnN0cmVhbS52MS5HZXRJbmdlc3RKb2JSZXNwb25zZRJcCg1HZXRUcmFuc2NyaXB0EiQudHV0b3JzdHJlYW0udjEuR2V0VHJhbnNjcmlwdFJlcXVlc3QaJS50dXRvcnN0cmVhbS52MS5HZXRUcmFuc2NyaXB0UmVzcG9uc2USYgoPTGlzdFRyYW5zY3JpcHRzEiYudHV0b3JzdHJlYW0udjEuTGlzdFRyYW5zY3JpcHRzUmVxdWVzdBonLnR1dG9yc3RyZWFtLnYxLkxpc3RUcmFuc2NyaXB0c1Jlc3BvbnNlEmUKEERlbGV0ZVRyYW5zY3JpcHQSJy50dXRvcnN0cmVhbS52MS5EZWxldGVUcmFuc2NyaXB0UmVxdWVzdBooLnR1dG9yc3RyZWFtLnYxLkRlbGV0ZVRyYW5zY3JpcHRSZXNwb25zZRJoChFTZWFyY2hUcmFuc2NyaXB0cxIoLnR1dG9yc3RyZWFtLnYxLlNlYXJjaFRyYW5zY3JpcHRzUmVxdWVzdBopLnR1dG9yc3RyZWFtLnYxLlNlYXJjaFRyYW5zY3JpcHRzUmVzcG9uc2USYgoPVHJhbnNjcmliZU1lZGlhEiYudHV0b3JzdHJlYW0udjEuVHJhbnNjcmliZU1lZGlhUmVxdWVzdBonLnR1dG9yc3RyZWFtLnYxLlRyYW5zY3JpYmVNZWRpYVJlc3BvbnNlElgKC1VwbG9hZE1lZGlhEiIudHV0b3JzdHJlYW0udjEuVXBsb2FkTWVkaWFSZXF1ZXN0GiMudHV0b3JzdHJlYW0udjEuVXBsb2FkTWVkaWFSZXNwb25zZSgBYgZwcm90bzM", [file_google_protobuf_timestamp, file_tutorstream_v1_common]);
+  fileDesc("Cid0dXRvcnN0cmVhbS92MS90cmFuc2NyaXB0X3NlcnZpY2UucHJvdG8SDnR1dG9yc3RyZWFtLnYxItABChdJbmdlc3RUcmFuc2NyaXB0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEhAKCHZpZGVvX2lkGAIgASgJEhEKCWNvdXJzZV9pZBgDIAEoCRINCgV0aXRsZRgEIAEoCRIwCgZmb3JtYXQYBSABKA4yIC50dXRvcnN0cmVhbS52MS5UcmFuc2NyaXB0Rm9ybWF0Eg8KB2NvbnRlbnQYBiABKAkSEAoIbGFuZ3VhZ2UYByABKAkSGAoQZHVyYXRpb25fc2Vjb25kcxgIIAEoASJCChhJbmdlc3RUcmFuc2NyaXB0UmVzcG9uc2USJgoDam9iGAEgASgLMhkudHV0b3JzdHJlYW0udjEuSW5nZXN0Sm9iIokDCglJbmdlc3RKb2ISDAoEbmFtZRgBIAEoCRIOCgZqb2JfaWQYAiABKAkSEAoIdmlkZW9faWQYAyABKAkSEQoJY291cnNlX2lkGAQgASgJEi0KBXN0YXRlGAUgASgOMh4udHV0b3JzdHJlYW0udjEuSW5nZXN0Sm9iU3RhdGUSKgoFc3RhZ2UYBiABKA4yGy50dXRvcnN0cmVhbS52MS5Jbmdlc3RTdGFnZRIXCg9jb21wbGV0ZWRfdW5pdHMYByABKAMSEwoLdG90YWxfdW5pdHMYCCABKAMSFQoNZXJyb3JfbWVzc2FnZRgJIAEoCRIRCgl1bmNoYW5nZWQYCiABKAgSEgoKcmVxdWVzdF9pZBgLIAEoCRIvCgtjcmVhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHdhcm5pbmdzGA4gAygJIiUKFVdhdGNoSW5nZXN0Sm9iUmVxdWVzdBIMCgRuYW1lGAEgASgJIkAKFldhdGNoSW5nZXN0Sm9iUmVzcG9uc2USJgoDam9iGAEgASgLMhkudHV0b3JzdHJlYW0udjEuSW5nZXN0Sm9iIiMKE0dldEluZ2VzdEpvYlJlcXVlc3QSDAoEbmFtZRgBIAEoCSI+ChRHZXRJbmdlc3RKb2JSZXNwb25zZRImCgNqb2IYASABKAsyGS50dXRvcnN0cmVhbS52MS5Jbmdlc3RKb2IihwEKA0N1ZRINCgVpbmRleBgBIAEoBRIVCg1zdGFydF9zZWNvbmRzGAIgASgBEhMKC2VuZF9zZWNvbmRzGAMgASgBEgwKBHRleHQYBCABKAkSDwoHc3BlYWtlchgFIAEoCRIXCgpjb25maWRlbmNlGAYgASgBSACIAQFCDQoLX2NvbmZpZGVuY2UigAMKClRyYW5zY3JpcHQSDAoEbmFtZRgBIAEoCRIQCgh2aWRlb19pZBgCIAEoCRIRCgljb3Vyc2VfaWQYAyABKAkSDQoFdGl0bGUYBCABKAkSEAoIbGFuZ3VhZ2UYBSABKAkSDgoGc291cmNlGAYgASgJEhgKEHRpbWluZ19lc3RpbWF0ZWQYByABKAgSGAoQZHVyYXRpb25fc2Vjb25kcxgIIAEoARIRCgljdWVfY291bnQYCSABKAUSEwoLY2h1bmtfY291bnQYCiABKAUSFAoMY29udGVudF9oYXNoGAsgASgJEhcKD2VtYmVkZGluZ19tb2RlbBgMIAEoCRIhCgRjdWVzGA0gAygLMhMudHV0b3JzdHJlYW0udjEuQ3VlEi8KC2NyZWF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUgoUR2V0VHJhbnNjcmlwdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIsCgR2aWV3GAIgASgOMh4udHV0b3JzdHJlYW0udjEuVHJhbnNjcmlwdFZpZXciRwoVR2V0VHJhbnNjcmlwdFJlc3BvbnNlEi4KCnRyYW5zY3JpcHQYASABKAsyGi50dXRvcnN0cmVhbS52MS5UcmFuc2NyaXB0IlIKFkxpc3RUcmFuc2NyaXB0c1JlcXVlc3QSEQoJY291cnNlX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImMKF0xpc3RUcmFuc2NyaXB0c1Jlc3BvbnNlEi8KC3RyYW5zY3JpcHRzGAEgAygLMhoudHV0b3JzdHJlYW0udjEuVHJhbnNjcmlwdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJwoXRGVsZXRlVHJhbnNjcmlwdFJlcXVlc3QSDAoEbmFtZRgBIAEoCSIaChhEZWxldGVUcmFuc2NyaXB0UmVzcG9uc2UijQEKGFNlYXJjaFRyYW5zY3JpcHRzUmVxdWVzdBINCgVxdWVyeRgBIAEoCRIQCgh2aWRlb19pZBgCIAEoCRIRCgljb3Vyc2VfaWQYAyABKAkSLgoLdGltZV93aW5kb3cYBCABKAsyGS50dXRvcnN0cmVhbS52MS5UaW1lUmFuZ2USDQoFbGltaXQYBSABKAUitgEKDFNlYXJjaFJlc3VsdBIQCghjaHVua19pZBgBIAEoCRIQCgh2aWRlb19pZBgCIAEoCRIRCgljb3Vyc2VfaWQYAyABKAkSFQoNc3RhcnRfc2Vjb25kcxgEIAEoARITCgtlbmRfc2Vjb25kcxgFIAEoARIMCgR0ZXh0GAYgASgJEg0KBXNjb3JlGAcgASgBEhMKC3ZlY3Rvcl9yYW5rGAggASgFEhEKCXRleHRfcmFuaxgJIAEoBSJjChlTZWFyY2hUcmFuc2NyaXB0c1Jlc3BvbnNlEi0KB3Jlc3VsdHMYASADKAsyHC50dXRvcnN0cmVhbS52MS5TZWFyY2hSZXN1bHQSFwoPZW1iZWRkaW5nX21vZGVsGAIgASgJIqYBChZUcmFuc2NyaWJlTWVkaWFSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSEAoIdmlkZW9faWQYAiABKAkSEQoJY291cnNlX2lkGAMgASgJEg0KBXRpdGxlGAQgASgJEhAKCGxhbmd1YWdlGAUgASgJEhMKCW1lZGlhX3VybBgGIAEoCUgAEhQKCm1lZGlhX3BhdGgYByABKAlIAEIHCgVtZWRpYSJBChdUcmFuc2NyaWJlTWVkaWFSZXNwb25zZRImCgNqb2IYASABKAsyGS50dXRvcnN0cmVhbS52MS5Jbmdlc3RKb2IilgEKE1VwbG9hZE1lZGlhTWV0YWRhdGESEgoKcmVxdWVzdF9pZBgBIAEoCRIQCgh2aWRlb19pZBgCIAEoCRIRCgljb3Vyc2VfaWQYAyABKAkSDQoFdGl0bGUYBCABKAkSEAoIbGFuZ3VhZ2UYBSABKAkSEAoIZmlsZW5hbWUYBiABKAkSEwoLdG90YWxfYnl0ZXMYByABKAMiaQoSVXBsb2FkTWVkaWFSZXF1ZXN0EjcKCG1ldGFkYXRhGAEgASgLMiMudHV0b3JzdHJlYW0udjEuVXBsb2FkTWVkaWFNZXRhZGF0YUgAEg8KBWNodW5rGAIgASgMSABCCQoHcGF5bG9hZCI9ChNVcGxvYWRNZWRpYVJlc3BvbnNlEiYKA2pvYhgBIAEoCzIZLnR1dG9yc3RyZWFtLnYxLkluZ2VzdEpvYiKgAQoQQ291cnNlSW5zdHJ1Y3RvchIMCgRuYW1lGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSKAoEcm9sZRgDIAEoDjIaLnR1dG9yc3RyZWFtLnYxLkNvdXJzZVJvbGUSEgoKZ3JhbnRlZF9ieRgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVQocTGlzdENvdXJzZUluc3RydWN0b3JzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkibwodTGlzdENvdXJzZUluc3RydWN0b3JzUmVzcG9uc2USNQoLaW5zdHJ1Y3RvcnMYASADKAsyIC50dXRvcnN0cmVhbS52MS5Db3Vyc2VJbnN0cnVjdG9yEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJqCh1DcmVhdGVDb3Vyc2VJbnN0cnVjdG9yUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIoCgRyb2xlGAMgASgOMhoudHV0b3JzdHJlYW0udjEuQ291cnNlUm9sZSJWCh5DcmVhdGVDb3Vyc2VJbnN0cnVjdG9yUmVzcG9uc2USNAoKaW5zdHJ1Y3RvchgBIAEoCzIgLnR1dG9yc3RyZWFtLnYxLkNvdXJzZUluc3RydWN0b3IiLQodRGVsZXRlQ291cnNlSW5zdHJ1Y3RvclJlcXVlc3QSDAoEbmFtZRgBIAEoCSIgCh5EZWxldGVDb3Vyc2VJbnN0cnVjdG9yUmVzcG9uc2UqtQEKEFRyYW5zY3JpcHRGb3JtYXQSIQodVFJBTlNDUklQVF9GT1JNQVRfVU5TUEVDSUZJRUQQABIcChhUUkFOU0NSSVBUX0ZPUk1BVF9XRUJWVFQQARIZChVUUkFOU0NSSVBUX0ZPUk1BVF9TUlQQAhIjCh9UUkFOU0NSSVBUX0ZPUk1BVF9KU09OX1NFR01FTlRTEAMSIAocVFJBTlNDUklQVF9GT1JNQVRfUExBSU5fVEVYVBAEKqoBCg5Jbmdlc3RKb2JTdGF0ZRIgChxJTkdFU1RfSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXSU5HRVNUX0pPQl9TVEFURV9RVUVVRUQQARIcChhJTkdFU1RfSk9CX1NUQVRFX1JVTk5JTkcQAhIeChpJTkdFU1RfSk9CX1NUQVRFX1NVQ0NFRURFRBADEhsKF0lOR0VTVF9KT0JfU1RBVEVfRkFJTEVEEAQqgwIKC0luZ2VzdFN0YWdlEhwKGElOR0VTVF9TVEFHRV9VTlNQRUNJRklFRBAAEhgKFElOR0VTVF9TVEFHRV9QQVJTSU5HEAESGQoVSU5HRVNUX1NUQUdFX0NIVU5LSU5HEAISGgoWSU5HRVNUX1NUQUdFX0VNQkVERElORxADEhkKFUlOR0VTVF9TVEFHRV9JTkRFWElORxAEEhUKEUlOR0VTVF9TVEFHRV9ET05FEAUSGQoVSU5HRVNUX1NUQUdFX0ZFVENISU5HEAYSGQoVSU5HRVNUX1NUQUdFX0RFQ09ESU5HEAcSHQoZSU5HRVNUX1NUQUdFX1RSQU5TQ1JJQklORxAIKmYKDlRyYW5zY3JpcHRWaWV3Eh8KG1RSQU5TQ1JJUFRfVklFV19VTlNQRUNJRklFRBAAEhkKFVRSQU5TQ1JJUFRfVklFV19CQVNJQxABEhgKFFRSQU5TQ1JJUFRfVklFV19GVUxMEAIqXAoKQ291cnNlUm9sZRIbChdDT1VSU0VfUk9MRV9VTlNQRUNJRklFRBAAEhUKEUNPVVJTRV9ST0xFX09XTkVSEAESGgoWQ09VUlNFX1JPTEVfSU5TVFJVQ1RPUhACMvEJChFUcmFuc2NyaXB0U2VydmljZRJlChBJbmdlc3RUcmFuc2NyaXB0EicudHV0b3JzdHJlYW0udjEuSW5nZXN0VHJhbnNjcmlwdFJlcXVlc3QaKC50dXRvcnN0cmVhbS52MS5Jbmdlc3RUcmFuc2NyaXB0UmVzcG9uc2USYQoOV2F0Y2hJbmdlc3RKb2ISJS50dXRvcnN0cmVhbS52MS5XYXRjaEluZ2VzdEpvYlJlcXVlc3QaJi50dXRvcnN0cmVhbS52MS5XYXRjaEluZ2VzdEpvYlJlc3BvbnNlMAESWQoMR2V0SW5nZXN0Sm9iEiMudHV0b3JzdHJlYW0udjEuR2V0SW5nZXN0Sm9iUmVxdWVzdBokLnR1dG9yc3RyZWFtLnYxLkdldEluZ2VzdEpvYlJlc3BvbnNlElwKDUdldFRyYW5zY3JpcHQSJC50dXRvcnN0cmVhbS52MS5HZXRUcmFuc2NyaXB0UmVxdWVzdBolLnR1dG9yc3RyZWFtLnYxLkdldFRyYW5zY3JpcHRSZXNwb25zZRJiCg9MaXN0VHJhbnNjcmlwdHMSJi50dXRvcnN0cmVhbS52MS5MaXN0VHJhbnNjcmlwdHNSZXF1ZXN0GicudHV0b3JzdHJlYW0udjEuTGlzdFRyYW5zY3JpcHRzUmVzcG9uc2USZQoQRGVsZXRlVHJhbnNjcmlwdBInLnR1dG9yc3RyZWFtLnYxLkRlbGV0ZVRyYW5zY3JpcHRSZXF1ZXN0GigudHV0b3JzdHJlYW0udjEuRGVsZXRlVHJhbnNjcmlwdFJlc3BvbnNlEmgKEVNlYXJjaFRyYW5zY3JpcHRzEigudHV0b3JzdHJlYW0udjEuU2VhcmNoVHJhbnNjcmlwdHNSZXF1ZXN0GikudHV0b3JzdHJlYW0udjEuU2VhcmNoVHJhbnNjcmlwdHNSZXNwb25zZRJiCg9UcmFuc2NyaWJlTWVkaWESJi50dXRvcnN0cmVhbS52MS5UcmFuc2NyaWJlTWVkaWFSZXF1ZXN0GicudHV0b3JzdHJlYW0udjEuVHJhbnNjcmliZU1lZGlhUmVzcG9uc2USWAoLVXBsb2FkTWVkaWESIi50dXRvcnN0cmVhbS52MS5VcGxvYWRNZWRpYVJlcXVlc3QaIy50dXRvcnN0cmVhbS52MS5VcGxvYWRNZWRpYVJlc3BvbnNlKAESdAoVTGlzdENvdXJzZUluc3RydWN0b3JzEiwudHV0b3JzdHJlYW0udjEuTGlzdENvdXJzZUluc3RydWN0b3JzUmVxdWVzdBotLnR1dG9yc3RyZWFtLnYxLkxpc3RDb3Vyc2VJbnN0cnVjdG9yc1Jlc3BvbnNlEncKFkNyZWF0ZUNvdXJzZUluc3RydWN0b3ISLS50dXRvcnN0cmVhbS52MS5DcmVhdGVDb3Vyc2VJbnN0cnVjdG9yUmVxdWVzdBouLnR1dG9yc3RyZWFtLnYxLkNyZWF0ZUNvdXJzZUluc3RydWN0b3JSZXNwb25zZRJ3ChZEZWxldGVDb3Vyc2VJbnN0cnVjdG9yEi0udHV0b3JzdHJlYW0udjEuRGVsZXRlQ291cnNlSW5zdHJ1Y3RvclJlcXVlc3QaLi50dXRvcnN0cmVhbS52MS5EZWxldGVDb3Vyc2VJbnN0cnVjdG9yUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_tutorstream_v1_common]);
 
 /**
  * Request for TranscriptService.IngestTranscript.
@@ -999,6 +999,210 @@ export const UploadMediaResponseSchema: GenMessage<UploadMediaResponse> = /*@__P
   messageDesc(file_tutorstream_v1_transcript_service, 22);
 
 /**
+ * An instructor of a course.
+ *
+ * @generated from message tutorstream.v1.CourseInstructor
+ */
+export type CourseInstructor = Message<"tutorstream.v1.CourseInstructor"> & {
+  /**
+   * Output only. `courses/{course}/instructors/{user}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Output only. The instructor's user id (a token subject).
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * Output only. The instructor's role in the course.
+   *
+   * @generated from field: tutorstream.v1.CourseRole role = 3;
+   */
+  role: CourseRole;
+
+  /**
+   * Output only. Who granted the role (the first ingester grants themselves ownership).
+   *
+   * @generated from field: string granted_by = 4;
+   */
+  grantedBy: string;
+
+  /**
+   * Output only. When the role was granted.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 5;
+   */
+  createTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message tutorstream.v1.CourseInstructor.
+ * Use `create(CourseInstructorSchema)` to create a new message.
+ */
+export const CourseInstructorSchema: GenMessage<CourseInstructor> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_transcript_service, 23);
+
+/**
+ * Request for TranscriptService.ListCourseInstructors.
+ *
+ * @generated from message tutorstream.v1.ListCourseInstructorsRequest
+ */
+export type ListCourseInstructorsRequest = Message<"tutorstream.v1.ListCourseInstructorsRequest"> & {
+  /**
+   * Required. `courses/{course}`.
+   *
+   * @generated from field: string parent = 1;
+   */
+  parent: string;
+
+  /**
+   * Optional. Maximum instructors to return (default 50, at most 200).
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * Optional. A page token from a previous response.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message tutorstream.v1.ListCourseInstructorsRequest.
+ * Use `create(ListCourseInstructorsRequestSchema)` to create a new message.
+ */
+export const ListCourseInstructorsRequestSchema: GenMessage<ListCourseInstructorsRequest> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_transcript_service, 24);
+
+/**
+ * Response for TranscriptService.ListCourseInstructors.
+ *
+ * @generated from message tutorstream.v1.ListCourseInstructorsResponse
+ */
+export type ListCourseInstructorsResponse = Message<"tutorstream.v1.ListCourseInstructorsResponse"> & {
+  /**
+   * Output only. The instructors, ordered by user id.
+   *
+   * @generated from field: repeated tutorstream.v1.CourseInstructor instructors = 1;
+   */
+  instructors: CourseInstructor[];
+
+  /**
+   * Output only. Token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message tutorstream.v1.ListCourseInstructorsResponse.
+ * Use `create(ListCourseInstructorsResponseSchema)` to create a new message.
+ */
+export const ListCourseInstructorsResponseSchema: GenMessage<ListCourseInstructorsResponse> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_transcript_service, 25);
+
+/**
+ * Request for TranscriptService.CreateCourseInstructor.
+ *
+ * @generated from message tutorstream.v1.CreateCourseInstructorRequest
+ */
+export type CreateCourseInstructorRequest = Message<"tutorstream.v1.CreateCourseInstructorRequest"> & {
+  /**
+   * Required. `courses/{course}`.
+   *
+   * @generated from field: string parent = 1;
+   */
+  parent: string;
+
+  /**
+   * Required. The instructor's user id (same alphabet as course ids).
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * Required. OWNER or INSTRUCTOR.
+   *
+   * @generated from field: tutorstream.v1.CourseRole role = 3;
+   */
+  role: CourseRole;
+};
+
+/**
+ * Describes the message tutorstream.v1.CreateCourseInstructorRequest.
+ * Use `create(CreateCourseInstructorRequestSchema)` to create a new message.
+ */
+export const CreateCourseInstructorRequestSchema: GenMessage<CreateCourseInstructorRequest> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_transcript_service, 26);
+
+/**
+ * Response for TranscriptService.CreateCourseInstructor.
+ *
+ * @generated from message tutorstream.v1.CreateCourseInstructorResponse
+ */
+export type CreateCourseInstructorResponse = Message<"tutorstream.v1.CreateCourseInstructorResponse"> & {
+  /**
+   * Output only. The granted role.
+   *
+   * @generated from field: tutorstream.v1.CourseInstructor instructor = 1;
+   */
+  instructor?: CourseInstructor | undefined;
+};
+
+/**
+ * Describes the message tutorstream.v1.CreateCourseInstructorResponse.
+ * Use `create(CreateCourseInstructorResponseSchema)` to create a new message.
+ */
+export const CreateCourseInstructorResponseSchema: GenMessage<CreateCourseInstructorResponse> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_transcript_service, 27);
+
+/**
+ * Request for TranscriptService.DeleteCourseInstructor.
+ *
+ * @generated from message tutorstream.v1.DeleteCourseInstructorRequest
+ */
+export type DeleteCourseInstructorRequest = Message<"tutorstream.v1.DeleteCourseInstructorRequest"> & {
+  /**
+   * Required. `courses/{course}/instructors/{user}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message tutorstream.v1.DeleteCourseInstructorRequest.
+ * Use `create(DeleteCourseInstructorRequestSchema)` to create a new message.
+ */
+export const DeleteCourseInstructorRequestSchema: GenMessage<DeleteCourseInstructorRequest> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_transcript_service, 28);
+
+/**
+ * Response for TranscriptService.DeleteCourseInstructor.
+ *
+ * @generated from message tutorstream.v1.DeleteCourseInstructorResponse
+ */
+export type DeleteCourseInstructorResponse = Message<"tutorstream.v1.DeleteCourseInstructorResponse"> & {
+};
+
+/**
+ * Describes the message tutorstream.v1.DeleteCourseInstructorResponse.
+ * Use `create(DeleteCourseInstructorResponseSchema)` to create a new message.
+ */
+export const DeleteCourseInstructorResponseSchema: GenMessage<DeleteCourseInstructorResponse> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_transcript_service, 29);
+
+/**
  * Transcript formats accepted by IngestTranscript.
  *
  * @generated from enum tutorstream.v1.TranscriptFormat
@@ -1205,6 +1409,40 @@ export const TranscriptViewSchema: GenEnum<TranscriptView> = /*@__PURE__*/
   enumDesc(file_tutorstream_v1_transcript_service, 3);
 
 /**
+ * What an instructor may do in a course.
+ *
+ * @generated from enum tutorstream.v1.CourseRole
+ */
+export enum CourseRole {
+  /**
+   * Never used.
+   *
+   * @generated from enum value: COURSE_ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Changes the course's transcripts, reads its analytics, and adds and removes its instructors.
+   *
+   * @generated from enum value: COURSE_ROLE_OWNER = 1;
+   */
+  OWNER = 1,
+
+  /**
+   * Changes the course's transcripts and reads its analytics.
+   *
+   * @generated from enum value: COURSE_ROLE_INSTRUCTOR = 2;
+   */
+  INSTRUCTOR = 2,
+}
+
+/**
+ * Describes the enum tutorstream.v1.CourseRole.
+ */
+export const CourseRoleSchema: GenEnum<CourseRole> = /*@__PURE__*/
+  enumDesc(file_tutorstream_v1_transcript_service, 4);
+
+/**
  * Transcripts: ingest, time-aligned chunks, embeddings and hybrid search.
  *
  * @generated from service tutorstream.v1.TranscriptService
@@ -1300,6 +1538,36 @@ export const TranscriptService: GenService<{
     methodKind: "client_streaming";
     input: typeof UploadMediaRequestSchema;
     output: typeof UploadMediaResponseSchema;
+  },
+  /**
+   * Lists the instructors of a course (for its instructors and services).
+   *
+   * @generated from rpc tutorstream.v1.TranscriptService.ListCourseInstructors
+   */
+  listCourseInstructors: {
+    methodKind: "unary";
+    input: typeof ListCourseInstructorsRequestSchema;
+    output: typeof ListCourseInstructorsResponseSchema;
+  },
+  /**
+   * Grants an instructor a role in a course (for the course's owners and services).
+   *
+   * @generated from rpc tutorstream.v1.TranscriptService.CreateCourseInstructor
+   */
+  createCourseInstructor: {
+    methodKind: "unary";
+    input: typeof CreateCourseInstructorRequestSchema;
+    output: typeof CreateCourseInstructorResponseSchema;
+  },
+  /**
+   * Revokes an instructor's role in a course (for the course's owners and services; never the last owner).
+   *
+   * @generated from rpc tutorstream.v1.TranscriptService.DeleteCourseInstructor
+   */
+  deleteCourseInstructor: {
+    methodKind: "unary";
+    input: typeof DeleteCourseInstructorRequestSchema;
+    output: typeof DeleteCourseInstructorResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tutorstream_v1_transcript_service, 0);
