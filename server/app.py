@@ -43,6 +43,7 @@ from server.core.interceptors import ServerInterceptor
 from server.core.metrics import MetricsEndpoint
 from server.embeddings.base import Embedder
 from server.embeddings.factory import build_embedder
+from server.experiments.service import ExperimentService
 from server.jobs.queue import JobQueue
 from server.jobs.wiring import open_job_queue
 from server.jobs.worker import JobWorker
@@ -128,6 +129,7 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
                 preferences_deleted=runtime.preferences.forget,
             ),
             VideoAnalyticsService(runtime.database, runtime.search, runtime.settings),
+            ExperimentService(runtime.database),
         ),
         server,
     )

@@ -25,6 +25,14 @@ from server.analytics.views import (
 from server.core.names import parse_name, resolve_user
 from server.core.protos import timestamp
 from server.core.request_context import current_principal
+from server.experiments.proto_views import (
+    LEVER_FROM_PROTO,
+    arms_from_proto,
+    experiment_to_proto,
+    report_to_proto,
+)
+from server.experiments.service import ExperimentService
+from server.experiments.stats import MIN_SAMPLE
 
 WINDOW_TO_PROTO = {"day": pb.USAGE_WINDOW_DAY, "month": pb.USAGE_WINDOW_MONTH}
 
@@ -69,11 +77,21 @@ def usage_to_proto(report: UsageReport) -> pb.GetUsageResponse:
     )
 
 
+EXPERIMENT_NAME = "courses/{course}/experiments/{experiment}"
+
+
 class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
-    def __init__(self, usage: UsageService, analytics: AnalyticsService, videos: VideoAnalyticsService) -> None:
+    def __init__(
+        self,
+        usage: UsageService,
+        analytics: AnalyticsService,
+        videos: VideoAnalyticsService,
+        experiments: ExperimentService,
+    ) -> None:
         self._usage = usage
         self._analytics = analytics
         self._videos = videos
+        self._experiments = experiments
 
     async def GetUsage(
         self, request: pb.GetUsageRequest, context: aio.ServicerContext[Any, Any]
@@ -148,3 +166,58 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
         (user,) = parse_name(request.user, "users/{user}", "user")
         user_id = resolve_user(principal, user, "user")
         return pb.DeleteUserDataResponse(deleted=await self._analytics.delete_user(user_id))
+
+    async def CreateExperiment(
+        self, request: pb.CreateExperimentRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.CreateExperimentResponse:
+        (course_id,) = parse_name(request.parent, "courses/{course}", "parent")
+        experiment = request.experiment
+        view = await self._experiments.create(
+            current_principal(),
+            course_id,
+            request.experiment_id,
+            display_name=experiment.display_name,
+            lever=LEVER_FROM_PROTO.get(experiment.lever, ""),
+            arms=arms_from_proto(experiment),
+            video_ids=list(experiment.video_ids),
+        )
+        return pb.CreateExperimentResponse(experiment=experiment_to_proto(view))
+
+    async def GetExperiment(
+        self, request: pb.GetExperimentRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.GetExperimentResponse:
+        course_id, experiment_id = parse_name(request.name, EXPERIMENT_NAME, "name")
+        view = await self._experiments.get(current_principal(), course_id, experiment_id)
+        return pb.GetExperimentResponse(experiment=experiment_to_proto(view))
+
+    async def ListExperiments(
+        self, request: pb.ListExperimentsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.ListExperimentsResponse:
+        (course_id,) = parse_name(request.parent, "courses/{course}", "parent")
+        views, next_token = await self._experiments.list(
+            current_principal(), course_id, size=request.page_size, token=request.page_token
+        )
+        return pb.ListExperimentsResponse(
+            experiments=[experiment_to_proto(view) for view in views], next_page_token=next_token
+        )
+
+    async def StartExperiment(
+        self, request: pb.StartExperimentRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.StartExperimentResponse:
+        course_id, experiment_id = parse_name(request.name, EXPERIMENT_NAME, "name")
+        view = await self._experiments.start(current_principal(), course_id, experiment_id)
+        return pb.StartExperimentResponse(experiment=experiment_to_proto(view))
+
+    async def StopExperiment(
+        self, request: pb.StopExperimentRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.StopExperimentResponse:
+        course_id, experiment_id = parse_name(request.name, EXPERIMENT_NAME, "name")
+        view = await self._experiments.stop(current_principal(), course_id, experiment_id)
+        return pb.StopExperimentResponse(experiment=experiment_to_proto(view))
+
+    async def GetExperimentReport(
+        self, request: pb.GetExperimentReportRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.GetExperimentReportResponse:
+        course_id, experiment_id = parse_name(request.name, EXPERIMENT_NAME, "name")
+        report = await self._experiments.report(current_principal(), course_id, experiment_id)
+        return report_to_proto(report, MIN_SAMPLE)

@@ -25,7 +25,8 @@ Cross-cutting rules: at most one intervention per event (BREAK > REVIEW > HINT r
 none within `watch_cooldown_seconds` of the previous one (a held-back checkpoint or break fires once the
 cool-down is over); none while the student is inactive (not playing and no interaction for
 `watch_inactive_after_seconds`); with auto hints off neither HINT nor REVIEW is offered (both are the tutor
-stepping in unasked about a struggle); quiz_frequency off means no QUIZ.
+stepping in unasked about a struggle); quiz_frequency off means no QUIZ; a student an experiment holds out
+(`proactive` False) is offered nothing.
 """
 
 from __future__ import annotations
@@ -165,6 +166,7 @@ class ProgressEngine:
         "new_content",
         "playing",
         "position",
+        "proactive",
         "rate",
         "segment_start",
         "terminated",
@@ -184,6 +186,8 @@ class ProgressEngine:
         self.duration = duration if duration and duration > 0 else None
         self.hints_enabled = preferences.auto_hints_enabled
         self._quiz_interval = config.quiz_interval(preferences.quiz_frequency)
+        # False for a student an experiment holds out from proactive interventions.
+        self.proactive = True
         self.position = 0.0
         self.playing = False
         self.terminated = False
@@ -440,6 +444,8 @@ class ProgressEngine:
         return self._last_interaction is not None and now - self._last_interaction < self._config.inactive_after
 
     def _allowed(self, decision: Decision) -> bool:
+        if not self.proactive:
+            return False
         if decision.kind in (InterventionKind.HINT, InterventionKind.REVIEW):
             return self.hints_enabled
         if decision.kind is InterventionKind.QUIZ:

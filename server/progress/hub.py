@@ -25,6 +25,7 @@ from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import Unavailable
 from server.core.tasks import stop_task
+from server.experiments.assignment import HOLDOUT, Assignments, Lever
 from server.progress.content import CONTENT_TIMEOUT_SECONDS, ContentProducer
 from server.progress.delivery import InterventionDelivery, LoadedSession
 from server.progress.directory import SessionDirectory, SessionRecord
@@ -71,6 +72,7 @@ class WatchHub:
         self.writer = writer
         self.delivery = InterventionDelivery(settings, writer, content, relay)
         self._preferences = preferences
+        self._assignments = Assignments(database)
         self._relay = relay
         self._clock = clock
         self._config = EngineConfig.from_settings(settings)
@@ -204,6 +206,8 @@ class WatchHub:
                 preferences = _learner(await self._preferences.get(principal.user_id))
             duration = target.duration or record.duration or await self.directory.video_duration(target.video_id)
             engine = ProgressEngine(self._config, preferences, duration=duration, clock=self._clock)
+            exposure = await self._assignments.expose(principal, record.course_id, Lever.INTERVENTIONS)
+            engine.proactive = exposure is None or exposure.arm != HOLDOUT
             # A session loaded again (after an idle unload or a lease hand-over) goes on from its total so far.
             stored = await self.directory.watched_seconds(watch_session_id)
             engine.watched_seconds = max(stored, self.writer.pending_watched_seconds(watch_session_id) or 0.0)

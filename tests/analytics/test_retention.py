@@ -17,7 +17,7 @@ from tests.conftest import RunningServer
 from tests.progress.conftest import ProgressServerFactory, new_watch_session, rewatch_script, wait_until
 from tests.support.clients import Client
 
-USER_COLUMNS = ("user_id", "requested_by", "granted_by")
+USER_COLUMNS = ("user_id", "requested_by", "granted_by", "created_by")
 
 
 async def scalar(server: RunningServer, sql: str, **params: object) -> int:

@@ -51,6 +51,12 @@ EXPECTED: dict[str, list[str]] = {
     "rate-interaction": ['"rating": 5'],
     "get-user-analytics": ['"agents"'],
     "get-video-analytics": ['"video_id": "flexbox-layout"'],
+    "experiments": [
+        "EXPERIMENT_STATE_RUNNING",
+        '"metric": "first_attempt_correct"',
+        "not enough data",
+        "EXPERIMENT_STATE_STOPPED",
+    ],
     "insights": ['"job_id"'],
     "delete-user-data": ['"deleted"'],
     "error-details": ["Code: InvalidArgument", "colour", "google.rpc.BadRequest", "exit status"],

@@ -118,6 +118,82 @@ USAGE_WINDOW_MONTH: UsageWindow.ValueType  # 2
 """The current UTC month."""
 Global___UsageWindow: _TypeAlias = UsageWindow  # noqa: Y015
 
+class _ExperimentLever:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExperimentLeverEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExperimentLever.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXPERIMENT_LEVER_UNSPECIFIED: _ExperimentLever.ValueType  # 0
+    """Never used."""
+    EXPERIMENT_LEVER_INTERVENTIONS: _ExperimentLever.ValueType  # 1
+    """Proactive interventions of the watch engine. Arms `interventions` (as usual) and `holdout` (none offered;
+    hints, quizzes and chat asked for still work).
+    """
+
+class ExperimentLever(_ExperimentLever, metaclass=_ExperimentLeverEnumTypeWrapper):
+    """What an experiment changes."""
+
+EXPERIMENT_LEVER_UNSPECIFIED: ExperimentLever.ValueType  # 0
+"""Never used."""
+EXPERIMENT_LEVER_INTERVENTIONS: ExperimentLever.ValueType  # 1
+"""Proactive interventions of the watch engine. Arms `interventions` (as usual) and `holdout` (none offered;
+hints, quizzes and chat asked for still work).
+"""
+Global___ExperimentLever: _TypeAlias = ExperimentLever  # noqa: Y015
+
+class _ExperimentState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExperimentStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExperimentState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXPERIMENT_STATE_UNSPECIFIED: _ExperimentState.ValueType  # 0
+    """Never used."""
+    EXPERIMENT_STATE_DRAFT: _ExperimentState.ValueType  # 1
+    """Created, not started: nobody is assigned."""
+    EXPERIMENT_STATE_RUNNING: _ExperimentState.ValueType  # 2
+    """Students are assigned on first exposure."""
+    EXPERIMENT_STATE_STOPPED: _ExperimentState.ValueType  # 3
+    """Ended: nobody is assigned, outcomes count up to the stop."""
+
+class ExperimentState(_ExperimentState, metaclass=_ExperimentStateEnumTypeWrapper):
+    """Where an experiment is in its life."""
+
+EXPERIMENT_STATE_UNSPECIFIED: ExperimentState.ValueType  # 0
+"""Never used."""
+EXPERIMENT_STATE_DRAFT: ExperimentState.ValueType  # 1
+"""Created, not started: nobody is assigned."""
+EXPERIMENT_STATE_RUNNING: ExperimentState.ValueType  # 2
+"""Students are assigned on first exposure."""
+EXPERIMENT_STATE_STOPPED: ExperimentState.ValueType  # 3
+"""Ended: nobody is assigned, outcomes count up to the stop."""
+Global___ExperimentState: _TypeAlias = ExperimentState  # noqa: Y015
+
+class _OutcomeKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OutcomeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OutcomeKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OUTCOME_KIND_UNSPECIFIED: _OutcomeKind.ValueType  # 0
+    """Never used."""
+    OUTCOME_KIND_PROPORTION: _OutcomeKind.ValueType  # 1
+    """A share of events (Wilson intervals per arm, Newcombe interval and score test for the difference)."""
+    OUTCOME_KIND_MEAN: _OutcomeKind.ValueType  # 2
+    """A mean per student (t intervals per arm, Welch interval and test for the difference)."""
+
+class OutcomeKind(_OutcomeKind, metaclass=_OutcomeKindEnumTypeWrapper):
+    """How an outcome is measured."""
+
+OUTCOME_KIND_UNSPECIFIED: OutcomeKind.ValueType  # 0
+"""Never used."""
+OUTCOME_KIND_PROPORTION: OutcomeKind.ValueType  # 1
+"""A share of events (Wilson intervals per arm, Newcombe interval and score test for the difference)."""
+OUTCOME_KIND_MEAN: OutcomeKind.ValueType  # 2
+"""A mean per student (t intervals per arm, Welch interval and test for the difference)."""
+Global___OutcomeKind: _TypeAlias = OutcomeKind  # noqa: Y015
+
 @_typing.final
 class Interaction(_message.Message):
     """One recorded interaction."""
@@ -1091,3 +1167,571 @@ class DeleteUserDataResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteUserDataResponse: _TypeAlias = DeleteUserDataResponse  # noqa: Y015
+
+@_typing.final
+class ExperimentArm(_message.Message):
+    """One arm of an experiment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. The arm's name; the lever says which names it accepts."""
+    weight: _builtins.float
+    """Required. Relative share of students (a positive number, at most 1000)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        weight: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExperimentArm: _TypeAlias = ExperimentArm  # noqa: Y015
+
+@_typing.final
+class Experiment(_message.Message):
+    """An experiment on the tutor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ExposuresEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    LEVER_FIELD_NUMBER: _builtins.int
+    ARMS_FIELD_NUMBER: _builtins.int
+    VIDEO_IDS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    STOP_TIME_FIELD_NUMBER: _builtins.int
+    EXPOSURES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Output only. `courses/{course}/experiments/{experiment}`."""
+    display_name: _builtins.str
+    """Optional. A label for people (at most 200 characters)."""
+    lever: Global___ExperimentLever.ValueType
+    """Required. What the experiment changes."""
+    state: Global___ExperimentState.ValueType
+    """Output only. Where the experiment is in its life."""
+    created_by: _builtins.str
+    """Output only. Who created it."""
+    @_builtins.property
+    def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExperimentArm]:
+        """Required. Two arms; the first is the control every other arm is compared with."""
+
+    @_builtins.property
+    def video_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Optional. The course's videos whose outcomes count (at most 100); empty: all of them."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it was created."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it started (unset for a draft)."""
+
+    @_builtins.property
+    def stop_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it stopped (unset unless stopped)."""
+
+    @_builtins.property
+    def exposures(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Output only. Students exposed so far, by arm."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        lever: Global___ExperimentLever.ValueType = ...,
+        arms: _abc.Iterable[Global___ExperimentArm] | None = ...,
+        video_ids: _abc.Iterable[_builtins.str] | None = ...,
+        state: Global___ExperimentState.ValueType = ...,
+        created_by: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        stop_time: _timestamp_pb2.Timestamp | None = ...,
+        exposures: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "start_time", b"start_time", "stop_time", b"stop_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arms", b"arms", "create_time", b"create_time", "created_by", b"created_by", "display_name", b"display_name", "exposures", b"exposures", "lever", b"lever", "name", b"name", "start_time", b"start_time", "state", b"state", "stop_time", b"stop_time", "video_ids", b"video_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Experiment: _TypeAlias = Experiment  # noqa: Y015
+
+@_typing.final
+class CreateExperimentRequest(_message.Message):
+    """Request for AnalyticsService.CreateExperiment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """Required. `courses/{course}`: a course with at least one transcript."""
+    experiment_id: _builtins.str
+    """Required. The experiment's id ([A-Za-z0-9_.-], at most 128 characters)."""
+    @_builtins.property
+    def experiment(self) -> Global___Experiment:
+        """Required. The experiment (output-only fields are ignored)."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        experiment_id: _builtins.str = ...,
+        experiment: Global___Experiment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment", "experiment_id", b"experiment_id", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateExperimentRequest: _TypeAlias = CreateExperimentRequest  # noqa: Y015
+
+@_typing.final
+class CreateExperimentResponse(_message.Message):
+    """Response for AnalyticsService.CreateExperiment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def experiment(self) -> Global___Experiment:
+        """Output only. The draft experiment."""
+
+    def __init__(
+        self,
+        *,
+        experiment: Global___Experiment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateExperimentResponse: _TypeAlias = CreateExperimentResponse  # noqa: Y015
+
+@_typing.final
+class GetExperimentRequest(_message.Message):
+    """Request for AnalyticsService.GetExperiment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. `courses/{course}/experiments/{experiment}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExperimentRequest: _TypeAlias = GetExperimentRequest  # noqa: Y015
+
+@_typing.final
+class GetExperimentResponse(_message.Message):
+    """Response for AnalyticsService.GetExperiment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def experiment(self) -> Global___Experiment:
+        """Output only. The experiment."""
+
+    def __init__(
+        self,
+        *,
+        experiment: Global___Experiment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExperimentResponse: _TypeAlias = GetExperimentResponse  # noqa: Y015
+
+@_typing.final
+class ListExperimentsRequest(_message.Message):
+    """Request for AnalyticsService.ListExperiments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """Required. `courses/{course}`."""
+    page_size: _builtins.int
+    """Optional. Maximum experiments to return (default 20, at most 100)."""
+    page_token: _builtins.str
+    """Optional. A page token from a previous response."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExperimentsRequest: _TypeAlias = ListExperimentsRequest  # noqa: Y015
+
+@_typing.final
+class ListExperimentsResponse(_message.Message):
+    """Response for AnalyticsService.ListExperiments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Output only. Token for the next page; empty on the last page."""
+    @_builtins.property
+    def experiments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Experiment]:
+        """Output only. Experiments, newest first."""
+
+    def __init__(
+        self,
+        *,
+        experiments: _abc.Iterable[Global___Experiment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiments", b"experiments", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExperimentsResponse: _TypeAlias = ListExperimentsResponse  # noqa: Y015
+
+@_typing.final
+class StartExperimentRequest(_message.Message):
+    """Request for AnalyticsService.StartExperiment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. `courses/{course}/experiments/{experiment}` of a draft."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartExperimentRequest: _TypeAlias = StartExperimentRequest  # noqa: Y015
+
+@_typing.final
+class StartExperimentResponse(_message.Message):
+    """Response for AnalyticsService.StartExperiment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def experiment(self) -> Global___Experiment:
+        """Output only. The running experiment."""
+
+    def __init__(
+        self,
+        *,
+        experiment: Global___Experiment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartExperimentResponse: _TypeAlias = StartExperimentResponse  # noqa: Y015
+
+@_typing.final
+class StopExperimentRequest(_message.Message):
+    """Request for AnalyticsService.StopExperiment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. `courses/{course}/experiments/{experiment}` of a running experiment."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StopExperimentRequest: _TypeAlias = StopExperimentRequest  # noqa: Y015
+
+@_typing.final
+class StopExperimentResponse(_message.Message):
+    """Response for AnalyticsService.StopExperiment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def experiment(self) -> Global___Experiment:
+        """Output only. The stopped experiment."""
+
+    def __init__(
+        self,
+        *,
+        experiment: Global___Experiment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StopExperimentResponse: _TypeAlias = StopExperimentResponse  # noqa: Y015
+
+@_typing.final
+class GetExperimentReportRequest(_message.Message):
+    """Request for AnalyticsService.GetExperimentReport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. `courses/{course}/experiments/{experiment}` of a started experiment."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExperimentReportRequest: _TypeAlias = GetExperimentReportRequest  # noqa: Y015
+
+@_typing.final
+class ArmOutcome(_message.Message):
+    """One arm's estimate of an outcome. Values that cannot be computed yet are NaN."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARM_FIELD_NUMBER: _builtins.int
+    N_FIELD_NUMBER: _builtins.int
+    ESTIMATE_FIELD_NUMBER: _builtins.int
+    CI_LOW_FIELD_NUMBER: _builtins.int
+    CI_HIGH_FIELD_NUMBER: _builtins.int
+    arm: _builtins.str
+    """Output only. The arm."""
+    n: _builtins.int
+    """Output only. Units measured (answers for proportions, students for means)."""
+    estimate: _builtins.float
+    """Output only. The share or mean."""
+    ci_low: _builtins.float
+    """Output only. Lower end of its 95 % confidence interval."""
+    ci_high: _builtins.float
+    """Output only. Upper end of its 95 % confidence interval."""
+    def __init__(
+        self,
+        *,
+        arm: _builtins.str = ...,
+        n: _builtins.int = ...,
+        estimate: _builtins.float = ...,
+        ci_low: _builtins.float = ...,
+        ci_high: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arm", b"arm", "ci_high", b"ci_high", "ci_low", b"ci_low", "estimate", b"estimate", "n", b"n"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArmOutcome: _TypeAlias = ArmOutcome  # noqa: Y015
+
+@_typing.final
+class ArmComparison(_message.Message):
+    """One arm compared with the control on an outcome."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARM_FIELD_NUMBER: _builtins.int
+    CONTROL_ARM_FIELD_NUMBER: _builtins.int
+    DIFFERENCE_FIELD_NUMBER: _builtins.int
+    CI_LOW_FIELD_NUMBER: _builtins.int
+    CI_HIGH_FIELD_NUMBER: _builtins.int
+    P_VALUE_FIELD_NUMBER: _builtins.int
+    MINIMUM_DETECTABLE_EFFECT_FIELD_NUMBER: _builtins.int
+    ENOUGH_DATA_FIELD_NUMBER: _builtins.int
+    SIGNIFICANT_FIELD_NUMBER: _builtins.int
+    arm: _builtins.str
+    """Output only. The compared arm."""
+    control_arm: _builtins.str
+    """Output only. The control arm."""
+    difference: _builtins.float
+    """Output only. Arm minus control."""
+    ci_low: _builtins.float
+    """Output only. Lower end of the difference's 95 % confidence interval."""
+    ci_high: _builtins.float
+    """Output only. Upper end of the difference's 95 % confidence interval."""
+    p_value: _builtins.float
+    """Output only. Two-sided p-value of no difference."""
+    minimum_detectable_effect: _builtins.float
+    """Output only. The smallest true difference these sample sizes detect with 80 % power at the 5 % level."""
+    enough_data: _builtins.bool
+    """Output only. Whether both arms reached the minimum sample; below it there is no verdict."""
+    significant: _builtins.bool
+    """Output only. Enough data and p < 0.05."""
+    def __init__(
+        self,
+        *,
+        arm: _builtins.str = ...,
+        control_arm: _builtins.str = ...,
+        difference: _builtins.float = ...,
+        ci_low: _builtins.float = ...,
+        ci_high: _builtins.float = ...,
+        p_value: _builtins.float = ...,
+        minimum_detectable_effect: _builtins.float = ...,
+        enough_data: _builtins.bool = ...,
+        significant: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arm", b"arm", "ci_high", b"ci_high", "ci_low", b"ci_low", "control_arm", b"control_arm", "difference", b"difference", "enough_data", b"enough_data", "minimum_detectable_effect", b"minimum_detectable_effect", "p_value", b"p_value", "significant", b"significant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArmComparison: _TypeAlias = ArmComparison  # noqa: Y015
+
+@_typing.final
+class OutcomeReport(_message.Message):
+    """One outcome of an experiment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METRIC_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ARMS_FIELD_NUMBER: _builtins.int
+    COMPARISONS_FIELD_NUMBER: _builtins.int
+    metric: _builtins.str
+    """Output only. Its id, e.g. `first_attempt_correct`."""
+    description: _builtins.str
+    """Output only. What is measured, in words."""
+    kind: Global___OutcomeKind.ValueType
+    """Output only. How it is measured."""
+    @_builtins.property
+    def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArmOutcome]:
+        """Output only. Per arm."""
+
+    @_builtins.property
+    def comparisons(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArmComparison]:
+        """Output only. Each arm but the control against the control."""
+
+    def __init__(
+        self,
+        *,
+        metric: _builtins.str = ...,
+        description: _builtins.str = ...,
+        kind: Global___OutcomeKind.ValueType = ...,
+        arms: _abc.Iterable[Global___ArmOutcome] | None = ...,
+        comparisons: _abc.Iterable[Global___ArmComparison] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arms", b"arms", "comparisons", b"comparisons", "description", b"description", "kind", b"kind", "metric", b"metric"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutcomeReport: _TypeAlias = OutcomeReport  # noqa: Y015
+
+@_typing.final
+class GetExperimentReportResponse(_message.Message):
+    """Response for AnalyticsService.GetExperimentReport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_FIELD_NUMBER: _builtins.int
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    MINIMUM_SAMPLE_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    minimum_sample: _builtins.int
+    """Output only. Units per arm below which no comparison gives a verdict."""
+    @_builtins.property
+    def experiment(self) -> Global___Experiment:
+        """Output only. The experiment."""
+
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutcomeReport]:
+        """Output only. Each outcome per arm."""
+
+    @_builtins.property
+    def notes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Output only. What the reader should know, e.g. "not enough data"."""
+
+    def __init__(
+        self,
+        *,
+        experiment: Global___Experiment | None = ...,
+        outcomes: _abc.Iterable[Global___OutcomeReport] | None = ...,
+        minimum_sample: _builtins.int = ...,
+        notes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment", "minimum_sample", b"minimum_sample", "notes", b"notes", "outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExperimentReportResponse: _TypeAlias = GetExperimentReportResponse  # noqa: Y015

@@ -80,6 +80,36 @@ class AnalyticsServiceStub:
                 request_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.DeleteUserDataRequest.SerializeToString,
                 response_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.DeleteUserDataResponse.FromString,
                 _registered_method=True)
+        self.CreateExperiment = channel.unary_unary(
+                '/tutorstream.v1.AnalyticsService/CreateExperiment',
+                request_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.CreateExperimentRequest.SerializeToString,
+                response_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.CreateExperimentResponse.FromString,
+                _registered_method=True)
+        self.GetExperiment = channel.unary_unary(
+                '/tutorstream.v1.AnalyticsService/GetExperiment',
+                request_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentRequest.SerializeToString,
+                response_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentResponse.FromString,
+                _registered_method=True)
+        self.ListExperiments = channel.unary_unary(
+                '/tutorstream.v1.AnalyticsService/ListExperiments',
+                request_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.ListExperimentsRequest.SerializeToString,
+                response_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.ListExperimentsResponse.FromString,
+                _registered_method=True)
+        self.StartExperiment = channel.unary_unary(
+                '/tutorstream.v1.AnalyticsService/StartExperiment',
+                request_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.StartExperimentRequest.SerializeToString,
+                response_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.StartExperimentResponse.FromString,
+                _registered_method=True)
+        self.StopExperiment = channel.unary_unary(
+                '/tutorstream.v1.AnalyticsService/StopExperiment',
+                request_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.StopExperimentRequest.SerializeToString,
+                response_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.StopExperimentResponse.FromString,
+                _registered_method=True)
+        self.GetExperimentReport = channel.unary_unary(
+                '/tutorstream.v1.AnalyticsService/GetExperimentReport',
+                request_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentReportRequest.SerializeToString,
+                response_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentReportResponse.FromString,
+                _registered_method=True)
 
 
 class AnalyticsServiceServicer:
@@ -149,6 +179,48 @@ class AnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateExperiment(self, request, context):
+        """Creates an experiment on the tutor in a course, as a draft (instructors of the course and services).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExperiment(self, request, context):
+        """Returns an experiment with its exposures per arm.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExperiments(self, request, context):
+        """Lists a course's experiments, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartExperiment(self, request, context):
+        """Starts a draft experiment: students are assigned and exposed from now on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopExperiment(self, request, context):
+        """Stops a running experiment: nobody is assigned any more and every student gets the usual tutor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExperimentReport(self, request, context):
+        """Outcomes per arm with confidence intervals, p-values and minimum detectable effects.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -196,6 +268,36 @@ def add_AnalyticsServiceServicer_to_server(servicer, server):
                     servicer.DeleteUserData,
                     request_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.DeleteUserDataRequest.FromString,
                     response_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.DeleteUserDataResponse.SerializeToString,
+            ),
+            'CreateExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateExperiment,
+                    request_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.CreateExperimentRequest.FromString,
+                    response_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.CreateExperimentResponse.SerializeToString,
+            ),
+            'GetExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExperiment,
+                    request_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentRequest.FromString,
+                    response_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentResponse.SerializeToString,
+            ),
+            'ListExperiments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExperiments,
+                    request_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.ListExperimentsRequest.FromString,
+                    response_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.ListExperimentsResponse.SerializeToString,
+            ),
+            'StartExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartExperiment,
+                    request_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.StartExperimentRequest.FromString,
+                    response_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.StartExperimentResponse.SerializeToString,
+            ),
+            'StopExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopExperiment,
+                    request_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.StopExperimentRequest.FromString,
+                    response_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.StopExperimentResponse.SerializeToString,
+            ),
+            'GetExperimentReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExperimentReport,
+                    request_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentReportRequest.FromString,
+                    response_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -442,6 +544,168 @@ class AnalyticsService:
             '/tutorstream.v1.AnalyticsService/DeleteUserData',
             tutorstream_dot_v1_dot_analytics__service__pb2.DeleteUserDataRequest.SerializeToString,
             tutorstream_dot_v1_dot_analytics__service__pb2.DeleteUserDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tutorstream.v1.AnalyticsService/CreateExperiment',
+            tutorstream_dot_v1_dot_analytics__service__pb2.CreateExperimentRequest.SerializeToString,
+            tutorstream_dot_v1_dot_analytics__service__pb2.CreateExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tutorstream.v1.AnalyticsService/GetExperiment',
+            tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentRequest.SerializeToString,
+            tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExperiments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tutorstream.v1.AnalyticsService/ListExperiments',
+            tutorstream_dot_v1_dot_analytics__service__pb2.ListExperimentsRequest.SerializeToString,
+            tutorstream_dot_v1_dot_analytics__service__pb2.ListExperimentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tutorstream.v1.AnalyticsService/StartExperiment',
+            tutorstream_dot_v1_dot_analytics__service__pb2.StartExperimentRequest.SerializeToString,
+            tutorstream_dot_v1_dot_analytics__service__pb2.StartExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tutorstream.v1.AnalyticsService/StopExperiment',
+            tutorstream_dot_v1_dot_analytics__service__pb2.StopExperimentRequest.SerializeToString,
+            tutorstream_dot_v1_dot_analytics__service__pb2.StopExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExperimentReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tutorstream.v1.AnalyticsService/GetExperimentReport',
+            tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentReportRequest.SerializeToString,
+            tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

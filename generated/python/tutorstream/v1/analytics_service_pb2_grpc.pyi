@@ -51,6 +51,18 @@ class AnalyticsServiceStub:
     """Tokens, cost and limits used and remaining."""
     DeleteUserData: _grpc.UnaryUnaryMultiCallable[_analytics_service_pb2.DeleteUserDataRequest, _analytics_service_pb2.DeleteUserDataResponse]
     """Deletes everything stored about a user."""
+    CreateExperiment: _grpc.UnaryUnaryMultiCallable[_analytics_service_pb2.CreateExperimentRequest, _analytics_service_pb2.CreateExperimentResponse]
+    """Creates an experiment on the tutor in a course, as a draft (instructors of the course and services)."""
+    GetExperiment: _grpc.UnaryUnaryMultiCallable[_analytics_service_pb2.GetExperimentRequest, _analytics_service_pb2.GetExperimentResponse]
+    """Returns an experiment with its exposures per arm."""
+    ListExperiments: _grpc.UnaryUnaryMultiCallable[_analytics_service_pb2.ListExperimentsRequest, _analytics_service_pb2.ListExperimentsResponse]
+    """Lists a course's experiments, newest first."""
+    StartExperiment: _grpc.UnaryUnaryMultiCallable[_analytics_service_pb2.StartExperimentRequest, _analytics_service_pb2.StartExperimentResponse]
+    """Starts a draft experiment: students are assigned and exposed from now on."""
+    StopExperiment: _grpc.UnaryUnaryMultiCallable[_analytics_service_pb2.StopExperimentRequest, _analytics_service_pb2.StopExperimentResponse]
+    """Stops a running experiment: nobody is assigned any more and every student gets the usual tutor."""
+    GetExperimentReport: _grpc.UnaryUnaryMultiCallable[_analytics_service_pb2.GetExperimentReportRequest, _analytics_service_pb2.GetExperimentReportResponse]
+    """Outcomes per arm with confidence intervals, p-values and minimum detectable effects."""
 
 @_typing.type_check_only
 class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
@@ -75,6 +87,18 @@ class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
     """Tokens, cost and limits used and remaining."""
     DeleteUserData: _aio.UnaryUnaryMultiCallable[_analytics_service_pb2.DeleteUserDataRequest, _analytics_service_pb2.DeleteUserDataResponse]  # type: ignore[assignment]
     """Deletes everything stored about a user."""
+    CreateExperiment: _aio.UnaryUnaryMultiCallable[_analytics_service_pb2.CreateExperimentRequest, _analytics_service_pb2.CreateExperimentResponse]  # type: ignore[assignment]
+    """Creates an experiment on the tutor in a course, as a draft (instructors of the course and services)."""
+    GetExperiment: _aio.UnaryUnaryMultiCallable[_analytics_service_pb2.GetExperimentRequest, _analytics_service_pb2.GetExperimentResponse]  # type: ignore[assignment]
+    """Returns an experiment with its exposures per arm."""
+    ListExperiments: _aio.UnaryUnaryMultiCallable[_analytics_service_pb2.ListExperimentsRequest, _analytics_service_pb2.ListExperimentsResponse]  # type: ignore[assignment]
+    """Lists a course's experiments, newest first."""
+    StartExperiment: _aio.UnaryUnaryMultiCallable[_analytics_service_pb2.StartExperimentRequest, _analytics_service_pb2.StartExperimentResponse]  # type: ignore[assignment]
+    """Starts a draft experiment: students are assigned and exposed from now on."""
+    StopExperiment: _aio.UnaryUnaryMultiCallable[_analytics_service_pb2.StopExperimentRequest, _analytics_service_pb2.StopExperimentResponse]  # type: ignore[assignment]
+    """Stops a running experiment: nobody is assigned any more and every student gets the usual tutor."""
+    GetExperimentReport: _aio.UnaryUnaryMultiCallable[_analytics_service_pb2.GetExperimentReportRequest, _analytics_service_pb2.GetExperimentReportResponse]  # type: ignore[assignment]
+    """Outcomes per arm with confidence intervals, p-values and minimum detectable effects."""
 
 class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Interaction tracking, ratings, insights, usage and data deletion."""
@@ -150,5 +174,53 @@ class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_analytics_service_pb2.DeleteUserDataResponse, _abc.Awaitable[_analytics_service_pb2.DeleteUserDataResponse]]:
         """Deletes everything stored about a user."""
+
+    @_abc_1.abstractmethod
+    def CreateExperiment(
+        self,
+        request: _analytics_service_pb2.CreateExperimentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analytics_service_pb2.CreateExperimentResponse, _abc.Awaitable[_analytics_service_pb2.CreateExperimentResponse]]:
+        """Creates an experiment on the tutor in a course, as a draft (instructors of the course and services)."""
+
+    @_abc_1.abstractmethod
+    def GetExperiment(
+        self,
+        request: _analytics_service_pb2.GetExperimentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analytics_service_pb2.GetExperimentResponse, _abc.Awaitable[_analytics_service_pb2.GetExperimentResponse]]:
+        """Returns an experiment with its exposures per arm."""
+
+    @_abc_1.abstractmethod
+    def ListExperiments(
+        self,
+        request: _analytics_service_pb2.ListExperimentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analytics_service_pb2.ListExperimentsResponse, _abc.Awaitable[_analytics_service_pb2.ListExperimentsResponse]]:
+        """Lists a course's experiments, newest first."""
+
+    @_abc_1.abstractmethod
+    def StartExperiment(
+        self,
+        request: _analytics_service_pb2.StartExperimentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analytics_service_pb2.StartExperimentResponse, _abc.Awaitable[_analytics_service_pb2.StartExperimentResponse]]:
+        """Starts a draft experiment: students are assigned and exposed from now on."""
+
+    @_abc_1.abstractmethod
+    def StopExperiment(
+        self,
+        request: _analytics_service_pb2.StopExperimentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analytics_service_pb2.StopExperimentResponse, _abc.Awaitable[_analytics_service_pb2.StopExperimentResponse]]:
+        """Stops a running experiment: nobody is assigned any more and every student gets the usual tutor."""
+
+    @_abc_1.abstractmethod
+    def GetExperimentReport(
+        self,
+        request: _analytics_service_pb2.GetExperimentReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analytics_service_pb2.GetExperimentReportResponse, _abc.Awaitable[_analytics_service_pb2.GetExperimentReportResponse]]:
+        """Outcomes per arm with confidence intervals, p-values and minimum detectable effects."""
 
 def add_AnalyticsServiceServicer_to_server(servicer: AnalyticsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

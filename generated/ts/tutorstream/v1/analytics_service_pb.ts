@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tutorstream/v1/analytics_service.proto.
  */
 export const file_tutorstream_v1_analytics_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZ0dXRvcnN0cmVhbS92MS9hbmFseXRpY3Nfc2VydmljZS5wcm90bxIOdHV0b3JzdHJlYW0udjEi/AIKC0ludGVyYWN0aW9uEgwKBG5hbWUYASABKAkSFgoOaW50ZXJhY3Rpb25faWQYAiABKAkSLQoKYWdlbnRfdHlwZRgDIAEoDjIZLnR1dG9yc3RyZWFtLnYxLkFnZW50VHlwZRIPCgd0cmlnZ2VyGAQgASgJEhEKCWNvdXJzZV9pZBgFIAEoCRIQCgh2aWRlb19pZBgGIAEoCRIYChBwb3NpdGlvbl9zZWNvbmRzGAcgASgBEg0KBW1vZGVsGAggASgJEikKBXVzYWdlGAkgASgLMhoudHV0b3JzdHJlYW0udjEuVG9rZW5Vc2FnZRISCgpsYXRlbmN5X21zGAogASgDEg4KBmNhY2hlZBgLIAEoCBISCgpjb25maWRlbmNlGAwgASgBEg4KBnJhdGluZxgNIAEoBRIVCg1yYXRpbmdfcmVhc29uGA4gASgJEi8KC2NyZWF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLnAQoYUmVjb3JkSW50ZXJhY3Rpb25SZXF1ZXN0Eg8KB3RyaWdnZXIYASABKAkSOQoQbGVhcm5pbmdfY29udGV4dBgCIAEoCzIfLnR1dG9yc3RyZWFtLnYxLkxlYXJuaW5nQ29udGV4dBJMCgphdHRyaWJ1dGVzGAMgAygLMjgudHV0b3JzdHJlYW0udjEuUmVjb3JkSW50ZXJhY3Rpb25SZXF1ZXN0LkF0dHJpYnV0ZXNFbnRyeRoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJNChlSZWNvcmRJbnRlcmFjdGlvblJlc3BvbnNlEjAKC2ludGVyYWN0aW9uGAEgASgLMhsudHV0b3JzdHJlYW0udjEuSW50ZXJhY3Rpb24iRgoWUmF0ZUludGVyYWN0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJhdGluZxgCIAEoBRIOCgZyZWFzb24YAyABKAkiSwoXUmF0ZUludGVyYWN0aW9uUmVzcG9uc2USMAoLaW50ZXJhY3Rpb24YASABKAsyGy50dXRvcnN0cmVhbS52MS5JbnRlcmFjdGlvbiI6ChdHZXRVc2VyQW5hbHl0aWNzUmVxdWVzdBIMCgR1c2VyGAEgASgJEhEKCWNvdXJzZV9pZBgCIAEoCSJ4CgpBZ2VudFN0YXRzEi0KCmFnZW50X3R5cGUYASABKA4yGS50dXRvcnN0cmVhbS52MS5BZ2VudFR5cGUSDQoFY291bnQYAiABKAMSFAoMcmF0aW5nX2NvdW50GAMgASgDEhYKDmF2ZXJhZ2VfcmF0aW5nGAQgASgBIqoCChhHZXRVc2VyQW5hbHl0aWNzUmVzcG9uc2USKgoGYWdlbnRzGAEgAygLMhoudHV0b3JzdHJlYW0udjEuQWdlbnRTdGF0cxIVCg13YXRjaF9zZWNvbmRzGAIgASgBEhQKDHF1aXpfYW5zd2VycxgDIAEoAxIVCg1xdWl6X2FjY3VyYWN5GAQgASgBEjMKB21hc3RlcnkYBSADKAsyIi50dXRvcnN0cmVhbS52MS5Db25jZXB0TWFzdGVyeVN0YXQSKQoFdXNhZ2UYBiABKAsyGi50dXRvcnN0cmVhbS52MS5Ub2tlblVzYWdlEh4KFmludGVydmVudGlvbnNfcmVjZWl2ZWQYByABKAMSHgoWaW50ZXJ2ZW50aW9uc19hY2NlcHRlZBgIIAEoAyJMChJDb25jZXB0TWFzdGVyeVN0YXQSDwoHY29uY2VwdBgBIAEoCRITCgtwcm9iYWJpbGl0eRgCIAEoARIQCghhdHRlbXB0cxgDIAEoAyI/ChhHZXRWaWRlb0FuYWx5dGljc1JlcXVlc3QSEAoIdmlkZW9faWQYASABKAkSEQoJbWF4X3BlYWtzGAIgASgFIrwBCg1Db25mdXNpb25QZWFrEigKBXJhbmdlGAEgASgLMhkudHV0b3JzdHJlYW0udjEuVGltZVJhbmdlEg0KBXNjb3JlGAIgASgBEhEKCXJld2F0Y2hlcxgDIAEoAxIOCgZwYXVzZXMYBCABKAMSDQoFaGludHMYBSABKAMSFQoNd3JvbmdfYW5zd2VycxgGIAEoAxIQCghzdHVkZW50cxgHIAEoAxIXCg90cmFuc2NyaXB0X3RleHQYCCABKAkikwEKEEludGVydmVudGlvblN0YXQSLgoEdHlwZRgBIAEoDjIgLnR1dG9yc3RyZWFtLnYxLkludGVydmVudGlvblR5cGUSEQoJZGVsaXZlcmVkGAIgASgDEhAKCGFjY2VwdGVkGAMgASgDEhEKCWRpc21pc3NlZBgEIAEoAxIXCg9hY2NlcHRhbmNlX3JhdGUYBSABKAEirwEKGUdldFZpZGVvQW5hbHl0aWNzUmVzcG9uc2USEAoIdmlkZW9faWQYASABKAkSDwoHdmlld2VycxgCIAEoAxI2Cg9jb25mdXNpb25fcGVha3MYAyADKAsyHS50dXRvcnN0cmVhbS52MS5Db25mdXNpb25QZWFrEjcKDWludGVydmVudGlvbnMYBCADKAsyIC50dXRvcnN0cmVhbS52MS5JbnRlcnZlbnRpb25TdGF0IqkCCgdJbnNpZ2h0EgwKBG5hbWUYASABKAkSEgoKaW5zaWdodF9pZBgCIAEoCRIpCgRraW5kGAMgASgOMhsudHV0b3JzdHJlYW0udjEuSW5zaWdodEtpbmQSDQoFdGl0bGUYBCABKAkSDgoGZGV0YWlsGAUgASgJEg8KB2NvbmNlcHQYBiABKAkSEQoJY291cnNlX2lkGAcgASgJEisKCWNpdGF0aW9ucxgIIAMoCzIYLnR1dG9yc3RyZWFtLnYxLkNpdGF0aW9uEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxkaXNtaXNzX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImcKE0xpc3RJbnNpZ2h0c1JlcXVlc3QSEQoJY291cnNlX2lkGAEgASgJEhYKDnNob3dfZGlzbWlzc2VkGAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIloKFExpc3RJbnNpZ2h0c1Jlc3BvbnNlEikKCGluc2lnaHRzGAEgAygLMhcudHV0b3JzdHJlYW0udjEuSW5zaWdodBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLAoXR2VuZXJhdGVJbnNpZ2h0c1JlcXVlc3QSEQoJY291cnNlX2lkGAEgASgJIioKGEdlbmVyYXRlSW5zaWdodHNSZXNwb25zZRIOCgZqb2JfaWQYASABKAkiJQoVRGlzbWlzc0luc2lnaHRSZXF1ZXN0EgwKBG5hbWUYASABKAkiQgoWRGlzbWlzc0luc2lnaHRSZXNwb25zZRIoCgdpbnNpZ2h0GAEgASgLMhcudHV0b3JzdHJlYW0udjEuSW5zaWdodCLCAQoMQnVkZ2V0U3RhdHVzEisKBndpbmRvdxgBIAEoDjIbLnR1dG9yc3RyZWFtLnYxLlVzYWdlV2luZG93EhMKC3Rva2Vuc191c2VkGAIgASgDEhQKDHRva2Vuc19saW1pdBgDIAEoAxIYChB0b2tlbnNfcmVtYWluaW5nGAQgASgDEhAKCGNvc3RfdXNkGAUgASgBEi4KCnJlc2V0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoEBCg9SYXRlTGltaXRTdGF0dXMSEQoJcnBjX2NsYXNzGAEgASgJEhgKEGxpbWl0X3Blcl9taW51dGUYAiABKAUSEQoJcmVtYWluaW5nGAMgASgFEi4KCnJlc2V0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIh8KD0dldFVzYWdlUmVxdWVzdBIMCgR1c2VyGAEgASgJIrMBChBHZXRVc2FnZVJlc3BvbnNlEgwKBHRpZXIYASABKAkSLQoHYnVkZ2V0cxgCIAMoCzIcLnR1dG9yc3RyZWFtLnYxLkJ1ZGdldFN0YXR1cxI0CgtyYXRlX2xpbWl0cxgDIAMoCzIfLnR1dG9yc3RyZWFtLnYxLlJhdGVMaW1pdFN0YXR1cxIsCghieV9tb2RlbBgEIAMoCzIaLnR1dG9yc3RyZWFtLnYxLk1vZGVsVXNhZ2UiaAoKTW9kZWxVc2FnZRINCgVtb2RlbBgBIAEoCRIRCglvcGVyYXRpb24YAiABKAkSKQoFdXNhZ2UYAyABKAsyGi50dXRvcnN0cmVhbS52MS5Ub2tlblVzYWdlEg0KBWNhbGxzGAQgASgDIiUKFURlbGV0ZVVzZXJEYXRhUmVxdWVzdBIMCgR1c2VyGAEgASgJIo4BChZEZWxldGVVc2VyRGF0YVJlc3BvbnNlEkQKB2RlbGV0ZWQYASADKAsyMy50dXRvcnN0cmVhbS52MS5EZWxldGVVc2VyRGF0YVJlc3BvbnNlLkRlbGV0ZWRFbnRyeRouCgxEZWxldGVkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASrTAQoJQWdlbnRUeXBlEhoKFkFHRU5UX1RZUEVfVU5TUEVDSUZJRUQQABITCg9BR0VOVF9UWVBFX0NIQVQQARITCg9BR0VOVF9UWVBFX0hJTlQQAhITCg9BR0VOVF9UWVBFX1FVSVoQAxIZChVBR0VOVF9UWVBFX1JFRkxFQ1RJT04QBBIcChhBR0VOVF9UWVBFX0xFQVJOSU5HX1BBVEgQBRIbChdBR0VOVF9UWVBFX0lOVEVSVkVOVElPThAGEhUKEUFHRU5UX1RZUEVfQ0xJRU5UEAcqmQEKC0luc2lnaHRLaW5kEhwKGElOU0lHSFRfS0lORF9VTlNQRUNJRklFRBAAEiMKH0lOU0lHSFRfS0lORF9TVFJVR0dMSU5HX0NPTkNFUFQQARIcChhJTlNJR0hUX0tJTkRfU1RST05HX0FSRUEQAhIpCiVJTlNJR0hUX0tJTkRfUkVDT01NRU5ERURfSU5URVJWRU5USU9OEAMqWQoLVXNhZ2VXaW5kb3cSHAoYVVNBR0VfV0lORE9XX1VOU1BFQ0lGSUVEEAASFAoQVVNBR0VfV0lORE9XX0RBWRABEhYKElVTQUdFX1dJTkRPV19NT05USBACMoQHChBBbmFseXRpY3NTZXJ2aWNlEmgKEVJlY29yZEludGVyYWN0aW9uEigudHV0b3JzdHJlYW0udjEuUmVjb3JkSW50ZXJhY3Rpb25SZXF1ZXN0GikudHV0b3JzdHJlYW0udjEuUmVjb3JkSW50ZXJhY3Rpb25SZXNwb25zZRJiCg9SYXRlSW50ZXJhY3Rpb24SJi50dXRvcnN0cmVhbS52MS5SYXRlSW50ZXJhY3Rpb25SZXF1ZXN0GicudHV0b3JzdHJlYW0udjEuUmF0ZUludGVyYWN0aW9uUmVzcG9uc2USZQoQR2V0VXNlckFuYWx5dGljcxInLnR1dG9yc3RyZWFtLnYxLkdldFVzZXJBbmFseXRpY3NSZXF1ZXN0GigudHV0b3JzdHJlYW0udjEuR2V0VXNlckFuYWx5dGljc1Jlc3BvbnNlEmgKEUdldFZpZGVvQW5hbHl0aWNzEigudHV0b3JzdHJlYW0udjEuR2V0VmlkZW9BbmFseXRpY3NSZXF1ZXN0GikudHV0b3JzdHJlYW0udjEuR2V0VmlkZW9BbmFseXRpY3NSZXNwb25zZRJZCgxMaXN0SW5zaWdodHMSIy50dXRvcnN0cmVhbS52MS5MaXN0SW5zaWdodHNSZXF1ZXN0GiQudHV0b3JzdHJlYW0udjEuTGlzdEluc2lnaHRzUmVzcG9uc2USZQoQR2VuZXJhdGVJbnNpZ2h0cxInLnR1dG9yc3RyZWFtLnYxLkdlbmVyYXRlSW5zaWdodHNSZXF1ZXN0GigudHV0b3JzdHJlYW0udjEuR2VuZXJhdGVJbnNpZ2h0c1Jlc3BvbnNlEl8KDkRpc21pc3NJbnNpZ2h0EiUudHV0b3JzdHJlYW0udjEuRGlzbWlzc0luc2lnaHRSZXF1ZXN0GiYudHV0b3JzdHJlYW0udjEuRGlzbWlzc0luc2lnaHRSZXNwb25zZRJNCghHZXRVc2FnZRIfLnR1dG9yc3RyZWFtLnYxLkdldFVzYWdlUmVxdWVzdBogLnR1dG9yc3RyZWFtLnYxLkdldFVzYWdlUmVzcG9uc2USXwoORGVsZXRlVXNlckRhdGESJS50dXRvcnN0cmVhbS52MS5EZWxldGVVc2VyRGF0YVJlcXVlc3QaJi50dXRvcnN0cmVhbS52MS5EZWxldGVVc2VyRGF0YVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_tutorstream_v1_agent_service, file_tutorstream_v1_common]);
+  fileDesc("CiZ0dXRvcnN0cmVhbS92MS9hbmFseXRpY3Nfc2VydmljZS5wcm90bxIOdHV0b3JzdHJlYW0udjEi/AIKC0ludGVyYWN0aW9uEgwKBG5hbWUYASABKAkSFgoOaW50ZXJhY3Rpb25faWQYAiABKAkSLQoKYWdlbnRfdHlwZRgDIAEoDjIZLnR1dG9yc3RyZWFtLnYxLkFnZW50VHlwZRIPCgd0cmlnZ2VyGAQgASgJEhEKCWNvdXJzZV9pZBgFIAEoCRIQCgh2aWRlb19pZBgGIAEoCRIYChBwb3NpdGlvbl9zZWNvbmRzGAcgASgBEg0KBW1vZGVsGAggASgJEikKBXVzYWdlGAkgASgLMhoudHV0b3JzdHJlYW0udjEuVG9rZW5Vc2FnZRISCgpsYXRlbmN5X21zGAogASgDEg4KBmNhY2hlZBgLIAEoCBISCgpjb25maWRlbmNlGAwgASgBEg4KBnJhdGluZxgNIAEoBRIVCg1yYXRpbmdfcmVhc29uGA4gASgJEi8KC2NyZWF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLnAQoYUmVjb3JkSW50ZXJhY3Rpb25SZXF1ZXN0Eg8KB3RyaWdnZXIYASABKAkSOQoQbGVhcm5pbmdfY29udGV4dBgCIAEoCzIfLnR1dG9yc3RyZWFtLnYxLkxlYXJuaW5nQ29udGV4dBJMCgphdHRyaWJ1dGVzGAMgAygLMjgudHV0b3JzdHJlYW0udjEuUmVjb3JkSW50ZXJhY3Rpb25SZXF1ZXN0LkF0dHJpYnV0ZXNFbnRyeRoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJNChlSZWNvcmRJbnRlcmFjdGlvblJlc3BvbnNlEjAKC2ludGVyYWN0aW9uGAEgASgLMhsudHV0b3JzdHJlYW0udjEuSW50ZXJhY3Rpb24iRgoWUmF0ZUludGVyYWN0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJhdGluZxgCIAEoBRIOCgZyZWFzb24YAyABKAkiSwoXUmF0ZUludGVyYWN0aW9uUmVzcG9uc2USMAoLaW50ZXJhY3Rpb24YASABKAsyGy50dXRvcnN0cmVhbS52MS5JbnRlcmFjdGlvbiI6ChdHZXRVc2VyQW5hbHl0aWNzUmVxdWVzdBIMCgR1c2VyGAEgASgJEhEKCWNvdXJzZV9pZBgCIAEoCSJ4CgpBZ2VudFN0YXRzEi0KCmFnZW50X3R5cGUYASABKA4yGS50dXRvcnN0cmVhbS52MS5BZ2VudFR5cGUSDQoFY291bnQYAiABKAMSFAoMcmF0aW5nX2NvdW50GAMgASgDEhYKDmF2ZXJhZ2VfcmF0aW5nGAQgASgBIqoCChhHZXRVc2VyQW5hbHl0aWNzUmVzcG9uc2USKgoGYWdlbnRzGAEgAygLMhoudHV0b3JzdHJlYW0udjEuQWdlbnRTdGF0cxIVCg13YXRjaF9zZWNvbmRzGAIgASgBEhQKDHF1aXpfYW5zd2VycxgDIAEoAxIVCg1xdWl6X2FjY3VyYWN5GAQgASgBEjMKB21hc3RlcnkYBSADKAsyIi50dXRvcnN0cmVhbS52MS5Db25jZXB0TWFzdGVyeVN0YXQSKQoFdXNhZ2UYBiABKAsyGi50dXRvcnN0cmVhbS52MS5Ub2tlblVzYWdlEh4KFmludGVydmVudGlvbnNfcmVjZWl2ZWQYByABKAMSHgoWaW50ZXJ2ZW50aW9uc19hY2NlcHRlZBgIIAEoAyJMChJDb25jZXB0TWFzdGVyeVN0YXQSDwoHY29uY2VwdBgBIAEoCRITCgtwcm9iYWJpbGl0eRgCIAEoARIQCghhdHRlbXB0cxgDIAEoAyI/ChhHZXRWaWRlb0FuYWx5dGljc1JlcXVlc3QSEAoIdmlkZW9faWQYASABKAkSEQoJbWF4X3BlYWtzGAIgASgFIrwBCg1Db25mdXNpb25QZWFrEigKBXJhbmdlGAEgASgLMhkudHV0b3JzdHJlYW0udjEuVGltZVJhbmdlEg0KBXNjb3JlGAIgASgBEhEKCXJld2F0Y2hlcxgDIAEoAxIOCgZwYXVzZXMYBCABKAMSDQoFaGludHMYBSABKAMSFQoNd3JvbmdfYW5zd2VycxgGIAEoAxIQCghzdHVkZW50cxgHIAEoAxIXCg90cmFuc2NyaXB0X3RleHQYCCABKAkikwEKEEludGVydmVudGlvblN0YXQSLgoEdHlwZRgBIAEoDjIgLnR1dG9yc3RyZWFtLnYxLkludGVydmVudGlvblR5cGUSEQoJZGVsaXZlcmVkGAIgASgDEhAKCGFjY2VwdGVkGAMgASgDEhEKCWRpc21pc3NlZBgEIAEoAxIXCg9hY2NlcHRhbmNlX3JhdGUYBSABKAEirwEKGUdldFZpZGVvQW5hbHl0aWNzUmVzcG9uc2USEAoIdmlkZW9faWQYASABKAkSDwoHdmlld2VycxgCIAEoAxI2Cg9jb25mdXNpb25fcGVha3MYAyADKAsyHS50dXRvcnN0cmVhbS52MS5Db25mdXNpb25QZWFrEjcKDWludGVydmVudGlvbnMYBCADKAsyIC50dXRvcnN0cmVhbS52MS5JbnRlcnZlbnRpb25TdGF0IqkCCgdJbnNpZ2h0EgwKBG5hbWUYASABKAkSEgoKaW5zaWdodF9pZBgCIAEoCRIpCgRraW5kGAMgASgOMhsudHV0b3JzdHJlYW0udjEuSW5zaWdodEtpbmQSDQoFdGl0bGUYBCABKAkSDgoGZGV0YWlsGAUgASgJEg8KB2NvbmNlcHQYBiABKAkSEQoJY291cnNlX2lkGAcgASgJEisKCWNpdGF0aW9ucxgIIAMoCzIYLnR1dG9yc3RyZWFtLnYxLkNpdGF0aW9uEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxkaXNtaXNzX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImcKE0xpc3RJbnNpZ2h0c1JlcXVlc3QSEQoJY291cnNlX2lkGAEgASgJEhYKDnNob3dfZGlzbWlzc2VkGAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIloKFExpc3RJbnNpZ2h0c1Jlc3BvbnNlEikKCGluc2lnaHRzGAEgAygLMhcudHV0b3JzdHJlYW0udjEuSW5zaWdodBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLAoXR2VuZXJhdGVJbnNpZ2h0c1JlcXVlc3QSEQoJY291cnNlX2lkGAEgASgJIioKGEdlbmVyYXRlSW5zaWdodHNSZXNwb25zZRIOCgZqb2JfaWQYASABKAkiJQoVRGlzbWlzc0luc2lnaHRSZXF1ZXN0EgwKBG5hbWUYASABKAkiQgoWRGlzbWlzc0luc2lnaHRSZXNwb25zZRIoCgdpbnNpZ2h0GAEgASgLMhcudHV0b3JzdHJlYW0udjEuSW5zaWdodCLCAQoMQnVkZ2V0U3RhdHVzEisKBndpbmRvdxgBIAEoDjIbLnR1dG9yc3RyZWFtLnYxLlVzYWdlV2luZG93EhMKC3Rva2Vuc191c2VkGAIgASgDEhQKDHRva2Vuc19saW1pdBgDIAEoAxIYChB0b2tlbnNfcmVtYWluaW5nGAQgASgDEhAKCGNvc3RfdXNkGAUgASgBEi4KCnJlc2V0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoEBCg9SYXRlTGltaXRTdGF0dXMSEQoJcnBjX2NsYXNzGAEgASgJEhgKEGxpbWl0X3Blcl9taW51dGUYAiABKAUSEQoJcmVtYWluaW5nGAMgASgFEi4KCnJlc2V0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIh8KD0dldFVzYWdlUmVxdWVzdBIMCgR1c2VyGAEgASgJIrMBChBHZXRVc2FnZVJlc3BvbnNlEgwKBHRpZXIYASABKAkSLQoHYnVkZ2V0cxgCIAMoCzIcLnR1dG9yc3RyZWFtLnYxLkJ1ZGdldFN0YXR1cxI0CgtyYXRlX2xpbWl0cxgDIAMoCzIfLnR1dG9yc3RyZWFtLnYxLlJhdGVMaW1pdFN0YXR1cxIsCghieV9tb2RlbBgEIAMoCzIaLnR1dG9yc3RyZWFtLnYxLk1vZGVsVXNhZ2UiaAoKTW9kZWxVc2FnZRINCgVtb2RlbBgBIAEoCRIRCglvcGVyYXRpb24YAiABKAkSKQoFdXNhZ2UYAyABKAsyGi50dXRvcnN0cmVhbS52MS5Ub2tlblVzYWdlEg0KBWNhbGxzGAQgASgDIiUKFURlbGV0ZVVzZXJEYXRhUmVxdWVzdBIMCgR1c2VyGAEgASgJIo4BChZEZWxldGVVc2VyRGF0YVJlc3BvbnNlEkQKB2RlbGV0ZWQYASADKAsyMy50dXRvcnN0cmVhbS52MS5EZWxldGVVc2VyRGF0YVJlc3BvbnNlLkRlbGV0ZWRFbnRyeRouCgxEZWxldGVkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASItCg1FeHBlcmltZW50QXJtEgwKBG5hbWUYASABKAkSDgoGd2VpZ2h0GAIgASgBIuQDCgpFeHBlcmltZW50EgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEi4KBWxldmVyGAMgASgOMh8udHV0b3JzdHJlYW0udjEuRXhwZXJpbWVudExldmVyEisKBGFybXMYBCADKAsyHS50dXRvcnN0cmVhbS52MS5FeHBlcmltZW50QXJtEhEKCXZpZGVvX2lkcxgFIAMoCRIuCgVzdGF0ZRgGIAEoDjIfLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnRTdGF0ZRISCgpjcmVhdGVkX2J5GAcgASgJEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglzdG9wX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjwKCWV4cG9zdXJlcxgLIAMoCzIpLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQuRXhwb3N1cmVzRW50cnkaMAoORXhwb3N1cmVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASJwChdDcmVhdGVFeHBlcmltZW50UmVxdWVzdBIOCgZwYXJlbnQYASABKAkSFQoNZXhwZXJpbWVudF9pZBgCIAEoCRIuCgpleHBlcmltZW50GAMgASgLMhoudHV0b3JzdHJlYW0udjEuRXhwZXJpbWVudCJKChhDcmVhdGVFeHBlcmltZW50UmVzcG9uc2USLgoKZXhwZXJpbWVudBgBIAEoCzIaLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQiJAoUR2V0RXhwZXJpbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCSJHChVHZXRFeHBlcmltZW50UmVzcG9uc2USLgoKZXhwZXJpbWVudBgBIAEoCzIaLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQiTwoWTGlzdEV4cGVyaW1lbnRzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiYwoXTGlzdEV4cGVyaW1lbnRzUmVzcG9uc2USLwoLZXhwZXJpbWVudHMYASADKAsyGi50dXRvcnN0cmVhbS52MS5FeHBlcmltZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSImChZTdGFydEV4cGVyaW1lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiSQoXU3RhcnRFeHBlcmltZW50UmVzcG9uc2USLgoKZXhwZXJpbWVudBgBIAEoCzIaLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQiJQoVU3RvcEV4cGVyaW1lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiSAoWU3RvcEV4cGVyaW1lbnRSZXNwb25zZRIuCgpleHBlcmltZW50GAEgASgLMhoudHV0b3JzdHJlYW0udjEuRXhwZXJpbWVudCIqChpHZXRFeHBlcmltZW50UmVwb3J0UmVxdWVzdBIMCgRuYW1lGAEgASgJIlcKCkFybU91dGNvbWUSCwoDYXJtGAEgASgJEgkKAW4YAiABKAMSEAoIZXN0aW1hdGUYAyABKAESDgoGY2lfbG93GAQgASgBEg8KB2NpX2hpZ2gYBSABKAEixAEKDUFybUNvbXBhcmlzb24SCwoDYXJtGAEgASgJEhMKC2NvbnRyb2xfYXJtGAIgASgJEhIKCmRpZmZlcmVuY2UYAyABKAESDgoGY2lfbG93GAQgASgBEg8KB2NpX2hpZ2gYBSABKAESDwoHcF92YWx1ZRgGIAEoARIhChltaW5pbXVtX2RldGVjdGFibGVfZWZmZWN0GAcgASgBEhMKC2Vub3VnaF9kYXRhGAggASgIEhMKC3NpZ25pZmljYW50GAkgASgIIr0BCg1PdXRjb21lUmVwb3J0Eg4KBm1ldHJpYxgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIpCgRraW5kGAMgASgOMhsudHV0b3JzdHJlYW0udjEuT3V0Y29tZUtpbmQSKAoEYXJtcxgEIAMoCzIaLnR1dG9yc3RyZWFtLnYxLkFybU91dGNvbWUSMgoLY29tcGFyaXNvbnMYBSADKAsyHS50dXRvcnN0cmVhbS52MS5Bcm1Db21wYXJpc29uIqUBChtHZXRFeHBlcmltZW50UmVwb3J0UmVzcG9uc2USLgoKZXhwZXJpbWVudBgBIAEoCzIaLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQSLwoIb3V0Y29tZXMYAiADKAsyHS50dXRvcnN0cmVhbS52MS5PdXRjb21lUmVwb3J0EhYKDm1pbmltdW1fc2FtcGxlGAMgASgFEg0KBW5vdGVzGAQgAygJKtMBCglBZ2VudFR5cGUSGgoWQUdFTlRfVFlQRV9VTlNQRUNJRklFRBAAEhMKD0FHRU5UX1RZUEVfQ0hBVBABEhMKD0FHRU5UX1RZUEVfSElOVBACEhMKD0FHRU5UX1RZUEVfUVVJWhADEhkKFUFHRU5UX1RZUEVfUkVGTEVDVElPThAEEhwKGEFHRU5UX1RZUEVfTEVBUk5JTkdfUEFUSBAFEhsKF0FHRU5UX1RZUEVfSU5URVJWRU5USU9OEAYSFQoRQUdFTlRfVFlQRV9DTElFTlQQByqZAQoLSW5zaWdodEtpbmQSHAoYSU5TSUdIVF9LSU5EX1VOU1BFQ0lGSUVEEAASIwofSU5TSUdIVF9LSU5EX1NUUlVHR0xJTkdfQ09OQ0VQVBABEhwKGElOU0lHSFRfS0lORF9TVFJPTkdfQVJFQRACEikKJUlOU0lHSFRfS0lORF9SRUNPTU1FTkRFRF9JTlRFUlZFTlRJT04QAypZCgtVc2FnZVdpbmRvdxIcChhVU0FHRV9XSU5ET1dfVU5TUEVDSUZJRUQQABIUChBVU0FHRV9XSU5ET1dfREFZEAESFgoSVVNBR0VfV0lORE9XX01PTlRIEAIqVwoPRXhwZXJpbWVudExldmVyEiAKHEVYUEVSSU1FTlRfTEVWRVJfVU5TUEVDSUZJRUQQABIiCh5FWFBFUklNRU5UX0xFVkVSX0lOVEVSVkVOVElPTlMQASqLAQoPRXhwZXJpbWVudFN0YXRlEiAKHEVYUEVSSU1FTlRfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZFWFBFUklNRU5UX1NUQVRFX0RSQUZUEAESHAoYRVhQRVJJTUVOVF9TVEFURV9SVU5OSU5HEAISHAoYRVhQRVJJTUVOVF9TVEFURV9TVE9QUEVEEAMqXwoLT3V0Y29tZUtpbmQSHAoYT1VUQ09NRV9LSU5EX1VOU1BFQ0lGSUVEEAASGwoXT1VUQ09NRV9LSU5EX1BST1BPUlRJT04QARIVChFPVVRDT01FX0tJTkRfTUVBThACMuILChBBbmFseXRpY3NTZXJ2aWNlEmgKEVJlY29yZEludGVyYWN0aW9uEigudHV0b3JzdHJlYW0udjEuUmVjb3JkSW50ZXJhY3Rpb25SZXF1ZXN0GikudHV0b3JzdHJlYW0udjEuUmVjb3JkSW50ZXJhY3Rpb25SZXNwb25zZRJiCg9SYXRlSW50ZXJhY3Rpb24SJi50dXRvcnN0cmVhbS52MS5SYXRlSW50ZXJhY3Rpb25SZXF1ZXN0GicudHV0b3JzdHJlYW0udjEuUmF0ZUludGVyYWN0aW9uUmVzcG9uc2USZQoQR2V0VXNlckFuYWx5dGljcxInLnR1dG9yc3RyZWFtLnYxLkdldFVzZXJBbmFseXRpY3NSZXF1ZXN0GigudHV0b3JzdHJlYW0udjEuR2V0VXNlckFuYWx5dGljc1Jlc3BvbnNlEmgKEUdldFZpZGVvQW5hbHl0aWNzEigudHV0b3JzdHJlYW0udjEuR2V0VmlkZW9BbmFseXRpY3NSZXF1ZXN0GikudHV0b3JzdHJlYW0udjEuR2V0VmlkZW9BbmFseXRpY3NSZXNwb25zZRJZCgxMaXN0SW5zaWdodHMSIy50dXRvcnN0cmVhbS52MS5MaXN0SW5zaWdodHNSZXF1ZXN0GiQudHV0b3JzdHJlYW0udjEuTGlzdEluc2lnaHRzUmVzcG9uc2USZQoQR2VuZXJhdGVJbnNpZ2h0cxInLnR1dG9yc3RyZWFtLnYxLkdlbmVyYXRlSW5zaWdodHNSZXF1ZXN0GigudHV0b3JzdHJlYW0udjEuR2VuZXJhdGVJbnNpZ2h0c1Jlc3BvbnNlEl8KDkRpc21pc3NJbnNpZ2h0EiUudHV0b3JzdHJlYW0udjEuRGlzbWlzc0luc2lnaHRSZXF1ZXN0GiYudHV0b3JzdHJlYW0udjEuRGlzbWlzc0luc2lnaHRSZXNwb25zZRJNCghHZXRVc2FnZRIfLnR1dG9yc3RyZWFtLnYxLkdldFVzYWdlUmVxdWVzdBogLnR1dG9yc3RyZWFtLnYxLkdldFVzYWdlUmVzcG9uc2USXwoORGVsZXRlVXNlckRhdGESJS50dXRvcnN0cmVhbS52MS5EZWxldGVVc2VyRGF0YVJlcXVlc3QaJi50dXRvcnN0cmVhbS52MS5EZWxldGVVc2VyRGF0YVJlc3BvbnNlEmUKEENyZWF0ZUV4cGVyaW1lbnQSJy50dXRvcnN0cmVhbS52MS5DcmVhdGVFeHBlcmltZW50UmVxdWVzdBooLnR1dG9yc3RyZWFtLnYxLkNyZWF0ZUV4cGVyaW1lbnRSZXNwb25zZRJcCg1HZXRFeHBlcmltZW50EiQudHV0b3JzdHJlYW0udjEuR2V0RXhwZXJpbWVudFJlcXVlc3QaJS50dXRvcnN0cmVhbS52MS5HZXRFeHBlcmltZW50UmVzcG9uc2USYgoPTGlzdEV4cGVyaW1lbnRzEiYudHV0b3JzdHJlYW0udjEuTGlzdEV4cGVyaW1lbnRzUmVxdWVzdBonLnR1dG9yc3RyZWFtLnYxLkxpc3RFeHBlcmltZW50c1Jlc3BvbnNlEmIKD1N0YXJ0RXhwZXJpbWVudBImLnR1dG9yc3RyZWFtLnYxLlN0YXJ0RXhwZXJpbWVudFJlcXVlc3QaJy50dXRvcnN0cmVhbS52MS5TdGFydEV4cGVyaW1lbnRSZXNwb25zZRJfCg5TdG9wRXhwZXJpbWVudBIlLnR1dG9yc3RyZWFtLnYxLlN0b3BFeHBlcmltZW50UmVxdWVzdBomLnR1dG9yc3RyZWFtLnYxLlN0b3BFeHBlcmltZW50UmVzcG9uc2USbgoTR2V0RXhwZXJpbWVudFJlcG9ydBIqLnR1dG9yc3RyZWFtLnYxLkdldEV4cGVyaW1lbnRSZXBvcnRSZXF1ZXN0GisudHV0b3JzdHJlYW0udjEuR2V0RXhwZXJpbWVudFJlcG9ydFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_tutorstream_v1_agent_service, file_tutorstream_v1_common]);
 
 /**
  * One recorded interaction.
@@ -1097,6 +1097,608 @@ export const DeleteUserDataResponseSchema: GenMessage<DeleteUserDataResponse> = 
   messageDesc(file_tutorstream_v1_analytics_service, 26);
 
 /**
+ * One arm of an experiment.
+ *
+ * @generated from message tutorstream.v1.ExperimentArm
+ */
+export type ExperimentArm = Message<"tutorstream.v1.ExperimentArm"> & {
+  /**
+   * Required. The arm's name; the lever says which names it accepts.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Required. Relative share of students (a positive number, at most 1000).
+   *
+   * @generated from field: double weight = 2;
+   */
+  weight: number;
+};
+
+/**
+ * Describes the message tutorstream.v1.ExperimentArm.
+ * Use `create(ExperimentArmSchema)` to create a new message.
+ */
+export const ExperimentArmSchema: GenMessage<ExperimentArm> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 27);
+
+/**
+ * An experiment on the tutor.
+ *
+ * @generated from message tutorstream.v1.Experiment
+ */
+export type Experiment = Message<"tutorstream.v1.Experiment"> & {
+  /**
+   * Output only. `courses/{course}/experiments/{experiment}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Optional. A label for people (at most 200 characters).
+   *
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * Required. What the experiment changes.
+   *
+   * @generated from field: tutorstream.v1.ExperimentLever lever = 3;
+   */
+  lever: ExperimentLever;
+
+  /**
+   * Required. Two arms; the first is the control every other arm is compared with.
+   *
+   * @generated from field: repeated tutorstream.v1.ExperimentArm arms = 4;
+   */
+  arms: ExperimentArm[];
+
+  /**
+   * Optional. The course's videos whose outcomes count (at most 100); empty: all of them.
+   *
+   * @generated from field: repeated string video_ids = 5;
+   */
+  videoIds: string[];
+
+  /**
+   * Output only. Where the experiment is in its life.
+   *
+   * @generated from field: tutorstream.v1.ExperimentState state = 6;
+   */
+  state: ExperimentState;
+
+  /**
+   * Output only. Who created it.
+   *
+   * @generated from field: string created_by = 7;
+   */
+  createdBy: string;
+
+  /**
+   * Output only. When it was created.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 8;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * Output only. When it started (unset for a draft).
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 9;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * Output only. When it stopped (unset unless stopped).
+   *
+   * @generated from field: google.protobuf.Timestamp stop_time = 10;
+   */
+  stopTime?: Timestamp | undefined;
+
+  /**
+   * Output only. Students exposed so far, by arm.
+   *
+   * @generated from field: map<string, int64> exposures = 11;
+   */
+  exposures: { [key: string]: bigint };
+};
+
+/**
+ * Describes the message tutorstream.v1.Experiment.
+ * Use `create(ExperimentSchema)` to create a new message.
+ */
+export const ExperimentSchema: GenMessage<Experiment> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 28);
+
+/**
+ * Request for AnalyticsService.CreateExperiment.
+ *
+ * @generated from message tutorstream.v1.CreateExperimentRequest
+ */
+export type CreateExperimentRequest = Message<"tutorstream.v1.CreateExperimentRequest"> & {
+  /**
+   * Required. `courses/{course}`: a course with at least one transcript.
+   *
+   * @generated from field: string parent = 1;
+   */
+  parent: string;
+
+  /**
+   * Required. The experiment's id ([A-Za-z0-9_.-], at most 128 characters).
+   *
+   * @generated from field: string experiment_id = 2;
+   */
+  experimentId: string;
+
+  /**
+   * Required. The experiment (output-only fields are ignored).
+   *
+   * @generated from field: tutorstream.v1.Experiment experiment = 3;
+   */
+  experiment?: Experiment | undefined;
+};
+
+/**
+ * Describes the message tutorstream.v1.CreateExperimentRequest.
+ * Use `create(CreateExperimentRequestSchema)` to create a new message.
+ */
+export const CreateExperimentRequestSchema: GenMessage<CreateExperimentRequest> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 29);
+
+/**
+ * Response for AnalyticsService.CreateExperiment.
+ *
+ * @generated from message tutorstream.v1.CreateExperimentResponse
+ */
+export type CreateExperimentResponse = Message<"tutorstream.v1.CreateExperimentResponse"> & {
+  /**
+   * Output only. The draft experiment.
+   *
+   * @generated from field: tutorstream.v1.Experiment experiment = 1;
+   */
+  experiment?: Experiment | undefined;
+};
+
+/**
+ * Describes the message tutorstream.v1.CreateExperimentResponse.
+ * Use `create(CreateExperimentResponseSchema)` to create a new message.
+ */
+export const CreateExperimentResponseSchema: GenMessage<CreateExperimentResponse> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 30);
+
+/**
+ * Request for AnalyticsService.GetExperiment.
+ *
+ * @generated from message tutorstream.v1.GetExperimentRequest
+ */
+export type GetExperimentRequest = Message<"tutorstream.v1.GetExperimentRequest"> & {
+  /**
+   * Required. `courses/{course}/experiments/{experiment}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message tutorstream.v1.GetExperimentRequest.
+ * Use `create(GetExperimentRequestSchema)` to create a new message.
+ */
+export const GetExperimentRequestSchema: GenMessage<GetExperimentRequest> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 31);
+
+/**
+ * Response for AnalyticsService.GetExperiment.
+ *
+ * @generated from message tutorstream.v1.GetExperimentResponse
+ */
+export type GetExperimentResponse = Message<"tutorstream.v1.GetExperimentResponse"> & {
+  /**
+   * Output only. The experiment.
+   *
+   * @generated from field: tutorstream.v1.Experiment experiment = 1;
+   */
+  experiment?: Experiment | undefined;
+};
+
+/**
+ * Describes the message tutorstream.v1.GetExperimentResponse.
+ * Use `create(GetExperimentResponseSchema)` to create a new message.
+ */
+export const GetExperimentResponseSchema: GenMessage<GetExperimentResponse> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 32);
+
+/**
+ * Request for AnalyticsService.ListExperiments.
+ *
+ * @generated from message tutorstream.v1.ListExperimentsRequest
+ */
+export type ListExperimentsRequest = Message<"tutorstream.v1.ListExperimentsRequest"> & {
+  /**
+   * Required. `courses/{course}`.
+   *
+   * @generated from field: string parent = 1;
+   */
+  parent: string;
+
+  /**
+   * Optional. Maximum experiments to return (default 20, at most 100).
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * Optional. A page token from a previous response.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message tutorstream.v1.ListExperimentsRequest.
+ * Use `create(ListExperimentsRequestSchema)` to create a new message.
+ */
+export const ListExperimentsRequestSchema: GenMessage<ListExperimentsRequest> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 33);
+
+/**
+ * Response for AnalyticsService.ListExperiments.
+ *
+ * @generated from message tutorstream.v1.ListExperimentsResponse
+ */
+export type ListExperimentsResponse = Message<"tutorstream.v1.ListExperimentsResponse"> & {
+  /**
+   * Output only. Experiments, newest first.
+   *
+   * @generated from field: repeated tutorstream.v1.Experiment experiments = 1;
+   */
+  experiments: Experiment[];
+
+  /**
+   * Output only. Token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message tutorstream.v1.ListExperimentsResponse.
+ * Use `create(ListExperimentsResponseSchema)` to create a new message.
+ */
+export const ListExperimentsResponseSchema: GenMessage<ListExperimentsResponse> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 34);
+
+/**
+ * Request for AnalyticsService.StartExperiment.
+ *
+ * @generated from message tutorstream.v1.StartExperimentRequest
+ */
+export type StartExperimentRequest = Message<"tutorstream.v1.StartExperimentRequest"> & {
+  /**
+   * Required. `courses/{course}/experiments/{experiment}` of a draft.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message tutorstream.v1.StartExperimentRequest.
+ * Use `create(StartExperimentRequestSchema)` to create a new message.
+ */
+export const StartExperimentRequestSchema: GenMessage<StartExperimentRequest> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 35);
+
+/**
+ * Response for AnalyticsService.StartExperiment.
+ *
+ * @generated from message tutorstream.v1.StartExperimentResponse
+ */
+export type StartExperimentResponse = Message<"tutorstream.v1.StartExperimentResponse"> & {
+  /**
+   * Output only. The running experiment.
+   *
+   * @generated from field: tutorstream.v1.Experiment experiment = 1;
+   */
+  experiment?: Experiment | undefined;
+};
+
+/**
+ * Describes the message tutorstream.v1.StartExperimentResponse.
+ * Use `create(StartExperimentResponseSchema)` to create a new message.
+ */
+export const StartExperimentResponseSchema: GenMessage<StartExperimentResponse> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 36);
+
+/**
+ * Request for AnalyticsService.StopExperiment.
+ *
+ * @generated from message tutorstream.v1.StopExperimentRequest
+ */
+export type StopExperimentRequest = Message<"tutorstream.v1.StopExperimentRequest"> & {
+  /**
+   * Required. `courses/{course}/experiments/{experiment}` of a running experiment.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message tutorstream.v1.StopExperimentRequest.
+ * Use `create(StopExperimentRequestSchema)` to create a new message.
+ */
+export const StopExperimentRequestSchema: GenMessage<StopExperimentRequest> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 37);
+
+/**
+ * Response for AnalyticsService.StopExperiment.
+ *
+ * @generated from message tutorstream.v1.StopExperimentResponse
+ */
+export type StopExperimentResponse = Message<"tutorstream.v1.StopExperimentResponse"> & {
+  /**
+   * Output only. The stopped experiment.
+   *
+   * @generated from field: tutorstream.v1.Experiment experiment = 1;
+   */
+  experiment?: Experiment | undefined;
+};
+
+/**
+ * Describes the message tutorstream.v1.StopExperimentResponse.
+ * Use `create(StopExperimentResponseSchema)` to create a new message.
+ */
+export const StopExperimentResponseSchema: GenMessage<StopExperimentResponse> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 38);
+
+/**
+ * Request for AnalyticsService.GetExperimentReport.
+ *
+ * @generated from message tutorstream.v1.GetExperimentReportRequest
+ */
+export type GetExperimentReportRequest = Message<"tutorstream.v1.GetExperimentReportRequest"> & {
+  /**
+   * Required. `courses/{course}/experiments/{experiment}` of a started experiment.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message tutorstream.v1.GetExperimentReportRequest.
+ * Use `create(GetExperimentReportRequestSchema)` to create a new message.
+ */
+export const GetExperimentReportRequestSchema: GenMessage<GetExperimentReportRequest> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 39);
+
+/**
+ * One arm's estimate of an outcome. Values that cannot be computed yet are NaN.
+ *
+ * @generated from message tutorstream.v1.ArmOutcome
+ */
+export type ArmOutcome = Message<"tutorstream.v1.ArmOutcome"> & {
+  /**
+   * Output only. The arm.
+   *
+   * @generated from field: string arm = 1;
+   */
+  arm: string;
+
+  /**
+   * Output only. Units measured (answers for proportions, students for means).
+   *
+   * @generated from field: int64 n = 2;
+   */
+  n: bigint;
+
+  /**
+   * Output only. The share or mean.
+   *
+   * @generated from field: double estimate = 3;
+   */
+  estimate: number;
+
+  /**
+   * Output only. Lower end of its 95 % confidence interval.
+   *
+   * @generated from field: double ci_low = 4;
+   */
+  ciLow: number;
+
+  /**
+   * Output only. Upper end of its 95 % confidence interval.
+   *
+   * @generated from field: double ci_high = 5;
+   */
+  ciHigh: number;
+};
+
+/**
+ * Describes the message tutorstream.v1.ArmOutcome.
+ * Use `create(ArmOutcomeSchema)` to create a new message.
+ */
+export const ArmOutcomeSchema: GenMessage<ArmOutcome> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 40);
+
+/**
+ * One arm compared with the control on an outcome.
+ *
+ * @generated from message tutorstream.v1.ArmComparison
+ */
+export type ArmComparison = Message<"tutorstream.v1.ArmComparison"> & {
+  /**
+   * Output only. The compared arm.
+   *
+   * @generated from field: string arm = 1;
+   */
+  arm: string;
+
+  /**
+   * Output only. The control arm.
+   *
+   * @generated from field: string control_arm = 2;
+   */
+  controlArm: string;
+
+  /**
+   * Output only. Arm minus control.
+   *
+   * @generated from field: double difference = 3;
+   */
+  difference: number;
+
+  /**
+   * Output only. Lower end of the difference's 95 % confidence interval.
+   *
+   * @generated from field: double ci_low = 4;
+   */
+  ciLow: number;
+
+  /**
+   * Output only. Upper end of the difference's 95 % confidence interval.
+   *
+   * @generated from field: double ci_high = 5;
+   */
+  ciHigh: number;
+
+  /**
+   * Output only. Two-sided p-value of no difference.
+   *
+   * @generated from field: double p_value = 6;
+   */
+  pValue: number;
+
+  /**
+   * Output only. The smallest true difference these sample sizes detect with 80 % power at the 5 % level.
+   *
+   * @generated from field: double minimum_detectable_effect = 7;
+   */
+  minimumDetectableEffect: number;
+
+  /**
+   * Output only. Whether both arms reached the minimum sample; below it there is no verdict.
+   *
+   * @generated from field: bool enough_data = 8;
+   */
+  enoughData: boolean;
+
+  /**
+   * Output only. Enough data and p < 0.05.
+   *
+   * @generated from field: bool significant = 9;
+   */
+  significant: boolean;
+};
+
+/**
+ * Describes the message tutorstream.v1.ArmComparison.
+ * Use `create(ArmComparisonSchema)` to create a new message.
+ */
+export const ArmComparisonSchema: GenMessage<ArmComparison> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 41);
+
+/**
+ * One outcome of an experiment.
+ *
+ * @generated from message tutorstream.v1.OutcomeReport
+ */
+export type OutcomeReport = Message<"tutorstream.v1.OutcomeReport"> & {
+  /**
+   * Output only. Its id, e.g. `first_attempt_correct`.
+   *
+   * @generated from field: string metric = 1;
+   */
+  metric: string;
+
+  /**
+   * Output only. What is measured, in words.
+   *
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * Output only. How it is measured.
+   *
+   * @generated from field: tutorstream.v1.OutcomeKind kind = 3;
+   */
+  kind: OutcomeKind;
+
+  /**
+   * Output only. Per arm.
+   *
+   * @generated from field: repeated tutorstream.v1.ArmOutcome arms = 4;
+   */
+  arms: ArmOutcome[];
+
+  /**
+   * Output only. Each arm but the control against the control.
+   *
+   * @generated from field: repeated tutorstream.v1.ArmComparison comparisons = 5;
+   */
+  comparisons: ArmComparison[];
+};
+
+/**
+ * Describes the message tutorstream.v1.OutcomeReport.
+ * Use `create(OutcomeReportSchema)` to create a new message.
+ */
+export const OutcomeReportSchema: GenMessage<OutcomeReport> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 42);
+
+/**
+ * Response for AnalyticsService.GetExperimentReport.
+ *
+ * @generated from message tutorstream.v1.GetExperimentReportResponse
+ */
+export type GetExperimentReportResponse = Message<"tutorstream.v1.GetExperimentReportResponse"> & {
+  /**
+   * Output only. The experiment.
+   *
+   * @generated from field: tutorstream.v1.Experiment experiment = 1;
+   */
+  experiment?: Experiment | undefined;
+
+  /**
+   * Output only. Each outcome per arm.
+   *
+   * @generated from field: repeated tutorstream.v1.OutcomeReport outcomes = 2;
+   */
+  outcomes: OutcomeReport[];
+
+  /**
+   * Output only. Units per arm below which no comparison gives a verdict.
+   *
+   * @generated from field: int32 minimum_sample = 3;
+   */
+  minimumSample: number;
+
+  /**
+   * Output only. What the reader should know, e.g. "not enough data".
+   *
+   * @generated from field: repeated string notes = 4;
+   */
+  notes: string[];
+};
+
+/**
+ * Describes the message tutorstream.v1.GetExperimentReportResponse.
+ * Use `create(GetExperimentReportResponseSchema)` to create a new message.
+ */
+export const GetExperimentReportResponseSchema: GenMessage<GetExperimentReportResponse> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 43);
+
+/**
  * What produced an interaction.
  *
  * @generated from enum tutorstream.v1.AgentType
@@ -1241,6 +1843,109 @@ export const UsageWindowSchema: GenEnum<UsageWindow> = /*@__PURE__*/
   enumDesc(file_tutorstream_v1_analytics_service, 2);
 
 /**
+ * What an experiment changes.
+ *
+ * @generated from enum tutorstream.v1.ExperimentLever
+ */
+export enum ExperimentLever {
+  /**
+   * Never used.
+   *
+   * @generated from enum value: EXPERIMENT_LEVER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Proactive interventions of the watch engine. Arms `interventions` (as usual) and `holdout` (none offered;
+   * hints, quizzes and chat asked for still work).
+   *
+   * @generated from enum value: EXPERIMENT_LEVER_INTERVENTIONS = 1;
+   */
+  INTERVENTIONS = 1,
+}
+
+/**
+ * Describes the enum tutorstream.v1.ExperimentLever.
+ */
+export const ExperimentLeverSchema: GenEnum<ExperimentLever> = /*@__PURE__*/
+  enumDesc(file_tutorstream_v1_analytics_service, 3);
+
+/**
+ * Where an experiment is in its life.
+ *
+ * @generated from enum tutorstream.v1.ExperimentState
+ */
+export enum ExperimentState {
+  /**
+   * Never used.
+   *
+   * @generated from enum value: EXPERIMENT_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Created, not started: nobody is assigned.
+   *
+   * @generated from enum value: EXPERIMENT_STATE_DRAFT = 1;
+   */
+  DRAFT = 1,
+
+  /**
+   * Students are assigned on first exposure.
+   *
+   * @generated from enum value: EXPERIMENT_STATE_RUNNING = 2;
+   */
+  RUNNING = 2,
+
+  /**
+   * Ended: nobody is assigned, outcomes count up to the stop.
+   *
+   * @generated from enum value: EXPERIMENT_STATE_STOPPED = 3;
+   */
+  STOPPED = 3,
+}
+
+/**
+ * Describes the enum tutorstream.v1.ExperimentState.
+ */
+export const ExperimentStateSchema: GenEnum<ExperimentState> = /*@__PURE__*/
+  enumDesc(file_tutorstream_v1_analytics_service, 4);
+
+/**
+ * How an outcome is measured.
+ *
+ * @generated from enum tutorstream.v1.OutcomeKind
+ */
+export enum OutcomeKind {
+  /**
+   * Never used.
+   *
+   * @generated from enum value: OUTCOME_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A share of events (Wilson intervals per arm, Newcombe interval and score test for the difference).
+   *
+   * @generated from enum value: OUTCOME_KIND_PROPORTION = 1;
+   */
+  PROPORTION = 1,
+
+  /**
+   * A mean per student (t intervals per arm, Welch interval and test for the difference).
+   *
+   * @generated from enum value: OUTCOME_KIND_MEAN = 2;
+   */
+  MEAN = 2,
+}
+
+/**
+ * Describes the enum tutorstream.v1.OutcomeKind.
+ */
+export const OutcomeKindSchema: GenEnum<OutcomeKind> = /*@__PURE__*/
+  enumDesc(file_tutorstream_v1_analytics_service, 5);
+
+/**
  * Interaction tracking, ratings, insights, usage and data deletion.
  *
  * @generated from service tutorstream.v1.AnalyticsService
@@ -1335,6 +2040,66 @@ export const AnalyticsService: GenService<{
     methodKind: "unary";
     input: typeof DeleteUserDataRequestSchema;
     output: typeof DeleteUserDataResponseSchema;
+  },
+  /**
+   * Creates an experiment on the tutor in a course, as a draft (instructors of the course and services).
+   *
+   * @generated from rpc tutorstream.v1.AnalyticsService.CreateExperiment
+   */
+  createExperiment: {
+    methodKind: "unary";
+    input: typeof CreateExperimentRequestSchema;
+    output: typeof CreateExperimentResponseSchema;
+  },
+  /**
+   * Returns an experiment with its exposures per arm.
+   *
+   * @generated from rpc tutorstream.v1.AnalyticsService.GetExperiment
+   */
+  getExperiment: {
+    methodKind: "unary";
+    input: typeof GetExperimentRequestSchema;
+    output: typeof GetExperimentResponseSchema;
+  },
+  /**
+   * Lists a course's experiments, newest first.
+   *
+   * @generated from rpc tutorstream.v1.AnalyticsService.ListExperiments
+   */
+  listExperiments: {
+    methodKind: "unary";
+    input: typeof ListExperimentsRequestSchema;
+    output: typeof ListExperimentsResponseSchema;
+  },
+  /**
+   * Starts a draft experiment: students are assigned and exposed from now on.
+   *
+   * @generated from rpc tutorstream.v1.AnalyticsService.StartExperiment
+   */
+  startExperiment: {
+    methodKind: "unary";
+    input: typeof StartExperimentRequestSchema;
+    output: typeof StartExperimentResponseSchema;
+  },
+  /**
+   * Stops a running experiment: nobody is assigned any more and every student gets the usual tutor.
+   *
+   * @generated from rpc tutorstream.v1.AnalyticsService.StopExperiment
+   */
+  stopExperiment: {
+    methodKind: "unary";
+    input: typeof StopExperimentRequestSchema;
+    output: typeof StopExperimentResponseSchema;
+  },
+  /**
+   * Outcomes per arm with confidence intervals, p-values and minimum detectable effects.
+   *
+   * @generated from rpc tutorstream.v1.AnalyticsService.GetExperimentReport
+   */
+  getExperimentReport: {
+    methodKind: "unary";
+    input: typeof GetExperimentReportRequestSchema;
+    output: typeof GetExperimentReportResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tutorstream_v1_analytics_service, 0);

@@ -1,0 +1,90 @@
+"""Which arm a student is in: a keyed hash of (experiment, user) — HMAC-SHA256 of the user id under the
+experiment's random salt, read as a number in [0, 1) and placed on the arms' cumulative weights — recorded
+on first exposure and never re-assigned (the stored arm wins over any later computation)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import text
+
+from server.core.auth import Principal, Role
+from server.core.db import Database
+
+
+class Lever(StrEnum):
+    """What an experiment changes. INTERVENTIONS: arm `holdout` gets no proactive interventions (no hint,
+    review, quiz or break offered by the watch engine; hints, quizzes and chat asked for still work), arm
+    `interventions` gets them as usual."""
+
+    INTERVENTIONS = "interventions"
+
+
+HOLDOUT = "holdout"
+LEVER_ARMS: dict[Lever, frozenset[str]] = {Lever.INTERVENTIONS: frozenset({"interventions", HOLDOUT})}
+
+
+def choose_arm(salt: str, user_id: str, arms: Sequence[dict[str, Any]]) -> str:
+    digest = hmac.new(bytes.fromhex(salt), user_id.encode(), hashlib.sha256).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64
+    total = sum(float(arm["weight"]) for arm in arms)
+    reached = 0.0
+    for arm in arms:
+        reached += float(arm["weight"]) / total
+        if point < reached:
+            return str(arm["name"])
+    return str(arms[-1]["name"])
+
+
+RUNNING = text(
+    "SELECT experiment_id, arms, salt FROM experiments "
+    "WHERE course_id = :course AND lever = :lever AND state = 'running'"
+)
+# First exposure wins: the insert does nothing when the student already has an arm, which is then read.
+EXPOSE = text(
+    """
+    WITH inserted AS (
+        INSERT INTO experiment_exposures (course_id, experiment_id, user_id, arm)
+        VALUES (:course, :experiment, :user, :arm)
+        ON CONFLICT DO NOTHING
+        RETURNING arm
+    )
+    SELECT arm FROM inserted
+    UNION ALL
+    SELECT arm FROM experiment_exposures
+    WHERE course_id = :course AND experiment_id = :experiment AND user_id = :user
+    LIMIT 1
+    """
+)
+
+
+@dataclass(frozen=True)
+class Exposure:
+    experiment_id: str
+    arm: str
+
+
+class Assignments:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def expose(self, principal: Principal, course_id: str, lever: Lever) -> Exposure | None:
+        """The student's arm in the course's running experiment on `lever` (recorded now if this is their
+        first exposure), or None: no such experiment, no course, or not a student."""
+        if principal.role is not Role.STUDENT or not course_id:
+            return None
+        async with self._db.transaction() as session:
+            running = (await session.execute(RUNNING, {"course": course_id, "lever": lever.value})).one_or_none()
+            if running is None:
+                return None
+            arm = choose_arm(running.salt, principal.user_id, running.arms)
+            params = {"course": course_id, "experiment": running.experiment_id, "user": principal.user_id, "arm": arm}
+            stored = (await session.execute(EXPOSE, params)).scalar_one_or_none()
+        # None only when a concurrent first exposure of the same student committed meanwhile: the hash gave it
+        # the same arm.
+        return Exposure(running.experiment_id, str(stored or arm))

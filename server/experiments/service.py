@@ -1,0 +1,476 @@
+"""Experiments on the tutor (`courses/{course}/experiments/{experiment}`): create as a draft, start, stop, and
+report outcomes per arm. Instructors of the course and services only; a student is PERMISSION_DENIED, an
+instructor of another course finds no experiment (NOT_FOUND) and may not create one (PERMISSION_DENIED).
+
+Outcomes, each counted from a student's first exposure to the stop (or now), on the experiment's videos:
+
+- `first_attempt_correct` (proportion of answers): a student's first answer to each quiz question.
+- `mastery_gain` (mean per student who answered): over the concepts those answers touched, BKT mastery after
+  the last answer minus mastery before the exposure (the prior when there was none).
+- `video_completion` (mean per student who watched): share of their watch sessions that covered at least
+  90 % of the video.
+- `ai_interactions` and `ai_cost_usd` (mean per exposed student, zeros included): everything the tutor did
+  for them, in any course.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.agents.mastery import P_INIT
+from server.core.auth import Principal
+from server.core.db import Database
+from server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from server.core.names import require_id
+from server.core.pagination import decode_page_token, encode_page_token, page_size
+from server.experiments.assignment import LEVER_ARMS, Lever
+from server.experiments.models import Experiment, ExperimentExposure
+from server.experiments.stats import MIN_SAMPLE, ArmEstimate, Comparison, compare_means, compare_proportions
+from server.transcripts.courses import not_taught, require_instructor_role, teaches
+
+MAX_DISPLAY_NAME = 200
+MAX_VIDEOS = 100
+MAX_WEIGHT = 1000.0
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+COMPLETED_SHARE = 0.9
+ACTION = "run experiments"
+
+COURSE_VIDEOS = text("SELECT video_id FROM transcripts WHERE course_id = :course ORDER BY video_id")
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class ExperimentView:
+    course_id: str
+    experiment_id: str
+    display_name: str
+    lever: Lever
+    arms: tuple[Arm, ...]
+    video_ids: tuple[str, ...]
+    state: str
+    created_by: str
+    create_time: datetime
+    start_time: datetime | None
+    stop_time: datetime | None
+    exposures: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutcomeView:
+    metric: str
+    description: str
+    kind: str  # "proportion" or "mean"
+    arms: tuple[tuple[str, ArmEstimate], ...]
+    comparisons: tuple[tuple[str, Comparison], ...]
+
+
+@dataclass(frozen=True)
+class ReportView:
+    experiment: ExperimentView
+    outcomes: tuple[OutcomeView, ...]
+    notes: tuple[str, ...]
+
+
+def _view(row: Experiment, exposures: dict[str, int]) -> ExperimentView:
+    return ExperimentView(
+        course_id=row.course_id,
+        experiment_id=row.experiment_id,
+        display_name=row.display_name,
+        lever=Lever(row.lever),
+        arms=tuple(Arm(str(arm["name"]), float(arm["weight"])) for arm in row.arms),
+        video_ids=tuple(row.video_ids),
+        state=row.state,
+        created_by=row.created_by,
+        create_time=row.create_time,
+        start_time=row.start_time,
+        stop_time=row.stop_time,
+        exposures=exposures,
+    )
+
+
+def _check_arms(lever: Lever, arms: Sequence[Arm]) -> None:
+    allowed = LEVER_ARMS[lever]
+    names = " and ".join(f"`{name}`" for name in sorted(allowed))
+    if len(arms) != len(allowed):
+        raise InvalidArgument.field("experiment.arms", f"the {lever.value} lever takes {len(allowed)} arms: {names}")
+    seen: set[str] = set()
+    for index, arm in enumerate(arms):
+        if arm.name not in allowed or arm.name in seen:
+            raise InvalidArgument.field(f"experiment.arms[{index}].name", f"must be one of {names}, each once")
+        seen.add(arm.name)
+        if not math.isfinite(arm.weight) or arm.weight <= 0 or arm.weight > MAX_WEIGHT:
+            raise InvalidArgument.field(
+                f"experiment.arms[{index}].weight", f"must be a positive number of at most {MAX_WEIGHT:g}"
+            )
+
+
+class ExperimentService:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    # --- access ------------------------------------------------------------------------------------
+
+    async def _course_videos(self, session: AsyncSession, principal: Principal, course_id: str) -> list[str]:
+        """The course's videos, for a caller who may create experiments in it."""
+        require_instructor_role(principal, ACTION)
+        require_id(course_id, "parent")
+        videos = [str(video) for video in (await session.execute(COURSE_VIDEOS, {"course": course_id})).scalars()]
+        if not videos:
+            raise NotFound(f"courses/{course_id} not found (a course needs a transcript)")
+        if not await teaches(session, principal, course_id):
+            raise not_taught(course_id)
+        return videos
+
+    async def _experiment(
+        self, session: AsyncSession, principal: Principal, course_id: str, experiment_id: str, *, lock: bool = False
+    ) -> Experiment:
+        require_instructor_role(principal, ACTION)
+        missing = NotFound(f"courses/{course_id}/experiments/{experiment_id} not found")
+        if not await teaches(session, principal, course_id):
+            raise missing
+        statement = select(Experiment).where(
+            Experiment.course_id == course_id, Experiment.experiment_id == experiment_id
+        )
+        if lock:
+            statement = statement.with_for_update()
+        row = (await session.execute(statement)).scalar_one_or_none()
+        if row is None:
+            raise missing
+        return row
+
+    @staticmethod
+    async def _exposures(
+        session: AsyncSession, course_id: str, experiment_ids: Sequence[str]
+    ) -> dict[str, dict[str, int]]:
+        counted: dict[str, dict[str, int]] = defaultdict(dict)
+        rows = await session.execute(
+            select(ExperimentExposure.experiment_id, ExperimentExposure.arm, func.count())
+            .where(ExperimentExposure.course_id == course_id, ExperimentExposure.experiment_id.in_(experiment_ids))
+            .group_by(ExperimentExposure.experiment_id, ExperimentExposure.arm)
+        )
+        for experiment_id, arm, count in rows:
+            counted[experiment_id][arm] = int(count)
+        return counted
+
+    async def _with_exposures(self, session: AsyncSession, row: Experiment) -> ExperimentView:
+        exposures = await self._exposures(session, row.course_id, [row.experiment_id])
+        return _view(row, exposures.get(row.experiment_id, {}))
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        principal: Principal,
+        course_id: str,
+        experiment_id: str,
+        *,
+        display_name: str,
+        lever: str,
+        arms: Sequence[Arm],
+        video_ids: Sequence[str],
+    ) -> ExperimentView:
+        require_instructor_role(principal, ACTION)
+        require_id(experiment_id, "experiment_id")
+        if len(display_name) > MAX_DISPLAY_NAME:
+            raise InvalidArgument.field("experiment.display_name", f"must be at most {MAX_DISPLAY_NAME} characters")
+        try:
+            chosen = Lever(lever)
+        except ValueError:
+            raise InvalidArgument.field("experiment.lever", "is required: INTERVENTIONS") from None
+        _check_arms(chosen, arms)
+        if len(video_ids) > MAX_VIDEOS:
+            raise InvalidArgument.field("experiment.video_ids", f"must name at most {MAX_VIDEOS} videos")
+        async with self._db.transaction() as session:
+            videos = set(await self._course_videos(session, principal, course_id))
+            for index, video_id in enumerate(video_ids):
+                if video_id not in videos or video_id in video_ids[:index]:
+                    raise InvalidArgument.field(
+                        f"experiment.video_ids[{index}]",
+                        f"`{video_id[:128]}` is not a video of course `{course_id}` (or is named twice)",
+                    )
+            inserted = await session.execute(
+                insert(Experiment)
+                .values(
+                    course_id=course_id,
+                    experiment_id=experiment_id,
+                    display_name=display_name,
+                    lever=chosen.value,
+                    arms=[{"name": arm.name, "weight": arm.weight} for arm in arms],
+                    video_ids=list(video_ids),
+                    salt=secrets.token_hex(32),
+                    created_by=principal.user_id,
+                )
+                .on_conflict_do_nothing()
+                .returning(Experiment)
+            )
+            row = inserted.scalar_one_or_none()
+            if row is None:
+                raise AlreadyExists(f"courses/{course_id}/experiments/{experiment_id} already exists")
+            return _view(row, {})
+
+    async def get(self, principal: Principal, course_id: str, experiment_id: str) -> ExperimentView:
+        async with self._db.session() as session:
+            return await self._with_exposures(
+                session, await self._experiment(session, principal, course_id, experiment_id)
+            )
+
+    async def list(
+        self, principal: Principal, course_id: str, *, size: int, token: str
+    ) -> tuple[list[ExperimentView], str]:
+        require_instructor_role(principal, ACTION)
+        require_id(course_id, "parent")
+        limit = page_size(size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        scope = f"courses/{course_id}/experiments"
+        after = decode_page_token(token, scope, (datetime, str))
+        statement = (
+            select(Experiment)
+            .where(Experiment.course_id == course_id)
+            .order_by(Experiment.create_time.desc(), Experiment.experiment_id.desc())
+            .limit(limit + 1)
+        )
+        if after is not None:
+            statement = statement.where(
+                func.row(Experiment.create_time, Experiment.experiment_id) < func.row(after[0], after[1])
+            )
+        async with self._db.session() as session:
+            if not await teaches(session, principal, course_id):
+                raise NotFound(f"courses/{course_id} not found")
+            rows = list((await session.execute(statement)).scalars())
+            exposures = await self._exposures(session, course_id, [row.experiment_id for row in rows[:limit]])
+        views = [_view(row, exposures.get(row.experiment_id, {})) for row in rows[:limit]]
+        next_token = ""
+        if len(rows) > limit:
+            next_token = encode_page_token(scope, [rows[limit - 1].create_time, rows[limit - 1].experiment_id])
+        return views, next_token
+
+    async def start(self, principal: Principal, course_id: str, experiment_id: str) -> ExperimentView:
+        async with self._db.transaction() as session:
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext('experiments'), hashtext(:course))"), {"course": course_id}
+            )
+            row = await self._experiment(session, principal, course_id, experiment_id, lock=True)
+            if row.state != "draft":
+                raise FailedPrecondition(
+                    f"courses/{course_id}/experiments/{experiment_id} is {row.state}; only a draft starts "
+                    "(an experiment runs once)",
+                    reason="EXPERIMENT_NOT_DRAFT",
+                )
+            running = (
+                await session.execute(
+                    select(Experiment.experiment_id).where(
+                        Experiment.course_id == course_id, Experiment.lever == row.lever, Experiment.state == "running"
+                    )
+                )
+            ).scalar_one_or_none()
+            if running is not None:
+                raise FailedPrecondition(
+                    f"experiment `{running}` already runs on the {row.lever} lever of course `{course_id}`; "
+                    "stop it first",
+                    reason="EXPERIMENT_CONFLICT",
+                    metadata={"experiment": f"courses/{course_id}/experiments/{running}"},
+                )
+            await session.execute(
+                update(Experiment)
+                .where(Experiment.course_id == course_id, Experiment.experiment_id == experiment_id)
+                .values(state="running", start_time=func.now())
+            )
+            await session.refresh(row)
+            return await self._with_exposures(session, row)
+
+    async def stop(self, principal: Principal, course_id: str, experiment_id: str) -> ExperimentView:
+        async with self._db.transaction() as session:
+            row = await self._experiment(session, principal, course_id, experiment_id, lock=True)
+            if row.state != "running":
+                raise FailedPrecondition(
+                    f"courses/{course_id}/experiments/{experiment_id} is {row.state}, not running",
+                    reason="EXPERIMENT_NOT_RUNNING",
+                )
+            await session.execute(
+                update(Experiment)
+                .where(Experiment.course_id == course_id, Experiment.experiment_id == experiment_id)
+                .values(state="stopped", stop_time=func.now())
+            )
+            await session.refresh(row)
+            return await self._with_exposures(session, row)
+
+    # --- report ------------------------------------------------------------------------------------
+
+    async def report(self, principal: Principal, course_id: str, experiment_id: str) -> ReportView:
+        async with self._db.session() as session:
+            row = await self._experiment(session, principal, course_id, experiment_id)
+            if row.state == "draft":
+                raise FailedPrecondition(
+                    f"courses/{course_id}/experiments/{experiment_id} has not started; nothing to report yet",
+                    reason="EXPERIMENT_NOT_STARTED",
+                )
+            view = await self._with_exposures(session, row)
+            videos = list(view.video_ids) or [
+                str(video) for video in (await session.execute(COURSE_VIDEOS, {"course": course_id})).scalars()
+            ]
+            params: dict[str, Any] = {
+                "course": course_id,
+                "experiment": experiment_id,
+                "videos": videos,
+                "until": row.stop_time or datetime.now(UTC),
+            }
+            answers = (await session.execute(_FIRST_ANSWERS, params)).all()
+            attempts = (await session.execute(_MASTERY_SNAPSHOTS, params)).all()
+            completion = (await session.execute(_COMPLETION, params)).all()
+            usage = (await session.execute(_USAGE, params)).all()
+        arm_names = [arm.name for arm in view.arms]
+        control = arm_names[0]
+        outcomes: list[OutcomeView] = []
+
+        correct = {name: (0, 0) for name in arm_names}
+        for answer in answers:
+            correct[answer.arm] = (int(answer.correct), int(answer.n))
+        outcomes.append(
+            _outcome(
+                "first_attempt_correct",
+                "Share of first answers to quiz questions on the experiment's videos that were correct",
+                "proportion",
+                arm_names,
+                lambda arm: compare_proportions(*correct[control], *correct[arm]),
+            )
+        )
+        gains = _mastery_gains(attempts, arm_names)
+        completions = _per_arm(arm_names, [(row.arm, float(row.share)) for row in completion])
+        interactions = _per_arm(arm_names, [(row.arm, float(row.interactions)) for row in usage])
+        costs = _per_arm(arm_names, [(row.arm, float(row.cost)) for row in usage])
+        for metric, description, values in (
+            ("mastery_gain", "Mastery gained per student on the concepts their answers touched", gains),
+            ("video_completion", "Share of a student's watch sessions that covered 90 % of the video", completions),
+            ("ai_interactions", "AI interactions per exposed student", interactions),
+            ("ai_cost_usd", "Upstream model cost per exposed student (USD)", costs),
+        ):
+            outcomes.append(
+                _outcome(
+                    metric,
+                    description,
+                    "mean",
+                    arm_names,
+                    lambda arm, values=values: compare_means(values[control], values[arm]),
+                )
+            )
+        return ReportView(view, tuple(outcomes), tuple(_notes(view, outcomes)))
+
+
+def _outcome(metric: str, description: str, kind: str, arms: list[str], compare: Any) -> OutcomeView:
+    comparisons = [(arm, compare(arm)) for arm in arms[1:]]
+    estimates = [(arms[0], comparisons[0][1].control)] + [
+        (arm, comparison.treatment) for arm, comparison in comparisons
+    ]
+    return OutcomeView(metric, description, kind, tuple(estimates), tuple(comparisons))
+
+
+def _per_arm(arms: list[str], values: Sequence[tuple[str, float]]) -> dict[str, list[float]]:
+    grouped: dict[str, list[float]] = {arm: [] for arm in arms}
+    for arm, value in values:
+        grouped.setdefault(arm, []).append(value)
+    return grouped
+
+
+def _mastery_gains(rows: Sequence[Any], arms: list[str]) -> dict[str, list[float]]:
+    """Per student: mean over the concepts touched after exposure of (mastery after the last answer − mastery
+    just before the exposure, the BKT prior when the concept had no answer before)."""
+    gains: dict[str, list[float]] = {arm: [] for arm in arms}
+    by_user: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_user[row.user_id].append(row)
+    for attempts in by_user.values():
+        before: dict[str, float] = {}
+        after: dict[str, float] = {}
+        touched: set[str] = set()
+        for attempt in attempts:  # ordered by time
+            for entry in attempt.mastery or ():
+                concept, probability = str(entry.get("concept", "")), float(entry.get("probability", P_INIT))
+                if attempt.create_time < attempt.exposure_time:
+                    before[concept] = probability
+                else:
+                    after[concept] = probability
+                    if attempt.in_scope:
+                        touched.add(concept)
+        if touched:
+            gain = sum(after[concept] - before.get(concept, P_INIT) for concept in touched) / len(touched)
+            gains.setdefault(attempts[0].arm, []).append(gain)
+    return gains
+
+
+def _notes(view: ExperimentView, outcomes: Sequence[OutcomeView]) -> list[str]:
+    notes: list[str] = []
+    if not view.exposures:
+        notes.append("not enough data: no student has been exposed yet")
+    for outcome in outcomes:
+        short = [f"{arm} {estimate.n}" for arm, estimate in outcome.arms if estimate.n < MIN_SAMPLE]
+        if short:
+            notes.append(
+                f"not enough data for {outcome.metric}: each arm needs {MIN_SAMPLE} "
+                f"{'answers' if outcome.kind == 'proportion' else 'students'} ({', '.join(short)})"
+            )
+    notes.append(
+        "first_attempt_correct counts answers, and one student's answers are not independent: its intervals "
+        "are narrower than a per-student analysis would give"
+    )
+    return notes
+
+
+_FIRST_ANSWERS = text(
+    """
+    SELECT e.arm, count(*) AS n, count(*) FILTER (WHERE a.correct) AS correct
+    FROM experiment_exposures e
+    JOIN quiz_attempts a ON a.user_id = e.user_id AND a.counted
+        AND a.create_time >= e.exposure_time AND a.create_time <= :until
+    JOIN generated_quizzes g ON g.id = a.generated_quiz_id AND g.video_id = ANY(:videos)
+    WHERE e.course_id = :course AND e.experiment_id = :experiment
+    GROUP BY e.arm
+    """
+)
+_MASTERY_SNAPSHOTS = text(
+    """
+    SELECT e.user_id, e.arm, e.exposure_time, a.create_time, a.mastery, g.video_id = ANY(:videos) AS in_scope
+    FROM experiment_exposures e
+    JOIN quiz_attempts a ON a.user_id = e.user_id AND a.counted AND a.create_time <= :until
+    JOIN generated_quizzes g ON g.id = a.generated_quiz_id
+    WHERE e.course_id = :course AND e.experiment_id = :experiment
+    ORDER BY e.user_id, a.create_time, a.id
+    """
+)
+_COMPLETION = text(
+    f"""
+    SELECT e.arm, avg(CASE WHEN w.watched_seconds >= {COMPLETED_SHARE} * w.duration_seconds THEN 1.0 ELSE 0.0 END)
+        AS share
+    FROM experiment_exposures e
+    JOIN watch_sessions w ON w.user_id = e.user_id AND w.video_id = ANY(:videos) AND w.duration_seconds > 0
+        AND w.create_time >= e.exposure_time AND w.create_time <= :until
+    WHERE e.course_id = :course AND e.experiment_id = :experiment
+    GROUP BY e.user_id, e.arm
+    """
+)
+_USAGE = text(
+    """
+    SELECT e.arm,
+        (SELECT count(*) FROM ai_interactions i
+         WHERE i.user_id = e.user_id AND i.create_time >= e.exposure_time AND i.create_time <= :until)
+            AS interactions,
+        (SELECT coalesce(sum(u.cost_usd), 0) FROM usage_records u
+         WHERE u.user_id = e.user_id AND u.create_time >= e.exposure_time AND u.create_time <= :until) AS cost
+    FROM experiment_exposures e
+    WHERE e.course_id = :course AND e.experiment_id = :experiment
+    """
+)
