@@ -32,6 +32,7 @@ from server.analytics.service import AnalyticsService
 from server.analytics.servicer import AnalyticsServicer
 from server.analytics.usage import UsageService
 from server.analytics.video import VideoAnalyticsService
+from server.chat.questions import SegmentQuestions
 from server.chat.service import ChatService
 from server.chat.servicer import ChatServicer
 from server.chat.turn import TurnRunner
@@ -109,7 +110,10 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
     )
     runtime.closers.append(turns.aclose)
     chat_service_pb2_grpc.add_ChatServiceServicer_to_server(
-        ChatServicer(ChatService(runtime.database, runtime.search, runtime.sentences, turns)),
+        ChatServicer(
+            ChatService(runtime.database, runtime.search, runtime.sentences, turns),
+            SegmentQuestions(runtime.database, runtime.search),
+        ),
         server,
     )
     agents = AgentServicer(runtime.preferences, runtime.agents)

@@ -35,7 +35,16 @@ class StoredMessage(Base):
     """One message. `seq` orders a session's messages by insertion (create_time can tie)."""
 
     __tablename__ = "chat_messages"
-    __table_args__ = (Index("ix_chat_messages_session_id_seq", "session_id", "seq"),)
+    __table_args__ = (
+        Index("ix_chat_messages_session_id_seq", "session_id", "seq"),
+        # Which answers cited a video (ListSegmentQuestions): `citations @> '[{"video_id": ...}]'`.
+        Index(
+            "ix_chat_messages_citations",
+            "citations",
+            postgresql_using="gin",
+            postgresql_ops={"citations": "jsonb_path_ops"},
+        ),
+    )
 
     id: Mapped[str] = mapped_column(primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)

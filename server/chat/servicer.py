@@ -25,6 +25,7 @@ from server.chat.domain import (
     ReferenceInfo,
     SessionInfo,
 )
+from server.chat.questions import QuestionScope, SegmentQuestions
 from server.chat.service import ChatService
 from server.core.names import parse_name
 from server.core.protos import citation_to_proto, timestamp, usage_to_proto
@@ -140,9 +141,17 @@ def deadline_from(time_remaining: float | None) -> float | None:
     return time.monotonic() + time_remaining - margin
 
 
+SCOPE_FROM_PROTO = {
+    pb.QUESTION_SCOPE_UNSPECIFIED: QuestionScope.MINE,
+    pb.QUESTION_SCOPE_MINE: QuestionScope.MINE,
+    pb.QUESTION_SCOPE_COURSE: QuestionScope.COURSE,
+}
+
+
 class ChatServicer(pb_grpc.ChatServiceServicer):
-    def __init__(self, chat: ChatService) -> None:
+    def __init__(self, chat: ChatService, questions: SegmentQuestions) -> None:
         self._chat = chat
+        self._questions = questions
 
     async def CreateSession(
         self, request: pb.CreateSessionRequest, context: aio.ServicerContext[Any, Any]
@@ -231,3 +240,28 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         (session_id,) = parse_name(request.session, SESSION_PATTERN, "session")
         await self._chat.remove_reference(principal, session_id, request.reference_id)
         return pb.RemoveTranscriptReferenceResponse()
+
+    async def ListSegmentQuestions(
+        self, request: pb.ListSegmentQuestionsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.ListSegmentQuestionsResponse:
+        window = (request.range.start_seconds, request.range.end_seconds) if request.HasField("range") else None
+        found = await self._questions.list(
+            current_principal(),
+            request.video_id,
+            window,
+            SCOPE_FROM_PROTO.get(request.scope, QuestionScope.MINE),
+            request.max_questions,
+        )
+        return pb.ListSegmentQuestionsResponse(
+            questions=[
+                pb.SegmentQuestion(
+                    text=question.text,
+                    count=question.count,
+                    students=question.students,
+                    last_asked_time=timestamp(question.last_asked_time),
+                    messages=list(question.messages),
+                    start_seconds=question.start_seconds,
+                )
+                for question in found
+            ]
+        )

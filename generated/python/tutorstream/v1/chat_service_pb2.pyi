@@ -77,6 +77,34 @@ FINISH_REASON_CONTENT_FILTER: FinishReason.ValueType  # 4
 """The upstream filtered the content."""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
+class _QuestionScope:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _QuestionScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_QuestionScope.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    QUESTION_SCOPE_UNSPECIFIED: _QuestionScope.ValueType  # 0
+    """The caller's own (the default)."""
+    QUESTION_SCOPE_MINE: _QuestionScope.ValueType  # 1
+    """The caller's own, each with its message."""
+    QUESTION_SCOPE_COURSE: _QuestionScope.ValueType  # 2
+    """Every student's, for instructors of the video's course and services: personal data redacted, the same
+    question counted once with how often and by how many students it was asked, no names or messages.
+    """
+
+class QuestionScope(_QuestionScope, metaclass=_QuestionScopeEnumTypeWrapper):
+    """Whose questions ListSegmentQuestions returns."""
+
+QUESTION_SCOPE_UNSPECIFIED: QuestionScope.ValueType  # 0
+"""The caller's own (the default)."""
+QUESTION_SCOPE_MINE: QuestionScope.ValueType  # 1
+"""The caller's own, each with its message."""
+QUESTION_SCOPE_COURSE: QuestionScope.ValueType  # 2
+"""Every student's, for instructors of the video's course and services: personal data redacted, the same
+question counted once with how often and by how many students it was asked, no names or messages.
+"""
+Global___QuestionScope: _TypeAlias = QuestionScope  # noqa: Y015
+
 @_typing.final
 class Session(_message.Message):
     """A conversation between one student and the tutor."""
@@ -742,3 +770,109 @@ class RemoveTranscriptReferenceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveTranscriptReferenceResponse: _TypeAlias = RemoveTranscriptReferenceResponse  # noqa: Y015
+
+@_typing.final
+class ListSegmentQuestionsRequest(_message.Message):
+    """Request for ChatService.ListSegmentQuestions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIDEO_ID_FIELD_NUMBER: _builtins.int
+    RANGE_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    MAX_QUESTIONS_FIELD_NUMBER: _builtins.int
+    video_id: _builtins.str
+    """Required. The video."""
+    scope: Global___QuestionScope.ValueType
+    """Optional. Whose questions."""
+    max_questions: _builtins.int
+    """Optional. Maximum questions to return (default 20, at most 100)."""
+    @_builtins.property
+    def range(self) -> _common_pb2.TimeRange:
+        """Optional. The stretch of the video; unset: all of it."""
+
+    def __init__(
+        self,
+        *,
+        video_id: _builtins.str = ...,
+        range: _common_pb2.TimeRange | None = ...,
+        scope: Global___QuestionScope.ValueType = ...,
+        max_questions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["range", b"range"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_questions", b"max_questions", "range", b"range", "scope", b"scope", "video_id", b"video_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSegmentQuestionsRequest: _TypeAlias = ListSegmentQuestionsRequest  # noqa: Y015
+
+@_typing.final
+class SegmentQuestion(_message.Message):
+    """A question whose answer cited the stretch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    STUDENTS_FIELD_NUMBER: _builtins.int
+    LAST_ASKED_TIME_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    START_SECONDS_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """Output only. The question (personal data redacted in the COURSE scope)."""
+    count: _builtins.int
+    """Output only. How often it was asked."""
+    students: _builtins.int
+    """Output only. By how many students."""
+    start_seconds: _builtins.float
+    """Output only. The earliest cited moment in the stretch, in seconds."""
+    @_builtins.property
+    def last_asked_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it was last asked."""
+
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Output only. The question's messages, `sessions/{session}/messages/{message}` (MINE scope only)."""
+
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        count: _builtins.int = ...,
+        students: _builtins.int = ...,
+        last_asked_time: _timestamp_pb2.Timestamp | None = ...,
+        messages: _abc.Iterable[_builtins.str] | None = ...,
+        start_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_asked_time", b"last_asked_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "last_asked_time", b"last_asked_time", "messages", b"messages", "start_seconds", b"start_seconds", "students", b"students", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SegmentQuestion: _TypeAlias = SegmentQuestion  # noqa: Y015
+
+@_typing.final
+class ListSegmentQuestionsResponse(_message.Message):
+    """Response for ChatService.ListSegmentQuestions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUESTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def questions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SegmentQuestion]:
+        """Output only. MINE: newest first. COURSE: most asked first."""
+
+    def __init__(
+        self,
+        *,
+        questions: _abc.Iterable[Global___SegmentQuestion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["questions", b"questions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSegmentQuestionsResponse: _TypeAlias = ListSegmentQuestionsResponse  # noqa: Y015

@@ -80,6 +80,11 @@ class ChatServiceStub:
                 request_serializer=tutorstream_dot_v1_dot_chat__service__pb2.RemoveTranscriptReferenceRequest.SerializeToString,
                 response_deserializer=tutorstream_dot_v1_dot_chat__service__pb2.RemoveTranscriptReferenceResponse.FromString,
                 _registered_method=True)
+        self.ListSegmentQuestions = channel.unary_unary(
+                '/tutorstream.v1.ChatService/ListSegmentQuestions',
+                request_serializer=tutorstream_dot_v1_dot_chat__service__pb2.ListSegmentQuestionsRequest.SerializeToString,
+                response_deserializer=tutorstream_dot_v1_dot_chat__service__pb2.ListSegmentQuestionsResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -149,6 +154,14 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSegmentQuestions(self, request, context):
+        """The questions whose answers cited a stretch of a video: the caller's own, or (instructors of the video's
+        course and services) every student's, anonymized and counted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -196,6 +209,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.RemoveTranscriptReference,
                     request_deserializer=tutorstream_dot_v1_dot_chat__service__pb2.RemoveTranscriptReferenceRequest.FromString,
                     response_serializer=tutorstream_dot_v1_dot_chat__service__pb2.RemoveTranscriptReferenceResponse.SerializeToString,
+            ),
+            'ListSegmentQuestions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSegmentQuestions,
+                    request_deserializer=tutorstream_dot_v1_dot_chat__service__pb2.ListSegmentQuestionsRequest.FromString,
+                    response_serializer=tutorstream_dot_v1_dot_chat__service__pb2.ListSegmentQuestionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -442,6 +460,33 @@ class ChatService:
             '/tutorstream.v1.ChatService/RemoveTranscriptReference',
             tutorstream_dot_v1_dot_chat__service__pb2.RemoveTranscriptReferenceRequest.SerializeToString,
             tutorstream_dot_v1_dot_chat__service__pb2.RemoveTranscriptReferenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSegmentQuestions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tutorstream.v1.ChatService/ListSegmentQuestions',
+            tutorstream_dot_v1_dot_chat__service__pb2.ListSegmentQuestionsRequest.SerializeToString,
+            tutorstream_dot_v1_dot_chat__service__pb2.ListSegmentQuestionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,10 @@ class ChatServiceStub:
     """Attaches a selected video time range to a session's context."""
     RemoveTranscriptReference: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.RemoveTranscriptReferenceRequest, _chat_service_pb2.RemoveTranscriptReferenceResponse]
     """Detaches a previously attached time range."""
+    ListSegmentQuestions: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.ListSegmentQuestionsRequest, _chat_service_pb2.ListSegmentQuestionsResponse]
+    """The questions whose answers cited a stretch of a video: the caller's own, or (instructors of the video's
+    course and services) every student's, anonymized and counted.
+    """
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
@@ -75,6 +79,10 @@ class ChatServiceAsyncStub(ChatServiceStub):
     """Attaches a selected video time range to a session's context."""
     RemoveTranscriptReference: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.RemoveTranscriptReferenceRequest, _chat_service_pb2.RemoveTranscriptReferenceResponse]  # type: ignore[assignment]
     """Detaches a previously attached time range."""
+    ListSegmentQuestions: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ListSegmentQuestionsRequest, _chat_service_pb2.ListSegmentQuestionsResponse]  # type: ignore[assignment]
+    """The questions whose answers cited a stretch of a video: the caller's own, or (instructors of the video's
+    course and services) every student's, anonymized and counted.
+    """
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     """Conversations with the tutor beside a video, grounded in its transcript."""
@@ -150,5 +158,15 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_chat_service_pb2.RemoveTranscriptReferenceResponse, _abc.Awaitable[_chat_service_pb2.RemoveTranscriptReferenceResponse]]:
         """Detaches a previously attached time range."""
+
+    @_abc_1.abstractmethod
+    def ListSegmentQuestions(
+        self,
+        request: _chat_service_pb2.ListSegmentQuestionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_service_pb2.ListSegmentQuestionsResponse, _abc.Awaitable[_chat_service_pb2.ListSegmentQuestionsResponse]]:
+        """The questions whose answers cited a stretch of a video: the caller's own, or (instructors of the video's
+        course and services) every student's, anonymized and counted.
+        """
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

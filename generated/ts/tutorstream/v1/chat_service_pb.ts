@@ -14,7 +14,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file tutorstream/v1/chat_service.proto.
  */
 export const file_tutorstream_v1_chat_service: GenFile = /*@__PURE__*/
-  fileDesc("CiF0dXRvcnN0cmVhbS92MS9jaGF0X3NlcnZpY2UucHJvdG8SDnR1dG9yc3RyZWFtLnYxIqcCCgdTZXNzaW9uEgwKBG5hbWUYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRINCgV0aXRsZRgDIAEoCRI5ChBsZWFybmluZ19jb250ZXh0GAQgASgLMh8udHV0b3JzdHJlYW0udjEuTGVhcm5pbmdDb250ZXh0EjcKCnJlZmVyZW5jZXMYBSADKAsyIy50dXRvcnN0cmVhbS52MS5UcmFuc2NyaXB0UmVmZXJlbmNlEhUKDW1lc3NhZ2VfY291bnQYBiABKAMSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKmAQoTVHJhbnNjcmlwdFJlZmVyZW5jZRIUCgxyZWZlcmVuY2VfaWQYASABKAkSEAoIdmlkZW9faWQYAiABKAkSKAoFcmFuZ2UYAyABKAsyGS50dXRvcnN0cmVhbS52MS5UaW1lUmFuZ2USDAoEdGV4dBgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAingMKB01lc3NhZ2USDAoEbmFtZRgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEikKBHJvbGUYAyABKA4yGy50dXRvcnN0cmVhbS52MS5NZXNzYWdlUm9sZRIPCgdjb250ZW50GAQgASgJEisKCWNpdGF0aW9ucxgFIAMoCzIYLnR1dG9yc3RyZWFtLnYxLkNpdGF0aW9uEg0KBW1vZGVsGAYgASgJEikKBXVzYWdlGAcgASgLMhoudHV0b3JzdHJlYW0udjEuVG9rZW5Vc2FnZRISCgppbmNvbXBsZXRlGAggASgIEg4KBmNhY2hlZBgJIAEoCBIQCghmYWxsYmFjaxgKIAEoCBISCgpsYXRlbmN5X21zGAsgASgDEh4KFnRpbWVfdG9fZmlyc3RfdG9rZW5fbXMYDCABKAMSMwoNZmluaXNoX3JlYXNvbhgNIAEoDjIcLnR1dG9yc3RyZWFtLnYxLkZpbmlzaFJlYXNvbhIvCgtjcmVhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYAoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSDQoFdGl0bGUYASABKAkSOQoQbGVhcm5pbmdfY29udGV4dBgCIAEoCzIfLnR1dG9yc3RyZWFtLnYxLkxlYXJuaW5nQ29udGV4dCJBChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLnR1dG9yc3RyZWFtLnYxLlNlc3Npb24iIQoRR2V0U2Vzc2lvblJlcXVlc3QSDAoEbmFtZRgBIAEoCSI+ChJHZXRTZXNzaW9uUmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLnR1dG9yc3RyZWFtLnYxLlNlc3Npb24iPAoTTGlzdFNlc3Npb25zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJaChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIpCghzZXNzaW9ucxgBIAMoCzIXLnR1dG9yc3RyZWFtLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiQKFERlbGV0ZVNlc3Npb25SZXF1ZXN0EgwKBG5hbWUYASABKAkiFwoVRGVsZXRlU2Vzc2lvblJlc3BvbnNlInAKEVN0cmVhbUNoYXRSZXF1ZXN0Eg8KB3Nlc3Npb24YASABKAkSDwoHbWVzc2FnZRgCIAEoCRI5ChBsZWFybmluZ19jb250ZXh0GAMgASgLMh8udHV0b3JzdHJlYW0udjEuTGVhcm5pbmdDb250ZXh0Iq8CChJTdHJlYW1DaGF0UmVzcG9uc2USDAoEdGV4dBgBIAEoCRIzCg1maW5pc2hfcmVhc29uGAIgASgOMhwudHV0b3JzdHJlYW0udjEuRmluaXNoUmVhc29uEisKCWNpdGF0aW9ucxgDIAMoCzIYLnR1dG9yc3RyZWFtLnYxLkNpdGF0aW9uEikKBXVzYWdlGAQgASgLMhoudHV0b3JzdHJlYW0udjEuVG9rZW5Vc2FnZRINCgVtb2RlbBgFIAEoCRIOCgZjYWNoZWQYBiABKAgSEAoIZmFsbGJhY2sYByABKAgSFwoPdXNlcl9tZXNzYWdlX2lkGAggASgJEhwKFGFzc2lzdGFudF9tZXNzYWdlX2lkGAkgASgJEhYKDmludGVyYWN0aW9uX2lkGAogASgJIkwKE0xpc3RNZXNzYWdlc1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIloKFExpc3RNZXNzYWdlc1Jlc3BvbnNlEikKCG1lc3NhZ2VzGAEgAygLMhcudHV0b3JzdHJlYW0udjEuTWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJwoUQ2xlYXJNZXNzYWdlc1JlcXVlc3QSDwoHc2Vzc2lvbhgBIAEoCSIuChVDbGVhck1lc3NhZ2VzUmVzcG9uc2USFQoNZGVsZXRlZF9jb3VudBgBIAEoAyJsCh1BZGRUcmFuc2NyaXB0UmVmZXJlbmNlUmVxdWVzdBIPCgdzZXNzaW9uGAEgASgJEhAKCHZpZGVvX2lkGAIgASgJEigKBXJhbmdlGAMgASgLMhkudHV0b3JzdHJlYW0udjEuVGltZVJhbmdlIlgKHkFkZFRyYW5zY3JpcHRSZWZlcmVuY2VSZXNwb25zZRI2CglyZWZlcmVuY2UYASABKAsyIy50dXRvcnN0cmVhbS52MS5UcmFuc2NyaXB0UmVmZXJlbmNlIkkKIFJlbW92ZVRyYW5zY3JpcHRSZWZlcmVuY2VSZXF1ZXN0Eg8KB3Nlc3Npb24YASABKAkSFAoMcmVmZXJlbmNlX2lkGAIgASgJIiMKIVJlbW92ZVRyYW5zY3JpcHRSZWZlcmVuY2VSZXNwb25zZSpeCgtNZXNzYWdlUm9sZRIcChhNRVNTQUdFX1JPTEVfVU5TUEVDSUZJRUQQABIVChFNRVNTQUdFX1JPTEVfVVNFUhABEhoKFk1FU1NBR0VfUk9MRV9BU1NJU1RBTlQQAiqaAQoMRmluaXNoUmVhc29uEh0KGUZJTklTSF9SRUFTT05fVU5TUEVDSUZJRUQQABIWChJGSU5JU0hfUkVBU09OX1NUT1AQARIYChRGSU5JU0hfUkVBU09OX0xFTkdUSBACEhcKE0ZJTklTSF9SRUFTT05fRVJST1IQAxIgChxGSU5JU0hfUkVBU09OX0NPTlRFTlRfRklMVEVSEAQyhQcKC0NoYXRTZXJ2aWNlElwKDUNyZWF0ZVNlc3Npb24SJC50dXRvcnN0cmVhbS52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBolLnR1dG9yc3RyZWFtLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJTCgpHZXRTZXNzaW9uEiEudHV0b3JzdHJlYW0udjEuR2V0U2Vzc2lvblJlcXVlc3QaIi50dXRvcnN0cmVhbS52MS5HZXRTZXNzaW9uUmVzcG9uc2USWQoMTGlzdFNlc3Npb25zEiMudHV0b3JzdHJlYW0udjEuTGlzdFNlc3Npb25zUmVxdWVzdBokLnR1dG9yc3RyZWFtLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlElwKDURlbGV0ZVNlc3Npb24SJC50dXRvcnN0cmVhbS52MS5EZWxldGVTZXNzaW9uUmVxdWVzdBolLnR1dG9yc3RyZWFtLnYxLkRlbGV0ZVNlc3Npb25SZXNwb25zZRJVCgpTdHJlYW1DaGF0EiEudHV0b3JzdHJlYW0udjEuU3RyZWFtQ2hhdFJlcXVlc3QaIi50dXRvcnN0cmVhbS52MS5TdHJlYW1DaGF0UmVzcG9uc2UwARJZCgxMaXN0TWVzc2FnZXMSIy50dXRvcnN0cmVhbS52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0GiQudHV0b3JzdHJlYW0udjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USXAoNQ2xlYXJNZXNzYWdlcxIkLnR1dG9yc3RyZWFtLnYxLkNsZWFyTWVzc2FnZXNSZXF1ZXN0GiUudHV0b3JzdHJlYW0udjEuQ2xlYXJNZXNzYWdlc1Jlc3BvbnNlEncKFkFkZFRyYW5zY3JpcHRSZWZlcmVuY2USLS50dXRvcnN0cmVhbS52MS5BZGRUcmFuc2NyaXB0UmVmZXJlbmNlUmVxdWVzdBouLnR1dG9yc3RyZWFtLnYxLkFkZFRyYW5zY3JpcHRSZWZlcmVuY2VSZXNwb25zZRKAAQoZUmVtb3ZlVHJhbnNjcmlwdFJlZmVyZW5jZRIwLnR1dG9yc3RyZWFtLnYxLlJlbW92ZVRyYW5zY3JpcHRSZWZlcmVuY2VSZXF1ZXN0GjEudHV0b3JzdHJlYW0udjEuUmVtb3ZlVHJhbnNjcmlwdFJlZmVyZW5jZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_tutorstream_v1_common]);
+  fileDesc("CiF0dXRvcnN0cmVhbS92MS9jaGF0X3NlcnZpY2UucHJvdG8SDnR1dG9yc3RyZWFtLnYxIqcCCgdTZXNzaW9uEgwKBG5hbWUYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRINCgV0aXRsZRgDIAEoCRI5ChBsZWFybmluZ19jb250ZXh0GAQgASgLMh8udHV0b3JzdHJlYW0udjEuTGVhcm5pbmdDb250ZXh0EjcKCnJlZmVyZW5jZXMYBSADKAsyIy50dXRvcnN0cmVhbS52MS5UcmFuc2NyaXB0UmVmZXJlbmNlEhUKDW1lc3NhZ2VfY291bnQYBiABKAMSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKmAQoTVHJhbnNjcmlwdFJlZmVyZW5jZRIUCgxyZWZlcmVuY2VfaWQYASABKAkSEAoIdmlkZW9faWQYAiABKAkSKAoFcmFuZ2UYAyABKAsyGS50dXRvcnN0cmVhbS52MS5UaW1lUmFuZ2USDAoEdGV4dBgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAingMKB01lc3NhZ2USDAoEbmFtZRgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEikKBHJvbGUYAyABKA4yGy50dXRvcnN0cmVhbS52MS5NZXNzYWdlUm9sZRIPCgdjb250ZW50GAQgASgJEisKCWNpdGF0aW9ucxgFIAMoCzIYLnR1dG9yc3RyZWFtLnYxLkNpdGF0aW9uEg0KBW1vZGVsGAYgASgJEikKBXVzYWdlGAcgASgLMhoudHV0b3JzdHJlYW0udjEuVG9rZW5Vc2FnZRISCgppbmNvbXBsZXRlGAggASgIEg4KBmNhY2hlZBgJIAEoCBIQCghmYWxsYmFjaxgKIAEoCBISCgpsYXRlbmN5X21zGAsgASgDEh4KFnRpbWVfdG9fZmlyc3RfdG9rZW5fbXMYDCABKAMSMwoNZmluaXNoX3JlYXNvbhgNIAEoDjIcLnR1dG9yc3RyZWFtLnYxLkZpbmlzaFJlYXNvbhIvCgtjcmVhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYAoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSDQoFdGl0bGUYASABKAkSOQoQbGVhcm5pbmdfY29udGV4dBgCIAEoCzIfLnR1dG9yc3RyZWFtLnYxLkxlYXJuaW5nQ29udGV4dCJBChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLnR1dG9yc3RyZWFtLnYxLlNlc3Npb24iIQoRR2V0U2Vzc2lvblJlcXVlc3QSDAoEbmFtZRgBIAEoCSI+ChJHZXRTZXNzaW9uUmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLnR1dG9yc3RyZWFtLnYxLlNlc3Npb24iPAoTTGlzdFNlc3Npb25zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJaChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIpCghzZXNzaW9ucxgBIAMoCzIXLnR1dG9yc3RyZWFtLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiQKFERlbGV0ZVNlc3Npb25SZXF1ZXN0EgwKBG5hbWUYASABKAkiFwoVRGVsZXRlU2Vzc2lvblJlc3BvbnNlInAKEVN0cmVhbUNoYXRSZXF1ZXN0Eg8KB3Nlc3Npb24YASABKAkSDwoHbWVzc2FnZRgCIAEoCRI5ChBsZWFybmluZ19jb250ZXh0GAMgASgLMh8udHV0b3JzdHJlYW0udjEuTGVhcm5pbmdDb250ZXh0Iq8CChJTdHJlYW1DaGF0UmVzcG9uc2USDAoEdGV4dBgBIAEoCRIzCg1maW5pc2hfcmVhc29uGAIgASgOMhwudHV0b3JzdHJlYW0udjEuRmluaXNoUmVhc29uEisKCWNpdGF0aW9ucxgDIAMoCzIYLnR1dG9yc3RyZWFtLnYxLkNpdGF0aW9uEikKBXVzYWdlGAQgASgLMhoudHV0b3JzdHJlYW0udjEuVG9rZW5Vc2FnZRINCgVtb2RlbBgFIAEoCRIOCgZjYWNoZWQYBiABKAgSEAoIZmFsbGJhY2sYByABKAgSFwoPdXNlcl9tZXNzYWdlX2lkGAggASgJEhwKFGFzc2lzdGFudF9tZXNzYWdlX2lkGAkgASgJEhYKDmludGVyYWN0aW9uX2lkGAogASgJIkwKE0xpc3RNZXNzYWdlc1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIloKFExpc3RNZXNzYWdlc1Jlc3BvbnNlEikKCG1lc3NhZ2VzGAEgAygLMhcudHV0b3JzdHJlYW0udjEuTWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJwoUQ2xlYXJNZXNzYWdlc1JlcXVlc3QSDwoHc2Vzc2lvbhgBIAEoCSIuChVDbGVhck1lc3NhZ2VzUmVzcG9uc2USFQoNZGVsZXRlZF9jb3VudBgBIAEoAyJsCh1BZGRUcmFuc2NyaXB0UmVmZXJlbmNlUmVxdWVzdBIPCgdzZXNzaW9uGAEgASgJEhAKCHZpZGVvX2lkGAIgASgJEigKBXJhbmdlGAMgASgLMhkudHV0b3JzdHJlYW0udjEuVGltZVJhbmdlIlgKHkFkZFRyYW5zY3JpcHRSZWZlcmVuY2VSZXNwb25zZRI2CglyZWZlcmVuY2UYASABKAsyIy50dXRvcnN0cmVhbS52MS5UcmFuc2NyaXB0UmVmZXJlbmNlIkkKIFJlbW92ZVRyYW5zY3JpcHRSZWZlcmVuY2VSZXF1ZXN0Eg8KB3Nlc3Npb24YASABKAkSFAoMcmVmZXJlbmNlX2lkGAIgASgJIiMKIVJlbW92ZVRyYW5zY3JpcHRSZWZlcmVuY2VSZXNwb25zZSKeAQobTGlzdFNlZ21lbnRRdWVzdGlvbnNSZXF1ZXN0EhAKCHZpZGVvX2lkGAEgASgJEigKBXJhbmdlGAIgASgLMhkudHV0b3JzdHJlYW0udjEuVGltZVJhbmdlEiwKBXNjb3BlGAMgASgOMh0udHV0b3JzdHJlYW0udjEuUXVlc3Rpb25TY29wZRIVCg1tYXhfcXVlc3Rpb25zGAQgASgFIp4BCg9TZWdtZW50UXVlc3Rpb24SDAoEdGV4dBgBIAEoCRINCgVjb3VudBgCIAEoBRIQCghzdHVkZW50cxgDIAEoBRIzCg9sYXN0X2Fza2VkX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCG1lc3NhZ2VzGAUgAygJEhUKDXN0YXJ0X3NlY29uZHMYBiABKAEiUgocTGlzdFNlZ21lbnRRdWVzdGlvbnNSZXNwb25zZRIyCglxdWVzdGlvbnMYASADKAsyHy50dXRvcnN0cmVhbS52MS5TZWdtZW50UXVlc3Rpb24qXgoLTWVzc2FnZVJvbGUSHAoYTUVTU0FHRV9ST0xFX1VOU1BFQ0lGSUVEEAASFQoRTUVTU0FHRV9ST0xFX1VTRVIQARIaChZNRVNTQUdFX1JPTEVfQVNTSVNUQU5UEAIqmgEKDEZpbmlzaFJlYXNvbhIdChlGSU5JU0hfUkVBU09OX1VOU1BFQ0lGSUVEEAASFgoSRklOSVNIX1JFQVNPTl9TVE9QEAESGAoURklOSVNIX1JFQVNPTl9MRU5HVEgQAhIXChNGSU5JU0hfUkVBU09OX0VSUk9SEAMSIAocRklOSVNIX1JFQVNPTl9DT05URU5UX0ZJTFRFUhAEKmMKDVF1ZXN0aW9uU2NvcGUSHgoaUVVFU1RJT05fU0NPUEVfVU5TUEVDSUZJRUQQABIXChNRVUVTVElPTl9TQ09QRV9NSU5FEAESGQoVUVVFU1RJT05fU0NPUEVfQ09VUlNFEAIy+AcKC0NoYXRTZXJ2aWNlElwKDUNyZWF0ZVNlc3Npb24SJC50dXRvcnN0cmVhbS52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBolLnR1dG9yc3RyZWFtLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJTCgpHZXRTZXNzaW9uEiEudHV0b3JzdHJlYW0udjEuR2V0U2Vzc2lvblJlcXVlc3QaIi50dXRvcnN0cmVhbS52MS5HZXRTZXNzaW9uUmVzcG9uc2USWQoMTGlzdFNlc3Npb25zEiMudHV0b3JzdHJlYW0udjEuTGlzdFNlc3Npb25zUmVxdWVzdBokLnR1dG9yc3RyZWFtLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlElwKDURlbGV0ZVNlc3Npb24SJC50dXRvcnN0cmVhbS52MS5EZWxldGVTZXNzaW9uUmVxdWVzdBolLnR1dG9yc3RyZWFtLnYxLkRlbGV0ZVNlc3Npb25SZXNwb25zZRJVCgpTdHJlYW1DaGF0EiEudHV0b3JzdHJlYW0udjEuU3RyZWFtQ2hhdFJlcXVlc3QaIi50dXRvcnN0cmVhbS52MS5TdHJlYW1DaGF0UmVzcG9uc2UwARJZCgxMaXN0TWVzc2FnZXMSIy50dXRvcnN0cmVhbS52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0GiQudHV0b3JzdHJlYW0udjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USXAoNQ2xlYXJNZXNzYWdlcxIkLnR1dG9yc3RyZWFtLnYxLkNsZWFyTWVzc2FnZXNSZXF1ZXN0GiUudHV0b3JzdHJlYW0udjEuQ2xlYXJNZXNzYWdlc1Jlc3BvbnNlEncKFkFkZFRyYW5zY3JpcHRSZWZlcmVuY2USLS50dXRvcnN0cmVhbS52MS5BZGRUcmFuc2NyaXB0UmVmZXJlbmNlUmVxdWVzdBouLnR1dG9yc3RyZWFtLnYxLkFkZFRyYW5zY3JpcHRSZWZlcmVuY2VSZXNwb25zZRKAAQoZUmVtb3ZlVHJhbnNjcmlwdFJlZmVyZW5jZRIwLnR1dG9yc3RyZWFtLnYxLlJlbW92ZVRyYW5zY3JpcHRSZWZlcmVuY2VSZXF1ZXN0GjEudHV0b3JzdHJlYW0udjEuUmVtb3ZlVHJhbnNjcmlwdFJlZmVyZW5jZVJlc3BvbnNlEnEKFExpc3RTZWdtZW50UXVlc3Rpb25zEisudHV0b3JzdHJlYW0udjEuTGlzdFNlZ21lbnRRdWVzdGlvbnNSZXF1ZXN0GiwudHV0b3JzdHJlYW0udjEuTGlzdFNlZ21lbnRRdWVzdGlvbnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_tutorstream_v1_common]);
 
 /**
  * A conversation between one student and the tutor.
@@ -754,6 +754,125 @@ export const RemoveTranscriptReferenceResponseSchema: GenMessage<RemoveTranscrip
   messageDesc(file_tutorstream_v1_chat_service, 20);
 
 /**
+ * Request for ChatService.ListSegmentQuestions.
+ *
+ * @generated from message tutorstream.v1.ListSegmentQuestionsRequest
+ */
+export type ListSegmentQuestionsRequest = Message$1<"tutorstream.v1.ListSegmentQuestionsRequest"> & {
+  /**
+   * Required. The video.
+   *
+   * @generated from field: string video_id = 1;
+   */
+  videoId: string;
+
+  /**
+   * Optional. The stretch of the video; unset: all of it.
+   *
+   * @generated from field: tutorstream.v1.TimeRange range = 2;
+   */
+  range?: TimeRange | undefined;
+
+  /**
+   * Optional. Whose questions.
+   *
+   * @generated from field: tutorstream.v1.QuestionScope scope = 3;
+   */
+  scope: QuestionScope;
+
+  /**
+   * Optional. Maximum questions to return (default 20, at most 100).
+   *
+   * @generated from field: int32 max_questions = 4;
+   */
+  maxQuestions: number;
+};
+
+/**
+ * Describes the message tutorstream.v1.ListSegmentQuestionsRequest.
+ * Use `create(ListSegmentQuestionsRequestSchema)` to create a new message.
+ */
+export const ListSegmentQuestionsRequestSchema: GenMessage<ListSegmentQuestionsRequest> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_chat_service, 21);
+
+/**
+ * A question whose answer cited the stretch.
+ *
+ * @generated from message tutorstream.v1.SegmentQuestion
+ */
+export type SegmentQuestion = Message$1<"tutorstream.v1.SegmentQuestion"> & {
+  /**
+   * Output only. The question (personal data redacted in the COURSE scope).
+   *
+   * @generated from field: string text = 1;
+   */
+  text: string;
+
+  /**
+   * Output only. How often it was asked.
+   *
+   * @generated from field: int32 count = 2;
+   */
+  count: number;
+
+  /**
+   * Output only. By how many students.
+   *
+   * @generated from field: int32 students = 3;
+   */
+  students: number;
+
+  /**
+   * Output only. When it was last asked.
+   *
+   * @generated from field: google.protobuf.Timestamp last_asked_time = 4;
+   */
+  lastAskedTime?: Timestamp | undefined;
+
+  /**
+   * Output only. The question's messages, `sessions/{session}/messages/{message}` (MINE scope only).
+   *
+   * @generated from field: repeated string messages = 5;
+   */
+  messages: string[];
+
+  /**
+   * Output only. The earliest cited moment in the stretch, in seconds.
+   *
+   * @generated from field: double start_seconds = 6;
+   */
+  startSeconds: number;
+};
+
+/**
+ * Describes the message tutorstream.v1.SegmentQuestion.
+ * Use `create(SegmentQuestionSchema)` to create a new message.
+ */
+export const SegmentQuestionSchema: GenMessage<SegmentQuestion> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_chat_service, 22);
+
+/**
+ * Response for ChatService.ListSegmentQuestions.
+ *
+ * @generated from message tutorstream.v1.ListSegmentQuestionsResponse
+ */
+export type ListSegmentQuestionsResponse = Message$1<"tutorstream.v1.ListSegmentQuestionsResponse"> & {
+  /**
+   * Output only. MINE: newest first. COURSE: most asked first.
+   *
+   * @generated from field: repeated tutorstream.v1.SegmentQuestion questions = 1;
+   */
+  questions: SegmentQuestion[];
+};
+
+/**
+ * Describes the message tutorstream.v1.ListSegmentQuestionsResponse.
+ * Use `create(ListSegmentQuestionsResponseSchema)` to create a new message.
+ */
+export const ListSegmentQuestionsResponseSchema: GenMessage<ListSegmentQuestionsResponse> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_chat_service, 23);
+
+/**
  * Who wrote a message.
  *
  * @generated from enum tutorstream.v1.MessageRole
@@ -834,6 +953,41 @@ export enum FinishReason {
  */
 export const FinishReasonSchema: GenEnum<FinishReason> = /*@__PURE__*/
   enumDesc(file_tutorstream_v1_chat_service, 1);
+
+/**
+ * Whose questions ListSegmentQuestions returns.
+ *
+ * @generated from enum tutorstream.v1.QuestionScope
+ */
+export enum QuestionScope {
+  /**
+   * The caller's own (the default).
+   *
+   * @generated from enum value: QUESTION_SCOPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The caller's own, each with its message.
+   *
+   * @generated from enum value: QUESTION_SCOPE_MINE = 1;
+   */
+  MINE = 1,
+
+  /**
+   * Every student's, for instructors of the video's course and services: personal data redacted, the same
+   * question counted once with how often and by how many students it was asked, no names or messages.
+   *
+   * @generated from enum value: QUESTION_SCOPE_COURSE = 2;
+   */
+  COURSE = 2,
+}
+
+/**
+ * Describes the enum tutorstream.v1.QuestionScope.
+ */
+export const QuestionScopeSchema: GenEnum<QuestionScope> = /*@__PURE__*/
+  enumDesc(file_tutorstream_v1_chat_service, 2);
 
 /**
  * Conversations with the tutor beside a video, grounded in its transcript.
@@ -930,6 +1084,17 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof RemoveTranscriptReferenceRequestSchema;
     output: typeof RemoveTranscriptReferenceResponseSchema;
+  },
+  /**
+   * The questions whose answers cited a stretch of a video: the caller's own, or (instructors of the video's
+   * course and services) every student's, anonymized and counted.
+   *
+   * @generated from rpc tutorstream.v1.ChatService.ListSegmentQuestions
+   */
+  listSegmentQuestions: {
+    methodKind: "unary";
+    input: typeof ListSegmentQuestionsRequestSchema;
+    output: typeof ListSegmentQuestionsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tutorstream_v1_chat_service, 0);

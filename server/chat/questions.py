@@ -1,0 +1,164 @@
+"""From a stretch of a video to the questions asked about it: the student questions whose answers cited it.
+
+A student sees their own, each with its message. Instructors of the video's course (and services) see every
+student's, anonymized: personal data redacted, no user ids or messages, the same question (case, spacing and
+final punctuation aside) counted once with how often and by how many students it was asked, most asked first,
+over the newest `MAX_SCANNED` citing answers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import text
+
+from server.core.auth import Principal, Role
+from server.core.db import Database
+from server.core.errors import InvalidArgument, NotFound, PermissionDenied
+from server.core.names import require_id
+from server.llm.pii import redact
+from server.transcripts.courses import not_taught, teaches
+from server.transcripts.search import TranscriptSearch
+
+DEFAULT_QUESTIONS = 20
+MAX_QUESTIONS = 100
+MAX_SCANNED = 5000
+
+
+class QuestionScope(StrEnum):
+    MINE = "mine"
+    COURSE = "course"
+
+
+@dataclass(frozen=True)
+class SegmentQuestionView:
+    text: str
+    count: int
+    students: int
+    last_asked_time: datetime
+    start_seconds: float
+    messages: tuple[str, ...] = ()
+
+
+# The user message right before each assistant message citing the stretch (GIN index on citations).
+CITING_QUESTIONS = text(
+    """
+    SELECT q.id, q.session_id, q.content, q.create_time, s.user_id, cited.start_seconds
+    FROM chat_messages a
+    JOIN chat_sessions s ON s.id = a.session_id
+    CROSS JOIN LATERAL (
+        SELECT min(CAST(c ->> 'start_seconds' AS float8)) AS start_seconds
+        FROM jsonb_array_elements(a.citations) AS c
+        WHERE c ->> 'video_id' = :video
+          AND CAST(c ->> 'start_seconds' AS float8) < :end AND CAST(c ->> 'end_seconds' AS float8) > :start
+    ) AS cited
+    CROSS JOIN LATERAL (
+        SELECT m.id, m.session_id, m.content, m.create_time FROM chat_messages m
+        WHERE m.session_id = a.session_id AND m.seq < a.seq AND m.role = 'user'
+        ORDER BY m.seq DESC LIMIT 1
+    ) AS q
+    WHERE a.role = 'assistant' AND a.citations @> CAST(:contains AS jsonb) AND cited.start_seconds IS NOT NULL
+      AND (CAST(:user AS text) IS NULL OR s.user_id = :user)
+    ORDER BY a.seq DESC
+    LIMIT :scan
+    """
+)
+
+_TRAILING = re.compile(r"[\s?!.…]+$")
+_SPACES = re.compile(r"\s+")
+
+
+def _key(question: str) -> str:
+    return _TRAILING.sub("", _SPACES.sub(" ", question.strip().lower()))
+
+
+class SegmentQuestions:
+    def __init__(self, database: Database, search: TranscriptSearch) -> None:
+        self._db = database
+        self._search = search
+
+    async def list(
+        self,
+        principal: Principal,
+        video_id: str,
+        window: tuple[float, float] | None,
+        scope: QuestionScope,
+        max_questions: int,
+    ) -> list[SegmentQuestionView]:
+        require_id(video_id, "video_id")
+        if max_questions < 0 or max_questions > MAX_QUESTIONS:
+            raise InvalidArgument.field("max_questions", f"must be 0 (default {DEFAULT_QUESTIONS}) to {MAX_QUESTIONS}")
+        start, end = window if window is not None else (0.0, math.inf)
+        if window is not None and not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+            raise InvalidArgument.field("range", "must satisfy 0 <= start_seconds < end_seconds")
+        limit = max_questions or DEFAULT_QUESTIONS
+        if scope is QuestionScope.COURSE:
+            await self._require_course(principal, video_id)
+        params: dict[str, Any] = {
+            "video": video_id,
+            "start": start,
+            "end": end,
+            "contains": json.dumps([{"video_id": video_id}]),
+            "user": principal.user_id if scope is QuestionScope.MINE else None,
+            "scan": limit if scope is QuestionScope.MINE else MAX_SCANNED,
+        }
+        async with self._db.reader() as session:
+            rows = (await session.execute(CITING_QUESTIONS, params)).all()
+        if scope is QuestionScope.MINE:
+            return [
+                SegmentQuestionView(
+                    text=row.content,
+                    count=1,
+                    students=1,
+                    last_asked_time=row.create_time,
+                    start_seconds=float(row.start_seconds),
+                    messages=(f"sessions/{row.session_id}/messages/{row.id}",),
+                )
+                for row in rows
+            ]
+        return _aggregate(rows)[:limit]
+
+    async def _require_course(self, principal: Principal, video_id: str) -> None:
+        if principal.role not in (Role.INSTRUCTOR, Role.SERVICE):
+            raise PermissionDenied(
+                "only instructors of the video's course and services see every student's questions",
+                reason="INSTRUCTOR_ROLE_REQUIRED",
+            )
+        info = await self._search.video_info(video_id)
+        if info is None:
+            raise NotFound(f"video `{video_id}` not found")
+        async with self._db.reader() as session:
+            if not await teaches(session, principal, info.course_id):
+                raise not_taught(info.course_id)
+
+
+def _aggregate(rows: Sequence[Any]) -> list[SegmentQuestionView]:
+    """Newest first in, most asked first out; each group shows its newest wording, redacted."""
+    groups: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        redacted = redact(row.content).text
+        group = groups.setdefault(
+            _key(redacted),
+            {"text": redacted, "count": 0, "students": set(), "last": row.create_time, "start": math.inf},
+        )
+        group["count"] += 1
+        group["students"].add(row.user_id)
+        group["start"] = min(group["start"], float(row.start_seconds))
+    ordered = sorted(groups.values(), key=lambda group: (-group["count"], -group["last"].timestamp()))
+    return [
+        SegmentQuestionView(
+            text=group["text"],
+            count=group["count"],
+            students=len(group["students"]),
+            last_asked_time=group["last"],
+            start_seconds=group["start"],
+        )
+        for group in ordered
+    ]
