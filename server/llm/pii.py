@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ from presidio_analyzer.predefined_recognizers import (
 )
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
+from spacy.lang.en.stop_words import STOP_WORDS
 from spacy.tokens import Span
 
 from server.llm.provider import ChatMessage
@@ -296,7 +298,8 @@ class _ProjectSpacy(SpacyNlpEngine):
         return self._doc_to_nlp_artifact(pipeline.parse_entities(text), language)
 
     def tokens_only(self, text: str) -> NlpArtifacts:
-        """Artifacts for the pattern recognisers alone: tokens (for context words), no tagging or entities."""
+        """Artifacts for the pattern recognisers alone: tokens (for context words such as "SSN" or "phone"),
+        no tagging or entities. Of "", artifacts with no context at all."""
         doc = pipeline.tokenize(text)
         return NlpArtifacts(
             entities=[],
@@ -358,13 +361,28 @@ def warm_up() -> None:
     redact("Warm up with Jane at jane@example.com.")
 
 
+_WORD = re.compile(r"[^\W\d_][\w'’-]*")
+
+
+def may_hold_a_name(text: str) -> bool:
+    """A capitalised word that is not a stop word (`What`, `How`, `I`): without one the recogniser could only
+    find what `could_be_a_name` rejects, and its few milliseconds are saved."""
+    for match in _WORD.finditer(text):
+        word = match.group()
+        if word[0].isupper() and not word.isupper() and word.lower() not in STOP_WORDS:
+            return True
+    return False
+
+
 @functools.lru_cache(maxsize=4096)
 def _redact(text: str, names: bool) -> tuple[str, tuple[tuple[str, int], ...]]:
     engines = _engines()
-    if names:
+    if names and may_hold_a_name(text):
         found = engines.analyzer.analyze(text, language=_LANGUAGE, entities=list(KIND_OF_ENTITY))
     else:
-        artifacts = engines.nlp.tokens_only(text)
+        # Course content and answers (names=False) can be long: their patterns keep their own scores, without
+        # the tokenizer's pass for context words.
+        artifacts = engines.nlp.tokens_only(text if names else "")
         found = engines.analyzer.analyze(
             text, language=_LANGUAGE, entities=list(_PATTERN_ENTITIES), nlp_artifacts=artifacts
         )
