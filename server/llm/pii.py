@@ -40,9 +40,11 @@ Known ambiguity: a four-part version number that is also a valid IPv4 address (`
 the two cannot be told apart from the text alone.
 
 The analyzer is built once per process, on first use (`warm_up` builds it ahead of the first request). A
-redaction with names runs spaCy's tagger and recogniser (a few milliseconds for a question): async callers run
-it in a worker thread. The results of the last few thousand texts are kept, so a question redacted when its
-turn begins, and the history resent on every later turn, are analysed once.
+redaction with names runs spaCy's tagger and recogniser (a few milliseconds for a question) when the text has a
+capitalised word that is not a stop word, and only the pattern recognisers otherwise; async callers run it in a
+worker thread. Context words ("SSN", "phone") raise a pattern's score in what students write; course content
+and answers get the patterns at their own scores. The results of the last few thousand texts are kept, so a
+question redacted when its turn begins, and the history resent on every later turn, are analysed once.
 """
 
 from __future__ import annotations
