@@ -26,10 +26,10 @@ naming its kind:
 Names and places are looked for in what students write (`redact`, and the `user` messages of
 `redact_messages`), not in system or assistant messages: those hold the course's own transcripts, whose
 people and places (`Ada Lovelace`, `CERN in Geneva`) are the subject being taught, and the model's answers to
-questions that were already redacted. A recognised name or place is kept when it cannot be one: not every word
-capitalised (`fff`, `evens`), digits or symbols in it (`calc(100% - 24px`, `01:02:03`), code
-(`Date.now()`, `useEffect`), or a technology or an eponym that names a technique (`Python`, `React`, `Git`,
-`Dijkstra`).
+questions that were already redacted. What the recogniser finds is left in the text when it cannot be a name:
+a word that is not a capitalised proper noun (`fff`, `evens`, a sentence's first verb), digits or symbols
+(`calc(100% - 24px`, `01:02:03`), code (`Date.now()`, `useEffect`), or a technology or an eponym that names a
+technique (`Python`, `React Hooks`, `Git`, `Dijkstra`, `Bellman-Ford`).
 
 Deliberately left alone, because lecture content is full of them: bare digit runs (ids, years, Unix
 timestamps in milliseconds), clock times and media timestamps (`12:30`, `00:01:05.500`), version numbers
@@ -43,8 +43,9 @@ The analyzer is built once per process, on first use (`warm_up` builds it ahead 
 redaction with names runs spaCy's tagger and recogniser (a few milliseconds for a question) when the text has a
 capitalised word that is not a stop word, and only the pattern recognisers otherwise; async callers run it in a
 worker thread. Context words ("SSN", "phone") raise a pattern's score in what students write; course content
-and answers get the patterns at their own scores. The results of the last few thousand texts are kept, so a
-question redacted when its turn begins, and the history resent on every later turn, are analysed once.
+and answers get the patterns at their own scores. The results for the last couple of thousand short texts are
+kept, so a question redacted when its turn begins, and the history resent on every later turn, are analysed
+once.
 """
 
 from __future__ import annotations
@@ -376,8 +377,7 @@ def may_hold_a_name(text: str) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=4096)
-def _redact(text: str, names: bool) -> tuple[str, tuple[tuple[str, int], ...]]:
+def _analyse(text: str, names: bool) -> tuple[str, tuple[tuple[str, int], ...]]:
     engines = _engines()
     if names and may_hold_a_name(text):
         found = engines.analyzer.analyze(text, language=_LANGUAGE, entities=list(KIND_OF_ENTITY))
@@ -398,10 +398,16 @@ def _redact(text: str, names: bool) -> tuple[str, tuple[tuple[str, int], ...]]:
     return anonymized.text, tuple(sorted(counts.items()))
 
 
+# Questions and answers come back in every later turn's history; a turn's system message (transcript excerpts)
+# is new each turn and long, so it is not kept.
+_CACHED_CHARS = 4_000
+_analyse_cached = functools.lru_cache(maxsize=2048)(_analyse)
+
+
 def redact(text: str, *, names: bool = True) -> RedactionResult:
     """Replace personal data in `text` with `[KIND]` placeholders and count the replacements per kind;
     `names=False` leaves people's names and places to the text (course content, model output)."""
-    redacted, counts = _redact(text, names)
+    redacted, counts = (_analyse_cached if len(text) <= _CACHED_CHARS else _analyse)(text, names)
     return RedactionResult(text=redacted, counts=dict(counts))
 
 
