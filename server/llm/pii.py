@@ -321,6 +321,7 @@ class _Engines:
     analyzer: AnalyzerEngine
     anonymizer: AnonymizerEngine
     operators: dict[str, OperatorConfig]
+    no_context: NlpArtifacts
 
 
 _build_lock = threading.Lock()
@@ -355,7 +356,8 @@ def _engines() -> _Engines:
                 entity: OperatorConfig("replace", {"new_value": f"[{kind}]"}) for entity, kind in KIND_OF_ENTITY.items()
             }
             anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
-            _built.append(_Engines(nlp_engine, analyzer, anonymizer, operators))
+            no_context = nlp_engine.tokens_only("")
+            _built.append(_Engines(nlp_engine, analyzer, anonymizer, operators, no_context))
     return _built[0]
 
 
@@ -383,8 +385,8 @@ def _analyse(text: str, names: bool) -> tuple[str, tuple[tuple[str, int], ...]]:
         found = engines.analyzer.analyze(text, language=_LANGUAGE, entities=list(KIND_OF_ENTITY))
     else:
         # Course content and answers (names=False) can be long: their patterns keep their own scores, without
-        # the tokenizer's pass for context words.
-        artifacts = engines.nlp.tokens_only(text if names else "")
+        # the tokenizer's pass for context words (nor waiting for the pipeline's lock).
+        artifacts = engines.nlp.tokens_only(text) if names else engines.no_context
         found = engines.analyzer.analyze(
             text, language=_LANGUAGE, entities=list(_PATTERN_ENTITIES), nlp_artifacts=artifacts
         )
