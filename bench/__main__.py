@@ -32,6 +32,7 @@ MODULES = (
     "bench.bench_unary",
     "bench.bench_limiter",
     "bench.bench_chat",
+    "bench.bench_pii",
     "bench.bench_edge",
     "bench.bench_ingest",
     "bench.bench_search",

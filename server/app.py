@@ -51,6 +51,7 @@ from server.jobs.worker import JobWorker
 from server.limits.budget import TokenBudget
 from server.limits.gate import LIMITS_HEALTH_SERVICE, LimitsGate
 from server.limits.setup import build_limits
+from server.llm import pii
 from server.llm.router import LLMRouter
 from server.nlp import pipeline as nlp_pipeline
 from server.progress.service import ProgressService, build_progress
@@ -95,6 +96,11 @@ class Runtime:
     agents: AgentsService = field(init=False)  # hints, quizzes, reflections, learning paths, review pointers
     progress: ProgressService = field(init=False)  # watch sessions: events in, interventions out
     redis: Redis | None = None  # redis.asyncio client shared by the process; None without REDIS_URL
+
+
+def warm_up_language() -> None:
+    nlp_pipeline.warm_up()
+    pii.warm_up()
 
 
 def register_servicers(server: aio.Server, runtime: Runtime) -> None:
@@ -187,8 +193,8 @@ class TutorstreamServer:
             self._closers.append(self.runtime.embedder.aclose)
         self.runtime.search = TranscriptSearch(self._database, self.runtime.embedder)
         self.runtime.sentences = SentenceStore(self._database)
-        # spaCy loads in a second or two: ahead of the first question, not during it.
-        language = asyncio.ensure_future(asyncio.to_thread(nlp_pipeline.warm_up))
+        # spaCy and the personal-data analyzer load in a second or two: ahead of the first question, not during it.
+        language = asyncio.ensure_future(asyncio.to_thread(warm_up_language))
         await self._start_jobs()
         self.runtime.llm = LLMRouter.from_settings(settings, redis=self.runtime.redis)
         self._closers.append(self.runtime.llm.aclose)

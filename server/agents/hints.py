@@ -26,6 +26,7 @@ at once, 0.85 after a retry, 0.7 the offline ladder, 0.4 its generic fallback.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Sequence
@@ -300,7 +301,8 @@ class HintAgent:
         selected = check_range(info, *selected_range, "learning_context.selected_range") if selected_range else None
         interaction.course_id = course_id or info.course_id
         values, persona = await preferences_of(self._deps, principal)
-        context = await gather_context(self._deps, info, position, selected, redact(struggle).text.strip())
+        safe_struggle = (await asyncio.to_thread(redact, struggle)).text.strip()
+        context = await gather_context(self._deps, info, position, selected, safe_struggle)
         if values.no_spoilers and selected is None:
             context = without_spoilers(context, position + self._deps.settings.spoiler_lookahead_seconds)
         corpus = await self._deps.corpora.load(info.course_id)

@@ -26,6 +26,7 @@ same reason with each candidate, and its `detected_issues` are only taken when t
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -179,9 +180,9 @@ class LearningPathAgent:
     ) -> LearningPathResult:
         interaction = Interaction("learning_path", trigger, time.monotonic(), course_id=course_id)
         require_id(course_id, "course_id")
-        given = _clean(struggling, "struggling_concepts")
-        done = {normalize_concept(c) for c in _clean(completed, "completed_concepts")}
-        wishes = _clean(goals, "goals")
+        given = await asyncio.to_thread(_clean, struggling, "struggling_concepts")
+        done = {normalize_concept(c) for c in await asyncio.to_thread(_clean, completed, "completed_concepts")}
+        wishes = await asyncio.to_thread(_clean, goals, "goals")
         corpus = await self._deps.corpora.load(course_id)
         if not corpus.videos:
             raise FailedPrecondition(

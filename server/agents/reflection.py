@@ -19,6 +19,7 @@ questions of at most 300 characters; one retry, then the offline text). Disabled
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Sequence
@@ -198,8 +199,8 @@ class ReflectionAgent:
                 "UpdatePreferences to get them",
                 reason="REFLECTION_PROMPTS_DISABLED",
             )
-        topics = _clean_items(completed_topics, "completed_topics")
-        objectives = _clean_items(learning_objectives, "learning_objectives")
+        topics = await asyncio.to_thread(_clean_items, completed_topics, "completed_topics")
+        objectives = await asyncio.to_thread(_clean_items, learning_objectives, "learning_objectives")
         info = await require_video(self._deps, video_id, "learning_context.video_id")
         position = check_position(info, position_seconds, "learning_context.position_seconds")
         interaction.course_id = course_id or info.course_id

@@ -16,6 +16,7 @@ prompt's tokens plus the tokens of the text that came back), since the upstream 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ class StructuredCaller:
     ) -> JsonAnswer | None:
         if not self.online():
             return None
-        redacted = redact_messages(messages)
+        redacted = await asyncio.to_thread(redact_messages, messages)
         if redacted.total:
             logger.info("pii redacted before the model call", extra={"counts": redacted.counts})
         counter = self._llm.counter()

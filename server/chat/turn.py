@@ -150,7 +150,7 @@ class TurnRunner:
             running.add_done_callback(self._turns.discard)
         # The question is embedded and parsed while it is stored (what leaves the process is redacted; a
         # message the store will refuse is neither).
-        safe_question = redact(message).text if _storable(message) else ""
+        safe_question = (await asyncio.to_thread(redact, message)).text if _storable(message) else ""
         self._search.prefetch(safe_question)
         parsing = asyncio.ensure_future(asyncio.to_thread(analyse_question, safe_question)) if safe_question else None
         try:
@@ -233,7 +233,7 @@ class TurnRunner:
         # began); the stored question is as typed.
         counter = self._llm.counter()
         reserve = self._reserve(turn, stored, counter) if self._llm.upstream_likely() else _no_refusal()
-        earlier = redact(_previous_question(stored.history)).text
+        earlier = (await asyncio.to_thread(redact, _previous_question(stored.history))).text
         preferences = await self._preferences.get(turn.principal.user_id)
         spoiler_limit = None
         if preferences.no_spoilers and stored.context.video_id:
@@ -258,7 +258,7 @@ class TurnRunner:
         persona = persona_for(preferences.personality, preferences.response_length)
         with tracing.span("chat.prompt"):
             prompt = self._prompt(turn, stored, persona, sources, counter, spoiler_limit, SOURCE_TOKEN_BUDGET)
-            redacted = redact_messages(prompt.messages)
+            redacted = await asyncio.to_thread(redact_messages, prompt.messages)
         turn.prompt = prompt
         if redacted.total:
             logger.info("pii redacted before the model call", extra={"counts": redacted.counts})
@@ -297,7 +297,7 @@ class TurnRunner:
             # The upper bound did not fit what the student has left: fit the real turn to it.
             prompt, answer_tokens = await self._fit(turn, stored, persona, sources, counter, spoiler_limit, refused)
             turn.prompt = prompt
-            redacted = redact_messages(prompt.messages)
+            redacted = await asyncio.to_thread(redact_messages, prompt.messages)
             params = replace(params, max_tokens=answer_tokens)
             key = cache_key(
                 params.model, redacted.messages, temperature=params.temperature, max_tokens=params.max_tokens

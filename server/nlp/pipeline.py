@@ -6,8 +6,9 @@ such identifier back into one token (marked `token._.code`) before tagging and p
 parsed, lemmatised and counted as one thing. Plain hyphenated words (`re-render`) are merged too but are not
 marked as code: nothing in their spelling says they are.
 
-Everything that parses text goes through `parse`/`parse_many`, which serialise access: the pipeline is
-shared by the event loop's worker threads and spaCy does not promise thread safety.
+Everything that runs the pipeline goes through `parse`, `parse_entities`, `tokenize` or `parse_many`, which
+serialise access: the pipeline is shared by the event loop's worker threads and spaCy does not promise thread
+safety.
 """
 
 from __future__ import annotations
@@ -102,6 +103,24 @@ def parse(text: str) -> Doc:
     language = nlp()
     with _lock:
         return language(text, disable=_SHORT_TEXT_SKIPS)
+
+
+# Personal-data detection needs tags, lemmas and named entities, not the dependency parse.
+_ENTITY_SKIPS = ["parser"]
+
+
+def parse_entities(text: str) -> Doc:
+    """A text's tokens, lemmas and named entities (no dependency parse)."""
+    language = nlp()
+    with _lock:
+        return language(text, disable=_ENTITY_SKIPS)
+
+
+def tokenize(text: str) -> Doc:
+    """A text's tokens only (the tokenizer, no component)."""
+    language = nlp()
+    with _lock:
+        return language.make_doc(text)
 
 
 def parse_many(texts: Iterable[str], batch_size: int = 4) -> Iterator[Doc]:

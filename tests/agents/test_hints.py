@@ -135,10 +135,13 @@ async def test_pii_is_redacted_before_the_model_sees_the_struggle(
     good = Behavior(json_content={"hint": "What does the lecture say keeps the page responsive?", "source": "c1"})
     fake_openai.enqueue_chat(good)
     client = online_server.client("private")
-    response = await _hint(client, "async-javascript", 60, None, "mail me at jane.doe@example.com, I am lost")
+    struggle = "I'm Sarah Johnson, mail me at jane.doe@example.com or 4111.1111.1111.1111, I am lost"
+    response = await _hint(client, "async-javascript", 60, None, struggle)
     assert response.model == "gpt-4o-mini"
     sent = " ".join(message["content"] for message in fake_openai.chat_requests[0].body["messages"])
-    assert "jane.doe@example.com" not in sent and "[EMAIL]" in sent
+    for value in ("Sarah Johnson", "jane.doe@example.com", "4111.1111.1111.1111"):
+        assert value not in sent
+    assert "[PERSON]" in sent and "[EMAIL]" in sent and "[CARD]" in sent
     assert response.usage.total_tokens > 0
     # The call was reserved against the student's budget and reconciled with the real usage.
     async with online_server.server.database.session() as session:

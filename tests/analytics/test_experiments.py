@@ -201,6 +201,7 @@ async def test_the_report_measures_a_scripted_cohort(progress_server: RunningSer
     created = await create(teacher, "report", holdout_experiment())
     await teacher.analytics.StartExperiment(pb.StartExperimentRequest(name=created.name))
     answered: dict[str, list[bool]] = {"holdout": [], "interventions": []}
+    students: dict[str, int] = {"holdout": 0, "interventions": 0}
     for index in range(24):
         student = progress_server.client(f"report-student-{index}")
         await student.agents.PublishVideoEvents(
@@ -214,6 +215,7 @@ async def test_the_report_measures_a_scripted_cohort(progress_server: RunningSer
         exposure = await arm_of(progress_server, "report", student.user_id)
         assert exposure is not None
         arm = str(exposure[0])
+        students[arm] += 1
         quiz = (await generate_quiz(student, VIDEO_ID, 0, 240, count=4, difficulty=common_pb2.DIFFICULTY_EASY)).quiz
         key = await answer_key(progress_server, quiz.quiz_id)
         for number, question in enumerate(quiz.questions):
@@ -251,11 +253,9 @@ async def test_the_report_measures_a_scripted_cohort(progress_server: RunningSer
     assert comparison.ci_low < difference < comparison.ci_high
     assert comparison.enough_data == (min(len(rights) for rights in answered.values()) >= report.minimum_sample)
     assert comparison.significant == (comparison.enough_data and comparison.p_value < 0.05)
-    assert comparison.p_value < 0.01 and comparison.minimum_detectable_effect > 0
+    assert comparison.p_value < 0.01 and comparison.minimum_detectable_effect > 0, (comparison, students)
     # Mastery moves with the answers: right answers raise it more than half-right ones.
     gains = {arm.arm: arm for arm in outcomes["mastery_gain"].arms}
-    assert gains["interventions"].n + gains["holdout"].n == 24
-    assert gains["interventions"].estimate > gains["holdout"].estimate
-    assert {arm.arm: arm.n for arm in outcomes["ai_interactions"].arms} == {
-        arm: len(rights) // 4 for arm, rights in answered.items()
-    }
+    assert all(0 < gains[arm].n <= students[arm] for arm in students), (gains, students)
+    assert gains["interventions"].estimate > gains["holdout"].estimate, gains
+    assert {arm.arm: arm.n for arm in outcomes["ai_interactions"].arms} == students

@@ -182,31 +182,67 @@ async def test_personality_reaches_the_upstream(
     assert body["safety_identifier"]
 
 
+# Each kind with what the student typed: every separator style of a card number, a name and a home address.
+PERSONAL_DATA: dict[str, list[str]] = {
+    "EMAIL": ["jane.doe@example.com"],
+    "PHONE": ["+44 20 7946 0958", "(415) 555-2671"],
+    "CARD": ["4111 1111 1111 1111", "5555-5555-5555-4444", "6011.1111.1111.1117", "2223000048400011"],
+    "IP": ["203.0.113.42"],
+    "IBAN": ["DE89 3704 0044 0532 0130 00"],
+    "NATIONAL_ID": ["536-22-1489", "AB 12 34 56 C", "130-692-544"],
+    "PERSON": ["Sarah Johnson"],
+    "LOCATION": ["42 Elm Street"],
+}
+PERSONAL_QUESTION = (
+    "I'm Sarah Johnson from 42 Elm Street, mail jane.doe@example.com or call +44 20 7946 0958 or (415) 555-2671. "
+    "My cards 4111 1111 1111 1111, 5555-5555-5555-4444, 6011.1111.1111.1117 and 2223000048400011 were charged "
+    "from 203.0.113.42 to IBAN DE89 3704 0044 0532 0130 00; my SSN is 536-22-1489, NI number AB 12 34 56 C, "
+    "SIN 130-692-544. Why?"
+)
+REDACTED_QUESTION = (
+    "I'm [PERSON] from [LOCATION], mail [EMAIL] or call [PHONE] or [PHONE]. My cards [CARD], [CARD], [CARD] and "
+    "[CARD] were charged from [IP] to IBAN [IBAN]; my SSN is [NATIONAL_ID], NI number [NATIONAL_ID], SIN "
+    "[NATIONAL_ID]. Why?"
+)
+
+
 async def test_personal_data_never_reaches_the_upstream(online_server: RunningServer, fake_openai: FakeOpenAI) -> None:
     client = online_server.client()
     session = await new_session(client)
-    secrets = {
-        "EMAIL": "jane.doe@example.com",
-        "PHONE": "+44 20 7946 0958",
-        "CARD": "4111 1111 1111 1111",
-        "IP": "203.0.113.42",
-    }
-    question = (
-        f"I'm {secrets['EMAIL']}, call me on {secrets['PHONE']}. My card {secrets['CARD']} was charged "
-        f"from {secrets['IP']}. Why?"
-    )
     fake_openai.enqueue_chat(Behavior(content="first"), Behavior(content="second"))
-    await ask(client, session, question)
+    await ask(client, session, PERSONAL_QUESTION)
     await ask(client, session, "and what next?")  # the first question is now history
 
-    for request in fake_openai.chat_requests:
+    first, second = fake_openai.chat_requests
+    for request in (first, second):
         wire = json.dumps(request.body)
-        for value in secrets.values():
-            assert value not in wire
-        assert "[EMAIL]" in wire and "[CARD]" in wire and "[PHONE]" in wire and "[IP]" in wire
+        for kind, values in PERSONAL_DATA.items():
+            for value in values:
+                assert value not in wire, (kind, value)
+            assert f"[{kind}]" in wire, kind
+    # The question as asked, and as history in the next turn: each value replaced by its placeholder.
+    assert first.body["messages"][-1]["content"] == REDACTED_QUESTION
+    assert second.body["messages"][1]["content"] == REDACTED_QUESTION
     # The user's own history keeps what they typed.
     stored = await messages_of(client, session)
-    assert stored[0].content == question
+    assert stored[0].content == PERSONAL_QUESTION
+
+
+async def test_a_technical_question_reaches_the_upstream_as_written(
+    online_server: RunningServer, fake_openai: FakeOpenAI
+) -> None:
+    client = online_server.client()
+    session = await new_session(client)
+    question = (
+        "Why does React's useEffect run twice, and is Promise.all([fetchUser(), fetchPosts()]) in Python like "
+        "asyncio.gather? I bind to 127.0.0.1:8080, upgraded node 18.17.1 to 20.1.0, and git@github.com:org/x.git "
+        "fails at 00:01:05.500; Django and Git too."
+    )
+    fake_openai.enqueue_chat(Behavior(content="answer"))
+    await ask(client, session, question)
+
+    messages = fake_openai.chat_requests[-1].body["messages"]
+    assert messages[-1] == {"role": "user", "content": question}
 
 
 async def test_injection_in_a_transcript_stays_inside_its_data_block(

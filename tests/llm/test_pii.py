@@ -1,14 +1,20 @@
-"""PII redaction: what must be caught, and lecture content that must come through untouched."""
+"""PII redaction: what must be caught, and lecture content and technical questions that must come through
+untouched."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from random import Random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.llm.pii import iban_valid, luhn_valid, redact, redact_messages
+from server.llm.pii import redact, redact_messages
 from server.llm.provider import ChatMessage
 
 POSITIVES: list[tuple[str, str, str]] = [
@@ -25,11 +31,14 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("PHONE", "text 415-555-2671 or 415.555.2671", "text [PHONE] or [PHONE]"),
     ("PHONE", "415 555 2671", "[PHONE]"),
     ("PHONE", "1-800-555-0199", "[PHONE]"),
+    ("PHONE", "office 020 7946 0958", "office [PHONE]"),
     ("CARD", "card 4111 1111 1111 1111 exp 12/27", "card [CARD] exp 12/27"),
     ("CARD", "4111-1111-1111-1111", "[CARD]"),
     ("CARD", "5555555555554444", "[CARD]"),
     ("CARD", "amex 3782 822463 10005", "amex [CARD]"),
     ("CARD", "mastercard 2223000048400011", "mastercard [CARD]"),
+    ("CARD", "card 4111.1111.1111.1111 exp 12/27", "card [CARD] exp 12/27"),
+    ("CARD", "amex 3782.822463.10005", "amex [CARD]"),
     ("IP", "my server is 203.0.113.42", "my server is [IP]"),
     ("IP", "ssh to 192.168.1.20:22", "ssh to [IP]:22"),
     ("IP", "8.8.8.8 resolves", "[IP] resolves"),
@@ -38,10 +47,15 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("IBAN", "IBAN DE89 3704 0044 0532 0130 00 please", "IBAN [IBAN] please"),
     ("IBAN", "GB82WEST12345698765432", "[IBAN]"),
     ("IBAN", "FR14 2004 1010 0505 0001 3M02 606", "[IBAN]"),
-    ("NATIONAL_ID", "SSN 123-45-6789", "SSN [NATIONAL_ID]"),
+    ("NATIONAL_ID", "SSN 536-22-1489", "SSN [NATIONAL_ID]"),
     ("NATIONAL_ID", "NI number AB123456C", "NI number [NATIONAL_ID]"),
     ("NATIONAL_ID", "NI number AB 12 34 56 C", "NI number [NATIONAL_ID]"),
-    ("NATIONAL_ID", "SIN 046-454-286", "SIN [NATIONAL_ID]"),
+    ("NATIONAL_ID", "SIN 130-692-544", "SIN [NATIONAL_ID]"),
+    ("PERSON", "Hi, I'm Maria Garcia. Can you explain closures?", "Hi, I'm [PERSON]. Can you explain closures?"),
+    ("PERSON", "I am Priya Patel and I am stuck", "I am [PERSON] and I am stuck"),
+    ("LOCATION", "I work in Berlin, why is my fetch() failing?", "I work in [LOCATION], why is my fetch() failing?"),
+    ("LOCATION", "send it to 42 Elm Street please", "send it to [LOCATION] please"),
+    ("LOCATION", "my flat is at 221B Baker St", "my flat is at [LOCATION]"),
 ]
 
 
@@ -100,6 +114,109 @@ def test_leaves_lecture_content_alone(text: str) -> None:
     assert result.counts == {}
 
 
+@pytest.mark.parametrize("separator", ["", " ", "-", "."])
+@pytest.mark.parametrize("number", ["4111111111111111", "5555555555554444", "6011111111111117", "2223000048400011"])
+def test_cards_are_redacted_whatever_the_separator(number: str, separator: str) -> None:
+    written = separator.join(number[i : i + 4] for i in range(0, 16, 4))
+    result = redact(f"charged to {written} yesterday")
+    assert result.text == "charged to [CARD] yesterday"
+    assert result.counts == {"CARD": 1}
+
+
+def test_names_and_home_addresses_are_redacted() -> None:
+    result = redact("I'm Sarah Johnson from 42 Elm Street")
+    assert result.text == "I'm [PERSON] from [LOCATION]"
+    assert result.counts == {"PERSON": 1, "LOCATION": 1}
+
+    result = redact("My name is Tom and I live at 221B Baker Street, London")
+    assert result.text == "My name is [PERSON] and I live at [LOCATION], [LOCATION]"
+    assert result.counts == {"PERSON": 1, "LOCATION": 2}
+
+
+TECHNICAL_QUESTIONS = [
+    "How does React useEffect differ from Promise.all in Python?",
+    "Why does Django's ORM beat SQLAlchemy?",
+    "Explain Dijkstra's algorithm and how it differs from Bellman-Ford.",
+    "Explain Huffman coding.",
+    "What does useState return in React Hooks?",
+    "What is the CAP theorem in distributed systems like Cassandra and MongoDB?",
+    "How does Git rebase differ from merge?",
+    "In Java, what is a HashMap and how does hashing work?",
+    "When should I use Redux instead of React Context?",
+    "Why does Kubernetes restart my Docker container?",
+    "Can you explain async/await with fetch() in Node?",
+    "Why does Chrome DevTools show a CORS error when calling localhost:8080?",
+    "Is TypeScript's any type the same as unknown?",
+    "How do I use pandas groupby with numpy arrays?",
+    "Explain the Liskov substitution principle with an example.",
+    "What does Array.prototype.map return, and why is Date.now() a number?",
+    "Why does justify-content: space-between not work in my Flexbox layout?",
+    "What did the lecturer mean by the box model at 03:15?",
+    "color: #fff; evens = xs[::2]; see 01:02:03",
+]
+
+
+@pytest.mark.parametrize("question", TECHNICAL_QUESTIONS)
+def test_technical_questions_come_through_unchanged(question: str) -> None:
+    result = redact(question)
+    assert result.text == question
+    assert result.counts == {}
+
+
+def test_names_can_be_left_to_the_text() -> None:
+    text = "Ada Lovelace wrote the first program in London; mail ada@example.com"
+    assert redact(text).text == "[PERSON] wrote the first program in [LOCATION]; mail [EMAIL]"
+    assert redact(text, names=False).text == "Ada Lovelace wrote the first program in London; mail [EMAIL]"
+
+
+def test_redaction_is_idempotent() -> None:
+    once = redact("I'm Sarah Johnson from 42 Elm Street, jane@example.com, card 4111.1111.1111.1111").text
+    assert once == "I'm [PERSON] from [LOCATION], [EMAIL], card [CARD]"
+    assert redact(once).text == once
+    assert redact(once).counts == {}
+
+
+def test_concurrent_first_use_gives_the_same_answers() -> None:
+    texts = [f"I'm Sarah Johnson, card 4111-1111-1111-1111, try {n}" for n in range(16)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(redact, texts))
+    assert [result.text for result in results] == [f"I'm [PERSON], card [CARD], try {n}" for n in range(16)]
+
+
+# The analyzer in a fresh interpreter, with an empty home (no cached suffix list) and an audit hook that fails
+# on any network use: tldextract must answer from the list it ships.
+_OFFLINE_PROBE = """
+import socket, sys
+
+def deny(event, args):
+    if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname"):
+        raise RuntimeError(f"network use: {event} {args}")
+
+sys.addaudithook(deny)
+from server.llm.pii import redact
+print(redact("mail jane.doe@example.co.uk or x@foo.notasuffix from 203.0.113.42, I'm Sarah Johnson").text)
+"""
+
+
+def test_redaction_never_touches_the_network(tmp_path: pytest.TempPathFactory) -> None:
+    environment = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "TLDEXTRACT_CACHE": str(tmp_path / "tldextract"),
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", _OFFLINE_PROBE], env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "mail [EMAIL] or x@foo.notasuffix from [IP], I'm [PERSON]"
+    assert not (tmp_path / "tldextract").exists()
+    assert time.monotonic() - started < 60
+
+
 def test_counts_each_kind() -> None:
     result = redact("Reach a@example.com or b@example.org, call 415-555-2671, card 4111111111111111, ip 8.8.4.4.")
     assert result.counts == {"EMAIL": 2, "PHONE": 1, "CARD": 1, "IP": 1}
@@ -120,38 +237,8 @@ def test_iban_like_strings_failing_mod97_are_kept(candidate: str) -> None:
     assert redact(candidate).counts.get("IBAN") is None
 
 
-@pytest.mark.parametrize(
-    ("digits", "valid"),
-    [
-        ("4111111111111111", True),
-        ("79927398713", True),
-        ("378282246310005", True),
-        ("4111111111111112", False),
-        ("79927398710", False),
-        ("12a4", False),
-    ],
-)
-def test_luhn(digits: str, valid: bool) -> None:
-    assert luhn_valid(digits) is valid
-
-
-@pytest.mark.parametrize(
-    ("candidate", "valid"),
-    [
-        ("DE89370400440532013000", True),
-        ("GB82 WEST 1234 5698 7654 32", True),
-        ("NL91ABNA0417164300", True),
-        ("DE89370400440532013001", False),
-        ("XX00", False),
-        ("DE89-3704-0044", False),
-    ],
-)
-def test_iban_mod97(candidate: str, valid: bool) -> None:
-    assert iban_valid(candidate) is valid
-
-
 def test_invalid_ssn_ranges_are_kept() -> None:
-    for ssn in ("000-12-3456", "666-12-3456", "912-12-3456", "123-00-4567", "123-45-0000"):
+    for ssn in ("000-12-3456", "666-12-3456", "123-00-4567", "123-45-0000", "078-05-1120", "123-45-6789"):
         assert redact(ssn).counts.get("NATIONAL_ID") is None, ssn
 
 
@@ -170,6 +257,20 @@ def test_redact_messages_sums_counts_and_keeps_roles() -> None:
     assert result.messages[0] is messages[0]
     assert result.messages[1].content == "I'm [EMAIL], call [PHONE]"
     assert result.messages[3].content == "backup: [EMAIL]"
+
+
+def test_redact_messages_looks_for_names_only_in_what_students_write() -> None:
+    messages = [
+        ChatMessage("system", "Transcript: Ada Lovelace worked in London. Contact: prof@example.edu"),
+        ChatMessage("assistant", "Grace Hopper coined the term in Virginia."),
+        ChatMessage("user", "I'm Sarah Johnson from 42 Elm Street, who was Ada Lovelace?"),
+    ]
+    result = redact_messages(messages)
+
+    assert result.messages[0].content == "Transcript: Ada Lovelace worked in London. Contact: [EMAIL]"
+    assert result.messages[1] is messages[1]
+    assert result.messages[2].content == "I'm [PERSON] from [LOCATION], who was [PERSON]?"
+    assert result.counts == {"EMAIL": 1, "PERSON": 2, "LOCATION": 1}
 
 
 def test_redact_messages_can_be_limited_to_roles() -> None:
@@ -212,6 +313,14 @@ def test_generated_lecture_tokens_survive(tokens: list[str]) -> None:
     assert redact(text).text == text
 
 
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
 def luhn_complete(prefix: str) -> str:
     for check in "0123456789":
         if luhn_valid(prefix + check):
@@ -224,7 +333,7 @@ def luhn_complete(prefix: str) -> str:
     st.sampled_from(["4", "51", "55", "37", "6011", "2221"]),
     st.integers(13, 19),
     st.randoms(use_true_random=False),
-    st.sampled_from(["", " ", "-"]),
+    st.sampled_from(["", " ", "-", "."]),
 )
 def test_generated_valid_cards_are_redacted(prefix: str, length: int, rng: Random, separator: str) -> None:
     body = prefix + "".join(str(rng.randrange(10)) for _ in range(length - len(prefix) - 1))
