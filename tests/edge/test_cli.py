@@ -97,7 +97,7 @@ async def test_ingest_follows_the_job_then_search_finds_it(demo_server: RunningS
         "--video",
         video,
         "--course",
-        "science-1",
+        "cli-science",
         "--title",
         "The water cycle",
         target=demo_server.target,
@@ -125,7 +125,7 @@ async def test_ingest_prints_what_the_job_repaired_or_left_out(demo_server: Runn
         "--video",
         f"music-{uuid.uuid4().hex[:6]}",
         "--course",
-        "science-1",
+        "cli-science",
         target=demo_server.target,
         token=token,
     )
