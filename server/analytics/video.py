@@ -24,6 +24,7 @@ from server.core.auth import Principal, Role
 from server.core.db import Database
 from server.core.errors import InvalidArgument, NotFound, PermissionDenied
 from server.core.names import require_id
+from server.experiments.stats import Comparison, compare_proportions
 from server.transcripts.courses import not_taught, teaches
 from server.transcripts.search import TranscriptSearch, VideoInfo
 
@@ -65,6 +66,32 @@ class VideoAnalytics:
     viewers: int
     peaks: list[ConfusionPeak]
     interventions: list[InterventionStat]
+    # Observational: answers after asking for help near the question's stretch (treatment) vs without (control).
+    help_outcome: Comparison
+
+
+# How far from a question's stretch the playhead may be when the student asked, to count as asking about it.
+HELP_SLACK_SECONDS = 30.0
+HELP_OUTCOME_DESCRIPTION = (
+    "Observational, not an experiment: first answers to this video's quiz questions given after the student asked "
+    f"the tutor (chat or hint) within {HELP_SLACK_SECONDS:g} s of the question's stretch, against first answers "
+    "without. Confounded: students choose whether to ask, and those who ask are often the ones who struggle."
+)
+_HELP_OUTCOME = text(
+    """
+    SELECT EXISTS (
+            SELECT 1 FROM ai_interactions h
+            WHERE h.user_id = a.user_id AND h.video_id = :video AND h.agent_type IN ('chat', 'hint')
+              AND h.position_seconds BETWEEN q.start_seconds - :slack AND q.end_seconds + :slack
+              AND h.create_time < a.create_time
+        ) AS helped,
+        count(*) AS n, count(*) FILTER (WHERE a.correct) AS correct
+    FROM quiz_attempts a
+    JOIN quiz_items q ON q.generated_quiz_id = a.generated_quiz_id AND q.question_id = a.question_id
+    WHERE q.video_id = :video AND a.counted
+    GROUP BY 1
+    """
+)
 
 
 _SIGNALS = text(
@@ -201,6 +228,10 @@ class VideoAnalyticsService:
             )
             rows = list((await session.execute(_SIGNALS, params)).all())
             stats = {row.type: row for row in (await session.execute(_INTERVENTIONS, params)).all()}
+            helped = {
+                bool(row.helped): (int(row.correct), int(row.n))
+                for row in await session.execute(_HELP_OUTCOME, {"video": video_id, "slack": HELP_SLACK_SECONDS})
+            }
         if info is None and viewers == 0 and not rows:
             raise NotFound(f"video `{video_id}` not found")
         last_bin = max((int(row.bin) for row in rows), default=-1)
@@ -238,4 +269,5 @@ class VideoAnalyticsService:
             )
             for kind in INTERVENTION_KINDS
         ]
-        return VideoAnalytics(video_id, viewers, peaks, interventions)
+        outcome = compare_proportions(*helped.get(False, (0, 0)), *helped.get(True, (0, 0)))
+        return VideoAnalytics(video_id, viewers, peaks, interventions, outcome)

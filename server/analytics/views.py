@@ -11,8 +11,9 @@ from tutorstream.v1 import common_pb2
 from server.analytics.interactions import AIInteraction
 from server.analytics.models import Insight
 from server.analytics.service import Place, UserAnalytics
-from server.analytics.video import VideoAnalytics
+from server.analytics.video import HELP_OUTCOME_DESCRIPTION, VideoAnalytics
 from server.core.protos import timestamp
+from server.experiments.stats import Comparison
 
 AGENT_TYPES = {
     "chat": pb.AGENT_TYPE_CHAT,
@@ -121,6 +122,29 @@ def video_analytics_to_proto(report: VideoAnalytics) -> pb.GetVideoAnalyticsResp
             )
             for stat in report.interventions
         ],
+        help_outcome=_help_outcome(report.help_outcome),
+    )
+
+
+def _help_outcome(comparison: Comparison) -> pb.HelpOutcome:
+    groups = (("did_not_ask", comparison.control), ("asked_for_help", comparison.treatment))
+    return pb.HelpOutcome(
+        description=HELP_OUTCOME_DESCRIPTION,
+        groups=[
+            pb.ArmOutcome(arm=name, n=group.n, estimate=group.estimate, ci_low=group.ci_low, ci_high=group.ci_high)
+            for name, group in groups
+        ],
+        comparison=pb.ArmComparison(
+            arm="asked_for_help",
+            control_arm="did_not_ask",
+            difference=comparison.difference,
+            ci_low=comparison.ci_low,
+            ci_high=comparison.ci_high,
+            p_value=comparison.p_value,
+            minimum_detectable_effect=comparison.minimum_detectable_effect,
+            enough_data=comparison.enough_data,
+            significant=comparison.significant,
+        ),
     )
 
 

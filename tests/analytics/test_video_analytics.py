@@ -9,7 +9,9 @@ import grpc
 import pytest
 from tutorstream.v1 import agent_service_pb2 as agent_pb
 from tutorstream.v1 import analytics_service_pb2 as pb
+from tutorstream.v1 import common_pb2
 
+from tests.agents.conftest import answer_key, generate_quiz
 from tests.analytics.conftest import COURSE_ID, VIDEO_ID, run_student
 from tests.conftest import RunningServer
 from tests.progress.conftest import event, new_watch_session, played_through, seeked
@@ -112,3 +114,41 @@ async def test_bad_video_analytics_requests(
             pb.GetVideoAnalyticsRequest(video_id=video_id, max_peaks=max_peaks)
         )
     assert error.value.code() == code
+
+
+async def test_help_outcome_compares_answers_after_asking_with_answers_without(progress_server: RunningServer) -> None:
+    """Observational: one student asks for a hint where the quiz's stretch is and then answers right; another
+    answers wrong without asking. The report splits their first answers accordingly and gives no verdict."""
+    helped, unhelped = progress_server.client("help-asker"), progress_server.client("help-skipper")
+    await helped.agents.GetHint(
+        agent_pb.GetHintRequest(
+            learning_context=common_pb2.LearningContext(course_id=COURSE_ID, video_id=VIDEO_ID, position_seconds=100.0)
+        )
+    )
+    answered = {}
+    for student, right in ((helped, True), (unhelped, False)):
+        quiz = (await generate_quiz(student, VIDEO_ID, 90, 130, count=2)).quiz
+        key = await answer_key(progress_server, quiz.quiz_id)
+        for number, question in enumerate(quiz.questions):
+            correct_index = int(key[question.question_id]["correct_index"])
+            await student.agents.SubmitQuizAnswer(
+                agent_pb.SubmitQuizAnswerRequest(
+                    quiz=quiz.name,
+                    question_id=question.question_id,
+                    selected_index=correct_index if right else (correct_index + 1) % len(question.options),
+                    attempt_id=f"help-{student.user_id}-{number}",
+                )
+            )
+        answered[student.user_id] = len(quiz.questions)
+    instructor = progress_server.client("help-instructor", role="instructor", courses=[COURSE_ID])
+    outcome = (
+        await instructor.analytics.GetVideoAnalytics(pb.GetVideoAnalyticsRequest(video_id=VIDEO_ID))
+    ).help_outcome
+    assert outcome.description.startswith("Observational, not an experiment")
+    groups = {group.arm: (group.n, group.estimate) for group in outcome.groups}
+    assert groups == {
+        "did_not_ask": (answered["help-skipper"], 0.0),
+        "asked_for_help": (answered["help-asker"], 1.0),
+    }
+    assert outcome.comparison.difference == 1.0
+    assert not outcome.comparison.enough_data and not outcome.comparison.significant

@@ -680,6 +680,7 @@ class GetVideoAnalyticsResponse(_message.Message):
     VIEWERS_FIELD_NUMBER: _builtins.int
     CONFUSION_PEAKS_FIELD_NUMBER: _builtins.int
     INTERVENTIONS_FIELD_NUMBER: _builtins.int
+    HELP_OUTCOME_FIELD_NUMBER: _builtins.int
     video_id: _builtins.str
     """Output only. The video."""
     viewers: _builtins.int
@@ -692,6 +693,12 @@ class GetVideoAnalyticsResponse(_message.Message):
     def interventions(self) -> _containers.RepeatedCompositeFieldContainer[Global___InterventionStat]:
         """Output only. Acceptance by intervention type."""
 
+    @_builtins.property
+    def help_outcome(self) -> Global___HelpOutcome:
+        """Output only. Observational, not an experiment: first-attempt correctness on this video's quiz questions of
+        answers given after the student asked for help near the question's stretch, against answers without.
+        """
+
     def __init__(
         self,
         *,
@@ -699,14 +706,51 @@ class GetVideoAnalyticsResponse(_message.Message):
         viewers: _builtins.int = ...,
         confusion_peaks: _abc.Iterable[Global___ConfusionPeak] | None = ...,
         interventions: _abc.Iterable[Global___InterventionStat] | None = ...,
+        help_outcome: Global___HelpOutcome | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["help_outcome", b"help_outcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confusion_peaks", b"confusion_peaks", "interventions", b"interventions", "video_id", b"video_id", "viewers", b"viewers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confusion_peaks", b"confusion_peaks", "help_outcome", b"help_outcome", "interventions", b"interventions", "video_id", b"video_id", "viewers", b"viewers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetVideoAnalyticsResponse: _TypeAlias = GetVideoAnalyticsResponse  # noqa: Y015
+
+@_typing.final
+class HelpOutcome(_message.Message):
+    """An observational comparison (confounded: students choose whether to ask, and those who ask may be the ones
+    who struggle); an experiment (CreateExperiment) measures what the tutor causes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
+    COMPARISON_FIELD_NUMBER: _builtins.int
+    description: _builtins.str
+    """Output only. What was compared, and the caveat."""
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArmOutcome]:
+        """Output only. `did_not_ask`, then `asked_for_help`."""
+
+    @_builtins.property
+    def comparison(self) -> Global___ArmComparison:
+        """Output only. `asked_for_help` minus `did_not_ask`."""
+
+    def __init__(
+        self,
+        *,
+        description: _builtins.str = ...,
+        groups: _abc.Iterable[Global___ArmOutcome] | None = ...,
+        comparison: Global___ArmComparison | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["comparison", b"comparison"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comparison", b"comparison", "description", b"description", "groups", b"groups"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HelpOutcome: _TypeAlias = HelpOutcome  # noqa: Y015
 
 @_typing.final
 class Insight(_message.Message):
