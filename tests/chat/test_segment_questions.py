@@ -24,8 +24,16 @@ async def questions(
     return list((await client.chat.ListSegmentQuestions(request)).questions)
 
 
+def counted(found: list[pb.SegmentQuestion]) -> dict[str, tuple[int, int]]:
+    """Times asked and students per question, by its lowercase text without the final question mark."""
+    return {question.text.lower().rstrip("?"): (question.count, question.students) for question in found}
+
+
 async def test_questions_that_cited_a_stretch(chat_server_factory: ChatServerFactory, course_database_url: str) -> None:
     server = await chat_server_factory(online=False, database_url=course_database_url)
+    # The course database is shared: other tests' questions are there too, so counts are compared with before.
+    teacher = server.client("segment-teacher", role="instructor", courses=[COURSE_ID])
+    before = counted(await questions(teacher, scope=pb.QUESTION_SCOPE_COURSE, max_questions=100))
     ada, bo, cy = (server.client(f"segment-{name}") for name in ("ada", "bo", "cy"))
     asked: dict[str, list[str]] = {}
     cited: list[tuple[float, float]] = []
@@ -52,15 +60,17 @@ async def test_questions_that_cited_a_stretch(chat_server_factory: ChatServerFac
     assert len(await questions(ada, max_questions=1)) == 1
 
     # Instructors of the course: everyone's, anonymized and counted, most asked first.
-    teacher = server.client("segment-teacher", role="instructor", courses=[COURSE_ID])
-    everyone = await questions(teacher, scope=pb.QUESTION_SCOPE_COURSE)
-    top = everyone[0]
-    assert (top.count, top.students, list(top.messages)) == (2, 2, [])
-    assert top.text.lower().startswith("what does justify-content control in a flex container")
+    everyone = await questions(teacher, scope=pb.QUESTION_SCOPE_COURSE, max_questions=100)
+    assert [question.count for question in everyone] == sorted((question.count for question in everyone), reverse=True)
+    assert all(not question.messages for question in everyone)
+    after = counted(everyone)
+    key = QUESTION.lower().rstrip("?")
+    assert after[key][0] - before.get(key, (0, 0))[0] == 2
+    assert after[key][1] - before.get(key, (0, 0))[1] == 2
     texts = [question.text for question in everyone]
     assert not any("ada@example.com" in text for text in texts)
-    assert any("[EMAIL]" in text for text in texts)
-    assert sum(question.count for question in everyone) == 4
+    assert any("(I am [EMAIL])" in text for text in texts)
+    assert sum(count for count, _ in after.values()) - sum(count for count, _ in before.values()) == 4
 
     # Who may not, and bad requests.
     outsider = server.client("segment-outsider", role="instructor")
