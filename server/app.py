@@ -28,6 +28,7 @@ from tutorstream.v1 import (
 from server.agents.preferences import PreferencesService
 from server.agents.service import AgentsService
 from server.agents.servicer import AgentServicer
+from server.analytics.moderation import FlagService
 from server.analytics.service import AnalyticsService
 from server.analytics.servicer import AnalyticsServicer
 from server.analytics.usage import UsageService
@@ -51,7 +52,8 @@ from server.jobs.worker import JobWorker
 from server.limits.budget import TokenBudget
 from server.limits.gate import LIMITS_HEALTH_SERVICE, LimitsGate
 from server.limits.setup import build_limits
-from server.llm import pii
+from server.llm import moderation, pii
+from server.llm.moderation import Moderator
 from server.llm.router import LLMRouter
 from server.nlp import pipeline as nlp_pipeline
 from server.progress.service import ProgressService, build_progress
@@ -101,10 +103,12 @@ class Runtime:
 def warm_up_language() -> None:
     nlp_pipeline.warm_up()
     pii.warm_up()
+    moderation.warm_up()
 
 
 def register_servicers(server: aio.Server, runtime: Runtime) -> None:
     """Each domain's servicer, built from the runtime. Unimplemented RPCs answer UNIMPLEMENTED."""
+    moderator = Moderator(runtime.settings)
     turns = TurnRunner(
         settings=runtime.settings,
         database=runtime.database,
@@ -113,7 +117,10 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
         preferences=runtime.preferences,
         llm=runtime.llm,
         budget=runtime.budget,
+        moderator=moderator,
     )
+    # Closed in reverse order: the turns finish before the moderation client closes.
+    runtime.closers.append(moderator.aclose)
     runtime.closers.append(turns.aclose)
     chat_service_pb2_grpc.add_ChatServiceServicer_to_server(
         ChatServicer(
@@ -140,6 +147,7 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
             ),
             VideoAnalyticsService(runtime.database, runtime.search, runtime.settings),
             ExperimentService(runtime.database),
+            FlagService(runtime.database),
         ),
         server,
     )

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
         30.0, ge=0, description="With no spoilers on, how far past the playhead the tutor may still quote."
     )
     response_cache_ttl_seconds: int = Field(3600, description="Identical-request replay window.")
+    moderation_enabled: bool = Field(True, description="Moderate what students write to the chat.")
+    moderation_online: bool = Field(
+        True, description="With a configured key, moderate through the endpoint (else the offline heuristic)."
+    )
+    moderation_model: str = Field("omni-moderation-latest", description="Moderation endpoint model.")
+    moderation_profanity_threshold: float = Field(
+        0.9, gt=0, le=1, description="Offline heuristic: profanity score from which a message is flagged."
+    )
     preferences_cache_seconds: float = Field(
         30.0,
         ge=0,

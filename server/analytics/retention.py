@@ -48,6 +48,7 @@ USER_DELETIONS: tuple[tuple[str, str], ...] = (
     ("course_roles", "DELETE FROM course_instructors WHERE user_id = :user"),
     ("course_grants", "UPDATE course_instructors SET granted_by = '' WHERE granted_by = :user"),
     ("experiment_exposures", "DELETE FROM experiment_exposures WHERE user_id = :user"),
+    ("flagged_interactions", "DELETE FROM flagged_interactions WHERE user_id = :user"),
     ("experiments_created", "UPDATE experiments SET created_by = '' WHERE created_by = :user"),
     # Finished ingest requests keep the uploaded text under the requester's id; a running one is course
     # content in the making and finishes (its row then goes with the next deletion request).

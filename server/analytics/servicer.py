@@ -12,6 +12,7 @@ from tutorstream.v1 import analytics_service_pb2 as pb
 from tutorstream.v1 import analytics_service_pb2_grpc as pb_grpc
 from tutorstream.v1 import common_pb2
 
+from server.analytics.moderation import FlagService
 from server.analytics.service import AnalyticsService
 from server.analytics.usage import UsageReport, UsageService
 from server.analytics.video import VideoAnalyticsService
@@ -87,11 +88,13 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
         analytics: AnalyticsService,
         videos: VideoAnalyticsService,
         experiments: ExperimentService,
+        flags: FlagService,
     ) -> None:
         self._usage = usage
         self._analytics = analytics
         self._videos = videos
         self._experiments = experiments
+        self._flags = flags
 
     async def GetUsage(
         self, request: pb.GetUsageRequest, context: aio.ServicerContext[Any, Any]
@@ -221,3 +224,29 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
         course_id, experiment_id = parse_name(request.name, EXPERIMENT_NAME, "name")
         report = await self._experiments.report(current_principal(), course_id, experiment_id)
         return report_to_proto(report, MIN_SAMPLE)
+
+    async def ListFlaggedInteractions(
+        self, request: pb.ListFlaggedInteractionsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.ListFlaggedInteractionsResponse:
+        (course_id,) = parse_name(request.parent, "courses/{course}", "parent")
+        views, next_token = await self._flags.list(
+            current_principal(), course_id, size=request.page_size, token=request.page_token
+        )
+        return pb.ListFlaggedInteractionsResponse(
+            flagged_interactions=[
+                pb.FlaggedInteraction(
+                    name=f"courses/{view.course_id}/flaggedInteractions/{view.flag_id}",
+                    user_id=view.user_id,
+                    video_id=view.video_id,
+                    surface=view.surface,
+                    message=view.message,
+                    category=view.category,
+                    score=view.score,
+                    detector=view.detector,
+                    excerpt=view.excerpt,
+                    create_time=timestamp(view.create_time),
+                )
+                for view in views
+            ],
+            next_page_token=next_token,
+        )

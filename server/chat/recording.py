@@ -52,6 +52,8 @@ class TurnState:
     prompt: Prompt | None = None
     routed: RoutedChat | None = None
     cached_model: str = ""
+    # Moderation read a statement of self-harm: the supportive reply answers, not a model.
+    supportive: bool = False
     reservation: Reservation | None = None
     parts: list[str] = field(default_factory=list)
     first_token_at: float | None = None
@@ -80,6 +82,8 @@ class TurnState:
         """Who answers, for metrics: the response cache, the offline engine or the OpenAI-compatible model."""
         if self.cached:
             return "cache"
+        if self.supportive:
+            return "supportive"
         return "offline" if self.offline else "openai"
 
     @property

@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 from opentelemetry import trace
 
 from server.agents.preferences import PreferencesService
+from server.analytics.moderation import record_flag
 from server.chat import repository as repo
 from server.chat.context import SOURCE_TOKEN_BUDGET, HistoryMessage, Prompt, build_prompt, gather_turn, prompt_ceiling
 from server.chat.domain import (
@@ -70,6 +71,7 @@ from server.core.errors import DeadlineExceeded, InvalidArgument, NotFound, Quot
 from server.limits.budget import TokenBudget
 from server.llm.cache import CachedAnswer, cache_key
 from server.llm.grounding import Source
+from server.llm.moderation import SELF_HARM, SUPPORTIVE_MODEL, SUPPORTIVE_REPLY, Moderator, Verdict
 from server.llm.offline import OfflineRequest
 from server.llm.persona import MAX_ANSWER_TOKENS, Persona, persona_for
 from server.llm.pii import redact, redact_messages
@@ -112,6 +114,7 @@ class TurnRunner:
         preferences: PreferencesService,
         llm: LLMRouter,
         budget: TokenBudget,
+        moderator: Moderator,
     ) -> None:
         self._settings = settings
         self._db = database
@@ -121,6 +124,7 @@ class TurnRunner:
         self._llm = llm
         self._recorder = AnswerRecorder(settings, database, llm.counter())
         self._budget = budget
+        self._moderator = moderator
         # Final writes of cancelled turns run here, out of reach of the cancellation.
         self._background: set[asyncio.Task[AnswerFinal]] = set()
         # The tasks running turns: on shutdown, the ones the grace period cut short still store what they had.
@@ -153,12 +157,17 @@ class TurnRunner:
         safe_question = (await asyncio.to_thread(redact, message)).text if _storable(message) else ""
         self._search.prefetch(safe_question)
         parsing = asyncio.ensure_future(asyncio.to_thread(analyse_question, safe_question)) if safe_question else None
+        moderating = (
+            asyncio.ensure_future(self._moderator.check(message, redacted=safe_question)) if safe_question else None
+        )
         try:
             with tracing.span("chat.store_question"):
                 stored = await self._store_question(principal, session_id, message, context_override)
+            verdict = await moderating if moderating is not None else Verdict(False)
         except BaseException:
-            if parsing is not None:
-                parsing.cancel()
+            for pending in (parsing, moderating):
+                if pending is not None:
+                    pending.cancel()
             raise
         turn = TurnState(
             principal=principal,
@@ -169,7 +178,16 @@ class TurnRunner:
             started=started,
         )
         try:
-            events, key = await self._open(turn, deadline, stored, safe_question, parsing)
+            if verdict.flagged:
+                await self._flag(turn, verdict, safe_question)
+            if verdict.category == SELF_HARM:
+                if parsing is not None:
+                    parsing.cancel()
+                turn.supportive = True
+                await self._release(turn)
+                events, key = _replay(CachedAnswer(SUPPORTIVE_REPLY, "stop", SUPPORTIVE_MODEL)), ""
+            else:
+                events, key = await self._open(turn, deadline, stored, safe_question, parsing)
         except BaseException:
             if parsing is not None:
                 parsing.cancel()
@@ -218,6 +236,22 @@ class TurnRunner:
         yield final
 
     # --- before the model ----------------------------------------------------------------------------------
+
+    async def _flag(self, turn: TurnState, verdict: Verdict, excerpt: str) -> None:
+        """Keep a flagged question for the course's instructors (its personal data redacted)."""
+        async with self._db.transaction() as session:
+            await record_flag(
+                session,
+                user_id=turn.principal.user_id,
+                course_id=turn.context.course_id,
+                video_id=turn.context.video_id,
+                surface="chat",
+                message=f"sessions/{turn.session_id}/messages/{turn.user_message_id}",
+                category=verdict.category,
+                score=verdict.score,
+                detector=verdict.detector,
+                excerpt=excerpt,
+            )
 
     async def _open(
         self,

@@ -75,6 +75,11 @@ LIMITER_REJECTIONS = Counter(
     "Requests refused by a limit: rate_<class>, streams_<kind>, token_budget.",
     ["limit"],
 )
+MODERATION_FLAGS = Counter(
+    "tutorstream_moderation_flags",
+    "Messages moderation flagged, by where they were written (chat) and category (self_harm, profanity, ...).",
+    ["surface", "category"],
+)
 JOB_QUEUE_DEPTH = Gauge(
     "tutorstream_job_queue_depth",
     "Jobs in the background job queue by queue and status (finished jobs are kept for a few days).",
@@ -121,6 +126,10 @@ def count_intervention(kind: str, outcome: str) -> None:
 
 def count_limiter_rejection(limit: str) -> None:
     LIMITER_REJECTIONS.labels(limit).inc()
+
+
+def count_moderation_flag(surface: str, category: str) -> None:
+    MODERATION_FLAGS.labels(surface, category).inc()
 
 
 class QueueStats(Protocol):

@@ -36,9 +36,27 @@ TRANSCRIPT_SEGMENT_SECONDS = 2.5
 CHAT_PATH = "/v1/chat/completions"
 EMBEDDINGS_PATH = "/v1/embeddings"
 TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
+MODERATIONS_PATH = "/v1/moderations"
+MODERATION_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
 # How long stop() lets in-flight handlers finish before cancelling them; slow scripted streams would
 # otherwise hold shutdown for aiohttp's default of a minute.
 SHUTDOWN_GRACE_SECONDS = 0.2
+# Input substring -> the moderation category it flags.
+DEFAULT_MODERATION_FLAGS = {"hurt myself": "self-harm/intent", "you useless idiot": "harassment"}
 
 _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
@@ -203,6 +221,8 @@ class FakeOpenAI:
     default_chat: Behavior
     default_embeddings: Behavior
     default_transcription: Behavior
+    moderation_flags: dict[str, str]
+    moderation_error_status: int
     chat_chooser: BehaviorChooser | None
     embeddings_chooser: BehaviorChooser | None
     _chat_queue: deque[Behavior]
@@ -298,6 +318,7 @@ class FakeOpenAI:
         app.router.add_post(CHAT_PATH, self._handle_chat)
         app.router.add_post(EMBEDDINGS_PATH, self._handle_embeddings)
         app.router.add_post(TRANSCRIPTIONS_PATH, self._handle_transcription)
+        app.router.add_post(MODERATIONS_PATH, self._handle_moderation)
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         # handler_cancellation: a client that goes away cancels its handler at once, which is how
@@ -341,6 +362,8 @@ class FakeOpenAI:
             self.default_chat = Behavior()
             self.default_embeddings = Behavior()
             self.default_transcription = Behavior(content=DEFAULT_TRANSCRIPT)
+            self.moderation_flags = dict(DEFAULT_MODERATION_FLAGS)
+            self.moderation_error_status = 0
             self.chat_chooser = None
             self.embeddings_chooser = None
 
@@ -375,6 +398,10 @@ class FakeOpenAI:
     @property
     def transcription_requests(self) -> list[RecordedRequest]:
         return self._requests_to(TRANSCRIPTIONS_PATH)
+
+    @property
+    def moderation_requests(self) -> list[RecordedRequest]:
+        return self._requests_to(MODERATIONS_PATH)
 
     @property
     def active_streams(self) -> int:
@@ -633,6 +660,28 @@ class FakeOpenAI:
             "model": body.get("model", "text-embedding-3-small"),
             "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
         }
+        return web.json_response(payload, headers={"x-request-id": request_id})
+
+    async def _handle_moderation(self, request: web.Request) -> web.StreamResponse:
+        """Flags an input containing a key of `moderation_flags` with that key's category (score 0.97); answers
+        `moderation_error_status` instead when it is set."""
+        body = await self._json_body(request)
+        request_id = self._record(request, body)
+        if (denied := self._auth_failure(request)) is not None:
+            return denied
+        if self.moderation_error_status:
+            return _error_response(self.moderation_error_status, "moderation is unavailable")
+        text = body.get("input")
+        if not isinstance(text, str) or not text:
+            return _error_response(400, "'input' must be a non-empty string")
+        hits = {category for marker, category in self.moderation_flags.items() if marker in text.lower()}
+        result = {
+            "flagged": bool(hits),
+            "categories": {category: category in hits for category in MODERATION_CATEGORIES},
+            "category_scores": {category: 0.97 if category in hits else 0.01 for category in MODERATION_CATEGORIES},
+            "category_applied_input_types": {category: ["text"] for category in MODERATION_CATEGORIES},
+        }
+        payload = {"id": f"modr-{request_id}", "model": body.get("model", ""), "results": [result]}
         return web.json_response(payload, headers={"x-request-id": request_id})
 
     async def _handle_transcription(self, request: web.Request) -> web.StreamResponse:

@@ -1779,3 +1779,121 @@ class GetExperimentReportResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetExperimentReportResponse: _TypeAlias = GetExperimentReportResponse  # noqa: Y015
+
+@_typing.final
+class FlaggedInteraction(_message.Message):
+    """A message moderation flagged."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    VIDEO_ID_FIELD_NUMBER: _builtins.int
+    SURFACE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    DETECTOR_FIELD_NUMBER: _builtins.int
+    EXCERPT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Output only. `courses/{course}/flaggedInteractions/{flag}`."""
+    user_id: _builtins.str
+    """Output only. The student who wrote it."""
+    video_id: _builtins.str
+    """Output only. The video they were watching (empty when none)."""
+    surface: _builtins.str
+    """Output only. Where it was written, e.g. `chat`."""
+    message: _builtins.str
+    """Output only. The message, e.g. `sessions/{session}/messages/{message}`."""
+    category: _builtins.str
+    """Output only. Why: `self_harm`, `profanity`, or a moderation model's category such as `harassment`."""
+    score: _builtins.float
+    """Output only. The detector's score, 0 to 1."""
+    detector: _builtins.str
+    """Output only. Which detector: `offline-heuristic` or the moderation model."""
+    excerpt: _builtins.str
+    """Output only. The message with personal data redacted (at most 500 characters)."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it was written."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        video_id: _builtins.str = ...,
+        surface: _builtins.str = ...,
+        message: _builtins.str = ...,
+        category: _builtins.str = ...,
+        score: _builtins.float = ...,
+        detector: _builtins.str = ...,
+        excerpt: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "create_time", b"create_time", "detector", b"detector", "excerpt", b"excerpt", "message", b"message", "name", b"name", "score", b"score", "surface", b"surface", "user_id", b"user_id", "video_id", b"video_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlaggedInteraction: _TypeAlias = FlaggedInteraction  # noqa: Y015
+
+@_typing.final
+class ListFlaggedInteractionsRequest(_message.Message):
+    """Request for AnalyticsService.ListFlaggedInteractions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """Required. `courses/{course}`."""
+    page_size: _builtins.int
+    """Optional. Maximum flags to return (default 50, at most 200)."""
+    page_token: _builtins.str
+    """Optional. A page token from a previous response."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFlaggedInteractionsRequest: _TypeAlias = ListFlaggedInteractionsRequest  # noqa: Y015
+
+@_typing.final
+class ListFlaggedInteractionsResponse(_message.Message):
+    """Response for AnalyticsService.ListFlaggedInteractions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLAGGED_INTERACTIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Output only. Token for the next page; empty on the last page."""
+    @_builtins.property
+    def flagged_interactions(self) -> _containers.RepeatedCompositeFieldContainer[Global___FlaggedInteraction]:
+        """Output only. Newest first."""
+
+    def __init__(
+        self,
+        *,
+        flagged_interactions: _abc.Iterable[Global___FlaggedInteraction] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flagged_interactions", b"flagged_interactions", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFlaggedInteractionsResponse: _TypeAlias = ListFlaggedInteractionsResponse  # noqa: Y015

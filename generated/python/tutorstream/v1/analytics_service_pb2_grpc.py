@@ -110,6 +110,11 @@ class AnalyticsServiceStub:
                 request_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentReportRequest.SerializeToString,
                 response_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentReportResponse.FromString,
                 _registered_method=True)
+        self.ListFlaggedInteractions = channel.unary_unary(
+                '/tutorstream.v1.AnalyticsService/ListFlaggedInteractions',
+                request_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.ListFlaggedInteractionsRequest.SerializeToString,
+                response_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.ListFlaggedInteractionsResponse.FromString,
+                _registered_method=True)
 
 
 class AnalyticsServiceServicer:
@@ -221,6 +226,14 @@ class AnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFlaggedInteractions(self, request, context):
+        """Messages moderation flagged in a course, newest first (instructors of the course and services; every
+        read is written to the audit trail).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -298,6 +311,11 @@ def add_AnalyticsServiceServicer_to_server(servicer, server):
                     servicer.GetExperimentReport,
                     request_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentReportRequest.FromString,
                     response_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentReportResponse.SerializeToString,
+            ),
+            'ListFlaggedInteractions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFlaggedInteractions,
+                    request_deserializer=tutorstream_dot_v1_dot_analytics__service__pb2.ListFlaggedInteractionsRequest.FromString,
+                    response_serializer=tutorstream_dot_v1_dot_analytics__service__pb2.ListFlaggedInteractionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -706,6 +724,33 @@ class AnalyticsService:
             '/tutorstream.v1.AnalyticsService/GetExperimentReport',
             tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentReportRequest.SerializeToString,
             tutorstream_dot_v1_dot_analytics__service__pb2.GetExperimentReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFlaggedInteractions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tutorstream.v1.AnalyticsService/ListFlaggedInteractions',
+            tutorstream_dot_v1_dot_analytics__service__pb2.ListFlaggedInteractionsRequest.SerializeToString,
+            tutorstream_dot_v1_dot_analytics__service__pb2.ListFlaggedInteractionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,10 @@ class AnalyticsServiceStub:
     """Stops a running experiment: nobody is assigned any more and every student gets the usual tutor."""
     GetExperimentReport: _grpc.UnaryUnaryMultiCallable[_analytics_service_pb2.GetExperimentReportRequest, _analytics_service_pb2.GetExperimentReportResponse]
     """Outcomes per arm with confidence intervals, p-values and minimum detectable effects."""
+    ListFlaggedInteractions: _grpc.UnaryUnaryMultiCallable[_analytics_service_pb2.ListFlaggedInteractionsRequest, _analytics_service_pb2.ListFlaggedInteractionsResponse]
+    """Messages moderation flagged in a course, newest first (instructors of the course and services; every
+    read is written to the audit trail).
+    """
 
 @_typing.type_check_only
 class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
@@ -99,6 +103,10 @@ class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
     """Stops a running experiment: nobody is assigned any more and every student gets the usual tutor."""
     GetExperimentReport: _aio.UnaryUnaryMultiCallable[_analytics_service_pb2.GetExperimentReportRequest, _analytics_service_pb2.GetExperimentReportResponse]  # type: ignore[assignment]
     """Outcomes per arm with confidence intervals, p-values and minimum detectable effects."""
+    ListFlaggedInteractions: _aio.UnaryUnaryMultiCallable[_analytics_service_pb2.ListFlaggedInteractionsRequest, _analytics_service_pb2.ListFlaggedInteractionsResponse]  # type: ignore[assignment]
+    """Messages moderation flagged in a course, newest first (instructors of the course and services; every
+    read is written to the audit trail).
+    """
 
 class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Interaction tracking, ratings, insights, usage and data deletion."""
@@ -222,5 +230,15 @@ class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_analytics_service_pb2.GetExperimentReportResponse, _abc.Awaitable[_analytics_service_pb2.GetExperimentReportResponse]]:
         """Outcomes per arm with confidence intervals, p-values and minimum detectable effects."""
+
+    @_abc_1.abstractmethod
+    def ListFlaggedInteractions(
+        self,
+        request: _analytics_service_pb2.ListFlaggedInteractionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analytics_service_pb2.ListFlaggedInteractionsResponse, _abc.Awaitable[_analytics_service_pb2.ListFlaggedInteractionsResponse]]:
+        """Messages moderation flagged in a course, newest first (instructors of the course and services; every
+        read is written to the audit trail).
+        """
 
 def add_AnalyticsServiceServicer_to_server(servicer: AnalyticsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

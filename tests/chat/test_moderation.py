@@ -1,0 +1,111 @@
+"""Moderation of what students write, through real clients: a statement of self-harm gets the supportive reply
+and no model call, profanity is answered and flagged, the course's instructors list the flags (each read
+audited), and with a key the moderation endpoint decides on the redacted text."""
+
+from __future__ import annotations
+
+import grpc
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+from tutorstream.v1 import analytics_service_pb2 as analytics_pb
+from tutorstream.v1 import chat_service_pb2 as pb
+
+from server.llm.moderation import SUPPORTIVE_MODEL, SUPPORTIVE_REPLY
+from server.llm.offline import OFFLINE_MODEL
+from tests.chat.conftest import COURSE_ID, ChatServerFactory, answer_text, ask, learning_context, new_session
+from tests.conftest import RunningServer
+from tests.support.clients import Client
+from tests.support.fake_openai import FakeOpenAI
+from tests.transcripts.test_service_ingest import rpc_error
+
+VIDEO = "flexbox-layout"
+
+
+async def flags(client: Client) -> list[analytics_pb.FlaggedInteraction]:
+    response = await client.analytics.ListFlaggedInteractions(
+        analytics_pb.ListFlaggedInteractionsRequest(parent=f"courses/{COURSE_ID}")
+    )
+    return list(response.flagged_interactions)
+
+
+def flag_count(category: str) -> float:
+    labels = {"surface": "chat", "category": category}
+    return REGISTRY.get_sample_value("tutorstream_moderation_flags_total", labels) or 0.0
+
+
+async def audit_rows(server: RunningServer, reader: str) -> list[tuple[str, int]]:
+    async with server.server.database.session() as session:
+        rows = await session.execute(
+            text("SELECT resource, items FROM audit_reads WHERE reader = :reader ORDER BY create_time"),
+            {"reader": reader},
+        )
+        return [(row.resource, row.items) for row in rows]
+
+
+async def test_offline_moderation_supports_flags_and_lists(
+    chat_server_factory: ChatServerFactory, course_database_url: str, fake_openai: FakeOpenAI
+) -> None:
+    server = await chat_server_factory(online=False, database_url=course_database_url)
+    counted_before = flag_count("self_harm")
+    student = server.client("moderated-student")
+    session = await new_session(student, learning_context(VIDEO, 100.0))
+
+    deltas, final = await ask(student, session, "I want to kill myself, mail me at sam@example.com")
+    assert answer_text(deltas) == SUPPORTIVE_REPLY
+    assert (final.model, list(final.citations), final.finish_reason) == (SUPPORTIVE_MODEL, [], pb.FINISH_REASON_STOP)
+
+    assert flag_count("self_harm") == counted_before + 1
+    deltas, final = await ask(student, session, "this fucking flexbox, what does justify-content control?")
+    assert final.model == OFFLINE_MODEL and "justify-content" in answer_text(deltas)
+    _, final = await ask(student, session, "What does flex: 1 mean?")
+    assert final.model == OFFLINE_MODEL
+    # Asking about the topic is not a statement of it.
+    _, final = await ask(student, session, "What is self-harm, and why is suicide prevention taught in schools?")
+    assert final.model == OFFLINE_MODEL
+    assert fake_openai.chat_requests == [] and fake_openai.moderation_requests == []
+
+    teacher = server.client("moderation-teacher", role="instructor", courses=[COURSE_ID])
+    listed = await flags(teacher)
+    assert [(flag.category, flag.detector, flag.surface) for flag in listed] == [
+        ("profanity", "offline-heuristic", "chat"),
+        ("self_harm", "offline-heuristic", "chat"),
+    ]
+    self_harm = listed[1]
+    assert self_harm.user_id == "moderated-student" and self_harm.video_id == VIDEO
+    assert self_harm.excerpt == "I want to kill myself, mail me at [EMAIL]"
+    assert self_harm.message.startswith(f"{session}/messages/")
+    assert 0.9 <= listed[0].score <= 1.0
+    assert await audit_rows(server, "moderation-teacher") == [(f"courses/{COURSE_ID}/flaggedInteractions", 2)]
+
+    outsider = server.client("moderation-outsider", role="instructor")
+    assert (await rpc_error(flags(outsider))).code() == grpc.StatusCode.NOT_FOUND
+    assert (await rpc_error(flags(student))).code() == grpc.StatusCode.PERMISSION_DENIED
+    assert await audit_rows(server, "moderation-outsider") == []
+
+
+async def test_with_a_key_the_endpoint_moderates_the_redacted_text(
+    chat_server_factory: ChatServerFactory, course_database_url: str, fake_openai: FakeOpenAI
+) -> None:
+    server = await chat_server_factory(online=True, database_url=course_database_url)
+    student = server.client("endpoint-student")
+    session = await new_session(student, learning_context(VIDEO, 100.0))
+    deltas, final = await ask(student, session, "Sometimes I hurt myself when I fail, I'm at 42 Elm Street")
+    assert (answer_text(deltas), final.model) == (SUPPORTIVE_REPLY, SUPPORTIVE_MODEL)
+    assert fake_openai.chat_requests == []
+    (moderated,) = fake_openai.moderation_requests
+    assert moderated.body["model"] == "omni-moderation-latest"
+    assert "42 Elm Street" not in moderated.body["input"] and "[LOCATION]" in moderated.body["input"]
+
+    _, final = await ask(student, session, "What does justify-content control?")
+    assert final.model != SUPPORTIVE_MODEL and len(fake_openai.chat_requests) == 1
+
+    teacher = server.client("endpoint-teacher", role="instructor", courses=[COURSE_ID])
+    (flag,) = [flag for flag in await flags(teacher) if flag.user_id == "endpoint-student"]
+    assert (flag.category, flag.detector, flag.score) == ("self_harm", "omni-moderation-latest", 0.97)
+
+    # The endpoint failing leaves the decision to the offline heuristic.
+    fake_openai.moderation_error_status = 503
+    deltas, _ = await ask(student, session, "honestly I just want to end my life")
+    assert answer_text(deltas) == SUPPORTIVE_REPLY
+    latest = next(flag for flag in await flags(teacher) if flag.user_id == "endpoint-student")
+    assert (latest.category, latest.detector) == ("self_harm", "offline-heuristic")
