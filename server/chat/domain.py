@@ -85,6 +85,7 @@ class AnswerFinal:
     user_message_id: str
     assistant_message_id: str
     interaction_id: str
+    grounded: bool = True
 
 
 ChatEvent: TypeAlias = AnswerDelta | AnswerFinal

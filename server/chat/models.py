@@ -62,6 +62,8 @@ class StoredMessage(Base):
     time_to_first_token_ms: Mapped[int] = mapped_column(server_default=sql_text("0"))
     finish_reason: Mapped[str] = mapped_column(server_default="")
     citations: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=sql_text("'[]'::jsonb"))
+    # False for a model's answer that neither cited the excerpts nor said it answers from general knowledge.
+    grounded: Mapped[bool] = mapped_column(server_default=sql_text("true"))
     interaction_id: Mapped[str] = mapped_column(server_default="")
     create_time: Mapped[datetime] = mapped_column(server_default=func.now())
 

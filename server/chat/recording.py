@@ -25,11 +25,12 @@ from server.chat.domain import (
     citations_to_json,
 )
 from server.config import Settings
+from server.core import metrics
 from server.core.auth import Principal
 from server.core.db import Database
 from server.limits.budget import Reservation
 from server.llm.cost import cost_usd
-from server.llm.grounding import citations_for
+from server.llm.grounding import citations_for, declares_general_knowledge
 from server.llm.provider import Completion, ProviderError
 from server.llm.router import RoutedChat
 from server.llm.tokens import TokenCounter
@@ -87,6 +88,11 @@ class TurnState:
         return "offline" if self.offline else "openai"
 
     @property
+    def answered_by_model(self) -> bool:
+        """A model wrote this answer now (not the offline engine, the cache or the supportive reply)."""
+        return not (self.cached or self.offline or self.supportive)
+
+    @property
     def model(self) -> str:
         if self.completion is not None and self.completion.model:
             return self.completion.model
@@ -110,6 +116,12 @@ class AnswerRecorder:
         sources = turn.prompt.sources if turn.prompt is not None else []
         citations: list[Citation] = citations_for(text, sources, turn.cited)
         model = turn.model
+        # Checked when the prompt held excerpts: an answer must cite them or say it answers from general knowledge.
+        checked = bool(text) and bool(sources) and turn.answered_by_model
+        grounded = not checked or bool(citations) or declares_general_knowledge(text)
+        if not grounded:
+            metrics.count_ungrounded_answer(model)
+            logger.info("an answer neither cited the excerpts nor said it answers from general knowledge")
         latency_ms = int((finished_at - turn.started) * 1000)
         ttft_ms = int((turn.first_token_at - turn.started) * 1000) if turn.first_token_at is not None else 0
 
@@ -164,6 +176,7 @@ class AnswerRecorder:
                     time_to_first_token_ms=ttft_ms,
                     finish_reason=finish_reason,
                     citations=citations_to_json(citations),
+                    grounded=grounded,
                     interaction_id=interaction_id,
                 )
                 await repo.touch_session(session, turn.session_id)
@@ -177,6 +190,7 @@ class AnswerRecorder:
             user_message_id=turn.user_message_id,
             assistant_message_id=assistant_id,
             interaction_id=interaction_id,
+            grounded=grounded,
         )
 
     def usage(self, turn: TurnState, text: str) -> Usage:

@@ -87,6 +87,18 @@ async def add_message(session: AsyncSession, **values: Any) -> tuple[int, dateti
     return int(row.seq), row.create_time
 
 
+async def recent_ungrounded(session: AsyncSession, session_id: str, answers: int) -> int:
+    """How many of the session's last `answers` answers were not grounded."""
+    recent = (
+        select(StoredMessage.grounded)
+        .where(StoredMessage.session_id == session_id, StoredMessage.role == "assistant")
+        .order_by(StoredMessage.seq.desc())
+        .limit(answers)
+        .subquery()
+    )
+    return int((await session.execute(select(func.count()).select_from(recent).where(~recent.c.grounded))).scalar_one())
+
+
 async def list_messages(
     session: AsyncSession, session_id: str, *, after_seq: int | None, limit: int
 ) -> list[StoredMessage]:

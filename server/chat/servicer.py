@@ -130,6 +130,7 @@ def final_to_proto(final: AnswerFinal) -> pb.StreamChatResponse:
         user_message_id=final.user_message_id,
         assistant_message_id=final.assistant_message_id,
         interaction_id=final.interaction_id,
+        grounded=final.grounded,
     )
 
 

@@ -92,6 +92,9 @@ FITTED_SOURCE_BUDGETS = (1200, 600, 300)
 A = TypeVar("A")
 B = TypeVar("B")
 C = TypeVar("C")
+# Of the session's last UNGROUNDED_WINDOW answers, this many ungrounded ones route the next turn offline.
+UNGROUNDED_WINDOW = 3
+UNGROUNDED_LIMIT = 2
 _FINISH_REASONS = {"stop": STOP, "length": LENGTH, "content_filter": CONTENT_FILTER}
 
 
@@ -229,13 +232,25 @@ class TurnRunner:
         completion = turn.completion
         finish = _FINISH_REASONS.get(completion.finish_reason, STOP) if completion else STOP
         final = await self._finish_shielded(turn, finish)
-        if key and not turn.cached and not turn.offline and finish == STOP and turn.text:
+        if key and not turn.cached and not turn.offline and finish == STOP and turn.text and final.grounded:
             await self._llm.cache.put(
                 key, CachedAnswer(turn.text, completion.finish_reason if completion else "stop", turn.model)
             )
         yield final
 
     # --- before the model ----------------------------------------------------------------------------------
+
+    async def _model_strayed(self, turn: TurnState) -> bool:
+        """Whether the model's recent answers in this session failed the grounding check often enough that the
+        offline engine answers instead (as in an outage, marked `fallback`)."""
+        if not self._llm.upstream_likely():
+            return False
+        async with self._db.reader() as session:
+            strayed = await repo.recent_ungrounded(session, turn.session_id, UNGROUNDED_WINDOW)
+        if strayed >= UNGROUNDED_LIMIT:
+            logger.warning("the model's answers in a session were not grounded; the offline engine answers")
+            return True
+        return False
 
     async def _flag(self, turn: TurnState, verdict: Verdict, excerpt: str) -> None:
         """Keep a flagged question for the course's instructors (its personal data redacted)."""
@@ -336,7 +351,9 @@ class TurnRunner:
             key = cache_key(
                 params.model, redacted.messages, temperature=params.temperature, max_tokens=params.max_tokens
             )
-        routed = self._llm.open_chat(redacted.messages, params, offline_request)
+        routed = self._llm.open_chat(
+            redacted.messages, params, offline_request, offline=await self._model_strayed(turn)
+        )
         turn.routed = routed
         if routed.offline:
             await self._release(turn)

@@ -80,6 +80,11 @@ MODERATION_FLAGS = Counter(
     "Messages moderation flagged, by where they were written (chat) and category (self_harm, profanity, ...).",
     ["surface", "category"],
 )
+UNGROUNDED_ANSWERS = Counter(
+    "tutorstream_ungrounded_answers",
+    "Model answers that neither cited the lecture excerpts nor said they answer from general knowledge.",
+    ["model"],
+)
 JOB_QUEUE_DEPTH = Gauge(
     "tutorstream_job_queue_depth",
     "Jobs in the background job queue by queue and status (finished jobs are kept for a few days).",
@@ -126,6 +131,10 @@ def count_intervention(kind: str, outcome: str) -> None:
 
 def count_limiter_rejection(limit: str) -> None:
     LIMITER_REJECTIONS.labels(limit).inc()
+
+
+def count_ungrounded_answer(model: str) -> None:
+    UNGROUNDED_ANSWERS.labels(_model_label(model)).inc()
 
 
 def count_moderation_flag(surface: str, category: str) -> None:

@@ -202,3 +202,17 @@ def strip_markers(text: str) -> str:
         return "" if tokens and all(_LABEL.fullmatch(token) for token in tokens) else match.group(0)
 
     return re.sub(r" ?" + _BRACKETS.pattern, drop, text)
+
+
+# How an answer says plainly that it does not come from the lecture (the prompt asks for such a label).
+_GENERAL_KNOWLEDGE = re.compile(
+    r"general knowledge|not (come |coming )?from the (lecture|excerpts?|video|course)"
+    r"|(lecture|excerpts?|video|course) (does|do)(n'?t| not) (cover|say|mention|answer|explain)"
+    r"|not (covered|mentioned|explained) in the (lecture|excerpts?|video|course)",
+    re.IGNORECASE,
+)
+
+
+def declares_general_knowledge(text: str) -> bool:
+    """Whether an answer labels what it says as not coming from the lecture."""
+    return _GENERAL_KNOWLEDGE.search(text) is not None

@@ -61,12 +61,14 @@ class RoutedChat:
         messages: Sequence[ChatMessage],
         params: ChatParams,
         offline_request: OfflineRequest,
+        *,
+        force_offline: bool = False,
     ) -> None:
         self._router = router
         self._messages = messages
         self._params = params
         self._offline_request = offline_request
-        upstream = router.provider is not None and router.breaker.allow()
+        upstream = not force_offline and router.provider is not None and router.breaker.allow()
         self.offline = not upstream
         self.fallback = router.provider is not None and not upstream
         self.model = params.model if upstream else OFFLINE_MODEL
@@ -152,9 +154,16 @@ class LLMRouter:
         return counter_for(self.configured_model)
 
     def open_chat(
-        self, messages: Sequence[ChatMessage], params: ChatParams, offline_request: OfflineRequest
+        self,
+        messages: Sequence[ChatMessage],
+        params: ChatParams,
+        offline_request: OfflineRequest,
+        *,
+        offline: bool = False,
     ) -> RoutedChat:
-        return RoutedChat(self, messages, params, offline_request)
+        """`offline`: the offline engine answers even with a model available (marked `fallback`, as in an
+        outage), e.g. after the model's answers in a session failed the grounding check."""
+        return RoutedChat(self, messages, params, offline_request, force_offline=offline)
 
     async def stream_chat(
         self, messages: Sequence[ChatMessage], params: ChatParams, offline_request: OfflineRequest

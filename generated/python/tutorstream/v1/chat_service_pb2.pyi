@@ -524,6 +524,7 @@ class StreamChatResponse(_message.Message):
     USER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     ASSISTANT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     INTERACTION_ID_FIELD_NUMBER: _builtins.int
+    GROUNDED_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """Output only. Text to append to the answer."""
     finish_reason: Global___FinishReason.ValueType
@@ -540,6 +541,10 @@ class StreamChatResponse(_message.Message):
     """Output only. Last chunk: the stored assistant message id."""
     interaction_id: _builtins.str
     """Output only. Last chunk: the AI interaction id (for ratings)."""
+    grounded: _builtins.bool
+    """Output only. Last chunk: false when a model's answer neither cited the lecture excerpts nor said plainly
+    that it answers from general knowledge — treat it with care. The offline engine's answers are grounded.
+    """
     @_builtins.property
     def citations(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Citation]:
         """Output only. Last chunk: transcript ranges that support the answer."""
@@ -561,10 +566,11 @@ class StreamChatResponse(_message.Message):
         user_message_id: _builtins.str = ...,
         assistant_message_id: _builtins.str = ...,
         interaction_id: _builtins.str = ...,
+        grounded: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_message_id", b"assistant_message_id", "cached", b"cached", "citations", b"citations", "fallback", b"fallback", "finish_reason", b"finish_reason", "interaction_id", b"interaction_id", "model", b"model", "text", b"text", "usage", b"usage", "user_message_id", b"user_message_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_message_id", b"assistant_message_id", "cached", b"cached", "citations", b"citations", "fallback", b"fallback", "finish_reason", b"finish_reason", "grounded", b"grounded", "interaction_id", b"interaction_id", "model", b"model", "text", b"text", "usage", b"usage", "user_message_id", b"user_message_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
