@@ -288,7 +288,7 @@ class TurnRunner:
         if preferences.no_spoilers and stored.context.video_id:
             spoiler_limit = stored.context.position_seconds + self._settings.spoiler_lookahead_seconds
         with tracing.span("chat.context"):
-            gathered, refused, _ = await _together(
+            gathered, refused, strayed = await _together(
                 gather_turn(
                     self._search,
                     self._sentences,
@@ -300,7 +300,7 @@ class TurnRunner:
                     parsing=parsing,
                 ),
                 reserve,
-                _nothing(),
+                self._model_strayed(turn),
             )
         sources, evidence = gathered.sources, gathered.evidence
         turn.cited = evidence.by_label
@@ -351,9 +351,7 @@ class TurnRunner:
             key = cache_key(
                 params.model, redacted.messages, temperature=params.temperature, max_tokens=params.max_tokens
             )
-        routed = self._llm.open_chat(
-            redacted.messages, params, offline_request, offline=await self._model_strayed(turn)
-        )
+        routed = self._llm.open_chat(redacted.messages, params, offline_request, offline=strayed)
         turn.routed = routed
         if routed.offline:
             await self._release(turn)
@@ -476,10 +474,6 @@ class TurnRunner:
 
     async def _release(self, turn: TurnState) -> None:
         await self._recorder.release(turn)
-
-
-async def _nothing() -> None:
-    return None
 
 
 async def _no_refusal() -> QuotaExceeded | None:
