@@ -13,6 +13,7 @@ from server.analytics.models import Insight
 from server.analytics.service import Place, UserAnalytics
 from server.analytics.video import HELP_OUTCOME_DESCRIPTION, VideoAnalytics
 from server.core.protos import timestamp
+from server.experiments.proto_views import arm_outcome_to_proto, comparison_to_proto
 from server.experiments.stats import Comparison
 
 AGENT_TYPES = {
@@ -127,24 +128,13 @@ def video_analytics_to_proto(report: VideoAnalytics) -> pb.GetVideoAnalyticsResp
 
 
 def _help_outcome(comparison: Comparison) -> pb.HelpOutcome:
-    groups = (("did_not_ask", comparison.control), ("asked_for_help", comparison.treatment))
     return pb.HelpOutcome(
         description=HELP_OUTCOME_DESCRIPTION,
         groups=[
-            pb.ArmOutcome(arm=name, n=group.n, estimate=group.estimate, ci_low=group.ci_low, ci_high=group.ci_high)
-            for name, group in groups
+            arm_outcome_to_proto("did_not_ask", comparison.control),
+            arm_outcome_to_proto("asked_for_help", comparison.treatment),
         ],
-        comparison=pb.ArmComparison(
-            arm="asked_for_help",
-            control_arm="did_not_ask",
-            difference=comparison.difference,
-            ci_low=comparison.ci_low,
-            ci_high=comparison.ci_high,
-            p_value=comparison.p_value,
-            minimum_detectable_effect=comparison.minimum_detectable_effect,
-            enough_data=comparison.enough_data,
-            significant=comparison.significant,
-        ),
+        comparison=comparison_to_proto("asked_for_help", "did_not_ask", comparison),
     )
 
 

@@ -7,6 +7,7 @@ from tutorstream.v1 import analytics_service_pb2 as pb
 from server.core.protos import timestamp
 from server.experiments.assignment import Lever
 from server.experiments.service import Arm, ExperimentView, ReportView
+from server.experiments.stats import ArmEstimate, Comparison
 
 LEVER_FROM_PROTO = {pb.EXPERIMENT_LEVER_INTERVENTIONS: Lever.INTERVENTIONS.value}
 LEVER_TO_PROTO = {Lever.INTERVENTIONS: pb.EXPERIMENT_LEVER_INTERVENTIONS}
@@ -41,6 +42,26 @@ def experiment_to_proto(view: ExperimentView) -> pb.Experiment:
     return message
 
 
+def arm_outcome_to_proto(arm: str, estimate: ArmEstimate) -> pb.ArmOutcome:
+    return pb.ArmOutcome(
+        arm=arm, n=estimate.n, estimate=estimate.estimate, ci_low=estimate.ci_low, ci_high=estimate.ci_high
+    )
+
+
+def comparison_to_proto(arm: str, control_arm: str, comparison: Comparison) -> pb.ArmComparison:
+    return pb.ArmComparison(
+        arm=arm,
+        control_arm=control_arm,
+        difference=comparison.difference,
+        ci_low=comparison.ci_low,
+        ci_high=comparison.ci_high,
+        p_value=comparison.p_value,
+        minimum_detectable_effect=comparison.minimum_detectable_effect,
+        enough_data=comparison.enough_data,
+        significant=comparison.significant,
+    )
+
+
 def report_to_proto(report: ReportView, minimum_sample: int) -> pb.GetExperimentReportResponse:
     control = report.experiment.arms[0].name
     return pb.GetExperimentReportResponse(
@@ -50,30 +71,8 @@ def report_to_proto(report: ReportView, minimum_sample: int) -> pb.GetExperiment
                 metric=outcome.metric,
                 description=outcome.description,
                 kind=KIND_TO_PROTO[outcome.kind],
-                arms=[
-                    pb.ArmOutcome(
-                        arm=arm,
-                        n=estimate.n,
-                        estimate=estimate.estimate,
-                        ci_low=estimate.ci_low,
-                        ci_high=estimate.ci_high,
-                    )
-                    for arm, estimate in outcome.arms
-                ],
-                comparisons=[
-                    pb.ArmComparison(
-                        arm=arm,
-                        control_arm=control,
-                        difference=comparison.difference,
-                        ci_low=comparison.ci_low,
-                        ci_high=comparison.ci_high,
-                        p_value=comparison.p_value,
-                        minimum_detectable_effect=comparison.minimum_detectable_effect,
-                        enough_data=comparison.enough_data,
-                        significant=comparison.significant,
-                    )
-                    for arm, comparison in outcome.comparisons
-                ],
+                arms=[arm_outcome_to_proto(arm, estimate) for arm, estimate in outcome.arms],
+                comparisons=[comparison_to_proto(arm, control, comparison) for arm, comparison in outcome.comparisons],
             )
             for outcome in report.outcomes
         ],

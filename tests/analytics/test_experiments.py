@@ -13,7 +13,7 @@ from tutorstream.v1 import agent_service_pb2 as agent_pb
 from tutorstream.v1 import analytics_service_pb2 as pb
 from tutorstream.v1 import common_pb2
 
-from tests.agents.conftest import answer_key, generate_quiz
+from tests.agents.conftest import answer_quiz, generate_quiz
 from tests.analytics.conftest import run_student
 from tests.conftest import RunningServer
 from tests.progress.conftest import COURSE_ID, VIDEO_ID, event, new_watch_session, rewatch_script
@@ -217,19 +217,9 @@ async def test_the_report_measures_a_scripted_cohort(progress_server: RunningSer
         arm = str(exposure[0])
         students[arm] += 1
         quiz = (await generate_quiz(student, VIDEO_ID, 0, 240, count=4, difficulty=common_pb2.DIFFICULTY_EASY)).quiz
-        key = await answer_key(progress_server, quiz.quiz_id)
-        for number, question in enumerate(quiz.questions):
-            right = arm == "interventions" or number % 2 == 0
-            correct_index = int(key[question.question_id]["correct_index"])
-            await student.agents.SubmitQuizAnswer(
-                agent_pb.SubmitQuizAnswerRequest(
-                    quiz=quiz.name,
-                    question_id=question.question_id,
-                    selected_index=correct_index if right else (correct_index + 1) % len(question.options),
-                    attempt_id=f"attempt-{index}-{number}",
-                )
-            )
-            answered[arm].append(right)
+        answered[arm] += await answer_quiz(
+            progress_server, student, quiz, lambda number, arm=arm: arm == "interventions" or number % 2 == 0
+        )
     report = await teacher.analytics.GetExperimentReport(pb.GetExperimentReportRequest(name=created.name))
     outcomes = {outcome.metric: outcome for outcome in report.outcomes}
     assert list(outcomes) == [

@@ -11,7 +11,7 @@ from tutorstream.v1 import agent_service_pb2 as agent_pb
 from tutorstream.v1 import analytics_service_pb2 as pb
 from tutorstream.v1 import common_pb2
 
-from tests.agents.conftest import answer_key, generate_quiz
+from tests.agents.conftest import answer_quiz, generate_quiz
 from tests.analytics.conftest import COURSE_ID, VIDEO_ID, run_student
 from tests.conftest import RunningServer
 from tests.progress.conftest import event, new_watch_session, played_through, seeked
@@ -128,17 +128,7 @@ async def test_help_outcome_compares_answers_after_asking_with_answers_without(p
     answered = {}
     for student, right in ((helped, True), (unhelped, False)):
         quiz = (await generate_quiz(student, VIDEO_ID, 90, 130, count=2)).quiz
-        key = await answer_key(progress_server, quiz.quiz_id)
-        for number, question in enumerate(quiz.questions):
-            correct_index = int(key[question.question_id]["correct_index"])
-            await student.agents.SubmitQuizAnswer(
-                agent_pb.SubmitQuizAnswerRequest(
-                    quiz=quiz.name,
-                    question_id=question.question_id,
-                    selected_index=correct_index if right else (correct_index + 1) % len(question.options),
-                    attempt_id=f"help-{student.user_id}-{number}",
-                )
-            )
+        await answer_quiz(progress_server, student, quiz, lambda _, right=right: right)
         answered[student.user_id] = len(quiz.questions)
     instructor = progress_server.client("help-instructor", role="instructor", courses=[COURSE_ID])
     outcome = (

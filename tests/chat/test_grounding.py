@@ -5,18 +5,13 @@ instead, as in an outage."""
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY
-
 from server.llm.offline import OFFLINE_MODEL
 from tests.chat.conftest import ChatServerFactory, ask, learning_context, messages_of, new_session
 from tests.support.fake_openai import Behavior, FakeOpenAI
+from tests.support.metrics import counter_value
 
 VIDEO = "flexbox-layout"
 QUESTION = "What does justify-content control in a flex container?"
-
-
-def ungrounded_count() -> float:
-    return REGISTRY.get_sample_value("tutorstream_ungrounded_answers_total", {"model": "gpt-4o-mini"}) or 0.0
 
 
 async def test_ungrounded_answers_are_marked_and_repeated_ones_route_offline(
@@ -35,7 +30,7 @@ async def test_ungrounded_answers_are_marked_and_repeated_ones_route_offline(
     _, final = await ask(student, cited, "And in a grid?")
     assert final.grounded and not list(final.citations)
 
-    before = ungrounded_count()
+    before = counter_value("tutorstream_ungrounded_answers", model="gpt-4o-mini")
     strayed = await new_session(student, learning_context(VIDEO, 100.0))
     nonsense = "Once upon a time a cat sat on the mat and sang about the weather."
     fake_openai.enqueue_chat(Behavior(content=nonsense), Behavior(content=nonsense))
@@ -43,7 +38,7 @@ async def test_ungrounded_answers_are_marked_and_repeated_ones_route_offline(
     for question in ("What does align-items do to the items?", "What does flex-wrap change?"):
         _, final = await ask(student, strayed, question)
         assert (final.grounded, final.model, final.fallback) == (False, "gpt-4o-mini", False)
-    assert ungrounded_count() == before + 2
+    assert counter_value("tutorstream_ungrounded_answers", model="gpt-4o-mini") == before + 2
     stored = [message for message in await messages_of(student, strayed) if message.model == "gpt-4o-mini"]
     assert len(stored) == 2
 

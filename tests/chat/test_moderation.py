@@ -5,7 +5,6 @@ audited), and with a key the moderation endpoint decides on the redacted text.""
 from __future__ import annotations
 
 import grpc
-from prometheus_client import REGISTRY
 from sqlalchemy import text
 from tutorstream.v1 import analytics_service_pb2 as analytics_pb
 from tutorstream.v1 import chat_service_pb2 as pb
@@ -16,6 +15,7 @@ from tests.chat.conftest import COURSE_ID, ChatServerFactory, answer_text, ask, 
 from tests.conftest import RunningServer
 from tests.support.clients import Client
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.metrics import counter_value
 from tests.transcripts.test_service_ingest import rpc_error
 
 VIDEO = "flexbox-layout"
@@ -29,8 +29,7 @@ async def flags(client: Client) -> list[analytics_pb.FlaggedInteraction]:
 
 
 def flag_count(category: str) -> float:
-    labels = {"surface": "chat", "category": category}
-    return REGISTRY.get_sample_value("tutorstream_moderation_flags_total", labels) or 0.0
+    return counter_value("tutorstream_moderation_flags", surface="chat", category=category)
 
 
 async def audit_rows(server: RunningServer, reader: str) -> list[tuple[str, int]]:
