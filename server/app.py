@@ -95,6 +95,7 @@ class Runtime:
     limits: LimitsGate = field(init=False)
     llm: LLMRouter = field(init=False)  # chat model or offline engine, breaker, response cache
     preferences: PreferencesService = field(init=False)  # read by every turn, hint and watch session; cached
+    moderator: Moderator = field(init=False)  # what students write to the chat and in hint struggles
     agents: AgentsService = field(init=False)  # hints, quizzes, reflections, learning paths, review pointers
     progress: ProgressService = field(init=False)  # watch sessions: events in, interventions out
     redis: Redis | None = None  # redis.asyncio client shared by the process; None without REDIS_URL
@@ -108,7 +109,6 @@ def warm_up_language() -> None:
 
 def register_servicers(server: aio.Server, runtime: Runtime) -> None:
     """Each domain's servicer, built from the runtime. Unimplemented RPCs answer UNIMPLEMENTED."""
-    moderator = Moderator(runtime.settings)
     turns = TurnRunner(
         settings=runtime.settings,
         database=runtime.database,
@@ -117,10 +117,8 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
         preferences=runtime.preferences,
         llm=runtime.llm,
         budget=runtime.budget,
-        moderator=moderator,
+        moderator=runtime.moderator,
     )
-    # Closed in reverse order: the turns finish before the moderation client closes.
-    runtime.closers.append(moderator.aclose)
     runtime.closers.append(turns.aclose)
     chat_service_pb2_grpc.add_ChatServiceServicer_to_server(
         ChatServicer(
@@ -217,7 +215,10 @@ class TutorstreamServer:
         )
         await self.runtime.preferences.start()
         self._closers.append(self.runtime.preferences.close)
+        self.runtime.moderator = Moderator(settings)
+        self._closers.append(self.runtime.moderator.aclose)
         self.runtime.agents = AgentsService(
+            moderator=self.runtime.moderator,
             settings=settings,
             database=self._database,
             search=self.runtime.search,

@@ -18,6 +18,7 @@ from server.core.errors import FailedPrecondition, InvalidArgument
 from server.core.names import require_id
 from server.core.users import ensure_user
 from server.llm.grounding import format_clock
+from server.llm.moderation import Moderator
 from server.llm.persona import Persona, persona_for
 from server.transcripts import repository as transcripts_repository
 from server.transcripts.search import TranscriptSearch, VideoInfo
@@ -36,6 +37,7 @@ class AgentDeps:
     caller: StructuredCaller
     preferences: PreferencesService
     corpora: CorpusCache
+    moderator: Moderator
 
 
 def clock_range(start: float, end: float) -> str:

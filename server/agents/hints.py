@@ -45,11 +45,12 @@ from server.agents.base import (
     tone,
 )
 from server.agents.corpus import WHOLE_VIDEO_END
-from server.agents.domain import USER_TRIGGER, HintResult
+from server.agents.domain import USER_TRIGGER, HintResult, Usage
 from server.agents.hint_ladder import QUESTION, TOP_RUNG, Step, choose_step, hint_text
 from server.agents.leaks import contains_answer, mask_answers
 from server.agents.repository import forbidden_answers, last_hint_level
 from server.agents.structured import Spend
+from server.analytics.moderation import record_flag
 from server.core.auth import Principal
 from server.core.errors import InvalidArgument
 from server.llm.grounding import (
@@ -62,6 +63,7 @@ from server.llm.grounding import (
     render_sources,
     shorten,
 )
+from server.llm.moderation import SELF_HARM, SUPPORTIVE_MODEL, SUPPORTIVE_REPLY, Verdict
 from server.llm.offline import OFFLINE_MODEL
 from server.llm.persona import Persona
 from server.llm.pii import redact
@@ -302,6 +304,9 @@ class HintAgent:
         interaction.course_id = course_id or info.course_id
         values, persona = await preferences_of(self._deps, principal)
         safe_struggle = (await asyncio.to_thread(redact, struggle)).text.strip()
+        verdict = await self._deps.moderator.check(struggle, redacted=safe_struggle)
+        if verdict.category == SELF_HARM:
+            return await self._supportive(principal, interaction, verdict, safe_struggle, position)
         context = await gather_context(self._deps, info, position, selected, safe_struggle)
         if values.no_spoilers and selected is None:
             context = without_spoilers(context, position + self._deps.settings.spoiler_lookahead_seconds)
@@ -363,7 +368,46 @@ class HintAgent:
                 "level": str(level),
             },
         )
+        if verdict.flagged:
+            await self._flag(principal, interaction, verdict, safe_struggle, interaction_id)
         return HintResult(text, citation, confidence, model, interaction_id, usage, level)
+
+    async def _supportive(
+        self, principal: Principal, interaction: Interaction, verdict: Verdict, excerpt: str, position: float
+    ) -> HintResult:
+        """A struggle that states self-harm gets the supportive reply instead of a hint (no model call)."""
+        interaction_id = await record(
+            self._deps.database,
+            principal,
+            interaction,
+            model=SUPPORTIVE_MODEL,
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost_usd=0.0,
+            cached=False,
+            confidence=None,
+            attributes={"moderation": verdict.category},
+        )
+        await self._flag(principal, interaction, verdict, excerpt, interaction_id)
+        citation = Citation(interaction.video_id, position, position, "", "")
+        return HintResult(SUPPORTIVE_REPLY, citation, 1.0, SUPPORTIVE_MODEL, interaction_id, Usage(), QUESTION)
+
+    async def _flag(
+        self, principal: Principal, interaction: Interaction, verdict: Verdict, excerpt: str, interaction_id: str
+    ) -> None:
+        async with self._deps.database.transaction() as session:
+            await record_flag(
+                session,
+                user_id=principal.user_id,
+                course_id=interaction.course_id,
+                video_id=interaction.video_id,
+                surface="hint",
+                message=f"interactions/{interaction_id}",
+                category=verdict.category,
+                score=verdict.score,
+                detector=verdict.detector,
+                excerpt=excerpt,
+            )
 
     async def _model_hint(
         self,

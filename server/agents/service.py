@@ -34,6 +34,7 @@ from server.config import Settings
 from server.core.auth import Principal
 from server.core.db import Database
 from server.limits.budget import TokenBudget
+from server.llm.moderation import Moderator
 from server.llm.router import LLMRouter
 from server.transcripts.search import TranscriptSearch
 from server.transcripts.sentences import SentenceStore
@@ -63,6 +64,7 @@ class AgentsService:
         llm: LLMRouter,
         budget: TokenBudget,
         preferences: PreferencesService,
+        moderator: Moderator,
     ) -> None:
         deps = AgentDeps(
             settings=settings,
@@ -72,6 +74,7 @@ class AgentsService:
             caller=StructuredCaller(settings, llm, budget),
             preferences=preferences,
             corpora=CorpusCache(search, sentences),
+            moderator=moderator,
         )
         self._hints = HintAgent(deps)
         self._quizzes = QuizAgent(deps)

@@ -77,7 +77,7 @@ LIMITER_REJECTIONS = Counter(
 )
 MODERATION_FLAGS = Counter(
     "tutorstream_moderation_flags",
-    "Messages moderation flagged, by where they were written (chat) and category (self_harm, profanity, ...).",
+    "Messages moderation flagged, by where they were written (chat, hint) and category (self_harm, profanity, ...).",
     ["surface", "category"],
 )
 UNGROUNDED_ANSWERS = Counter(

@@ -1,4 +1,4 @@
-"""Moderation of what students write to the tutor.
+"""Moderation of what students write to the tutor (chat messages and hint struggles).
 
 With a configured key, the OpenAI moderation endpoint (`MODERATION_MODEL`, `omni-moderation-latest` by default)
 through the SDK decides; its self-harm categories map to `self_harm`, any other flagged category keeps its name
@@ -16,8 +16,8 @@ Offline, a heuristic, labelled as such (`detector: offline-heuristic`):
   `MODERATION_PROFANITY_THRESHOLD`. Frustrated students swear; the tutor still answers, the message is flagged
   for the course's instructors.
 
-A `self_harm` verdict replaces the tutor's answer with `SUPPORTIVE_REPLY` (no model call); every flagged message
-is stored for the instructors (`server/analytics/moderation.py`).
+A `self_harm` verdict replaces the tutor's answer or hint with `SUPPORTIVE_REPLY` (no model call); every flagged
+message is stored for the instructors (`server/analytics/moderation.py`).
 """
 
 from __future__ import annotations

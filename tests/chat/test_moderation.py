@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import grpc
 from sqlalchemy import text
+from tutorstream.v1 import agent_service_pb2 as agent_pb
 from tutorstream.v1 import analytics_service_pb2 as analytics_pb
 from tutorstream.v1 import chat_service_pb2 as pb
 
@@ -63,18 +64,28 @@ async def test_offline_moderation_supports_flags_and_lists(
     assert final.model == OFFLINE_MODEL
     assert fake_openai.chat_requests == [] and fake_openai.moderation_requests == []
 
+    # A hint asked for with a struggle that states self-harm gets the same reply instead of a hint.
+    hint = await student.agents.GetHint(
+        agent_pb.GetHintRequest(
+            learning_context=learning_context(VIDEO, 100.0), struggle="I keep failing, I want to hurt myself"
+        )
+    )
+    assert (hint.hint, hint.model) == (SUPPORTIVE_REPLY, SUPPORTIVE_MODEL)
+
     teacher = server.client("moderation-teacher", role="instructor", courses=[COURSE_ID])
     listed = await flags(teacher)
     assert [(flag.category, flag.detector, flag.surface) for flag in listed] == [
+        ("self_harm", "offline-heuristic", "hint"),
         ("profanity", "offline-heuristic", "chat"),
         ("self_harm", "offline-heuristic", "chat"),
     ]
-    self_harm = listed[1]
+    assert listed[0].message.startswith("interactions/")
+    self_harm = listed[2]
     assert self_harm.user_id == "moderated-student" and self_harm.video_id == VIDEO
     assert self_harm.excerpt == "I want to kill myself, mail me at [EMAIL]"
     assert self_harm.message.startswith(f"{session}/messages/")
-    assert 0.9 <= listed[0].score <= 1.0
-    assert await audit_rows(server, "moderation-teacher") == [(f"courses/{COURSE_ID}/flaggedInteractions", 2)]
+    assert 0.9 <= listed[1].score <= 1.0
+    assert await audit_rows(server, "moderation-teacher") == [(f"courses/{COURSE_ID}/flaggedInteractions", 3)]
 
     outsider = server.client("moderation-outsider", role="instructor")
     assert (await rpc_error(flags(outsider))).code() == grpc.StatusCode.NOT_FOUND
