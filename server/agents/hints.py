@@ -50,7 +50,7 @@ from server.agents.hint_ladder import QUESTION, TOP_RUNG, Step, choose_step, hin
 from server.agents.leaks import contains_answer, mask_answers
 from server.agents.repository import forbidden_answers, last_hint_level
 from server.agents.structured import Spend
-from server.analytics.moderation import record_flag
+from server.analytics.moderation import FlagPlace, record_flag
 from server.core.auth import Principal
 from server.core.errors import InvalidArgument
 from server.llm.grounding import (
@@ -395,19 +395,10 @@ class HintAgent:
     async def _flag(
         self, principal: Principal, interaction: Interaction, verdict: Verdict, excerpt: str, interaction_id: str
     ) -> None:
-        async with self._deps.database.transaction() as session:
-            await record_flag(
-                session,
-                user_id=principal.user_id,
-                course_id=interaction.course_id,
-                video_id=interaction.video_id,
-                surface="hint",
-                message=f"interactions/{interaction_id}",
-                category=verdict.category,
-                score=verdict.score,
-                detector=verdict.detector,
-                excerpt=excerpt,
-            )
+        place = FlagPlace(
+            principal.user_id, interaction.course_id, interaction.video_id, "hint", f"interactions/{interaction_id}"
+        )
+        await record_flag(self._deps.database, place, verdict, excerpt)
 
     async def _model_hint(
         self,

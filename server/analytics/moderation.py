@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Index, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.core import metrics
@@ -21,6 +20,7 @@ from server.core.errors import NotFound
 from server.core.models import Base
 from server.core.names import require_id
 from server.core.pagination import decode_page_token, encode_page_token, page_size
+from server.llm.moderation import Verdict
 from server.transcripts.courses import require_instructor_role, teaches
 
 MAX_EXCERPT = 500
@@ -79,37 +79,37 @@ class FlagView:
     create_time: datetime
 
 
-async def record_flag(
-    session: AsyncSession,
-    *,
-    user_id: str,
-    course_id: str,
-    video_id: str,
-    surface: str,
-    message: str,
-    category: str,
-    score: float,
-    detector: str,
-    excerpt: str,
-) -> None:
-    """Store a flag in the caller's transaction and count it."""
+@dataclass(frozen=True)
+class FlagPlace:
+    """Who wrote the flagged text, where (`chat`, `hint`) and which message or interaction it was."""
+
+    user_id: str
+    course_id: str
+    video_id: str
+    surface: str
+    message: str
+
+
+async def record_flag(database: Database, place: FlagPlace, verdict: Verdict, excerpt: str) -> None:
+    """Store a flag in its own transaction and count it. `excerpt` is the text with personal data redacted."""
     if len(excerpt) > MAX_EXCERPT:
         excerpt = excerpt[: MAX_EXCERPT - 1] + "…"
-    await session.execute(
-        insert(FlaggedInteraction).values(
-            id=uuid.uuid4().hex,
-            user_id=user_id,
-            course_id=course_id,
-            video_id=video_id,
-            surface=surface,
-            message=message,
-            category=category,
-            score=score,
-            detector=detector,
-            excerpt=excerpt,
+    async with database.transaction() as session:
+        await session.execute(
+            insert(FlaggedInteraction).values(
+                id=uuid.uuid4().hex,
+                user_id=place.user_id,
+                course_id=place.course_id,
+                video_id=place.video_id,
+                surface=place.surface,
+                message=place.message,
+                category=verdict.category,
+                score=verdict.score,
+                detector=verdict.detector,
+                excerpt=excerpt,
+            )
         )
-    )
-    metrics.count_moderation_flag(surface, category)
+    metrics.count_moderation_flag(place.surface, verdict.category)
 
 
 class FlagService:

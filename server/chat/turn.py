@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 from opentelemetry import trace
 
 from server.agents.preferences import PreferencesService
-from server.analytics.moderation import record_flag
+from server.analytics.moderation import FlagPlace, record_flag
 from server.chat import repository as repo
 from server.chat.context import SOURCE_TOKEN_BUDGET, HistoryMessage, Prompt, build_prompt, gather_turn, prompt_ceiling
 from server.chat.domain import (
@@ -254,19 +254,9 @@ class TurnRunner:
 
     async def _flag(self, turn: TurnState, verdict: Verdict, excerpt: str) -> None:
         """Keep a flagged question for the course's instructors (its personal data redacted)."""
-        async with self._db.transaction() as session:
-            await record_flag(
-                session,
-                user_id=turn.principal.user_id,
-                course_id=turn.context.course_id,
-                video_id=turn.context.video_id,
-                surface="chat",
-                message=f"sessions/{turn.session_id}/messages/{turn.user_message_id}",
-                category=verdict.category,
-                score=verdict.score,
-                detector=verdict.detector,
-                excerpt=excerpt,
-            )
+        message = f"sessions/{turn.session_id}/messages/{turn.user_message_id}"
+        place = FlagPlace(turn.principal.user_id, turn.context.course_id, turn.context.video_id, "chat", message)
+        await record_flag(self._db, place, verdict, excerpt)
 
     async def _open(
         self,
