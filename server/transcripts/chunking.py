@@ -205,8 +205,12 @@ def _rebalance_tail(
     tail: tuple[int, int],
     prefix: Sequence[int],
     limits: _Limits,
+    *,
+    after: int,
 ) -> list[tuple[int, int]]:
-    """Merge a short last chunk into the one before it, or move their boundary to even them out."""
+    """Merge a short last chunk into the one before it, or move their boundary to even them out. The new
+    boundary stays past `after`, the last unit of the chunk before these two: a chunk that ended there again
+    would add nothing to it."""
     (first, last), (tail_start, final) = previous, tail
     if _fits(units, first, final, prefix, limits):
         return [(first, final)]
@@ -216,7 +220,7 @@ def _rebalance_tail(
 
     best = previous, tail
     best_score = (False, units[last].sentence_end, seconds(tail_start, final))
-    for cut in range(last - 1, first - 1, -1):
+    for cut in range(last - 1, max(first, after + 1) - 1, -1):
         start = _carry_start(units, first, cut, limits.overlap_seconds)
         if not _fits(units, start, final, prefix, limits):
             start = cut + 1
@@ -269,7 +273,8 @@ def chunk_cues(
         begin = last + 1
         first = _carry_start(units, first, last, overlap_seconds) if begin < len(units) else begin
     if len(spans) > 1 and units[-1].end - units[spans[-1][0]].start < min_seconds:
-        spans[-2:] = _rebalance_tail(units, spans[-2], spans[-1], prefix, limits)
+        after = spans[-3][1] if len(spans) > 2 else -1
+        spans[-2:] = _rebalance_tail(units, spans[-2], spans[-1], prefix, limits, after=after)
     return [_build_chunk(number, units, first, last, prefix) for number, (first, last) in enumerate(spans)]
 
 

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 import tiktoken
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from server.transcripts.chunking import Chunk, chunk_cues, count_tokens, tokenizer_name
@@ -212,7 +212,28 @@ def cue_lists(draw: st.DrawFn) -> list[Cue]:
     return cues
 
 
+# Found by this test: a long cue after a split one made the rebalanced tail end where the chunk before it
+# ended, adding nothing.
+TAIL_CASE = [
+    Cue(index=index, start=float(index), end=float(index + 1), text=text)
+    for index, text in enumerate(
+        [
+            "flex.",
+            "flex.",
+            "flex. flex. flex flex. flex flex flex flex. flex align-items.",
+            "flex flex. flex flex flex. flex flex flex flex flex flex align-items align-items. align-items. "
+            + "flex " * 10
+            + "align-items align-items align-items. "
+            + "flex " * 13
+            + "align-items. flex flex flex flex flex flex,",
+            "flex.",
+        ]
+    )
+]
+
+
 @settings(max_examples=120, deadline=None)
+@example(TAIL_CASE, (45.0, 60.0, 30.0), (60, 80), 2.0)
 @given(
     cue_lists(),
     st.sampled_from([(45.0, 60.0, 30.0), (20.0, 30.0, 10.0), (90.0, 120.0, 60.0)]),
