@@ -135,7 +135,7 @@ class FlagService:
         async with self._db.transaction() as session:
             if not await teaches(session, principal, course_id):
                 raise NotFound(f"courses/{course_id} not found")
-            rows = list((await session.execute(statement)).scalars())[: limit + 1]
+            rows = list((await session.execute(statement)).scalars())
             shown = rows[:limit]
             await session.execute(
                 insert(AuditRead).values(

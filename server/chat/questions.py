@@ -20,12 +20,12 @@ from typing import Any
 
 from sqlalchemy import text
 
-from server.core.auth import Principal, Role
+from server.core.auth import Principal
 from server.core.db import Database
-from server.core.errors import InvalidArgument, NotFound, PermissionDenied
+from server.core.errors import InvalidArgument, NotFound
 from server.core.names import require_id
 from server.llm.pii import redact
-from server.transcripts.courses import not_taught, teaches
+from server.transcripts.courses import not_taught, require_instructor_role, teaches
 from server.transcripts.search import TranscriptSearch
 
 DEFAULT_QUESTIONS = 20
@@ -132,11 +132,7 @@ class SegmentQuestions:
         return _aggregate(rows, redacted)[:limit]
 
     async def _require_course(self, principal: Principal, video_id: str) -> None:
-        if principal.role not in (Role.INSTRUCTOR, Role.SERVICE):
-            raise PermissionDenied(
-                "only instructors of the video's course and services see every student's questions",
-                reason="INSTRUCTOR_ROLE_REQUIRED",
-            )
+        require_instructor_role(principal, "see every student's questions")
         info = await self._search.video_info(video_id)
         if info is None:
             raise NotFound(f"video `{video_id}` not found")
