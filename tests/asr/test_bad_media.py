@@ -17,6 +17,8 @@ from tests.asr.conftest import AsrServerFactory, Clips, follow_job, upload_messa
 from tests.conftest import RunningServer
 from tests.support.clients import error_details
 
+# Bytes no decoder reads as media (text, not a container); fixed so the refusal reason is always the same.
+CORRUPT_MEDIA = b"these bytes are not audio or video at all; " * 5_000
 CAPTIONS = "WEBVTT\n\n00:00:00.000 --> 00:00:04.000\nThe instructor's own captions stay in place.\n"
 
 
@@ -53,9 +55,10 @@ async def test_bad_media_is_refused_before_any_work(
         grpc.StatusCode.PERMISSION_DENIED,
     )
 
-    # Corrupt upload: the decoder's reason, on the field that carried the bytes.
+    # Corrupt upload: the decoder's reason, on the field that carried the bytes. Fixed bytes, not random ones:
+    # random bytes now and then probe as a container without an audio stream (MEDIA_WITHOUT_AUDIO).
     error = await _refused(
-        transcripts.UploadMedia(iter(upload_messages(os.urandom(200_000), request_id="corrupt-up-01", video_id="v1"))),
+        transcripts.UploadMedia(iter(upload_messages(CORRUPT_MEDIA, request_id="corrupt-up-01", video_id="v1"))),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     details = error_details(error)
@@ -88,7 +91,7 @@ async def test_bad_media_is_refused_before_any_work(
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert error_details(error)["ErrorInfo"].reason == "MEDIA_TOO_LONG"
-    (media_dir / "broken.mp3").write_bytes(os.urandom(10_000))
+    (media_dir / "broken.mp3").write_bytes(CORRUPT_MEDIA[:10_000])
     error = await _refused(
         transcripts.TranscribeMedia(
             pb.TranscribeMediaRequest(
