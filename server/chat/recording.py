@@ -126,7 +126,8 @@ class AnswerRecorder:
         ttft_ms = int((turn.first_token_at - turn.started) * 1000) if turn.first_token_at is not None else 0
 
         await self.settle_budget(turn, model, usage)
-        assistant_id = uuid.uuid4().hex if text else ""
+        # A turn cut off before any text still leaves its (empty) answer, so the session shows why it ended.
+        assistant_id = uuid.uuid4().hex if text or finish_reason in (CANCELLED, DEADLINE) else ""
         attributes = {
             "session_id": turn.session_id,
             "user_message_id": turn.user_message_id,

@@ -14,7 +14,9 @@ from tutorstream.v1 import common_pb2
 
 from server.chat.domain import (
     ASSISTANT,
+    CANCELLED,
     CONTENT_FILTER,
+    DEADLINE,
     ERROR,
     LENGTH,
     STOP,
@@ -41,6 +43,8 @@ _FINISH_TO_PROTO = {
     LENGTH: pb.FINISH_REASON_LENGTH,
     ERROR: pb.FINISH_REASON_ERROR,
     CONTENT_FILTER: pb.FINISH_REASON_CONTENT_FILTER,
+    CANCELLED: pb.FINISH_REASON_CANCELLED,
+    DEADLINE: pb.FINISH_REASON_DEADLINE,
 }
 
 

@@ -10,9 +10,10 @@ How a turn ends:
 - the model breaks off after some text (connection cut, 5xx mid-stream): the partial answer is stored
   `incomplete` and the client gets a final chunk with finish reason ERROR (status OK), so it keeps the text
   it already has and knows it is cut short;
-- the client cancels or the deadline passes mid-stream: the upstream stream is closed first, then the
-  partial answer is stored `incomplete` by a task the cancellation cannot interrupt, then the cancellation
-  (or DEADLINE_EXCEEDED) propagates;
+- the client cancels or the deadline passes, mid-stream or before the model was called: the upstream stream is
+  closed first, the cancellation (or DEADLINE_EXCEEDED) propagates at once, and the answer so far (maybe
+  empty) is stored `incomplete` with why it ended by a task the cancellation cannot interrupt (and shutdown
+  waits for);
 - the model fails before any text: outages fall back to the offline engine (see `server.llm.router`),
   anything else (rejected key, deadline) is the RPC's status; the question stays stored.
 
@@ -92,6 +93,7 @@ FITTED_SOURCE_BUDGETS = (1200, 600, 300)
 A = TypeVar("A")
 B = TypeVar("B")
 C = TypeVar("C")
+T = TypeVar("T")
 # Of the session's last UNGROUNDED_WINDOW answers, this many ungrounded ones route the next turn offline.
 UNGROUNDED_WINDOW = 3
 UNGROUNDED_LIMIT = 2
@@ -129,7 +131,7 @@ class TurnRunner:
         self._budget = budget
         self._moderator = moderator
         # Final writes of cancelled turns run here, out of reach of the cancellation.
-        self._background: set[asyncio.Task[AnswerFinal]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         # The tasks running turns: on shutdown, the ones the grace period cut short still store what they had.
         self._turns: set[asyncio.Task[Any]] = set()
 
@@ -163,23 +165,19 @@ class TurnRunner:
         moderating = (
             asyncio.ensure_future(self._moderator.check(message, redacted=safe_question)) if safe_question else None
         )
+        storing = asyncio.ensure_future(self._store_question(principal, session_id, message, context_override))
         try:
             with tracing.span("chat.store_question"):
-                stored = await self._store_question(principal, session_id, message, context_override)
+                stored = await asyncio.shield(storing)
+            turn = _new_turn(principal, session_id, message, stored, started)
             verdict = await moderating if moderating is not None else Verdict(False)
-        except BaseException:
+        except BaseException as exc:
             for pending in (parsing, moderating):
                 if pending is not None:
                     pending.cancel()
+            if isinstance(exc, asyncio.CancelledError):
+                self._detach(self._answer_cut_while_storing(storing, principal, session_id, message, started, deadline))
             raise
-        turn = TurnState(
-            principal=principal,
-            session_id=session_id,
-            user_message_id=stored.user_message_id,
-            question=message,
-            context=stored.context,
-            started=started,
-        )
         try:
             if verdict.flagged:
                 await self._flag(turn, verdict, safe_question)
@@ -191,10 +189,15 @@ class TurnRunner:
                 events, key = _replay(CachedAnswer(SUPPORTIVE_REPLY, "stop", SUPPORTIVE_MODEL)), ""
             else:
                 events, key = await self._open(turn, deadline, stored, safe_question, parsing)
-        except BaseException:
+        except BaseException as exc:
             if parsing is not None:
                 parsing.cancel()
-            await self._release(turn)
+            if isinstance(exc, asyncio.CancelledError):
+                # Cut off before the model was called (a deadline of a few tens of milliseconds lands here):
+                # recorded like a cut mid-answer, with nothing said yet.
+                self._detach(self._store_answer(turn, _cut_reason(deadline), None))
+            else:
+                await self._release(turn)
             raise
 
         try:
@@ -225,8 +228,9 @@ class TurnRunner:
             raise
         except BaseException:
             # Cancelled by the client or the deadline, or closed by the transport: the upstream stream is
-            # already closed (aclosing above); keep what was said, then let the cancellation propagate.
-            await self._finish_quietly(turn, CANCELLED)
+            # already closed (aclosing above); what was said is stored on its own while the cancellation
+            # propagates at once (the call's stream slot is free before the write ends).
+            self._detach(self._store_answer(turn, _cut_reason(deadline), None))
             raise
 
         completion = turn.completion
@@ -445,22 +449,50 @@ class TurnRunner:
     async def _finish_shielded(
         self, turn: TurnState, finish_reason: str, *, error: ProviderError | None = None
     ) -> AnswerFinal:
-        """Run the recorder's `finish` in its own task: a cancellation of the RPC cannot cut the final write short."""
-        task = asyncio.get_running_loop().create_task(self._store_answer(turn, finish_reason, error))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return await asyncio.shield(task)
+        """Run the recorder's `finish` in a task of its own (`_detach`): a cancellation of the RPC cannot cut the
+        final write short."""
+        return await asyncio.shield(self._detach(self._store_answer(turn, finish_reason, error)))
 
     async def _store_answer(self, turn: TurnState, finish_reason: str, error: ProviderError | None) -> AnswerFinal:
         with tracing.span("chat.store_answer", finish_reason=finish_reason):
             return await self._recorder.finish(turn, finish_reason, error)
 
+    def _detach(self, write: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """A final write in a task of its own: a cancellation of the call cannot cut it short, a cancelled call
+        need not wait for it, and shutdown does (`aclose`). A failed write is logged."""
+        task = asyncio.get_running_loop().create_task(write)
+        self._background.add(task)
+        task.add_done_callback(self._detached_done)
+        return task
+
+    def _detached_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            logger.warning("storing a turn's answer failed: %s", type(error).__name__)
+
     async def _finish_quietly(self, turn: TurnState, finish_reason: str) -> None:
-        """`_finish_shielded` on a path that is already failing: a failed write is logged, not raised."""
-        try:
+        """`_finish_shielded` on a path that is already failing: a failed write is logged (`_detach`), not raised."""
+        with contextlib.suppress(Exception):
             await self._finish_shielded(turn, finish_reason)
-        except Exception as exc:
-            logger.warning("storing an interrupted answer failed: %s", type(exc).__name__)
+
+    async def _answer_cut_while_storing(
+        self,
+        storing: asyncio.Future[_Stored],
+        principal: Principal,
+        session_id: str,
+        message: str,
+        started: float,
+        deadline: float | None,
+    ) -> None:
+        """The call ended while its question was being stored: the store runs to its end, and a stored question
+        gets its (empty) cut-off answer, so the session shows what happened."""
+        try:
+            stored = await storing
+        except Exception:
+            return
+        await self._store_answer(
+            _new_turn(principal, session_id, message, stored, started), _cut_reason(deadline), None
+        )
 
     async def _release(self, turn: TurnState) -> None:
         await self._recorder.release(turn)
@@ -468,6 +500,23 @@ class TurnRunner:
 
 async def _no_refusal() -> QuotaExceeded | None:
     return None
+
+
+def _new_turn(principal: Principal, session_id: str, message: str, stored: _Stored, started: float) -> TurnState:
+    return TurnState(
+        principal=principal,
+        session_id=session_id,
+        user_message_id=stored.user_message_id,
+        question=message,
+        context=stored.context,
+        started=started,
+    )
+
+
+def _cut_reason(deadline: float | None) -> str:
+    """Why a cancelled turn ended: its deadline (the upstream's, a margin before the call's) passed, or the
+    client cancelled."""
+    return DEADLINE if deadline is not None and time.monotonic() >= deadline else CANCELLED
 
 
 def _storable(message: str) -> bool:

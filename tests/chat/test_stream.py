@@ -7,6 +7,7 @@ import json
 import re
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import pytest
@@ -294,7 +295,7 @@ async def test_cancel_after_first_chunk_closes_upstream_and_stores_partial(
     assert answer.role == pb.MESSAGE_ROLE_ASSISTANT
     assert answer.content.startswith(first.text)
     assert len(answer.content) < len(LONG_ANSWER)
-    assert answer.finish_reason == pb.FINISH_REASON_UNSPECIFIED
+    assert answer.finish_reason == pb.FINISH_REASON_CANCELLED
 
 
 async def test_upstream_dropping_mid_stream_ends_with_error_chunk(
@@ -513,3 +514,115 @@ async def test_a_sentence_addressed_to_a_model_is_never_what_the_tutor_writes_fr
             agent_pb.GetHintRequest(learning_context=learning_context(INJECTION_VIDEO, 9.0))
         )
         assert "Ignore previous instructions" not in hint.hint and "system prompt" not in hint.hint
+
+
+class LockedTable:
+    """Holds a lock on one table from its own connection (ACCESS EXCLUSIVE: every statement that reads it waits;
+    EXCLUSIVE: only writes wait), so a turn is held at a known step instead of racing a timer."""
+
+    def __init__(self, database_url: str, table: str, mode: str = "ACCESS EXCLUSIVE") -> None:
+        self._database = Database(database_url)
+        self._table = table
+        self._mode = mode
+        self._hold: Any = None
+
+    async def __aenter__(self) -> LockedTable:
+        self._hold = self._database.transaction()
+        session = await self._hold.__aenter__()
+        await session.execute(text(f"LOCK TABLE {self._table} IN {self._mode} MODE"))
+        return self
+
+    async def waiters(self) -> int:
+        """Statements of other connections waiting for the lock."""
+        async with self._database.session() as session:
+            query = "SELECT count(*) FROM pg_locks WHERE relation = CAST(:table AS regclass) AND NOT granted"
+            return int((await session.execute(text(query), {"table": self._table})).scalar_one())
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._hold.__aexit__(None, None, None)
+        await self._database.dispose()
+
+
+@pytest.mark.parametrize(
+    ("cut", "finish_reason"),
+    [("deadline", pb.FINISH_REASON_DEADLINE), ("cancel", pb.FINISH_REASON_CANCELLED)],
+)
+async def test_a_turn_cut_off_before_the_model_is_called_leaves_an_incomplete_answer(
+    chat_server_factory: ChatServerFactory,
+    fake_openai: FakeOpenAI,
+    course_database_url: str,
+    cut: str,
+    finish_reason: int,
+) -> None:
+    """A deadline or cancel that lands while the excerpts are still being found (as a 50 ms deadline does) is
+    recorded like one that lands mid-answer: the question, and an empty answer marked incomplete with why."""
+    server = await chat_server_factory(database_url=course_database_url)
+    client = server.client()
+    session = await new_session(client, learning_context("http-caching", 230.0))
+    requests = len(fake_openai.chat_requests)
+    async with LockedTable(course_database_url, "transcript_chunks") as locked:
+        call = client.chat.StreamChat(
+            pb.StreamChatRequest(session=session, message="What does stale-while-revalidate do?"),
+            timeout=2.0 if cut == "deadline" else None,
+        )
+        reading = asyncio.ensure_future(call.read())
+
+        async def held_at_retrieval() -> bool:
+            return await locked.waiters() > 0
+
+        assert await wait_until(held_at_retrieval)
+        if cut == "cancel":
+            call.cancel()
+        with pytest.raises((grpc.aio.AioRpcError, asyncio.CancelledError)) as caught:
+            await reading
+        if cut == "deadline":
+            assert isinstance(caught.value, grpc.aio.AioRpcError)
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+        async def answer_stored() -> bool:
+            return len(await messages_of(client, session)) == 2
+
+        assert await wait_until(answer_stored)
+    question, answer = await messages_of(client, session)
+    assert question.content == "What does stale-while-revalidate do?"
+    assert answer.role == pb.MESSAGE_ROLE_ASSISTANT
+    assert answer.incomplete and answer.content == ""
+    assert answer.finish_reason == finish_reason
+    assert len(fake_openai.chat_requests) == requests
+
+
+async def test_a_cancelled_stream_frees_its_slot_before_its_answer_is_stored(
+    chat_server_factory: ChatServerFactory, fake_openai: FakeOpenAI
+) -> None:
+    """The slot is the client's: once it cancels, a new stream is admitted, though the cancelled turn's final
+    write still waits (here on a lock held on the messages table)."""
+    server = await chat_server_factory(max_chat_streams_per_user=1)
+    client = server.client()
+    first_session, second_session = await new_session(client), await new_session(client)
+    fake_openai.enqueue_chat(Behavior(content=LONG_ANSWER, tokens_per_second=10), Behavior(content="second answer"))
+    call = client.chat.StreamChat(pb.StreamChatRequest(session=first_session, message="tell me everything"))
+    first = await call.read()
+    assert first.text
+    async with LockedTable(str(server.settings.database_url), "chat_messages", "EXCLUSIVE") as locked:
+        call.cancel()
+
+        async def cut_answer_waiting() -> bool:
+            return await locked.waiters() > 0
+
+        assert await wait_until(cut_answer_waiting)
+        second = asyncio.ensure_future(ask(client, second_session, "and now?"))
+
+        async def second_question_waiting() -> bool:
+            return second.done() or await locked.waiters() > 1
+
+        assert await wait_until(second_question_waiting)
+        assert not second.done(), second.exception()
+    deltas, final = await second
+    assert answer_text(deltas) == "second answer"
+    assert final.finish_reason == pb.FINISH_REASON_STOP
+
+    async def cut_answer_stored() -> bool:
+        return len(await messages_of(client, first_session)) == 2
+
+    assert await wait_until(cut_answer_stored)
+    assert (await messages_of(client, first_session))[1].finish_reason == pb.FINISH_REASON_CANCELLED

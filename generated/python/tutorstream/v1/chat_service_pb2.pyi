@@ -61,6 +61,14 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     """The upstream failed mid-answer; the partial answer was stored."""
     FINISH_REASON_CONTENT_FILTER: _FinishReason.ValueType  # 4
     """The upstream filtered the content."""
+    FINISH_REASON_CANCELLED: _FinishReason.ValueType  # 5
+    """The client cancelled the call; the answer so far (possibly empty) was stored. Only on stored messages:
+    the stream itself ends with status CANCELLED.
+    """
+    FINISH_REASON_DEADLINE: _FinishReason.ValueType  # 6
+    """The call's deadline passed; the answer so far (possibly empty) was stored. Only on stored messages: the
+    stream itself ends with status DEADLINE_EXCEEDED.
+    """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
     """Why an answer ended."""
@@ -75,6 +83,14 @@ FINISH_REASON_ERROR: FinishReason.ValueType  # 3
 """The upstream failed mid-answer; the partial answer was stored."""
 FINISH_REASON_CONTENT_FILTER: FinishReason.ValueType  # 4
 """The upstream filtered the content."""
+FINISH_REASON_CANCELLED: FinishReason.ValueType  # 5
+"""The client cancelled the call; the answer so far (possibly empty) was stored. Only on stored messages:
+the stream itself ends with status CANCELLED.
+"""
+FINISH_REASON_DEADLINE: FinishReason.ValueType  # 6
+"""The call's deadline passed; the answer so far (possibly empty) was stored. Only on stored messages: the
+stream itself ends with status DEADLINE_EXCEEDED.
+"""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
 class _QuestionScope:
