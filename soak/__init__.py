@@ -1,7 +1,7 @@
 """Soak test: the real server under a long mixed load while its dependencies misbehave.
 
     python -m soak                  # 10 minutes (`make soak`); the table goes to soak/results/latest.md
-    python -m soak --seconds 60     # the short run `make test` includes (tests/test_soak.py)
+    python -m soak --seconds 60     # the short run `make test` includes (tests/test_soak.py; RSS not judged)
 
 What runs: a `tutorstream-server serve` process on a fresh PostgreSQL database (embedded), a redis-server
 and an OpenAI-compatible upstream (tests/support/fake_openai.py), all owned by the run, on loopback. Closed-loop

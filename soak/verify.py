@@ -86,16 +86,15 @@ def verify(database_url: str, ledger: Ledger) -> list[Tally]:
     by_id = {message.id: message for message in messages}
     for turn in ledger.completed_turns:
         completed.check(_completed_stored(turn, by_id, turn_interactions), f"{turn.session_id}: {turn.question[:40]}")
-    cancelled = Tally("chat turns cancelled mid-answer (question, partial answer)")
+    cancelled = Tally("chat turns cancelled (question, answer so far)")
     by_session: defaultdict[str, list[_Message]] = defaultdict(list)
     for message in messages:
         by_session[message.session_id].append(message)
     for cancelled_turn in ledger.cancelled_turns:
-        if cancelled_turn.received:
-            cancelled.check(
-                _partial_stored(cancelled_turn, by_session[cancelled_turn.session_id]),
-                f"{cancelled_turn.session_id}: {cancelled_turn.question[:40]}",
-            )
+        cancelled.check(
+            _partial_stored(cancelled_turn, by_session[cancelled_turn.session_id]),
+            f"{cancelled_turn.session_id}: {cancelled_turn.question[:40]}",
+        )
     progress = Tally("progress events")
     for watch_session_id, event_ids in sorted(ledger.events.items()):
         for event_id in sorted(event_ids):
@@ -126,10 +125,12 @@ def _completed_stored(turn: CompletedTurn, by_id: dict[str, _Message], interacti
 
 
 def _partial_stored(turn: CancelledTurn, session: list[_Message]) -> bool:
-    """The question, and after it an answer that begins with what the client saw."""
+    """The question, and after it an answer that begins with what the client saw (incomplete, unless the server
+    finished just as the client cancelled). A turn cancelled before any text may have ended before its question
+    was taken; a question that was stored has its answer."""
     for index, message in enumerate(session):
         if message.role == "user" and message.content == turn.question:
             return any(
                 later.role == "assistant" and later.content.startswith(turn.received) for later in session[index + 1 :]
             )
-    return False
+    return not turn.received
