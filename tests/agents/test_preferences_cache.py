@@ -13,8 +13,8 @@ from sqlalchemy import text
 from server.agents.preferences import PreferencesService
 from server.core.auth import Principal, Role, Tier
 from server.core.db import Database
-from tests.chat.conftest import wait_until
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 ADA = Principal("ada", Role.STUDENT, Tier.FREE)
 

@@ -12,16 +12,10 @@ from tutorstream.v1 import analytics_service_pb2 as pb
 
 from tests.analytics.conftest import run_student
 from tests.conftest import RunningServer
-from tests.progress.conftest import (
-    ProgressServerFactory,
-    event,
-    new_watch_session,
-    played_through,
-    seeked,
-    wait_until,
-)
+from tests.progress.conftest import ProgressServerFactory, event, new_watch_session, played_through, seeked
 from tests.support.clients import Client
 from tests.support.fake_openai import Behavior, FakeOpenAI
+from tests.support.waiting import wait_until
 
 
 async def set_preferences(client: Client, **values: object) -> None:
@@ -63,7 +57,7 @@ async def generated(client: Client, minimum: int = 1) -> list[pb.Insight]:
         found[:] = await insights_of(client)
         return len(found) >= minimum
 
-    await wait_until(enough, within=60.0)
+    assert await wait_until(enough, within=60.0)
     return found
 
 
@@ -134,7 +128,7 @@ async def test_insights_are_computed_listed_and_dismissed(progress_server: Runni
         again[:] = await insights_of(client)
         return not {i.insight_id for i in again} & before
 
-    await wait_until(replaced, within=60.0)
+    assert await wait_until(replaced, within=60.0)
     assert len(again) == len(visible)
     assert all(i.concept != "hints" for i in again)
     everything = await insights_of(client, show_dismissed=True)

@@ -14,8 +14,9 @@ from tutorstream.v1 import common_pb2
 from server.analytics.retention import USER_DELETIONS
 from tests.analytics.conftest import COURSE_ID, VIDEO_ID, run_student
 from tests.conftest import RunningServer
-from tests.progress.conftest import ProgressServerFactory, new_watch_session, rewatch_script, wait_until
+from tests.progress.conftest import ProgressServerFactory, new_watch_session, rewatch_script
 from tests.support.clients import Client
+from tests.support.waiting import wait_until
 
 USER_COLUMNS = ("user_id", "requested_by", "granted_by", "created_by")
 
@@ -58,7 +59,7 @@ async def test_the_retention_job_removes_old_interactions_and_expired_unused_con
         )
         return remaining == 1 and old_rows == 0
 
-    await wait_until(swept, within=30.0)
+    assert await wait_until(swept, within=30.0)
     assert (
         await scalar(
             running, "SELECT count(*) FROM ai_interactions WHERE id = :id", id=fresh.interaction.interaction_id
@@ -138,7 +139,7 @@ async def a_busy_learner(server: RunningServer, client: Client) -> None:
     async def has_insights() -> bool:
         return bool((await client.analytics.ListInsights(pb.ListInsightsRequest())).insights)
 
-    await wait_until(has_insights, within=60.0)
+    assert await wait_until(has_insights, within=60.0)
     await server.server.runtime.progress.hub.flush()
 
 

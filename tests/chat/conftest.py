@@ -160,12 +160,3 @@ async def messages_of(client: Client, session: str) -> list[chat_pb.Message]:
         token = page.next_page_token
         if not token:
             return found
-
-
-async def wait_until(predicate: Callable[[], Awaitable[bool]], within: float = 15.0) -> bool:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await predicate():
-        if asyncio.get_running_loop().time() >= deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True

@@ -9,9 +9,10 @@ import gc
 import psutil
 from tutorstream.v1 import chat_service_pb2 as pb
 
-from tests.chat.conftest import ChatServerFactory, messages_of, new_session, wait_until
+from tests.chat.conftest import ChatServerFactory, messages_of, new_session
 from tests.support.clients import Client
 from tests.support.fake_openai import Behavior, FakeOpenAI
+from tests.support.waiting import wait_until
 
 WARM_UP = 20
 ROUNDS = 200

@@ -28,12 +28,12 @@ from tests.chat.conftest import (
     learning_context,
     messages_of,
     new_session,
-    wait_until,
 )
 from tests.conftest import RunningServer
 from tests.support.clients import error_details
 from tests.support.fake_openai import Behavior, FakeOpenAI
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 LONG_ANSWER = " ".join(f"word{i}" for i in range(60))
 

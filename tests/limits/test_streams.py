@@ -15,10 +15,11 @@ from redis.asyncio import Redis
 
 from server.core.auth import Principal, Role, Tier
 from server.core.errors import QuotaExceeded
-from server.limits.gate import LimitsGate
-from server.limits.policy import LimitPolicy
+from server.limits.gate import LimitsGate, lease_key
+from server.limits.policy import LimitPolicy, StreamKind
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 STREAM_CHAT = "/tutorstream.v1.ChatService/StreamChat"
 WATCH_VIDEO = "/tutorstream.v1.AgentService/WatchVideo"
@@ -142,17 +143,33 @@ async def test_a_cancelled_stream_gives_its_slot_back(gates: GateFactory) -> Non
     await asyncio.gather(*tasks[1:], return_exceptions=True)
 
 
-async def test_live_streams_keep_their_slots_past_the_lease_time(gates: GateFactory) -> None:
-    holder, other, ada = gates(lease_seconds=0.6), gates(lease_seconds=0.6), someone()
+async def redis_micros(client: Redis) -> int:
+    seconds, micros = await client.time()
+    return int(seconds) * 1_000_000 + int(micros)
+
+
+async def test_live_streams_keep_their_slots_past_the_lease_time(gates: GateFactory, redis_server: RedisServer) -> None:
+    """Checked on Redis's clock, not by sleeping a multiple of the lease: once the leases first granted would
+    have expired, they are still there — renewed — and still refuse a fourth stream."""
+    holder, other, ada = gates(lease_seconds=3.0), gates(lease_seconds=3.0), someone()
+    leases = lease_key(ada.user_id, StreamKind.CHAT)
     streams = Streams()
-    try:
-        for _ in range(3):
-            await streams.open(holder, ada, STREAM_CHAT)
-        await asyncio.sleep(1.5)  # two and a half lease times: the renewer kept them alive
-        with pytest.raises(QuotaExceeded):
-            await streams.open(other, ada, STREAM_CHAT)
-    finally:
-        await streams.close_all()
+    async with Redis.from_url(redis_server.url) as client:
+        try:
+            for _ in range(3):
+                await streams.open(holder, ada, STREAM_CHAT)
+            granted = max(score for _, score in await client.zrange(leases, 0, -1, withscores=True))
+
+            async def first_grants_run_out() -> bool:
+                return await redis_micros(client) > granted
+
+            assert await wait_until(first_grants_run_out)
+            expiries = [score for _, score in await client.zrange(leases, 0, -1, withscores=True)]
+            assert len(expiries) == 3 and min(expiries) > granted  # renewed before they ran out
+            with pytest.raises(QuotaExceeded):
+                await streams.open(other, ada, STREAM_CHAT)
+        finally:
+            await streams.close_all()
 
 
 async def test_the_slots_of_a_dead_replica_expire(gates: GateFactory) -> None:

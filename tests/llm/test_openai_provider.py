@@ -123,19 +123,22 @@ async def test_429_with_retry_after_is_waited_out_then_succeeds(
 
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Back again."
     assert len(fake_openai.chat_requests) == 2
-    assert 0.4 <= elapsed < 1.5
+    assert elapsed >= 0.4  # the Retry-After was waited out (how much longer a loaded machine takes is not asserted)
 
 
 async def test_429_retry_after_past_the_deadline_fails_fast(
     fake_openai: FakeOpenAI, provider: OpenAICompatibleProvider
 ) -> None:
-    fake_openai.enqueue_chat(Behavior(status=429, retry_after=5))
+    fake_openai.enqueue_chat(Behavior(status=429, retry_after=60))
     started = time.monotonic()
     with pytest.raises(UpstreamRateLimited) as caught:
-        await collect(provider.stream_chat(MESSAGES, params(1.0)))
+        await collect(provider.stream_chat(MESSAGES, params(20.0)))
 
-    assert time.monotonic() - started < 0.5
-    assert caught.value.retry_after_seconds == pytest.approx(5.0)
+    # It gave up at once rather than sleeping towards the deadline (bounded by half of it, not by a guess of
+    # how fast a loaded machine is).
+    assert time.monotonic() - started < 10.0
+    assert len(fake_openai.chat_requests) == 1
+    assert caught.value.retry_after_seconds == pytest.approx(60.0)
     assert caught.value.reason == "UPSTREAM_RATE_LIMITED"
     assert isinstance(caught.value, Unavailable)
     assert len(fake_openai.chat_requests) == 1

@@ -195,10 +195,3 @@ async def watch(
         if cancel:
             call.cancel()
     return received
-
-
-async def wait_until(predicate: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)

@@ -24,11 +24,11 @@ from tests.progress.conftest import (
     event,
     new_watch_session,
     played_through,
-    wait_until,
     watch,
     with_ids,
 )
 from tests.support.postgres import create_fresh_database, database_url
+from tests.support.waiting import wait_until
 
 SLOW_FLUSH = {"watch_flush_interval_seconds": 60.0}
 
@@ -66,7 +66,7 @@ async def test_events_are_stored_when_the_client_cancels(
     async def all_stored() -> bool:
         return await count_events(progress_database_url, watch_session_id) == len(sent)
 
-    await wait_until(all_stored)
+    assert await wait_until(all_stored)
 
 
 async def test_events_are_stored_when_the_server_shuts_down(
@@ -195,7 +195,7 @@ async def test_rows_survive_a_database_outage(embedded_pg: EmbeddedPostgres, pro
         async def written() -> bool:
             return await count_events(url, watch_session_id) == 7
 
-        await wait_until(written, within=20.0)
+        assert await wait_until(written, within=20.0)
         assert writer.pending == 0
     finally:
         await writer.close()

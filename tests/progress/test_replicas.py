@@ -23,9 +23,10 @@ from server.config import Settings
 from server.core.db import Database
 from server.progress.relay import OWNER_PREFIX, WatchRelay
 from tests.conftest import TEST_JWT_SECRET
-from tests.progress.conftest import new_watch_session, played_through, rewatch_script, wait_until
+from tests.progress.conftest import new_watch_session, played_through, rewatch_script
 from tests.support.clients import Client, connect, token_for
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 VIDEO = "replicated-lecture"
 LISTENING = re.compile(r"tutorstream listening on [\d.]+:(\d+)")
@@ -169,7 +170,7 @@ async def test_events_on_one_replica_reach_the_stream_on_the_other(
         async def claimed() -> bool:
             return bool(await redis_client.exists(OWNER_KEY + watch_session_id))
 
-        await wait_until(claimed)
+        assert await wait_until(claimed)
         script = rewatch_script()
         assert await publish(on_first, watch_session_id, script) == len(script)
         async with asyncio.timeout(20):
@@ -180,7 +181,7 @@ async def test_events_on_one_replica_reach_the_stream_on_the_other(
         async def all_stored() -> bool:
             return await stored_events(module_database_url, watch_session_id) == len(script)
 
-        await wait_until(all_stored)
+        assert await wait_until(all_stored)
         call.cancel()  # type: ignore[attr-defined]
     finally:
         await on_first.close()
@@ -201,7 +202,7 @@ async def test_a_surviving_replica_takes_over_the_session_of_a_dead_one(
         async def claimed() -> bool:
             return bool(await redis_client.exists(OWNER_KEY + watch_session_id))
 
-        await wait_until(claimed)
+        assert await wait_until(claimed)
         opening = played_through(0.0, 60.0, 0.0)
         assert await publish(on_first, watch_session_id, opening) == len(opening)
         owner = (await redis_client.get(OWNER_KEY + watch_session_id)).decode()

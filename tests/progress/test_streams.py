@@ -23,11 +23,11 @@ from tests.progress.conftest import (
     played_through,
     rewatch_script,
     seeked,
-    wait_until,
     watch,
     with_ids,
 )
 from tests.support.clients import Client, error_details
+from tests.support.waiting import wait_until
 
 
 def interventions_of(responses: list[pb.WatchVideoResponse]) -> list[pb.Intervention]:
@@ -333,7 +333,7 @@ async def test_content_is_made_without_blocking_events_and_dropped_when_stale(
             assert await publish(rewatch_script()) == len(rewatch_script())
             assert await publish([seeked(100.0, 450.0, 174.0), event(pb.VIDEO_EVENT_TYPE_PLAYED, 450.0, 175.0)]) == 2
             assert not await stale_recorded()
-        await wait_until(stale_recorded)
+        assert await wait_until(stale_recorded)
     finally:
         await blocker.dispose()
 
@@ -378,7 +378,7 @@ async def test_the_watch_stream_ends_ok_when_the_service_closes_its_outbox(progr
     async def attached() -> bool:
         return hub.loaded_sessions == 1
 
-    await wait_until(attached)
+    assert await wait_until(attached)
     hub.forget_user("outbox-closed")
     async with asyncio.timeout(10):
         responses = [response async for response in call]
