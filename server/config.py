@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         True, description="With a configured key, moderate through the endpoint (else the offline heuristic)."
     )
     moderation_model: str = Field("omni-moderation-latest", description="Moderation endpoint model.")
+    moderate_streamed_answers: bool = Field(
+        True,
+        description="Release a model's streamed chat answer a moderated sentence at a time (off: relay tokens as "
+        "they arrive, for a lower time to first token).",
+    )
     moderation_profanity_threshold: float = Field(
         0.9, gt=0, le=1, description="Offline heuristic: profanity score from which a message is flagged."
     )

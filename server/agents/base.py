@@ -1,8 +1,9 @@
 """What every agent shares: its collaborators, the checks on videos, ranges and positions, the student's
-persona, and the AI-interaction record each call leaves behind."""
+persona, moderation of what the student wrote, and the AI-interaction record each call leaves behind."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from server.agents.corpus import CorpusCache
 from server.agents.preferences import PreferencesService, PreferenceValues
 from server.agents.structured import StructuredCaller
 from server.analytics.interactions import record_interaction
+from server.analytics.moderation import FlagPlace, record_flag
 from server.config import Settings
 from server.core.auth import Principal
 from server.core.db import Database
@@ -18,8 +20,9 @@ from server.core.errors import FailedPrecondition, InvalidArgument
 from server.core.names import require_id
 from server.core.users import ensure_user
 from server.llm.grounding import format_clock
-from server.llm.moderation import Moderator
+from server.llm.moderation import SUPPORTIVE_MODEL, Moderator, Verdict
 from server.llm.persona import Persona, persona_for
+from server.llm.pii import redact
 from server.transcripts import repository as transcripts_repository
 from server.transcripts.search import TranscriptSearch, VideoInfo
 from server.transcripts.sentences import SentenceStore
@@ -158,3 +161,45 @@ _TONES = {
 def tone(persona: Persona) -> str:
     """The persona's voice without its length rule (agents set their own lengths)."""
     return _TONES.get(persona.personality, _TONES["friendly"])
+
+
+async def moderated(deps: AgentDeps, written: str) -> tuple[str, Verdict]:
+    """What the student wrote with personal data redacted (what may leave the process, and what a flag keeps),
+    and moderation's verdict on it."""
+    safe = (await asyncio.to_thread(redact, written)).text.strip()
+    return safe, await deps.moderator.check(written, redacted=safe)
+
+
+async def flag(
+    deps: AgentDeps, principal: Principal, interaction: Interaction, verdict: Verdict, excerpt: str, interaction_id: str
+) -> None:
+    """Keep a flagged text for the course's instructors, on the interaction it came with."""
+    place = FlagPlace(
+        principal.user_id,
+        interaction.course_id,
+        interaction.video_id,
+        interaction.agent_type,
+        f"interactions/{interaction_id}",
+    )
+    await record_flag(deps.database, place, verdict, excerpt)
+
+
+async def record_supportive(
+    deps: AgentDeps, principal: Principal, interaction: Interaction, verdict: Verdict, excerpt: str
+) -> str:
+    """A text that states self-harm is answered with the supportive reply instead (no model call): the
+    interaction and its flag are recorded; returns the interaction id."""
+    interaction_id = await record(
+        deps.database,
+        principal,
+        interaction,
+        model=SUPPORTIVE_MODEL,
+        prompt_tokens=0,
+        completion_tokens=0,
+        cost_usd=0.0,
+        cached=False,
+        confidence=None,
+        attributes={"moderation": verdict.category},
+    )
+    await flag(deps, principal, interaction, verdict, excerpt, interaction_id)
+    return interaction_id

@@ -26,7 +26,6 @@ at once, 0.85 after a retry, 0.7 the offline ladder, 0.4 its generic fallback.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Sequence
@@ -39,8 +38,11 @@ from server.agents.base import (
     check_position,
     check_range,
     clock_range,
+    flag,
+    moderated,
     preferences_of,
     record,
+    record_supportive,
     require_video,
     tone,
 )
@@ -50,7 +52,6 @@ from server.agents.hint_ladder import QUESTION, TOP_RUNG, Step, choose_step, hin
 from server.agents.leaks import contains_answer, mask_answers
 from server.agents.repository import forbidden_answers, last_hint_level
 from server.agents.structured import Spend
-from server.analytics.moderation import FlagPlace, record_flag
 from server.core.auth import Principal
 from server.core.errors import InvalidArgument
 from server.llm.grounding import (
@@ -63,10 +64,9 @@ from server.llm.grounding import (
     render_sources,
     shorten,
 )
-from server.llm.moderation import SELF_HARM, SUPPORTIVE_MODEL, SUPPORTIVE_REPLY, Verdict
+from server.llm.moderation import SELF_HARM, SUPPORTIVE_MODEL, SUPPORTIVE_REPLY
 from server.llm.offline import OFFLINE_MODEL
 from server.llm.persona import Persona
-from server.llm.pii import redact
 from server.llm.provider import ChatMessage
 from server.nlp import pipeline
 from server.transcripts.search import RRF_K, Citation, SearchHit, TranscriptSearch, VideoInfo
@@ -303,10 +303,11 @@ class HintAgent:
         selected = check_range(info, *selected_range, "learning_context.selected_range") if selected_range else None
         interaction.course_id = course_id or info.course_id
         values, persona = await preferences_of(self._deps, principal)
-        safe_struggle = (await asyncio.to_thread(redact, struggle)).text.strip()
-        verdict = await self._deps.moderator.check(struggle, redacted=safe_struggle)
+        safe_struggle, verdict = await moderated(self._deps, struggle)
         if verdict.category == SELF_HARM:
-            return await self._supportive(principal, interaction, verdict, safe_struggle, position)
+            interaction_id = await record_supportive(self._deps, principal, interaction, verdict, safe_struggle)
+            citation = Citation(interaction.video_id, position, position, "", "")
+            return HintResult(SUPPORTIVE_REPLY, citation, 1.0, SUPPORTIVE_MODEL, interaction_id, Usage(), QUESTION)
         context = await gather_context(self._deps, info, position, selected, safe_struggle)
         if values.no_spoilers and selected is None:
             context = without_spoilers(context, position + self._deps.settings.spoiler_lookahead_seconds)
@@ -369,36 +370,8 @@ class HintAgent:
             },
         )
         if verdict.flagged:
-            await self._flag(principal, interaction, verdict, safe_struggle, interaction_id)
+            await flag(self._deps, principal, interaction, verdict, safe_struggle, interaction_id)
         return HintResult(text, citation, confidence, model, interaction_id, usage, level)
-
-    async def _supportive(
-        self, principal: Principal, interaction: Interaction, verdict: Verdict, excerpt: str, position: float
-    ) -> HintResult:
-        """A struggle that states self-harm gets the supportive reply instead of a hint (no model call)."""
-        interaction_id = await record(
-            self._deps.database,
-            principal,
-            interaction,
-            model=SUPPORTIVE_MODEL,
-            prompt_tokens=0,
-            completion_tokens=0,
-            cost_usd=0.0,
-            cached=False,
-            confidence=None,
-            attributes={"moderation": verdict.category},
-        )
-        await self._flag(principal, interaction, verdict, excerpt, interaction_id)
-        citation = Citation(interaction.video_id, position, position, "", "")
-        return HintResult(SUPPORTIVE_REPLY, citation, 1.0, SUPPORTIVE_MODEL, interaction_id, Usage(), QUESTION)
-
-    async def _flag(
-        self, principal: Principal, interaction: Interaction, verdict: Verdict, excerpt: str, interaction_id: str
-    ) -> None:
-        place = FlagPlace(
-            principal.user_id, interaction.course_id, interaction.video_id, "hint", f"interactions/{interaction_id}"
-        )
-        await record_flag(self._deps.database, place, verdict, excerpt)
 
     async def _model_hint(
         self,

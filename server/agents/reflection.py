@@ -27,14 +27,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.agents import repository as repo
-from server.agents.base import AgentDeps, Interaction, check_position, preferences_of, record, require_video, tone
+from server.agents.base import (
+    AgentDeps,
+    Interaction,
+    check_position,
+    flag,
+    moderated,
+    preferences_of,
+    record,
+    record_supportive,
+    require_video,
+    tone,
+)
 from server.agents.corpus import WHOLE_VIDEO_END, CourseCorpus, Term
-from server.agents.domain import ReflectionResult
+from server.agents.domain import ReflectionResult, Usage
 from server.agents.structured import Spend
 from server.agents.wording import help_phrase, is_weak, listing, normalize_text, quiz_record, sentence_start
 from server.core.auth import Principal
 from server.core.errors import FailedPrecondition, InvalidArgument
 from server.llm.grounding import KIND_SELECTED, format_clock, label_sources, render_sources, shorten
+from server.llm.moderation import SELF_HARM, SUPPORTIVE_MODEL, SUPPORTIVE_REPLY
 from server.llm.offline import OFFLINE_MODEL
 from server.llm.persona import Persona
 from server.llm.pii import redact
@@ -204,6 +216,11 @@ class ReflectionAgent:
         info = await require_video(self._deps, video_id, "learning_context.video_id")
         position = check_position(info, position_seconds, "learning_context.position_seconds")
         interaction.course_id = course_id or info.course_id
+        # What the student wrote (topics, objectives) is moderated like a chat message or a hint's struggle.
+        safe_written, verdict = await moderated(self._deps, "\n".join([*topics, *objectives]))
+        if verdict.category == SELF_HARM:
+            interaction_id = await record_supportive(self._deps, principal, interaction, verdict, safe_written)
+            return ReflectionResult(SUPPORTIVE_REPLY, (), 0, (), (), SUPPORTIVE_MODEL, Usage(), interaction_id)
         plan = await self._plan(principal, info, position, topics, objectives, persona)
         spend = Spend()
         written = await self._model_text(principal, plan, persona, deadline, spend)
@@ -229,6 +246,8 @@ class ReflectionAgent:
                 "fallback": str(spend.calls > 0 and written is None).lower(),
             },
         )
+        if verdict.flagged:
+            await flag(self._deps, principal, interaction, verdict, safe_written, interaction_id)
         citations = tuple(
             Citation(hit.video_id, hit.start_seconds, hit.end_seconds, hit.chunk_id, shorten(hit.text))
             for hit in plan.citations

@@ -71,7 +71,7 @@ class AgentsService:
             database=database,
             search=search,
             sentences=sentences,
-            caller=StructuredCaller(settings, llm, budget),
+            caller=StructuredCaller(settings, llm, budget, moderator),
             preferences=preferences,
             corpora=CorpusCache(search, sentences),
             moderator=moderator,

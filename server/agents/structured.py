@@ -24,10 +24,12 @@ from typing import Any, Generic, TypeVar
 
 from server.agents.domain import Usage
 from server.config import Settings
+from server.core import metrics
 from server.core.auth import Principal
 from server.core.errors import Unavailable
 from server.limits.budget import Reservation, TokenBudget
 from server.llm.cost import cost_usd
+from server.llm.moderation import Moderator
 from server.llm.pii import redact_messages
 from server.llm.provider import ChatMessage, ChatParams, MalformedOutput, UpstreamTimeout
 from server.llm.router import LLMRouter, pseudonymous_user
@@ -74,10 +76,14 @@ class CheckedAnswer(Generic[T]):
 
 
 class StructuredCaller:
-    def __init__(self, settings: Settings, llm: LLMRouter, budget: TokenBudget) -> None:
+    def __init__(
+        self, settings: Settings, llm: LLMRouter, budget: TokenBudget, moderator: Moderator | None = None
+    ) -> None:
+        """Without a `moderator`, `ask_checked` does not moderate output (callers that only `ask`)."""
         self._settings = settings
         self._llm = llm
         self._budget = budget
+        self._moderator = moderator
 
     @property
     def model(self) -> str:
@@ -168,8 +174,9 @@ class StructuredCaller:
         attempts: int = 2,
     ) -> CheckedAnswer[T] | None:
         """Ask, validate the JSON in code with `check` (a value, or a string saying what is wrong), and on a
-        rejection ask again with the model's answer and the reason. None: no model now, or every attempt was
-        rejected — the caller takes its offline path."""
+        rejection ask again with the model's answer and the reason. A valid answer is moderated before anyone
+        reads it. None: no model now, every attempt was rejected, or moderation flagged what the model wrote —
+        the caller takes its offline path."""
         conversation = list(messages)
         for attempt in range(1, attempts + 1):
             answer = await self.ask(
@@ -187,9 +194,36 @@ class StructuredCaller:
                 return None
             checked = check(answer.data) if answer.data is not None else answer.problem
             if not isinstance(checked, str):
+                if await self._flagged(operation, answer.data):
+                    return None
                 return CheckedAnswer(checked, answer.model, attempt)
             conversation += [
                 *([ChatMessage("assistant", answer.raw_text[:2000])] if answer.raw_text.strip() else []),
                 ChatMessage("user", f"That answer was rejected: {checked}. Write it again, following every rule."),
             ]
         return None
+
+    async def _flagged(self, operation: str, data: Any) -> bool:
+        """Output moderation: does what the model wrote (every string in its JSON) get flagged? Counted as
+        `{operation}_output`; the text itself is not kept (it never reached a student)."""
+        if self._moderator is None:
+            return False
+        written = "\n".join(_strings(data))
+        verdict = await self._moderator.check(written, redacted=written)
+        if verdict.flagged:
+            metrics.count_moderation_flag(f"{operation}_output", verdict.category)
+            logger.warning(
+                "moderation flagged the model's output; the offline path answers",
+                extra={"operation": operation, "category": verdict.category, "detector": verdict.detector},
+            )
+        return verdict.flagged
+
+
+def _strings(data: Any) -> list[str]:
+    if isinstance(data, str):
+        return [data]
+    if isinstance(data, dict):
+        return [text for value in data.values() for text in _strings(value)]
+    if isinstance(data, list):
+        return [text for value in data for text in _strings(value)]
+    return []

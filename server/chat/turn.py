@@ -63,6 +63,7 @@ from server.chat.domain import (
     reference_info,
 )
 from server.chat.recording import AnswerRecorder, TurnState
+from server.chat.release import SentenceRelease
 from server.chat.validation import validate_context, validate_message
 from server.config import Settings
 from server.core import metrics, tracing
@@ -200,19 +201,24 @@ class TurnRunner:
                 await self._release(turn)
             raise
 
+        # A model's answer reaches the student a moderated sentence at a time (`server.chat.release`).
+        release = SentenceRelease(self._moderator) if self._holds_back(turn) else None
         try:
             async with contextlib.aclosing(events) as stream:
                 async for event in stream:
                     if isinstance(event, TextDelta):
-                        if turn.first_token_at is None:
-                            turn.first_token_at = time.monotonic()
-                            trace.get_current_span().add_event("chat.first_token")
-                            metrics.observe_time_to_first_token(turn.provider, turn.first_token_at - turn.started)
-                        turn.parts.append(event.text)
-                        yield AnswerDelta(event.text)
+                        text = event.text if release is None else await release.take(event.text)
+                        if text:
+                            yield _relayed(turn, text)
+                        if release is not None and release.flagged:
+                            break
                     else:
                         turn.completion = event
+            if release is not None and (text := await release.rest()):
+                yield _relayed(turn, text)
         except UpstreamError as error:
+            if release is not None and (text := await release.rest()):
+                yield _relayed(turn, text)
             if not turn.parts:
                 await self._finish_shielded(turn, ERROR, error=error)
                 raise
@@ -235,12 +241,25 @@ class TurnRunner:
 
         completion = turn.completion
         finish = _FINISH_REASONS.get(completion.finish_reason, STOP) if completion else STOP
+        if release is not None and release.verdict is not None and release.flagged:
+            finish = CONTENT_FILTER
+            metrics.count_moderation_flag("chat_output", release.verdict.category)
+            logger.warning(
+                "moderation stopped a streamed answer",
+                extra={"category": release.verdict.category, "detector": release.verdict.detector},
+            )
         final = await self._finish_shielded(turn, finish)
         if key and not turn.cached and not turn.offline and finish == STOP and turn.text and final.grounded:
             await self._llm.cache.put(
                 key, CachedAnswer(turn.text, completion.finish_reason if completion else "stop", turn.model)
             )
         yield final
+
+    def _holds_back(self, turn: TurnState) -> bool:
+        """Whether this answer is released sentence by sentence after moderation: a model writes it (the
+        offline engine quotes the lecture; a cached answer passed when it was first streamed)."""
+        settings = self._settings
+        return settings.moderation_enabled and settings.moderate_streamed_answers and turn.answered_by_model
 
     # --- before the model ----------------------------------------------------------------------------------
 
@@ -500,6 +519,16 @@ class TurnRunner:
 
 async def _no_refusal() -> QuotaExceeded | None:
     return None
+
+
+def _relayed(turn: TurnState, text: str) -> AnswerDelta:
+    """Text the student sees now: kept for the stored answer, and the first of it timed."""
+    if turn.first_token_at is None:
+        turn.first_token_at = time.monotonic()
+        trace.get_current_span().add_event("chat.first_token")
+        metrics.observe_time_to_first_token(turn.provider, turn.first_token_at - turn.started)
+    turn.parts.append(text)
+    return AnswerDelta(text)
 
 
 def _new_turn(principal: Principal, session_id: str, message: str, stored: _Stored, started: float) -> TurnState:

@@ -77,7 +77,8 @@ LIMITER_REJECTIONS = Counter(
 )
 MODERATION_FLAGS = Counter(
     "tutorstream_moderation_flags",
-    "Messages moderation flagged, by where they were written (chat, hint) and category (self_harm, profanity, ...).",
+    "Texts moderation flagged, by where they were written (chat, hint, reflection; `<operation>_output` for a "
+    "model's structured output, replaced by the offline path) and category (self_harm, profanity, ...).",
     ["surface", "category"],
 )
 UNGROUNDED_ANSWERS = Counter(

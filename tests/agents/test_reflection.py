@@ -7,12 +7,15 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 from tutorstream.v1 import agent_service_pb2 as pb
+from tutorstream.v1 import analytics_service_pb2 as analytics_pb
 from tutorstream.v1 import common_pb2
 
+from server.llm.moderation import SUPPORTIVE_MODEL, SUPPORTIVE_REPLY
 from tests.agents.conftest import answer_key, generate_quiz, interactions_of, learning_context
 from tests.conftest import RunningServer
 from tests.support.clients import Client, error_details
 from tests.support.fake_openai import Behavior, FakeOpenAI
+from tests.support.metrics import counter_value
 
 
 async def _reflect(
@@ -109,3 +112,52 @@ async def test_a_model_writes_it_when_its_output_is_valid(
     fake_openai.enqueue_chat(Behavior(content="{not json"), Behavior(content="{not json"))
     fallback = await _reflect(client, "http-caching", 150)
     assert fallback.model == "offline-extractive" and len(fallback.guiding_questions) == 3
+
+
+async def test_what_the_student_wrote_and_what_the_model_wrote_are_moderated(
+    online_server: RunningServer, fake_openai: FakeOpenAI
+) -> None:
+    """With a key the moderation endpoint decides: a self-harm statement among the topics gets the supportive
+    reply (no model call), a harassing one is flagged for the instructors, and a model's reflection that the
+    endpoint flags is never shown — the offline reflection answers."""
+    client = online_server.client("moderated-reflector")
+    before = counter_value("tutorstream_moderation_flags", surface="reflection_output", category="harassment")
+    requests = len(fake_openai.chat_requests)
+    supportive = await _reflect(client, "http-caching", 150, ("freshness", "I want to hurt myself"))
+    assert (supportive.prompt, supportive.model) == (SUPPORTIVE_REPLY, SUPPORTIVE_MODEL)
+    assert list(supportive.guiding_questions) == [] and len(fake_openai.chat_requests) == requests
+
+    questions = ["What is fresh?", "What is stale?", "When does the browser revalidate?"]
+    fake_openai.enqueue_chat(
+        Behavior(
+            json_content={
+                "prompt": "Reflect on caching, you useless idiot.",
+                "guiding_questions": questions,
+                "expected_length_words": 120,
+            }
+        )
+    )
+    replaced = await _reflect(client, "http-caching", 150, ("freshness",))
+    assert replaced.model == "offline-extractive" and "idiot" not in replaced.prompt
+    assert len(replaced.guiding_questions) == 3
+    assert counter_value("tutorstream_moderation_flags", surface="reflection_output", category="harassment") == (
+        before + 1
+    )
+
+    fake_openai.enqueue_chat(
+        Behavior(
+            json_content={"prompt": "Reflect on caching.", "guiding_questions": questions, "expected_length_words": 90}
+        )
+    )
+    flagged = await _reflect(client, "http-caching", 150, ("caching, you useless idiot",))
+    assert flagged.model == "gpt-4o-mini"
+
+    teacher = online_server.client("reflection-teacher", role="instructor", courses=["webdev-101"])
+    listed = await teacher.analytics.ListFlaggedInteractions(
+        analytics_pb.ListFlaggedInteractionsRequest(parent="courses/webdev-101")
+    )
+    mine = [item for item in listed.flagged_interactions if item.user_id == "moderated-reflector"]
+    assert sorted((item.surface, item.category) for item in mine) == [
+        ("reflection", "harassment"),
+        ("reflection", "self_harm"),
+    ]

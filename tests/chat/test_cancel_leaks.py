@@ -16,7 +16,7 @@ from tests.support.waiting import wait_until
 
 WARM_UP = 20
 ROUNDS = 200
-ANSWER = " ".join(f"token{i}" for i in range(200))
+ANSWER = " ".join(f"token{i}." for i in range(200))
 
 
 async def cancel_after_first_chunk(client: Client, session: str) -> None:

@@ -12,10 +12,18 @@ from tutorstream.v1 import chat_service_pb2 as pb
 
 from server.llm.moderation import SUPPORTIVE_MODEL, SUPPORTIVE_REPLY
 from server.llm.offline import OFFLINE_MODEL
-from tests.chat.conftest import COURSE_ID, ChatServerFactory, answer_text, ask, learning_context, new_session
+from tests.chat.conftest import (
+    COURSE_ID,
+    ChatServerFactory,
+    answer_text,
+    ask,
+    learning_context,
+    messages_of,
+    new_session,
+)
 from tests.conftest import RunningServer
 from tests.support.clients import Client
-from tests.support.fake_openai import FakeOpenAI
+from tests.support.fake_openai import Behavior, FakeOpenAI
 from tests.support.metrics import counter_value
 from tests.transcripts.test_service_ingest import rpc_error
 
@@ -119,3 +127,51 @@ async def test_with_a_key_the_endpoint_moderates_the_redacted_text(
     assert answer_text(deltas) == SUPPORTIVE_REPLY
     latest = next(flag for flag in await flags(teacher) if flag.user_id == "endpoint-student")
     assert (latest.category, latest.detector) == ("self_harm", "offline-heuristic")
+
+
+async def test_a_model_answer_reaches_the_student_a_checked_sentence_at_a_time(
+    chat_server_factory: ChatServerFactory, fake_openai: FakeOpenAI
+) -> None:
+    server = await chat_server_factory()
+    client = server.client()
+    session = await new_session(client)
+    answer = "Flexbox lays items out in one direction. The parent gets display: flex, e.g. a nav bar. That is all."
+    fake_openai.enqueue_chat(Behavior(content=answer, tokens_per_second=50))
+    deltas, final = await ask(client, session, "What is flexbox?")
+    assert [delta.text for delta in deltas] == [
+        "Flexbox lays items out in one direction. ",
+        "The parent gets display: flex, e.g. a nav bar. ",
+        "That is all.",
+    ]
+    assert final.finish_reason == pb.FINISH_REASON_STOP
+    # Each piece went to the moderation endpoint before the student saw it.
+    checked = [request.body["input"] for request in fake_openai.moderation_requests]
+    assert [delta.text for delta in deltas] == checked[-3:]
+
+
+async def test_a_flagged_sentence_of_a_streamed_answer_ends_it_unshown(
+    chat_server_factory: ChatServerFactory, fake_openai: FakeOpenAI
+) -> None:
+    server = await chat_server_factory()
+    client = server.client()
+    session = await new_session(client)
+    before = counter_value("tutorstream_moderation_flags", surface="chat_output", category="harassment")
+    answer = "Grid has two axes. Read the docs, you useless idiot. " + " ".join(f"More{i}." for i in range(40))
+    fake_openai.enqueue_chat(Behavior(content=answer, tokens_per_second=20))
+    disconnects = fake_openai.stream_disconnects
+    deltas, final = await ask(client, session, "What is grid?")
+
+    assert answer_text(deltas) == "Grid has two axes. "
+    assert final.finish_reason == pb.FINISH_REASON_CONTENT_FILTER
+    assert counter_value("tutorstream_moderation_flags", surface="chat_output", category="harassment") == before + 1
+    # The model was stopped mid-answer, and only what the student saw is stored.
+    assert await fake_openai.wait_for_async(lambda: fake_openai.stream_disconnects > disconnects, timeout=10)
+    stored = (await messages_of(client, session))[-1]
+    assert stored.content == "Grid has two axes. "
+    assert stored.finish_reason == pb.FINISH_REASON_CONTENT_FILTER
+
+    # Not cached: asking again goes to the model again.
+    fake_openai.enqueue_chat(Behavior(content="Grid has rows and columns."))
+    requests = len(fake_openai.chat_requests)
+    deltas, final = await ask(client, session, "What is grid?")
+    assert len(fake_openai.chat_requests) == requests + 1 and not final.cached

@@ -35,7 +35,8 @@ from tests.support.fake_openai import Behavior, FakeOpenAI
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
 
-LONG_ANSWER = " ".join(f"word{i}" for i in range(60))
+# Sixty one-word sentences: moderation releases each as soon as the next begins.
+LONG_ANSWER = " ".join(f"word{i}." for i in range(60))
 
 
 def system_of(fake: FakeOpenAI, index: int = -1) -> str:
@@ -43,15 +44,17 @@ def system_of(fake: FakeOpenAI, index: int = -1) -> str:
 
 
 async def test_deltas_are_relayed_as_the_upstream_produces_them(
-    online_server: RunningServer, fake_openai: FakeOpenAI
+    chat_server_factory: ChatServerFactory, fake_openai: FakeOpenAI
 ) -> None:
-    client = online_server.client()
+    """With streamed answers not held back for moderation, every token is relayed as it arrives."""
+    server = await chat_server_factory(moderate_streamed_answers=False)
+    client = server.client()
     session = await new_session(client)
     fake_openai.enqueue_chat(Behavior(content=LONG_ANSWER, tokens_per_second=20))
     call = client.chat.StreamChat(pb.StreamChatRequest(session=session, message="Explain flex"))
     first = await call.read()
     # Three seconds of tokens are still to come: the first one was relayed, not buffered.
-    assert first.text == "word0 "
+    assert first.text == "word0. "
     assert fake_openai.completed_streams == 0
     assert fake_openai.active_streams >= 1
     rest = [chunk async for chunk in call]
@@ -305,7 +308,7 @@ async def test_upstream_dropping_mid_stream_ends_with_error_chunk(
     session = await new_session(client)
     fake_openai.enqueue_chat(Behavior(content=LONG_ANSWER, drop_after_tokens=5))
     deltas, final = await ask(client, session, "go")
-    assert answer_text(deltas) == "word0 word1 word2 word3 word4 "
+    assert answer_text(deltas) == "word0. word1. word2. word3. word4. "
     assert final.finish_reason == pb.FINISH_REASON_ERROR
     assert final.assistant_message_id
     assert not final.fallback

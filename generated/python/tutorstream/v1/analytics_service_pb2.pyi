@@ -1803,7 +1803,7 @@ class FlaggedInteraction(_message.Message):
     video_id: _builtins.str
     """Output only. The video they were watching (empty when none)."""
     surface: _builtins.str
-    """Output only. Where it was written, e.g. `chat`."""
+    """Output only. Where it was written: `chat`, `hint` (the struggle) or `reflection` (topics, objectives)."""
     message: _builtins.str
     """Output only. The message, e.g. `sessions/{session}/messages/{message}`."""
     category: _builtins.str

@@ -1770,7 +1770,7 @@ export type FlaggedInteraction = Message<"tutorstream.v1.FlaggedInteraction"> & 
   videoId: string;
 
   /**
-   * Output only. Where it was written, e.g. `chat`.
+   * Output only. Where it was written: `chat`, `hint` (the struggle) or `reflection` (topics, objectives).
    *
    * @generated from field: string surface = 4;
    */
