@@ -1,6 +1,6 @@
-"""TLS on the gRPC port, with real handshakes on loopback: the Python stubs and grpcurl, each trusting the
-server's CA or not; mutual TLS; and the startup refusals (plaintext on a network address, unusable certificate
-files), which stop the server before it binds anything.
+"""TLS on the gRPC port, with real handshakes on loopback: the Python stubs, grpcurl, the client library and its
+CLI, each trusting the server's CA or not; mutual TLS; and the startup refusals (plaintext on a network address,
+unusable certificate files), which stop the server before it binds anything.
 
 Certificates are made here, per test module, by a throwaway CA (server/devcerts.py on `cryptography`)."""
 
@@ -20,6 +20,7 @@ import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tutorstream.v1 import agent_service_pb2, agent_service_pb2_grpc
+from tutorstream_client import AsyncTutorstreamClient, TutorstreamError, tls_credentials
 
 from server.app import TutorstreamServer
 from server.config import ConfigurationError, Settings
@@ -27,6 +28,7 @@ from server.core.tls import is_loopback, server_credentials
 from server.devcerts import LOCAL_HOSTS, Authority
 from server.embeddings.local import LocalEmbedder
 from tests.conftest import TEST_JWT_SECRET, RunningServer, launch, make_settings
+from tests.edge.cli import run_cli
 from tests.support.clients import token_for
 from tests.test_grpcurl import GRPCURL
 
@@ -159,7 +161,7 @@ async def test_mutual_tls_requires_a_client_certificate_from_the_configured_ca(
     assert await _health(mtls_server.target, with_strangers) == "UNAVAILABLE"
 
 
-# --- grpcurl ----------------------------------------------------------------------------------------------
+# --- grpcurl, the client library and its CLI --------------------------------------------------------------
 
 
 async def grpcurl(*args: str) -> tuple[int, str, str]:
@@ -188,6 +190,61 @@ async def test_grpcurl_with_the_ca(tls_server: RunningServer, mtls_server: Runni
     assert "tutorstream.v1.ChatService" in out.split()
     code, _, err = await grpcurl("-cacert", str(certs.ca), mtls_server.target, "list")
     assert code != 0, "the server answered a client without a certificate"
+
+
+async def test_client_library_over_tls(tls_server: RunningServer, mtls_server: RunningServer, certs: Certs) -> None:
+    token = token_for(tls_server.settings, "library-user")
+    async with AsyncTutorstreamClient(tls_server.target, token, credentials=tls_credentials(certs.ca)) as client:
+        assert (await client.get_preferences()).name == "users/library-user/preferences"
+    mutual = tls_credentials(certs.ca, certs.client_cert, certs.client_key)
+    async with AsyncTutorstreamClient(mtls_server.target, token, credentials=mutual) as client:
+        assert await client.health() == "SERVING"
+    async with AsyncTutorstreamClient(mtls_server.target, token, credentials=tls_credentials(certs.ca)) as client:
+        with pytest.raises(TutorstreamError) as refused:
+            await client.health()
+    assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_cli_over_tls_by_option_environment_and_saved_login(
+    tls_server: RunningServer, mtls_server: RunningServer, certs: Certs, tmp_path: Path
+) -> None:
+    result = await run_cli("--ca-file", str(certs.ca), "health", target=tls_server.target)
+    assert (result.code, result.stdout.strip()) == (0, "SERVING"), result.output
+    result = await run_cli("health", target=tls_server.target)
+    assert result.code == 7, result.output
+
+    mutual = ("--ca-file", str(certs.ca), "--cert-file", str(certs.client_cert), "--key-file", str(certs.client_key))
+    result = await run_cli(*mutual, "health", target=mtls_server.target)
+    assert (result.code, result.stdout.strip()) == (0, "SERVING"), result.output
+    result = await run_cli("--ca-file", str(certs.ca), "health", target=mtls_server.target)
+    assert result.code == 7, result.output
+
+    # `login` remembers the TLS files with the server, so later commands need neither.
+    config_file = tmp_path / "config.json"
+    token = token_for(mtls_server.settings, "cli-user")
+    result = await run_cli(*mutual, "login", "--token", token, target=mtls_server.target, config_file=config_file)
+    assert result.code == 0, result.output
+    assert json.loads(config_file.read_text())["tls"]["ca_file"] == str(certs.ca.resolve())
+    result = await run_cli("preferences", target=mtls_server.target, config_file=config_file)
+    assert result.code == 0, result.output
+
+    missing = await run_cli("--ca-file", str(tmp_path / "absent.pem"), "health", target=tls_server.target)
+    assert missing.code == 1
+    assert "cannot read" in missing.stderr and "absent.pem" in missing.stderr
+
+
+def test_the_environment_turns_tls_on_for_the_cli(
+    certs: Certs, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tutorstream_client import config
+
+    monkeypatch.setenv("TUTORSTREAM_CONFIG", str(tmp_path / "no-login.json"))
+    assert config.resolve("127.0.0.1:1", None).tls is None
+    monkeypatch.setenv("TUTORSTREAM_CA_FILE", str(certs.ca))
+    assert config.resolve("127.0.0.1:1", None).tls == config.Tls(ca_file=str(certs.ca))
+    monkeypatch.delenv("TUTORSTREAM_CA_FILE")
+    monkeypatch.setenv("TUTORSTREAM_TLS", "1")
+    assert config.resolve("127.0.0.1:1", None).tls == config.Tls()
 
 
 # --- refusals at startup ------------------------------------------------------------------------------------
