@@ -45,6 +45,13 @@ def _subject_alt_name(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
+def spki_sha256(cert_pem: bytes) -> str:
+    """Base64 SHA-256 of a certificate's public key: what Chromium's --ignore-certificate-errors-spki-list takes."""
+    public_key = x509.load_pem_x509_certificate(cert_pem).public_key()
+    spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
 @dataclass(frozen=True)
 class Issued:
     """A certificate (PEM) and its private key (PEM, unencrypted)."""
@@ -54,10 +61,7 @@ class Issued:
 
     @property
     def spki_sha256(self) -> str:
-        """Base64 SHA-256 of the public key: what Chromium's --ignore-certificate-errors-spki-list and HPKP take."""
-        public_key = x509.load_pem_x509_certificate(self.cert_pem).public_key()
-        spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+        return spki_sha256(self.cert_pem)
 
 
 @dataclass(frozen=True)
