@@ -6,12 +6,15 @@ the long-lived-stream route), so a new streaming RPC cannot silently inherit the
     python envoy/render.py                      # print the local-stack config (same as envoy/envoy.yaml)
     python envoy/render.py --profile compose    # the config compose.yaml mounts
     python envoy/render.py --listen-port 18080 --grpc-address 127.0.0.1:50999 --out /tmp/envoy.yaml
+    python envoy/render.py --tls-cert server.pem --tls-key server-key.pem \
+        --upstream-ca ca.pem --upstream-cert client.pem --upstream-key client-key.pem   # TLS both ways (docs/tls.md)
     python envoy/render.py --write              # regenerate both committed files
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import sys
 from dataclasses import dataclass, field, replace
@@ -51,6 +54,22 @@ class EdgeConfig:
     unary_timeout: str = "60s"
     max_connections: int = 10_000
     max_heap_bytes: int = 1 << 30
+    # TLS on the listener: the certificate chain and key files Envoy serves (both or neither).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # TLS to the gRPC server: the CA its certificate must chain to, the name or address that certificate must
+    # carry (default: grpc_host), and the client certificate Envoy presents when the server asks for one.
+    upstream_ca_file: str = ""
+    upstream_server_name: str = ""
+    upstream_cert_file: str = ""
+    upstream_key_file: str = ""
+    # A plaintext listener on an address other than loopback (a private network behind a TLS-terminating
+    # load balancer, or a container whose port is published on loopback only).
+    allow_plaintext: bool = False
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert_file else "http"
 
     def origins(self) -> tuple[str, ...]:
         """The configured origins, or the demo's own origin (as 127.0.0.1 and as localhost)."""
@@ -61,13 +80,111 @@ class EdgeConfig:
             hosts = ("127.0.0.1", "localhost")
         else:
             hosts = (self.listen_address,)
-        return tuple(f"http://{host}:{self.listen_port}" for host in hosts)
+        return tuple(f"{self.scheme}://{host}:{self.listen_port}" for host in hosts)
+
+    def check(self) -> None:
+        """Raise ValueError with the reason when the options cannot work together."""
+        if self.cluster_type not in ("STATIC", "STRICT_DNS"):
+            raise ValueError(f"cluster type must be STATIC or STRICT_DNS, got {self.cluster_type!r}")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("--tls-cert and --tls-key go together")
+        if bool(self.upstream_cert_file) != bool(self.upstream_key_file):
+            raise ValueError("--upstream-cert and --upstream-key go together")
+        if (self.upstream_cert_file or self.upstream_server_name) and not self.upstream_ca_file:
+            raise ValueError("--upstream-cert and --upstream-server-name need --upstream-ca (TLS to the server)")
+        if not self.tls_cert_file and not self.allow_plaintext and not _is_loopback(self.listen_address):
+            raise ValueError(
+                f"refusing a plaintext listener on {self.listen_address}: bearer tokens would cross the network in "
+                "the clear. Give --tls-cert and --tls-key (docs/tls.md), or --allow-plaintext where only a "
+                "TLS-terminating proxy or a loopback-published container port reaches it"
+            )
+
+
+def _is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _yaml(value: object, indent: int) -> list[str]:
+    """`value` (dicts, lists, scalars) as block YAML lines at `indent` spaces; scalars as JSON, which YAML reads."""
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict | list) and item:
+                lines.append(f"{pad}{json.dumps(key) if key.startswith('@') else key}:")
+                lines += _yaml(item, indent + 2)
+            else:
+                lines.append(f"{pad}{json.dumps(key) if key.startswith('@') else key}: {json.dumps(item)}")
+    elif isinstance(value, list):
+        for item in value:
+            nested = _yaml(item, indent + 2)
+            lines.append(f"{pad}- {nested[0].lstrip()}")
+            lines += nested[1:]
+    else:
+        lines.append(f"{pad}{json.dumps(value)}")
+    return lines
+
+
+def _certificate(cert_file: str, key_file: str) -> dict[str, object]:
+    return {"certificate_chain": {"filename": cert_file}, "private_key": {"filename": key_file}}
+
+
+def _transport_socket(context_type: str, context: dict[str, object], indent: int) -> str:
+    """A TLS transport socket appended after the line that ends where it belongs (empty output: no TLS)."""
+    socket = {
+        "transport_socket": {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": f"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.{context_type}",
+                **context,
+            },
+        }
+    }
+    return "\n" + "\n".join(_yaml(socket, indent))
+
+
+def listener_transport_socket(config: EdgeConfig) -> str:
+    if not config.tls_cert_file:
+        return ""
+    common = {
+        "alpn_protocols": ["h2", "http/1.1"],
+        "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+        "tls_certificates": [_certificate(config.tls_cert_file, config.tls_key_file)],
+    }
+    return _transport_socket("DownstreamTlsContext", {"common_tls_context": common}, indent=10)
+
+
+def grpc_transport_socket(config: EdgeConfig) -> str:
+    if not config.upstream_ca_file:
+        return ""
+    name = config.upstream_server_name or config.grpc_host
+    try:
+        ipaddress.ip_address(name)
+        san_type, sni = "IP_ADDRESS", {}
+    except ValueError:
+        san_type, sni = "DNS", {"sni": name}
+    common: dict[str, object] = {
+        "alpn_protocols": ["h2"],
+        "validation_context": {
+            "trusted_ca": {"filename": config.upstream_ca_file},
+            "match_typed_subject_alt_names": [{"san_type": san_type, "matcher": {"exact": name}}],
+        },
+    }
+    if config.upstream_cert_file:
+        common["tls_certificates"] = [_certificate(config.upstream_cert_file, config.upstream_key_file)]
+    return _transport_socket("UpstreamTlsContext", {**sni, "common_tls_context": common}, indent=6)
 
 
 PROFILES: dict[str, EdgeConfig] = {
     "local": EdgeConfig(),
     "compose": EdgeConfig(
         listen_address="0.0.0.0",
+        allow_plaintext=True,  # the container's port is published on the host's loopback only (compose.yaml)
         grpc_host="server",
         web_host="web",
         cluster_type="STRICT_DNS",
@@ -105,8 +222,7 @@ def _streaming_routes() -> str:
 
 
 def render(config: EdgeConfig) -> str:
-    if config.cluster_type not in ("STATIC", "STRICT_DNS"):
-        raise ValueError(f"cluster type must be STATIC or STRICT_DNS, got {config.cluster_type!r}")
+    config.check()
     origins = [{"exact": origin} for origin in config.origins()]
     return Template(TEMPLATE.read_text()).substitute(
         listen_address=config.listen_address,
@@ -123,6 +239,8 @@ def render(config: EdgeConfig) -> str:
         max_connections=config.max_connections,
         max_heap_bytes=config.max_heap_bytes,
         streaming_routes=_streaming_routes(),
+        listener_transport_socket=listener_transport_socket(config),
+        grpc_transport_socket=grpc_transport_socket(config),
     )
 
 
@@ -148,6 +266,15 @@ def main(argv: list[str] | None = None) -> int:
         help="a CORS origin to allow (repeatable); default: the demo's own origin",
     )
     parser.add_argument("--health-interval", help="upstream health-check interval, e.g. 1s")
+    parser.add_argument("--tls-cert", help="PEM certificate chain of the listener (turns TLS on)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--upstream-ca", help="PEM CA of the gRPC server's certificate (TLS to the server)")
+    parser.add_argument("--upstream-server-name", help="name or address in that certificate (default: its host)")
+    parser.add_argument("--upstream-cert", help="PEM client certificate Envoy presents to the gRPC server")
+    parser.add_argument("--upstream-key", help="PEM private key of --upstream-cert")
+    parser.add_argument(
+        "--allow-plaintext", action="store_true", help="allow a plaintext listener on a non-loopback address"
+    )
     parser.add_argument("--out", type=Path, help="write here instead of stdout")
     parser.add_argument("--write", action="store_true", help="regenerate the committed configs")
     args = parser.parse_args(argv)
@@ -170,7 +297,21 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, allowed_origins=tuple(args.allowed_origin))
     if args.health_interval:
         config = replace(config, health_interval=args.health_interval)
-    text = render(config)
+    files = {
+        "tls_cert_file": args.tls_cert,
+        "tls_key_file": args.tls_key,
+        "upstream_ca_file": args.upstream_ca,
+        "upstream_server_name": args.upstream_server_name,
+        "upstream_cert_file": args.upstream_cert,
+        "upstream_key_file": args.upstream_key,
+    }
+    config = replace(config, **{name: value for name, value in files.items() if value})
+    if args.allow_plaintext:
+        config = replace(config, allow_plaintext=True)
+    try:
+        text = render(config)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.out is None:
         sys.stdout.write(text)
     else:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: the full local stack on loopback — embedded PostgreSQL + the gRPC server (demo course seeded),
 # Envoy on :8080 (grpc-web + native gRPC) and the browser demo served through Envoy on the same origin.
+# `TLS=1 make run`: the same over TLS, with a private CA made in DATA_DIR/tls — Envoy serves https and reaches
+# the server over mutual TLS, and the server asks every client for a certificate from that CA (docs/tls.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DATA_DIR="${DATA_DIR:-.data}"
@@ -11,6 +13,7 @@ ENVOY_PORT="${ENVOY_PORT:-8080}"
 ENVOY_ADMIN_PORT="${ENVOY_ADMIN_PORT:-9901}"
 WEB_PORT="${WEB_PORT:-8081}"
 ALLOWED_ORIGINS="${ALLOWED_ORIGINS:-}"
+TLS="${TLS:-}"
 run_dir="$DATA_DIR/run"
 mkdir -p "$run_dir"
 
@@ -55,22 +58,48 @@ if [ -n "$ALLOWED_ORIGINS" ]; then
   IFS=',' read -ra listed <<<"$ALLOWED_ORIGINS"
   for origin in "${listed[@]}"; do origins+=(--allowed-origin "$origin"); done
 fi
+scheme=http
+edge_tls=()
+if [ -n "$TLS" ] && [ "$TLS" != 0 ]; then
+  # The CA is kept between runs (trust it once); the server and client certificates are issued anew each time.
+  tls_dir="$(cd "$DATA_DIR" && pwd)/tls"
+  .venv/bin/tutorstream-server dev-certs --out "$tls_dir" >/dev/null
+  export TLS_CERT_FILE="$tls_dir/server.pem" TLS_KEY_FILE="$tls_dir/server-key.pem" TLS_CLIENT_CA_FILE="$tls_dir/ca.pem"
+  edge_tls=(--tls-cert "$tls_dir/server.pem" --tls-key "$tls_dir/server-key.pem" --upstream-ca "$tls_dir/ca.pem"
+    --upstream-cert "$tls_dir/client.pem" --upstream-key "$tls_dir/client-key.pem")
+  scheme=https
+fi
 .venv/bin/python envoy/render.py --listen-port "$ENVOY_PORT" --admin-port "$ENVOY_ADMIN_PORT" \
-  --grpc-address "$HOST:$PORT" --web-address "127.0.0.1:$WEB_PORT" "${origins[@]}" --out "$run_dir/envoy.yaml"
+  --grpc-address "$HOST:$PORT" --web-address "127.0.0.1:$WEB_PORT" "${origins[@]}" "${edge_tls[@]}" \
+  --out "$run_dir/envoy.yaml"
 
 start_helper web .venv/bin/python clients/web/serve.py --port "$WEB_PORT"
 start_helper envoy .venv/bin/envoy -c "$run_dir/envoy.yaml" --disable-hot-restart --concurrency 2 -l warning
 
 token="$(.venv/bin/tutorstream-server token --user demo-student)"
+if [ "$scheme" = https ]; then
+  transport="TLS, client certificates from $tls_dir/ca.pem required"
+  grpcurl_tls="-cacert $tls_dir/ca.pem -cert $tls_dir/client.pem -key $tls_dir/client-key.pem"
+  cli_tls="--ca-file $tls_dir/ca.pem --cert-file $tls_dir/client.pem --key-file $tls_dir/client-key.pem "
+else
+  transport="plaintext"
+  grpcurl_tls="-plaintext"
+  cli_tls=""
+fi
 cat <<EOF
-tutorstream: gRPC on $HOST:$PORT, Envoy on 127.0.0.1:$ENVOY_PORT (admin 127.0.0.1:$ENVOY_ADMIN_PORT), data in $DATA_DIR
-  demo:    http://127.0.0.1:$ENVOY_PORT/#token=$token
+tutorstream: gRPC on $HOST:$PORT ($transport), Envoy on $scheme://127.0.0.1:$ENVOY_PORT (admin 127.0.0.1:$ENVOY_ADMIN_PORT), data in $DATA_DIR
+  demo:    $scheme://127.0.0.1:$ENVOY_PORT/#token=$token
   token:   .venv/bin/tutorstream-server token --user me
   teacher: .venv/bin/tutorstream-server token --user me --role instructor --course webdev-101
-  cli:     .venv/bin/tutorstream login --token "\$(.venv/bin/tutorstream-server token --user me)"
-  grpcurl: .venv/bin/grpcurl -plaintext $HOST:$PORT list      (recipes: docs/grpcurl.md)
+  cli:     .venv/bin/tutorstream ${cli_tls}login --token "\$(.venv/bin/tutorstream-server token --user me)"
+  grpcurl: .venv/bin/grpcurl $grpcurl_tls $HOST:$PORT list      (recipes: docs/grpcurl.md)
   logs:    $run_dir/envoy.log, $run_dir/web.log
 EOF
+if [ "$scheme" = https ]; then
+  cat <<EOF
+  tls:     trust $tls_dir/ca.pem in the browser (docs/tls.md); check: curl --cacert $tls_dir/ca.pem $scheme://127.0.0.1:$ENVOY_PORT/
+EOF
+fi
 # The server runs as a child so a TERM/INT to this script reaches it (it drains, then exits), after which the
 # EXIT trap stops Envoy and the static server.
 .venv/bin/tutorstream-server serve &

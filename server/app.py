@@ -38,7 +38,7 @@ from server.chat.service import ChatService
 from server.chat.servicer import ChatServicer
 from server.chat.turn import TurnRunner
 from server.config import Settings
-from server.core import tracing
+from server.core import tls, tracing
 from server.core.auth import Authenticator
 from server.core.db import Database
 from server.core.interceptors import ServerInterceptor
@@ -178,6 +178,8 @@ class TutorstreamServer:
 
     async def start(self) -> int:
         settings = self.settings
+        # Before anything starts: a bad certificate or a plaintext network address stops startup right here.
+        credentials = tls.server_credentials(settings)
         if self._database is None:
             self._database = await Database.from_settings(settings)
         if settings.migrate_on_start:
@@ -258,7 +260,11 @@ class TutorstreamServer:
             ),
             server,
         )
-        self.port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+        address = f"{settings.host}:{settings.port}"
+        if credentials is None:
+            self.port = server.add_insecure_port(address)
+        else:
+            self.port = server.add_secure_port(address, credentials)
         if self.port == 0:
             raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
         if settings.metrics_port > 0:
@@ -268,7 +274,10 @@ class TutorstreamServer:
         self._server = server
         await self._set_serving(health_pb2.HealthCheckResponse.SERVING)
         await self._limits_state_changed(limits.gate.degraded)
-        log.info("tutorstream listening on %s:%d", settings.host, self.port)
+        transport = "plaintext" if credentials is None else "TLS"
+        if settings.tls_client_ca_file is not None:
+            transport += ", client certificates required"
+        log.info("tutorstream listening on %s:%d (%s)", settings.host, self.port, transport)
         return self.port
 
     async def _start_jobs(self) -> None:

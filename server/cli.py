@@ -1,4 +1,4 @@
-"""`tutorstream-server`: serve (default), migrate, worker, seed-demo, token."""
+"""`tutorstream-server`: serve (default), migrate, worker, seed-demo, dev-certs, token."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from server.config import Settings
+from server.config import ConfigurationError, Settings
 from server.core.auth import Role, Tier, mint_token
 from server.core.db import migrate_main
 
@@ -37,7 +37,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Override HOST.")] = None,
 ) -> None:
     """Start the gRPC server (and the embedded database when DATABASE_URL is unset)."""
-    from server.app import serve as run_server
+    from server.core.tls import server_credentials
 
     _configure_logging()
     overrides: dict[str, object] = {}
@@ -46,7 +46,15 @@ def serve(
     if host is not None:
         overrides["host"] = host
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    asyncio.run(run_server(settings))
+    try:
+        # Checked before the server's imports load the language models: a bad certificate fails in a second.
+        server_credentials(settings)
+        from server.app import serve as run_server
+
+        asyncio.run(run_server(settings))
+    except ConfigurationError as exc:
+        typer.echo(f"tutorstream-server: {exc}", err=True)
+        raise typer.Exit(code=2) from None
 
 
 @app.command()
@@ -78,6 +86,24 @@ def seed_demo() -> None:
         typer.echo(f"{job.video_id}: {outcome}{f' ({job.error_message})' if job.error_message else ''}")
     if any(job.state != "succeeded" for job in jobs):
         raise typer.Exit(code=1)
+
+
+@app.command("dev-certs")
+def dev_certs(
+    out: Annotated[Path | None, typer.Option(help="Directory for the files (default: DATA_DIR/tls).")] = None,
+    host: Annotated[
+        list[str] | None,
+        typer.Option(help="A name or address the server certificate is for (repeat; default: this machine's)."),
+    ] = None,
+) -> None:
+    """Make a private CA, a server certificate and a client certificate for trying TLS locally."""
+    from server.devcerts import LOCAL_HOSTS, write_dev_certs
+
+    files, server_cert = write_dev_certs(out or Settings().data_dir / "tls", host or LOCAL_HOSTS)
+    typer.echo(f"ca:     {files.ca}")
+    typer.echo(f"server: {files.server_cert} {files.server_key}")
+    typer.echo(f"client: {files.client_cert} {files.client_key}")
+    typer.echo(f"server key spki sha256: {server_cert.spki_sha256}")
 
 
 @app.command()

@@ -17,6 +17,10 @@ DEFAULT_PRICES: dict[str, dict[str, float]] = {
 }
 
 
+class ConfigurationError(Exception):
+    """Settings that cannot work together or files they name that cannot be used; the message says which."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_nested_delimiter="__")
 
@@ -30,6 +34,20 @@ class Settings(BaseSettings):
     max_receive_message_bytes: int = Field(8 * 1024 * 1024, description="Largest accepted request message.")
     max_send_message_bytes: int = Field(16 * 1024 * 1024, description="Largest response message.")
     metrics_port: int = Field(0, description="Prometheus metrics port; 0 disables the endpoint.")
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate chain of the gRPC port; with TLS_KEY_FILE the port speaks TLS only."
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of TLS_CERT_FILE.")
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description="PEM CA certificates: every client must present a certificate they issued (mutual TLS). "
+        "Unset: no client certificate asked for.",
+    )
+    allow_plaintext_non_loopback: bool = Field(
+        False,
+        description="Serve without TLS on an address other than loopback (a private network behind a "
+        "TLS-terminating proxy). Without it such a HOST needs TLS_CERT_FILE.",
+    )
 
     # --- storage -------------------------------------------------------------------------------
     data_dir: Path = Field(Path(".data"), description="Embedded Postgres, generated secrets, models.")

@@ -78,12 +78,13 @@ class EnvoyProcess:
             health_interval="0.5s",
             **render_options,
         )
+        self.scheme = "https" if render_options.get("tls_cert") else "http"
         self.log_path = workdir / "envoy.log"
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def admin_url(self) -> str:

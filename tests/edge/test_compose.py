@@ -14,7 +14,8 @@ import yaml
 from tutorstream_client import cli as client_cli
 
 from server import cli as server_cli
-from server.config import Settings
+from server.config import ConfigurationError, Settings
+from server.core.tls import server_credentials
 from tests.edge.support import ROOT, envoy_renderer
 
 COMPOSE = ROOT / "compose.yaml"
@@ -91,6 +92,18 @@ def test_app_environment_names_are_settings() -> None:
     server_env = services()["server"]["environment"]
     assert server_env["RUN_WORKERS_IN_PROCESS"] == "false"
     assert server_env["HOST"] == "0.0.0.0"
+
+
+def test_the_server_service_passes_the_startup_check_for_plaintext() -> None:
+    """HOST=0.0.0.0 without TLS starts only with the explicit allowance: the port is on the compose network,
+    reached by Envoy alone, and Envoy is published on the host's loopback."""
+    environment = services()["server"]["environment"]
+    literal = {name.lower(): value for name, value in environment.items() if not str(value).startswith("${")}
+    settings = Settings(_env_file=None, **literal)  # type: ignore[call-arg]
+    assert settings.host == "0.0.0.0" and settings.allow_plaintext_non_loopback
+    assert server_credentials(settings) is None
+    with pytest.raises(ConfigurationError, match="refusing to serve plaintext"):
+        server_credentials(settings.model_copy(update={"allow_plaintext_non_loopback": False}))
 
 
 def test_ports_agree_with_the_local_stack_and_the_edge_config() -> None:

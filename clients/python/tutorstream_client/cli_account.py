@@ -15,6 +15,7 @@ from tutorstream_client.cli_common import (
     TargetOption,
     TokenOption,
     app,
+    connection,
     err,
     fail,
     out,
@@ -47,9 +48,9 @@ def login(
         claims = config.claims(token)
     except ValueError as exc:
         raise fail(str(exc), EXIT_AUTH) from exc
-    profile = config.resolve(target, token)
+    profile = config.resolve(target, token, connection.tls)
     run(profile.target, token, lambda client: client.get_preferences())
-    path = config.save(config.Profile(target=profile.target, token=token))
+    path = config.save(config.Profile(target=profile.target, token=token, tls=profile.tls))
     out.print(f"Signed in to {profile.target} as {_describe_claims(claims)}")
     err.print(f"saved to {path}", style="dim")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import grpc
@@ -12,7 +14,7 @@ import typer
 from rich.console import Console
 
 from tutorstream_client import config
-from tutorstream_client.client import AsyncTutorstreamClient
+from tutorstream_client.client import AsyncTutorstreamClient, tls_credentials
 from tutorstream_client.errors import TutorstreamError
 
 T = TypeVar("T")
@@ -61,6 +63,37 @@ TargetOption = Annotated[
 TokenOption = Annotated[str | None, typer.Option("--token", help="Bearer token (env TUTORSTREAM_TOKEN).")]
 
 
+@dataclass
+class Connection:
+    """The options given before the command: how the channel is secured."""
+
+    tls: config.Tls | None = None
+
+
+connection = Connection()
+
+
+@app.callback()
+def connect_options(
+    tls: Annotated[
+        bool, typer.Option("--tls", help="TLS with the system's trusted CAs (env TUTORSTREAM_TLS=1).")
+    ] = False,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option("--ca-file", help="TLS: the CA the server's certificate chains to (env TUTORSTREAM_CA_FILE)."),
+    ] = None,
+    cert_file: Annotated[
+        Path | None,
+        typer.Option("--cert-file", help="TLS: this client's certificate (env TUTORSTREAM_CERT_FILE)."),
+    ] = None,
+    key_file: Annotated[
+        Path | None, typer.Option("--key-file", help="TLS: the key of --cert-file (env TUTORSTREAM_KEY_FILE).")
+    ] = None,
+) -> None:
+    files = config.Tls(*(str(path) if path is not None else None for path in (ca_file, cert_file, key_file)))
+    connection.tls = files if tls or files != config.Tls() else None
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}", markup=True)
     return typer.Exit(code)
@@ -69,12 +102,17 @@ def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
 def run(target: str | None, token: str | None, work: Callable[[AsyncTutorstreamClient], Awaitable[T]]) -> T:
     """Resolve the profile, run `work` with a connected client, and turn failures into exit codes."""
     try:
-        profile = config.resolve(target, token)
+        profile = config.resolve(target, token, connection.tls)
+        credentials = None
+        if profile.tls is not None:
+            credentials = tls_credentials(profile.tls.ca_file, profile.tls.cert_file, profile.tls.key_file)
     except ValueError as exc:
         raise fail(str(exc)) from exc
+    except OSError as exc:
+        raise fail(f"cannot read {exc.filename}: {exc.strerror}") from exc
 
     async def main() -> T:
-        async with AsyncTutorstreamClient(profile.target, profile.token) as client:
+        async with AsyncTutorstreamClient(profile.target, profile.token, credentials=credentials) as client:
             return await work(client)
 
     try:

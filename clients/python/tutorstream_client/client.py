@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -53,6 +54,25 @@ def learning_context(
     return context
 
 
+def tls_credentials(
+    ca_file: str | Path | None = None,
+    cert_file: str | Path | None = None,
+    key_file: str | Path | None = None,
+) -> grpc.ChannelCredentials:
+    """TLS for the channel. The server's certificate must chain to a CA in `ca_file` (default: the system's
+    trusted CAs); `cert_file` and `key_file` are this client's own certificate, for a server that requires one
+    (mutual TLS). Raises OSError when a file cannot be read."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("a client certificate needs both cert_file and key_file")
+
+    def read(path: str | Path | None) -> bytes | None:
+        return None if path is None else Path(path).read_bytes()
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(ca_file), private_key=read(key_file), certificate_chain=read(cert_file)
+    )
+
+
 def ingest_request_id(video_id: str, course_id: str, content: str) -> str:
     """Same transcript for the same video -> same id, so re-running an ingest returns the same job."""
     digest = hashlib.sha256(f"{course_id}\0{video_id}\0{content}".encode()).hexdigest()
@@ -62,8 +82,9 @@ def ingest_request_id(video_id: str, course_id: str, content: str) -> str:
 class AsyncTutorstreamClient:
     """Typed access to the four tutorstream services over native gRPC.
 
-    Use as `async with AsyncTutorstreamClient(target, token) as client: ...`. Every method raises
-    `TutorstreamError` (with decoded ErrorInfo/RetryInfo/BadRequest/QuotaFailure) when the call fails.
+    Use as `async with AsyncTutorstreamClient(target, token) as client: ...`; over TLS pass
+    `credentials=tls_credentials(ca_file=...)`. Every method raises `TutorstreamError` (with decoded
+    ErrorInfo/RetryInfo/BadRequest/QuotaFailure) when the call fails.
     """
 
     def __init__(

@@ -1,6 +1,7 @@
 // Drives the browser demo in Debian's Chromium (playwright-core, no downloaded browser) through Envoy.
 //
-//   node tests/edge/browser/demo.mjs STEP... (env: BASE_URL, TOKEN, VIDEO_ID, USER_DATA_DIR, SCREENSHOT)
+//   node tests/edge/browser/demo.mjs STEP... (env: BASE_URL, TOKEN, VIDEO_ID, USER_DATA_DIR, SCREENSHOT,
+//                                              SPKI_PINS)
 //
 // Steps run in order on one page; each adds its observations to the JSON printed at the end. A failed
 // expectation throws: the process exits 1 with the reason (and a screenshot of the failure).
@@ -13,6 +14,9 @@ const TOKEN = process.env.TOKEN ?? "";
 const VIDEO_ID = process.env.VIDEO_ID ?? "flexbox-layout";
 const SCREENSHOT = process.env.SCREENSHOT ?? "";
 const WAIT_MS = Number(process.env.WAIT_MS ?? 60_000);
+// An https BASE_URL whose certificate no system CA issued: Chromium accepts exactly the public keys listed here
+// (base64 SHA-256 of the SPKI, comma-separated) and still rejects every other certificate it cannot verify.
+const SPKI_PINS = process.env.SPKI_PINS ?? "";
 const CHROMIUM_ARGS = [
   "--no-sandbox",
   "--disable-gpu",
@@ -243,7 +247,7 @@ async function main() {
   const context = await chromium.launchPersistentContext(process.env.USER_DATA_DIR ?? "", {
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: SPKI_PINS ? [...CHROMIUM_ARGS, `--ignore-certificate-errors-spki-list=${SPKI_PINS}`] : CHROMIUM_ARGS,
     viewport: { width: 1400, height: 900 },
   });
   const page = context.pages()[0] ?? (await context.newPage());
