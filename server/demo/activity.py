@@ -4,7 +4,7 @@ Everything written here is made up and marked as such: the students are `synthet
 module writes starts with `synthetic-`), the tutor's answers are model `synthetic` and say they are synthetic.
 64 students watch each of the four lectures once, between two weeks and two days ago; at a few hard stretches
 per lecture (listed below) some of them seek back, pause, ask for a hint or ask the tutor a question whose
-answer cites the stretch, and rate some answers. Two of their messages were flagged for profanity. A stopped
+answer cites the stretch, and rate some answers. Two other messages were flagged for profanity. A stopped
 experiment on proactive interventions has every student exposed (arms alternate by student), and students in
 the `interventions` arm finish their lectures a little more often.
 
@@ -159,8 +159,11 @@ class _Rows:
         self.tables[AIInteraction].append(row)
         return row
 
-    def conversation(self, user: str, video_id: str, stretch: HardStretch, question: str, at: datetime) -> str:
-        """A chat session with one question and an answer citing the stretch; returns the question's name."""
+    def conversation(
+        self, user: str, video_id: str, stretch: HardStretch, question: str, at: datetime, *, cited: bool = True
+    ) -> str:
+        """A chat session with one question and an answer (citing the stretch when `cited`); returns the
+        question's name."""
         session_id = synthetic_id()
         position = self.rng.uniform(stretch.start, stretch.end)
         self.tables[ChatSession].append(
@@ -196,7 +199,9 @@ class _Rows:
                         "chunk_id": "",
                         "quoted_text": "",
                     }
-                ],
+                ]
+                if cited
+                else [],
                 "interaction_id": interaction["id"],
                 "create_time": at + timedelta(seconds=3),
             }
@@ -235,7 +240,8 @@ class _Rows:
     def flag(self, user: str, video_id: str, position: float, words: str) -> None:
         stretch = next(s for s in HARD_STRETCHES[video_id] if s.start <= position < s.end)
         at = self.moment()
-        message = self.conversation(user, video_id, stretch, words, at)
+        # Its answer cites nothing, so the flagged words stay out of the questions instructors browse.
+        message = self.conversation(user, video_id, stretch, words, at, cited=False)
         self.tables[FlaggedInteraction].append(
             {
                 "id": synthetic_id(),

@@ -11,7 +11,7 @@ from tutorstream.v1 import chat_service_pb2 as chat_pb
 
 from server.core.models import User
 from server.demo import load_demo_course
-from server.demo.activity import EXPERIMENT_ID, FLAGGED, HARD_STRETCHES, STUDENTS, seed_demo_activity
+from server.demo.activity import EXPERIMENT_ID, HARD_STRETCHES, STUDENTS, seed_demo_activity
 from server.progress.models import VideoEventRow
 from tests.conftest import RunningServer
 
@@ -47,7 +47,7 @@ async def test_synthetic_activity_is_written_once_and_fills_the_dashboard(demo_s
         )
     ).questions
     asked = {question for stretch in hard for question in stretch.questions}
-    assert {question.text for question in questions} - asked == {FLAGGED[0][2]}
+    assert {question.text for question in questions} <= asked
     assert questions[0].count > 1 and questions[0].students == questions[0].count
 
     flagged = (
