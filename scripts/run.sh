@@ -62,14 +62,16 @@ start_helper web .venv/bin/python clients/web/serve.py --port "$WEB_PORT"
 start_helper envoy .venv/bin/envoy -c "$run_dir/envoy.yaml" --disable-hot-restart --concurrency 2 -l warning
 
 token="$(.venv/bin/tutorstream-server token --user demo-student)"
+teacher_token="$(.venv/bin/tutorstream-server token --user demo-instructor --role instructor --course webdev-101)"
 cat <<EOF
 tutorstream: gRPC on $HOST:$PORT, Envoy on 127.0.0.1:$ENVOY_PORT (admin 127.0.0.1:$ENVOY_ADMIN_PORT), data in $DATA_DIR
-  demo:    http://127.0.0.1:$ENVOY_PORT/#token=$token
-  token:   .venv/bin/tutorstream-server token --user me
-  teacher: .venv/bin/tutorstream-server token --user me --role instructor --course webdev-101
-  cli:     .venv/bin/tutorstream login --token "\$(.venv/bin/tutorstream-server token --user me)"
-  grpcurl: .venv/bin/grpcurl -plaintext $HOST:$PORT list      (recipes: docs/grpcurl.md)
-  logs:    $run_dir/envoy.log, $run_dir/web.log
+  demo:      http://127.0.0.1:$ENVOY_PORT/#token=$token
+  dashboard: http://127.0.0.1:$ENVOY_PORT/dashboard.html#token=$teacher_token
+  token:     .venv/bin/tutorstream-server token --user me
+  teacher:   .venv/bin/tutorstream-server token --user me --role instructor --course webdev-101
+  cli:       .venv/bin/tutorstream login --token "\$(.venv/bin/tutorstream-server token --user me)"
+  grpcurl:   .venv/bin/grpcurl -plaintext $HOST:$PORT list      (recipes: docs/grpcurl.md)
+  logs:      $run_dir/envoy.log, $run_dir/web.log
 EOF
 # The server runs as a child so a TERM/INT to this script reaches it (it drains, then exits), after which the
 # EXIT trap stops Envoy and the static server.
