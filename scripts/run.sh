@@ -77,6 +77,7 @@ start_helper web .venv/bin/python clients/web/serve.py --port "$WEB_PORT"
 start_helper envoy .venv/bin/envoy -c "$run_dir/envoy.yaml" --disable-hot-restart --concurrency 2 -l warning
 
 token="$(.venv/bin/tutorstream-server token --user demo-student)"
+teacher_token="$(.venv/bin/tutorstream-server token --user demo-instructor --role instructor --course webdev-101)"
 if [ "$scheme" = https ]; then
   transport="TLS, client certificates from $tls_dir/ca.pem required"
   grpcurl_tls="-cacert $tls_dir/ca.pem -cert $tls_dir/client.pem -key $tls_dir/client-key.pem"
@@ -88,16 +89,17 @@ else
 fi
 cat <<EOF
 tutorstream: gRPC on $HOST:$PORT ($transport), Envoy on $scheme://127.0.0.1:$ENVOY_PORT (admin 127.0.0.1:$ENVOY_ADMIN_PORT), data in $DATA_DIR
-  demo:    $scheme://127.0.0.1:$ENVOY_PORT/#token=$token
-  token:   .venv/bin/tutorstream-server token --user me
-  teacher: .venv/bin/tutorstream-server token --user me --role instructor --course webdev-101
-  cli:     .venv/bin/tutorstream ${cli_tls}login --token "\$(.venv/bin/tutorstream-server token --user me)"
-  grpcurl: .venv/bin/grpcurl $grpcurl_tls $HOST:$PORT list      (recipes: docs/grpcurl.md)
-  logs:    $run_dir/envoy.log, $run_dir/web.log
+  demo:      $scheme://127.0.0.1:$ENVOY_PORT/#token=$token
+  dashboard: $scheme://127.0.0.1:$ENVOY_PORT/dashboard.html#token=$teacher_token
+  token:     .venv/bin/tutorstream-server token --user me
+  teacher:   .venv/bin/tutorstream-server token --user me --role instructor --course webdev-101
+  cli:       .venv/bin/tutorstream ${cli_tls}login --token "\$(.venv/bin/tutorstream-server token --user me)"
+  grpcurl:   .venv/bin/grpcurl $grpcurl_tls $HOST:$PORT list      (recipes: docs/grpcurl.md)
+  logs:      $run_dir/envoy.log, $run_dir/web.log
 EOF
 if [ "$scheme" = https ]; then
   cat <<EOF
-  tls:     trust $tls_dir/ca.pem in the browser (docs/tls.md); check: curl --cacert $tls_dir/ca.pem $scheme://127.0.0.1:$ENVOY_PORT/
+  tls:       trust $tls_dir/ca.pem in the browser (docs/tls.md); check: curl --cacert $tls_dir/ca.pem $scheme://127.0.0.1:$ENVOY_PORT/
 EOF
 fi
 # The server runs as a child so a TERM/INT to this script reaches it (it drains, then exits), after which the

@@ -5,7 +5,9 @@
 //
 // Steps: the google.rpc / grpc.health descriptors compiled into the installed Python packages are written as a
 // descriptor image and turned into TypeScript by buf + protoc-gen-es (into the ignored build/web-gen), then
-// esbuild bundles src/main.ts with Connect-ES and the committed generated/ts code.
+// esbuild bundles the two pages with Connect-ES and the committed generated/ts code: the student page
+// (index.html, src/main.ts -> app.js) and the instructor's course dashboard (dashboard.html,
+// src/dashboard/main.ts -> dashboard.js, with Chart.js).
 import { execFileSync } from "node:child_process";
 import { cpSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -53,8 +55,11 @@ export async function bundle() {
   rmSync(outDir, { recursive: true, force: true });
   mkdirSync(outDir, { recursive: true });
   await esbuild.build({
-    entryPoints: [join(here, "src", "main.ts")],
-    outfile: join(outDir, "app.js"),
+    entryPoints: {
+      app: join(here, "src", "main.ts"),
+      dashboard: join(here, "src", "dashboard", "main.ts"),
+    },
+    outdir: outDir,
     bundle: true,
     format: "esm",
     platform: "browser",
@@ -64,7 +69,9 @@ export async function bundle() {
     legalComments: "linked",
     logLevel: "warning",
   });
-  cpSync(join(here, "index.html"), join(outDir, "index.html"));
+  for (const page of ["index.html", "dashboard.html"]) {
+    cpSync(join(here, page), join(outDir, page));
+  }
   cpSync(join(here, "styles.css"), join(outDir, "styles.css"));
 }
 

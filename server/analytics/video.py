@@ -6,8 +6,9 @@ student: backward seeks landing in it (re-watching, Kim et al. L@S 2014), pauses
 hints about it (hint interventions covering it and hints students asked for there) and wrong first answers
 to quiz questions drawn from it. Each signal is divided by its own mean per segment, so a video whose
 students pause a lot everywhere does not look confusing everywhere; a segment's score is the mean of these
-ratios over the signals the video has at all (1 = baseline). Segments scoring at least
-`analytics_peak_min_score` are peaks; neighbouring peak segments merge into one stretch.
+ratios over the signals the video has at all (1 = baseline). Every segment is reported (the dashboard's
+heatmap); segments scoring at least `analytics_peak_min_score` are peaks, and neighbouring peak segments merge
+into one stretch. Ratings of the AI interactions about the video come with it, by agent and by star.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.analytics.service import AgentCount
 from server.config import Settings
 from server.core.auth import Principal, Role
 from server.core.db import Database
@@ -49,6 +51,18 @@ class ConfusionPeak:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfusionSegment:
+    start_seconds: float
+    end_seconds: float
+    score: float
+    rewatches: int
+    pauses: int
+    hints: int
+    wrong_answers: int
+    students: int
+
+
+@dataclass(frozen=True, slots=True)
 class InterventionStat:
     kind: str
     delivered: int
@@ -68,6 +82,10 @@ class VideoAnalytics:
     interventions: list[InterventionStat]
     # Observational: answers after asking for help near the question's stretch (treatment) vs without (control).
     help_outcome: Comparison
+    segments: list[ConfusionSegment]
+    agents: list[AgentCount]
+    # Interactions given each rating, index 0 for one star.
+    ratings: list[int]
 
 
 # How far from a question's stretch the playhead may be when the student asked, to count as asking about it.
@@ -129,6 +147,15 @@ _SIGNALS = text(
     FROM signals WHERE bin >= 0 GROUP BY bin ORDER BY bin
     """
 )
+_AGENTS = text(
+    """
+    SELECT agent_type, count(*) AS n, count(rating) AS rated, coalesce(avg(rating), 0) AS average
+    FROM ai_interactions WHERE video_id = :video GROUP BY agent_type ORDER BY agent_type
+    """
+)
+_RATINGS = text(
+    "SELECT rating, count(*) AS n FROM ai_interactions WHERE video_id = :video AND rating IS NOT NULL GROUP BY rating"
+)
 _INTERVENTIONS = text(
     """
     SELECT i.type,
@@ -151,29 +178,42 @@ class _Stretch:
     students: set[str]
 
 
-def find_peaks(rows: list[Any], bin_count: int, min_score: float) -> list[_Stretch]:
-    """Score each segment against the video's own per-segment means; merge neighbouring peaks."""
+def score_bins(rows: list[Any], bin_count: int) -> list[_Stretch]:
+    """Every segment from the first to `bin_count`, each scored against the video's own per-segment means
+    (0 everywhere when the video has no signals)."""
+    by_bin = {int(row.bin): row for row in rows}
     totals = {signal: sum(int(getattr(row, signal)) for row in rows) for signal in SIGNALS}
     present = [signal for signal in SIGNALS if totals[signal] > 0]
-    if not present or bin_count <= 0:
-        return []
     means = {signal: totals[signal] / bin_count for signal in present}
+    bins: list[_Stretch] = []
+    for index in range(bin_count):
+        row = by_bin.get(index)
+        counts = {signal: int(getattr(row, signal)) if row is not None else 0 for signal in SIGNALS}
+        score = sum(counts[signal] / means[signal] for signal in present) / len(present) if present else 0.0
+        students = {str(student) for student in row.students or ()} if row is not None else set()
+        bins.append(_Stretch(index, index, score, counts, students))
+    return bins
+
+
+def find_peaks(bins: list[_Stretch], min_score: float) -> list[_Stretch]:
+    """The segments scoring at least `min_score`, neighbours merged, most confusing first."""
     stretches: list[_Stretch] = []
-    for row in rows:
-        score = sum(int(getattr(row, signal)) / means[signal] for signal in present) / len(present)
-        if score < min_score:
+    for segment in bins:
+        if segment.score < min_score:
             continue
-        counts = {signal: int(getattr(row, signal)) for signal in SIGNALS}
-        students = {str(student) for student in row.students or ()}
         last = stretches[-1] if stretches else None
-        if last is not None and last.last_bin == row.bin - 1:
-            last.last_bin = row.bin
-            last.score = max(last.score, score)
+        if last is not None and last.last_bin == segment.first_bin - 1:
+            last.last_bin = segment.first_bin
+            last.score = max(last.score, segment.score)
             for signal in SIGNALS:
-                last.counts[signal] += counts[signal]
-            last.students |= students
+                last.counts[signal] += segment.counts[signal]
+            last.students |= segment.students
         else:
-            stretches.append(_Stretch(int(row.bin), int(row.bin), score, counts, students))
+            stretches.append(
+                _Stretch(
+                    segment.first_bin, segment.first_bin, segment.score, dict(segment.counts), set(segment.students)
+                )
+            )
     stretches.sort(key=lambda stretch: (-stretch.score, stretch.first_bin))
     return stretches
 
@@ -228,6 +268,11 @@ class VideoAnalyticsService:
             )
             rows = list((await session.execute(_SIGNALS, params)).all())
             stats = {row.type: row for row in (await session.execute(_INTERVENTIONS, params)).all()}
+            agents = [
+                AgentCount(row.agent_type, int(row.n), int(row.rated), round(float(row.average), 3))
+                for row in await session.execute(_AGENTS, params)
+            ]
+            stars = {int(row.rating): int(row.n) for row in await session.execute(_RATINGS, params)}
             helped = {
                 bool(row.helped): (int(row.correct), int(row.n))
                 for row in await session.execute(_HELP_OUTCOME, {"video": video_id, "slack": HELP_SLACK_SECONDS})
@@ -237,12 +282,31 @@ class VideoAnalyticsService:
         last_bin = max((int(row.bin) for row in rows), default=-1)
         duration_bins = math.ceil(info.duration_seconds / bin_seconds) if info and info.duration_seconds > 0 else 0
         bin_count = max(duration_bins, last_bin + 1)
-        stretches = find_peaks(rows, bin_count, self._settings.analytics_peak_min_score)[:limit]
+        bins = score_bins(rows, bin_count)
+        stretches = find_peaks(bins, self._settings.analytics_peak_min_score)[:limit]
+        duration = info.duration_seconds if info is not None and info.duration_seconds > 0 else math.inf
+
+        def end_of(first_bin: int, last_bin: int) -> float:
+            # The last segment ends with the video (events past its reported end keep whole segments).
+            start, end = first_bin * bin_seconds, (last_bin + 1) * bin_seconds
+            return min(end, duration) if start < duration else end
+
+        segments = [
+            ConfusionSegment(
+                start_seconds=segment.first_bin * bin_seconds,
+                end_seconds=end_of(segment.first_bin, segment.last_bin),
+                score=round(segment.score, 3),
+                rewatches=segment.counts["rewatches"],
+                pauses=segment.counts["pauses"],
+                hints=segment.counts["hints"],
+                wrong_answers=segment.counts["wrong_answers"],
+                students=len(segment.students),
+            )
+            for segment in bins
+        ]
         peaks = []
         for stretch in stretches:
-            start, end = stretch.first_bin * bin_seconds, (stretch.last_bin + 1) * bin_seconds
-            if info is not None and info.duration_seconds > 0:
-                end = min(end, info.duration_seconds)
+            start, end = stretch.first_bin * bin_seconds, end_of(stretch.first_bin, stretch.last_bin)
             chunks = await self._search.chunks_in_range(video_id, start, end)
             words = " ".join(chunk.text for chunk in chunks)
             if len(words) > MAX_TRANSCRIPT_CHARS:
@@ -270,4 +334,5 @@ class VideoAnalyticsService:
             for kind in INTERVENTION_KINDS
         ]
         outcome = compare_proportions(*helped.get(False, (0, 0)), *helped.get(True, (0, 0)))
-        return VideoAnalytics(video_id, viewers, peaks, interventions, outcome)
+        ratings = [stars.get(star, 0) for star in range(1, 6)]
+        return VideoAnalytics(video_id, viewers, peaks, interventions, outcome, segments, agents, ratings)

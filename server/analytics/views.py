@@ -10,7 +10,7 @@ from tutorstream.v1 import common_pb2
 
 from server.analytics.interactions import AIInteraction
 from server.analytics.models import Insight
-from server.analytics.service import Place, UserAnalytics
+from server.analytics.service import AgentCount, Place, UserAnalytics
 from server.analytics.video import HELP_OUTCOME_DESCRIPTION, VideoAnalytics
 from server.core.protos import timestamp
 from server.experiments.proto_views import arm_outcome_to_proto, comparison_to_proto
@@ -67,17 +67,18 @@ def interaction_to_proto(row: AIInteraction) -> pb.Interaction:
     )
 
 
+def agent_stats_to_proto(agent: AgentCount) -> pb.AgentStats:
+    return pb.AgentStats(
+        agent_type=AGENT_TYPES.get(agent.agent_type, pb.AGENT_TYPE_UNSPECIFIED),
+        count=agent.count,
+        rating_count=agent.rating_count,
+        average_rating=agent.average_rating,
+    )
+
+
 def user_analytics_to_proto(report: UserAnalytics) -> pb.GetUserAnalyticsResponse:
     return pb.GetUserAnalyticsResponse(
-        agents=[
-            pb.AgentStats(
-                agent_type=AGENT_TYPES.get(agent.agent_type, pb.AGENT_TYPE_UNSPECIFIED),
-                count=agent.count,
-                rating_count=agent.rating_count,
-                average_rating=agent.average_rating,
-            )
-            for agent in report.agents
-        ],
+        agents=[agent_stats_to_proto(agent) for agent in report.agents],
         watch_seconds=report.watch_seconds,
         quiz_answers=report.quiz_answers,
         quiz_accuracy=report.quiz_accuracy,
@@ -124,6 +125,20 @@ def video_analytics_to_proto(report: VideoAnalytics) -> pb.GetVideoAnalyticsResp
             for stat in report.interventions
         ],
         help_outcome=_help_outcome(report.help_outcome),
+        segments=[
+            pb.ConfusionSegment(
+                range=common_pb2.TimeRange(start_seconds=segment.start_seconds, end_seconds=segment.end_seconds),
+                score=segment.score,
+                rewatches=segment.rewatches,
+                pauses=segment.pauses,
+                hints=segment.hints,
+                wrong_answers=segment.wrong_answers,
+                students=segment.students,
+            )
+            for segment in report.segments
+        ],
+        agents=[agent_stats_to_proto(agent) for agent in report.agents],
+        ratings=[pb.RatingCount(rating=star, count=count) for star, count in enumerate(report.ratings, start=1)],
     )
 
 

@@ -1,4 +1,5 @@
-"""The bundled demo course, ingested through the normal ingest service and jobs (as the service role)."""
+"""The bundled demo course, ingested through the normal ingest service and jobs (as the service role), and its
+synthetic activity for the instructor dashboard (`server/demo/activity.py`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from server.config import Settings
 from server.core.auth import Principal, Role, Tier
 from server.core.db import Database
 from server.demo import DemoCourse, load_demo_course
+from server.demo.activity import seed_demo_activity
 from server.embeddings.factory import build_embedder
 from server.jobs.wiring import open_job_queue
 from server.jobs.worker import JobWorker
@@ -70,12 +72,14 @@ async def seed_course(service: TranscriptService, course: DemoCourse, *, wait: b
 
 
 async def seed_demo_if_absent(service: TranscriptService, database: Database) -> None:
-    """`serve` with SEED_DEMO_ON_START: queue the demo course unless it is already there (never raises)."""
+    """`serve` with SEED_DEMO_ON_START: queue the demo course and write its synthetic activity, each unless it
+    is already there (never raises)."""
     try:
-        if await demo_course_present(database):
-            return
-        jobs = await seed_demo_course(service, wait=False)
-        logger.info("demo course queued for ingest: %s", ", ".join(job.video_id for job in jobs))
+        if not await demo_course_present(database):
+            jobs = await seed_demo_course(service, wait=False)
+            logger.info("demo course queued for ingest: %s", ", ".join(job.video_id for job in jobs))
+        if await seed_demo_activity(database):
+            logger.info("synthetic activity written for the demo course")
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -83,8 +87,9 @@ async def seed_demo_if_absent(service: TranscriptService, database: Database) ->
 
 
 async def seed_demo_main(settings: Settings) -> list[JobView]:
-    """`tutorstream-server seed-demo`: ingest the demo course and wait for it. Jobs run in this process
-    unless RUN_WORKERS_IN_PROCESS is false (then running `worker` processes pick them up)."""
+    """`tutorstream-server seed-demo`: ingest the demo course and wait for it, then write its synthetic activity
+    unless it is there. Jobs run in this process unless RUN_WORKERS_IN_PROCESS is false (then running `worker`
+    processes pick them up)."""
     database = await Database.from_settings(settings)
     embedder = build_embedder(settings)
     try:
@@ -96,7 +101,9 @@ async def seed_demo_main(settings: Settings) -> list[JobView]:
             if worker is not None:
                 await worker.start()
             service = TranscriptService(database, TranscriptSearch(database, embedder), queue, settings)
-            return await seed_demo_course(service, wait=True)
+            jobs = await seed_demo_course(service, wait=True)
+            await seed_demo_activity(database)
+            return jobs
         finally:
             if worker is not None:
                 await worker.stop()

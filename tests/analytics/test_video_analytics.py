@@ -78,6 +78,19 @@ async def test_confusion_peaks_put_the_hard_stretch_first(progress_server: Runni
     limited = await instructor.analytics.GetVideoAnalytics(pb.GetVideoAnalyticsRequest(video_id=VIDEO_ID, max_peaks=1))
     assert list(limited.confusion_peaks) == [first]
 
+    # The heatmap: every 30 s segment of the 494 s video in order, the last one ending with the video; the hard
+    # stretch's segments add up to the first peak, and every pause of the cohort is in some segment.
+    segments = report.segments
+    assert [(s.range.start_seconds, s.range.end_seconds) for s in segments] == [
+        (30.0 * i, min(30.0 * (i + 1), 494.0)) for i in range(17)
+    ]
+    inside = [s for s in segments if first.range.start_seconds <= s.range.start_seconds < first.range.end_seconds]
+    assert sum(s.rewatches for s in inside) == first.rewatches
+    assert sum(s.pauses for s in inside) == first.pauses
+    assert max(s.score for s in inside) == first.score
+    assert sum(s.pauses for s in segments) == 3 * COHORT
+    assert all(s.score < first.score for s in segments if s not in inside)
+
 
 async def test_a_quiet_cohort_has_no_peaks(progress_server: RunningServer) -> None:
     students = [progress_server.client() for _ in range(3)]
@@ -88,6 +101,7 @@ async def test_a_quiet_cohort_has_no_peaks(progress_server: RunningServer) -> No
     report = await service.analytics.GetVideoAnalytics(pb.GetVideoAnalyticsRequest(video_id=VIDEO_ID))
     assert report.viewers == 3
     assert list(report.confusion_peaks) == []
+    assert len(report.segments) == 17 and all(segment.score == 0 for segment in report.segments)
 
 
 async def test_students_may_not_see_video_analytics(progress_server: RunningServer) -> None:
@@ -142,3 +156,30 @@ async def test_help_outcome_compares_answers_after_asking_with_answers_without(p
     }
     assert outcome.comparison.difference == 1.0
     assert not outcome.comparison.enough_data and not outcome.comparison.significant
+
+
+async def test_ratings_of_the_interactions_about_the_video(progress_server: RunningServer) -> None:
+    students = [progress_server.client() for _ in range(3)]
+    for student, stars in zip(students, (5, 5, 2), strict=True):
+        recorded = await student.analytics.RecordInteraction(
+            pb.RecordInteractionRequest(
+                trigger="quick_action:explain",
+                learning_context=common_pb2.LearningContext(course_id=COURSE_ID, video_id=VIDEO_ID),
+            )
+        )
+        await student.analytics.RateInteraction(pb.RateInteractionRequest(name=recorded.interaction.name, rating=stars))
+    await students[0].analytics.RecordInteraction(
+        pb.RecordInteractionRequest(
+            trigger="quick_action:summarize", learning_context=common_pb2.LearningContext(video_id=VIDEO_ID)
+        )
+    )
+    await students[0].analytics.RecordInteraction(
+        pb.RecordInteractionRequest(trigger="quick_action:explain", learning_context=common_pb2.LearningContext())
+    )
+    instructor = progress_server.client("ratings-instructor", role="instructor", courses=[COURSE_ID])
+    report = await instructor.analytics.GetVideoAnalytics(pb.GetVideoAnalyticsRequest(video_id=VIDEO_ID))
+    assert [(agent.agent_type, agent.count, agent.rating_count) for agent in report.agents] == [
+        (pb.AGENT_TYPE_CLIENT, 4, 3)
+    ]
+    assert report.agents[0].average_rating == pytest.approx(4.0)
+    assert [(rating.rating, rating.count) for rating in report.ratings] == [(1, 0), (2, 1), (3, 0), (4, 0), (5, 2)]

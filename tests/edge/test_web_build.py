@@ -3,6 +3,8 @@ third-party .proto file is committed (the google.rpc/grpc.health descriptors are
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 
 from tests.edge.support import ROOT, WEB_BUILD
@@ -32,6 +34,18 @@ def test_bundle_and_page_are_built(web_build: None) -> None:
     assert "application/grpc-web+proto" in bundle
     assert "streamChat" in bundle
     assert (WEB_BUILD / "styles.css").stat().st_size > 1000
+
+
+def test_dashboard_page_bundles_chart_js_at_its_pinned_version(web_build: None) -> None:
+    page = (WEB_BUILD / "dashboard.html").read_text()
+    assert '<script type="module" src="dashboard.js"></script>' in page
+    bundle = (WEB_BUILD / "dashboard.js").read_text()
+    assert "listFlaggedInteractions" in bundle and "getExperimentReport" in bundle
+    pinned = json.loads((ROOT / "package.json").read_text())["dependencies"]["chart.js"]
+    locked = json.loads((ROOT / "package-lock.json").read_text())["packages"]["node_modules/chart.js"]["version"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pinned) and locked == pinned
+    # Chart.js's licence banner names its version; esbuild keeps it beside the bundle.
+    assert f"Chart.js v{pinned}" in (WEB_BUILD / "dashboard.js.LEGAL.txt").read_text()
 
 
 def test_no_third_party_protos_are_committed() -> None:

@@ -17,6 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import undefer
+from tutorstream.v1 import analytics_service_pb2 as analytics_pb
 from tutorstream.v1 import transcript_service_pb2 as pb
 
 from server.config import Settings
@@ -24,6 +25,7 @@ from server.core.db import downgrade_migrations, libpq_conninfo, normalize_datab
 from server.core.embedded_pg import EmbeddedPostgres
 from server.core.models import Base
 from server.demo import load_demo_course
+from server.demo.activity import EXPERIMENT_ID
 from server.embeddings.base import ProgressCallback
 from server.embeddings.openai_embedder import OpenAIEmbedder
 from server.nlp.analysis import ANALYSIS_VERSION
@@ -457,11 +459,22 @@ async def test_serve_seeds_the_demo_course_once(transcript_server_factory: Trans
     server = await transcript_server_factory(seed_demo_on_start=True)
     student = server.client("learner")
 
+    teacher = server.client("teacher", role="instructor", courses=[course.course_id])
+
     async def all_ingested() -> bool:
         listed = await student.transcripts.ListTranscripts(pb.ListTranscriptsRequest(course_id=course.course_id))
         return len(listed.transcripts) == len(course.videos)
 
+    async def activity_written() -> bool:
+        listed = await teacher.analytics.ListExperiments(
+            analytics_pb.ListExperimentsRequest(parent=f"courses/{course.course_id}")
+        )
+        return [experiment.name for experiment in listed.experiments] == [
+            f"courses/{course.course_id}/experiments/{EXPERIMENT_ID}"
+        ]
+
     await poll_until(all_ingested, within=180, every=0.5)
+    await poll_until(activity_written, within=60, every=0.5)
     found = await student.transcripts.SearchTranscripts(
         pb.SearchTranscriptsRequest(query="What does Promise.all do?", course_id=course.course_id, limit=3)
     )

@@ -37,6 +37,8 @@ export interface Claims {
   role: string;
   tier: string;
   exp: number;
+  /** Courses an instructor teaches, as the token says. */
+  courses: string[];
 }
 
 /** Reads `#token=...` (then removes it from the address bar), else the token kept for this tab. */
@@ -75,6 +77,7 @@ export function readClaims(token: string): Claims | null {
       role: String(claims.role ?? "student"),
       tier: String(claims.tier ?? ""),
       exp: Number(claims.exp ?? 0),
+      courses: Array.isArray(claims.courses) ? claims.courses.map(String) : [],
     };
   } catch {
     return null;

@@ -681,6 +681,9 @@ class GetVideoAnalyticsResponse(_message.Message):
     CONFUSION_PEAKS_FIELD_NUMBER: _builtins.int
     INTERVENTIONS_FIELD_NUMBER: _builtins.int
     HELP_OUTCOME_FIELD_NUMBER: _builtins.int
+    SEGMENTS_FIELD_NUMBER: _builtins.int
+    AGENTS_FIELD_NUMBER: _builtins.int
+    RATINGS_FIELD_NUMBER: _builtins.int
     video_id: _builtins.str
     """Output only. The video."""
     viewers: _builtins.int
@@ -699,6 +702,18 @@ class GetVideoAnalyticsResponse(_message.Message):
         answers given after the student asked for help near the question's stretch, against answers without.
         """
 
+    @_builtins.property
+    def segments(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfusionSegment]:
+        """Output only. Every segment of the video in order, from the start, with its signals (a timeline heatmap)."""
+
+    @_builtins.property
+    def agents(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentStats]:
+        """Output only. AI interactions about this video by agent, with their ratings."""
+
+    @_builtins.property
+    def ratings(self) -> _containers.RepeatedCompositeFieldContainer[Global___RatingCount]:
+        """Output only. How often each rating (1 to 5, all five listed) was given to AI interactions about this video."""
+
     def __init__(
         self,
         *,
@@ -707,14 +722,91 @@ class GetVideoAnalyticsResponse(_message.Message):
         confusion_peaks: _abc.Iterable[Global___ConfusionPeak] | None = ...,
         interventions: _abc.Iterable[Global___InterventionStat] | None = ...,
         help_outcome: Global___HelpOutcome | None = ...,
+        segments: _abc.Iterable[Global___ConfusionSegment] | None = ...,
+        agents: _abc.Iterable[Global___AgentStats] | None = ...,
+        ratings: _abc.Iterable[Global___RatingCount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["help_outcome", b"help_outcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confusion_peaks", b"confusion_peaks", "help_outcome", b"help_outcome", "interventions", b"interventions", "video_id", b"video_id", "viewers", b"viewers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "confusion_peaks", b"confusion_peaks", "help_outcome", b"help_outcome", "interventions", b"interventions", "ratings", b"ratings", "segments", b"segments", "video_id", b"video_id", "viewers", b"viewers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetVideoAnalyticsResponse: _TypeAlias = GetVideoAnalyticsResponse  # noqa: Y015
+
+@_typing.final
+class ConfusionSegment(_message.Message):
+    """One segment of a video's timeline (ANALYTICS_BIN_SECONDS wide) and the signs of confusion in it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RANGE_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    REWATCHES_FIELD_NUMBER: _builtins.int
+    PAUSES_FIELD_NUMBER: _builtins.int
+    HINTS_FIELD_NUMBER: _builtins.int
+    WRONG_ANSWERS_FIELD_NUMBER: _builtins.int
+    STUDENTS_FIELD_NUMBER: _builtins.int
+    score: _builtins.float
+    """Output only. Confusion relative to the video's own baseline (1 = baseline; 0 when the video has no signals)."""
+    rewatches: _builtins.int
+    """Output only. Backward seeks landing in the segment."""
+    pauses: _builtins.int
+    """Output only. Pauses in the segment."""
+    hints: _builtins.int
+    """Output only. Hints about the segment."""
+    wrong_answers: _builtins.int
+    """Output only. Wrong quiz answers about the segment."""
+    students: _builtins.int
+    """Output only. Distinct students involved."""
+    @_builtins.property
+    def range(self) -> _common_pb2.TimeRange:
+        """Output only. The segment."""
+
+    def __init__(
+        self,
+        *,
+        range: _common_pb2.TimeRange | None = ...,
+        score: _builtins.float = ...,
+        rewatches: _builtins.int = ...,
+        pauses: _builtins.int = ...,
+        hints: _builtins.int = ...,
+        wrong_answers: _builtins.int = ...,
+        students: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["range", b"range"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hints", b"hints", "pauses", b"pauses", "range", b"range", "rewatches", b"rewatches", "score", b"score", "students", b"students", "wrong_answers", b"wrong_answers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfusionSegment: _TypeAlias = ConfusionSegment  # noqa: Y015
+
+@_typing.final
+class RatingCount(_message.Message):
+    """How often one rating was given."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RATING_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    rating: _builtins.int
+    """Output only. The rating, 1 to 5."""
+    count: _builtins.int
+    """Output only. Interactions rated so."""
+    def __init__(
+        self,
+        *,
+        rating: _builtins.int = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "rating", b"rating"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RatingCount: _TypeAlias = RatingCount  # noqa: Y015
 
 @_typing.final
 class HelpOutcome(_message.Message):

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tutorstream/v1/analytics_service.proto.
  */
 export const file_tutorstream_v1_analytics_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZ0dXRvcnN0cmVhbS92MS9hbmFseXRpY3Nfc2VydmljZS5wcm90bxIOdHV0b3JzdHJlYW0udjEi/AIKC0ludGVyYWN0aW9uEgwKBG5hbWUYASABKAkSFgoOaW50ZXJhY3Rpb25faWQYAiABKAkSLQoKYWdlbnRfdHlwZRgDIAEoDjIZLnR1dG9yc3RyZWFtLnYxLkFnZW50VHlwZRIPCgd0cmlnZ2VyGAQgASgJEhEKCWNvdXJzZV9pZBgFIAEoCRIQCgh2aWRlb19pZBgGIAEoCRIYChBwb3NpdGlvbl9zZWNvbmRzGAcgASgBEg0KBW1vZGVsGAggASgJEikKBXVzYWdlGAkgASgLMhoudHV0b3JzdHJlYW0udjEuVG9rZW5Vc2FnZRISCgpsYXRlbmN5X21zGAogASgDEg4KBmNhY2hlZBgLIAEoCBISCgpjb25maWRlbmNlGAwgASgBEg4KBnJhdGluZxgNIAEoBRIVCg1yYXRpbmdfcmVhc29uGA4gASgJEi8KC2NyZWF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLnAQoYUmVjb3JkSW50ZXJhY3Rpb25SZXF1ZXN0Eg8KB3RyaWdnZXIYASABKAkSOQoQbGVhcm5pbmdfY29udGV4dBgCIAEoCzIfLnR1dG9yc3RyZWFtLnYxLkxlYXJuaW5nQ29udGV4dBJMCgphdHRyaWJ1dGVzGAMgAygLMjgudHV0b3JzdHJlYW0udjEuUmVjb3JkSW50ZXJhY3Rpb25SZXF1ZXN0LkF0dHJpYnV0ZXNFbnRyeRoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJNChlSZWNvcmRJbnRlcmFjdGlvblJlc3BvbnNlEjAKC2ludGVyYWN0aW9uGAEgASgLMhsudHV0b3JzdHJlYW0udjEuSW50ZXJhY3Rpb24iRgoWUmF0ZUludGVyYWN0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJhdGluZxgCIAEoBRIOCgZyZWFzb24YAyABKAkiSwoXUmF0ZUludGVyYWN0aW9uUmVzcG9uc2USMAoLaW50ZXJhY3Rpb24YASABKAsyGy50dXRvcnN0cmVhbS52MS5JbnRlcmFjdGlvbiI6ChdHZXRVc2VyQW5hbHl0aWNzUmVxdWVzdBIMCgR1c2VyGAEgASgJEhEKCWNvdXJzZV9pZBgCIAEoCSJ4CgpBZ2VudFN0YXRzEi0KCmFnZW50X3R5cGUYASABKA4yGS50dXRvcnN0cmVhbS52MS5BZ2VudFR5cGUSDQoFY291bnQYAiABKAMSFAoMcmF0aW5nX2NvdW50GAMgASgDEhYKDmF2ZXJhZ2VfcmF0aW5nGAQgASgBIqoCChhHZXRVc2VyQW5hbHl0aWNzUmVzcG9uc2USKgoGYWdlbnRzGAEgAygLMhoudHV0b3JzdHJlYW0udjEuQWdlbnRTdGF0cxIVCg13YXRjaF9zZWNvbmRzGAIgASgBEhQKDHF1aXpfYW5zd2VycxgDIAEoAxIVCg1xdWl6X2FjY3VyYWN5GAQgASgBEjMKB21hc3RlcnkYBSADKAsyIi50dXRvcnN0cmVhbS52MS5Db25jZXB0TWFzdGVyeVN0YXQSKQoFdXNhZ2UYBiABKAsyGi50dXRvcnN0cmVhbS52MS5Ub2tlblVzYWdlEh4KFmludGVydmVudGlvbnNfcmVjZWl2ZWQYByABKAMSHgoWaW50ZXJ2ZW50aW9uc19hY2NlcHRlZBgIIAEoAyJMChJDb25jZXB0TWFzdGVyeVN0YXQSDwoHY29uY2VwdBgBIAEoCRITCgtwcm9iYWJpbGl0eRgCIAEoARIQCghhdHRlbXB0cxgDIAEoAyI/ChhHZXRWaWRlb0FuYWx5dGljc1JlcXVlc3QSEAoIdmlkZW9faWQYASABKAkSEQoJbWF4X3BlYWtzGAIgASgFIrwBCg1Db25mdXNpb25QZWFrEigKBXJhbmdlGAEgASgLMhkudHV0b3JzdHJlYW0udjEuVGltZVJhbmdlEg0KBXNjb3JlGAIgASgBEhEKCXJld2F0Y2hlcxgDIAEoAxIOCgZwYXVzZXMYBCABKAMSDQoFaGludHMYBSABKAMSFQoNd3JvbmdfYW5zd2VycxgGIAEoAxIQCghzdHVkZW50cxgHIAEoAxIXCg90cmFuc2NyaXB0X3RleHQYCCABKAkikwEKEEludGVydmVudGlvblN0YXQSLgoEdHlwZRgBIAEoDjIgLnR1dG9yc3RyZWFtLnYxLkludGVydmVudGlvblR5cGUSEQoJZGVsaXZlcmVkGAIgASgDEhAKCGFjY2VwdGVkGAMgASgDEhEKCWRpc21pc3NlZBgEIAEoAxIXCg9hY2NlcHRhbmNlX3JhdGUYBSABKAEi4gEKGUdldFZpZGVvQW5hbHl0aWNzUmVzcG9uc2USEAoIdmlkZW9faWQYASABKAkSDwoHdmlld2VycxgCIAEoAxI2Cg9jb25mdXNpb25fcGVha3MYAyADKAsyHS50dXRvcnN0cmVhbS52MS5Db25mdXNpb25QZWFrEjcKDWludGVydmVudGlvbnMYBCADKAsyIC50dXRvcnN0cmVhbS52MS5JbnRlcnZlbnRpb25TdGF0EjEKDGhlbHBfb3V0Y29tZRgFIAEoCzIbLnR1dG9yc3RyZWFtLnYxLkhlbHBPdXRjb21lIoEBCgtIZWxwT3V0Y29tZRITCgtkZXNjcmlwdGlvbhgBIAEoCRIqCgZncm91cHMYAiADKAsyGi50dXRvcnN0cmVhbS52MS5Bcm1PdXRjb21lEjEKCmNvbXBhcmlzb24YAyABKAsyHS50dXRvcnN0cmVhbS52MS5Bcm1Db21wYXJpc29uIqkCCgdJbnNpZ2h0EgwKBG5hbWUYASABKAkSEgoKaW5zaWdodF9pZBgCIAEoCRIpCgRraW5kGAMgASgOMhsudHV0b3JzdHJlYW0udjEuSW5zaWdodEtpbmQSDQoFdGl0bGUYBCABKAkSDgoGZGV0YWlsGAUgASgJEg8KB2NvbmNlcHQYBiABKAkSEQoJY291cnNlX2lkGAcgASgJEisKCWNpdGF0aW9ucxgIIAMoCzIYLnR1dG9yc3RyZWFtLnYxLkNpdGF0aW9uEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxkaXNtaXNzX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImcKE0xpc3RJbnNpZ2h0c1JlcXVlc3QSEQoJY291cnNlX2lkGAEgASgJEhYKDnNob3dfZGlzbWlzc2VkGAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIloKFExpc3RJbnNpZ2h0c1Jlc3BvbnNlEikKCGluc2lnaHRzGAEgAygLMhcudHV0b3JzdHJlYW0udjEuSW5zaWdodBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLAoXR2VuZXJhdGVJbnNpZ2h0c1JlcXVlc3QSEQoJY291cnNlX2lkGAEgASgJIioKGEdlbmVyYXRlSW5zaWdodHNSZXNwb25zZRIOCgZqb2JfaWQYASABKAkiJQoVRGlzbWlzc0luc2lnaHRSZXF1ZXN0EgwKBG5hbWUYASABKAkiQgoWRGlzbWlzc0luc2lnaHRSZXNwb25zZRIoCgdpbnNpZ2h0GAEgASgLMhcudHV0b3JzdHJlYW0udjEuSW5zaWdodCLCAQoMQnVkZ2V0U3RhdHVzEisKBndpbmRvdxgBIAEoDjIbLnR1dG9yc3RyZWFtLnYxLlVzYWdlV2luZG93EhMKC3Rva2Vuc191c2VkGAIgASgDEhQKDHRva2Vuc19saW1pdBgDIAEoAxIYChB0b2tlbnNfcmVtYWluaW5nGAQgASgDEhAKCGNvc3RfdXNkGAUgASgBEi4KCnJlc2V0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoEBCg9SYXRlTGltaXRTdGF0dXMSEQoJcnBjX2NsYXNzGAEgASgJEhgKEGxpbWl0X3Blcl9taW51dGUYAiABKAUSEQoJcmVtYWluaW5nGAMgASgFEi4KCnJlc2V0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIh8KD0dldFVzYWdlUmVxdWVzdBIMCgR1c2VyGAEgASgJIrMBChBHZXRVc2FnZVJlc3BvbnNlEgwKBHRpZXIYASABKAkSLQoHYnVkZ2V0cxgCIAMoCzIcLnR1dG9yc3RyZWFtLnYxLkJ1ZGdldFN0YXR1cxI0CgtyYXRlX2xpbWl0cxgDIAMoCzIfLnR1dG9yc3RyZWFtLnYxLlJhdGVMaW1pdFN0YXR1cxIsCghieV9tb2RlbBgEIAMoCzIaLnR1dG9yc3RyZWFtLnYxLk1vZGVsVXNhZ2UiaAoKTW9kZWxVc2FnZRINCgVtb2RlbBgBIAEoCRIRCglvcGVyYXRpb24YAiABKAkSKQoFdXNhZ2UYAyABKAsyGi50dXRvcnN0cmVhbS52MS5Ub2tlblVzYWdlEg0KBWNhbGxzGAQgASgDIiUKFURlbGV0ZVVzZXJEYXRhUmVxdWVzdBIMCgR1c2VyGAEgASgJIo4BChZEZWxldGVVc2VyRGF0YVJlc3BvbnNlEkQKB2RlbGV0ZWQYASADKAsyMy50dXRvcnN0cmVhbS52MS5EZWxldGVVc2VyRGF0YVJlc3BvbnNlLkRlbGV0ZWRFbnRyeRouCgxEZWxldGVkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASItCg1FeHBlcmltZW50QXJtEgwKBG5hbWUYASABKAkSDgoGd2VpZ2h0GAIgASgBIuQDCgpFeHBlcmltZW50EgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEi4KBWxldmVyGAMgASgOMh8udHV0b3JzdHJlYW0udjEuRXhwZXJpbWVudExldmVyEisKBGFybXMYBCADKAsyHS50dXRvcnN0cmVhbS52MS5FeHBlcmltZW50QXJtEhEKCXZpZGVvX2lkcxgFIAMoCRIuCgVzdGF0ZRgGIAEoDjIfLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnRTdGF0ZRISCgpjcmVhdGVkX2J5GAcgASgJEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglzdG9wX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjwKCWV4cG9zdXJlcxgLIAMoCzIpLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQuRXhwb3N1cmVzRW50cnkaMAoORXhwb3N1cmVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASJwChdDcmVhdGVFeHBlcmltZW50UmVxdWVzdBIOCgZwYXJlbnQYASABKAkSFQoNZXhwZXJpbWVudF9pZBgCIAEoCRIuCgpleHBlcmltZW50GAMgASgLMhoudHV0b3JzdHJlYW0udjEuRXhwZXJpbWVudCJKChhDcmVhdGVFeHBlcmltZW50UmVzcG9uc2USLgoKZXhwZXJpbWVudBgBIAEoCzIaLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQiJAoUR2V0RXhwZXJpbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCSJHChVHZXRFeHBlcmltZW50UmVzcG9uc2USLgoKZXhwZXJpbWVudBgBIAEoCzIaLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQiTwoWTGlzdEV4cGVyaW1lbnRzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiYwoXTGlzdEV4cGVyaW1lbnRzUmVzcG9uc2USLwoLZXhwZXJpbWVudHMYASADKAsyGi50dXRvcnN0cmVhbS52MS5FeHBlcmltZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSImChZTdGFydEV4cGVyaW1lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiSQoXU3RhcnRFeHBlcmltZW50UmVzcG9uc2USLgoKZXhwZXJpbWVudBgBIAEoCzIaLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQiJQoVU3RvcEV4cGVyaW1lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiSAoWU3RvcEV4cGVyaW1lbnRSZXNwb25zZRIuCgpleHBlcmltZW50GAEgASgLMhoudHV0b3JzdHJlYW0udjEuRXhwZXJpbWVudCIqChpHZXRFeHBlcmltZW50UmVwb3J0UmVxdWVzdBIMCgRuYW1lGAEgASgJIlcKCkFybU91dGNvbWUSCwoDYXJtGAEgASgJEgkKAW4YAiABKAMSEAoIZXN0aW1hdGUYAyABKAESDgoGY2lfbG93GAQgASgBEg8KB2NpX2hpZ2gYBSABKAEixAEKDUFybUNvbXBhcmlzb24SCwoDYXJtGAEgASgJEhMKC2NvbnRyb2xfYXJtGAIgASgJEhIKCmRpZmZlcmVuY2UYAyABKAESDgoGY2lfbG93GAQgASgBEg8KB2NpX2hpZ2gYBSABKAESDwoHcF92YWx1ZRgGIAEoARIhChltaW5pbXVtX2RldGVjdGFibGVfZWZmZWN0GAcgASgBEhMKC2Vub3VnaF9kYXRhGAggASgIEhMKC3NpZ25pZmljYW50GAkgASgIIr0BCg1PdXRjb21lUmVwb3J0Eg4KBm1ldHJpYxgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIpCgRraW5kGAMgASgOMhsudHV0b3JzdHJlYW0udjEuT3V0Y29tZUtpbmQSKAoEYXJtcxgEIAMoCzIaLnR1dG9yc3RyZWFtLnYxLkFybU91dGNvbWUSMgoLY29tcGFyaXNvbnMYBSADKAsyHS50dXRvcnN0cmVhbS52MS5Bcm1Db21wYXJpc29uIqUBChtHZXRFeHBlcmltZW50UmVwb3J0UmVzcG9uc2USLgoKZXhwZXJpbWVudBgBIAEoCzIaLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQSLwoIb3V0Y29tZXMYAiADKAsyHS50dXRvcnN0cmVhbS52MS5PdXRjb21lUmVwb3J0EhYKDm1pbmltdW1fc2FtcGxlGAMgASgFEg0KBW5vdGVzGAQgAygJItwBChJGbGFnZ2VkSW50ZXJhY3Rpb24SDAoEbmFtZRgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhAKCHZpZGVvX2lkGAMgASgJEg8KB3N1cmZhY2UYBCABKAkSDwoHbWVzc2FnZRgFIAEoCRIQCghjYXRlZ29yeRgGIAEoCRINCgVzY29yZRgHIAEoARIQCghkZXRlY3RvchgIIAEoCRIPCgdleGNlcnB0GAkgASgJEi8KC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJXCh5MaXN0RmxhZ2dlZEludGVyYWN0aW9uc1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJInwKH0xpc3RGbGFnZ2VkSW50ZXJhY3Rpb25zUmVzcG9uc2USQAoUZmxhZ2dlZF9pbnRlcmFjdGlvbnMYASADKAsyIi50dXRvcnN0cmVhbS52MS5GbGFnZ2VkSW50ZXJhY3Rpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKtMBCglBZ2VudFR5cGUSGgoWQUdFTlRfVFlQRV9VTlNQRUNJRklFRBAAEhMKD0FHRU5UX1RZUEVfQ0hBVBABEhMKD0FHRU5UX1RZUEVfSElOVBACEhMKD0FHRU5UX1RZUEVfUVVJWhADEhkKFUFHRU5UX1RZUEVfUkVGTEVDVElPThAEEhwKGEFHRU5UX1RZUEVfTEVBUk5JTkdfUEFUSBAFEhsKF0FHRU5UX1RZUEVfSU5URVJWRU5USU9OEAYSFQoRQUdFTlRfVFlQRV9DTElFTlQQByqZAQoLSW5zaWdodEtpbmQSHAoYSU5TSUdIVF9LSU5EX1VOU1BFQ0lGSUVEEAASIwofSU5TSUdIVF9LSU5EX1NUUlVHR0xJTkdfQ09OQ0VQVBABEhwKGElOU0lHSFRfS0lORF9TVFJPTkdfQVJFQRACEikKJUlOU0lHSFRfS0lORF9SRUNPTU1FTkRFRF9JTlRFUlZFTlRJT04QAypZCgtVc2FnZVdpbmRvdxIcChhVU0FHRV9XSU5ET1dfVU5TUEVDSUZJRUQQABIUChBVU0FHRV9XSU5ET1dfREFZEAESFgoSVVNBR0VfV0lORE9XX01PTlRIEAIqVwoPRXhwZXJpbWVudExldmVyEiAKHEVYUEVSSU1FTlRfTEVWRVJfVU5TUEVDSUZJRUQQABIiCh5FWFBFUklNRU5UX0xFVkVSX0lOVEVSVkVOVElPTlMQASqLAQoPRXhwZXJpbWVudFN0YXRlEiAKHEVYUEVSSU1FTlRfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZFWFBFUklNRU5UX1NUQVRFX0RSQUZUEAESHAoYRVhQRVJJTUVOVF9TVEFURV9SVU5OSU5HEAISHAoYRVhQRVJJTUVOVF9TVEFURV9TVE9QUEVEEAMqXwoLT3V0Y29tZUtpbmQSHAoYT1VUQ09NRV9LSU5EX1VOU1BFQ0lGSUVEEAASGwoXT1VUQ09NRV9LSU5EX1BST1BPUlRJT04QARIVChFPVVRDT01FX0tJTkRfTUVBThACMt4MChBBbmFseXRpY3NTZXJ2aWNlEmgKEVJlY29yZEludGVyYWN0aW9uEigudHV0b3JzdHJlYW0udjEuUmVjb3JkSW50ZXJhY3Rpb25SZXF1ZXN0GikudHV0b3JzdHJlYW0udjEuUmVjb3JkSW50ZXJhY3Rpb25SZXNwb25zZRJiCg9SYXRlSW50ZXJhY3Rpb24SJi50dXRvcnN0cmVhbS52MS5SYXRlSW50ZXJhY3Rpb25SZXF1ZXN0GicudHV0b3JzdHJlYW0udjEuUmF0ZUludGVyYWN0aW9uUmVzcG9uc2USZQoQR2V0VXNlckFuYWx5dGljcxInLnR1dG9yc3RyZWFtLnYxLkdldFVzZXJBbmFseXRpY3NSZXF1ZXN0GigudHV0b3JzdHJlYW0udjEuR2V0VXNlckFuYWx5dGljc1Jlc3BvbnNlEmgKEUdldFZpZGVvQW5hbHl0aWNzEigudHV0b3JzdHJlYW0udjEuR2V0VmlkZW9BbmFseXRpY3NSZXF1ZXN0GikudHV0b3JzdHJlYW0udjEuR2V0VmlkZW9BbmFseXRpY3NSZXNwb25zZRJZCgxMaXN0SW5zaWdodHMSIy50dXRvcnN0cmVhbS52MS5MaXN0SW5zaWdodHNSZXF1ZXN0GiQudHV0b3JzdHJlYW0udjEuTGlzdEluc2lnaHRzUmVzcG9uc2USZQoQR2VuZXJhdGVJbnNpZ2h0cxInLnR1dG9yc3RyZWFtLnYxLkdlbmVyYXRlSW5zaWdodHNSZXF1ZXN0GigudHV0b3JzdHJlYW0udjEuR2VuZXJhdGVJbnNpZ2h0c1Jlc3BvbnNlEl8KDkRpc21pc3NJbnNpZ2h0EiUudHV0b3JzdHJlYW0udjEuRGlzbWlzc0luc2lnaHRSZXF1ZXN0GiYudHV0b3JzdHJlYW0udjEuRGlzbWlzc0luc2lnaHRSZXNwb25zZRJNCghHZXRVc2FnZRIfLnR1dG9yc3RyZWFtLnYxLkdldFVzYWdlUmVxdWVzdBogLnR1dG9yc3RyZWFtLnYxLkdldFVzYWdlUmVzcG9uc2USXwoORGVsZXRlVXNlckRhdGESJS50dXRvcnN0cmVhbS52MS5EZWxldGVVc2VyRGF0YVJlcXVlc3QaJi50dXRvcnN0cmVhbS52MS5EZWxldGVVc2VyRGF0YVJlc3BvbnNlEmUKEENyZWF0ZUV4cGVyaW1lbnQSJy50dXRvcnN0cmVhbS52MS5DcmVhdGVFeHBlcmltZW50UmVxdWVzdBooLnR1dG9yc3RyZWFtLnYxLkNyZWF0ZUV4cGVyaW1lbnRSZXNwb25zZRJcCg1HZXRFeHBlcmltZW50EiQudHV0b3JzdHJlYW0udjEuR2V0RXhwZXJpbWVudFJlcXVlc3QaJS50dXRvcnN0cmVhbS52MS5HZXRFeHBlcmltZW50UmVzcG9uc2USYgoPTGlzdEV4cGVyaW1lbnRzEiYudHV0b3JzdHJlYW0udjEuTGlzdEV4cGVyaW1lbnRzUmVxdWVzdBonLnR1dG9yc3RyZWFtLnYxLkxpc3RFeHBlcmltZW50c1Jlc3BvbnNlEmIKD1N0YXJ0RXhwZXJpbWVudBImLnR1dG9yc3RyZWFtLnYxLlN0YXJ0RXhwZXJpbWVudFJlcXVlc3QaJy50dXRvcnN0cmVhbS52MS5TdGFydEV4cGVyaW1lbnRSZXNwb25zZRJfCg5TdG9wRXhwZXJpbWVudBIlLnR1dG9yc3RyZWFtLnYxLlN0b3BFeHBlcmltZW50UmVxdWVzdBomLnR1dG9yc3RyZWFtLnYxLlN0b3BFeHBlcmltZW50UmVzcG9uc2USbgoTR2V0RXhwZXJpbWVudFJlcG9ydBIqLnR1dG9yc3RyZWFtLnYxLkdldEV4cGVyaW1lbnRSZXBvcnRSZXF1ZXN0GisudHV0b3JzdHJlYW0udjEuR2V0RXhwZXJpbWVudFJlcG9ydFJlc3BvbnNlEnoKF0xpc3RGbGFnZ2VkSW50ZXJhY3Rpb25zEi4udHV0b3JzdHJlYW0udjEuTGlzdEZsYWdnZWRJbnRlcmFjdGlvbnNSZXF1ZXN0Gi8udHV0b3JzdHJlYW0udjEuTGlzdEZsYWdnZWRJbnRlcmFjdGlvbnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_tutorstream_v1_agent_service, file_tutorstream_v1_common]);
+  fileDesc("CiZ0dXRvcnN0cmVhbS92MS9hbmFseXRpY3Nfc2VydmljZS5wcm90bxIOdHV0b3JzdHJlYW0udjEi/AIKC0ludGVyYWN0aW9uEgwKBG5hbWUYASABKAkSFgoOaW50ZXJhY3Rpb25faWQYAiABKAkSLQoKYWdlbnRfdHlwZRgDIAEoDjIZLnR1dG9yc3RyZWFtLnYxLkFnZW50VHlwZRIPCgd0cmlnZ2VyGAQgASgJEhEKCWNvdXJzZV9pZBgFIAEoCRIQCgh2aWRlb19pZBgGIAEoCRIYChBwb3NpdGlvbl9zZWNvbmRzGAcgASgBEg0KBW1vZGVsGAggASgJEikKBXVzYWdlGAkgASgLMhoudHV0b3JzdHJlYW0udjEuVG9rZW5Vc2FnZRISCgpsYXRlbmN5X21zGAogASgDEg4KBmNhY2hlZBgLIAEoCBISCgpjb25maWRlbmNlGAwgASgBEg4KBnJhdGluZxgNIAEoBRIVCg1yYXRpbmdfcmVhc29uGA4gASgJEi8KC2NyZWF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLnAQoYUmVjb3JkSW50ZXJhY3Rpb25SZXF1ZXN0Eg8KB3RyaWdnZXIYASABKAkSOQoQbGVhcm5pbmdfY29udGV4dBgCIAEoCzIfLnR1dG9yc3RyZWFtLnYxLkxlYXJuaW5nQ29udGV4dBJMCgphdHRyaWJ1dGVzGAMgAygLMjgudHV0b3JzdHJlYW0udjEuUmVjb3JkSW50ZXJhY3Rpb25SZXF1ZXN0LkF0dHJpYnV0ZXNFbnRyeRoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJNChlSZWNvcmRJbnRlcmFjdGlvblJlc3BvbnNlEjAKC2ludGVyYWN0aW9uGAEgASgLMhsudHV0b3JzdHJlYW0udjEuSW50ZXJhY3Rpb24iRgoWUmF0ZUludGVyYWN0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJhdGluZxgCIAEoBRIOCgZyZWFzb24YAyABKAkiSwoXUmF0ZUludGVyYWN0aW9uUmVzcG9uc2USMAoLaW50ZXJhY3Rpb24YASABKAsyGy50dXRvcnN0cmVhbS52MS5JbnRlcmFjdGlvbiI6ChdHZXRVc2VyQW5hbHl0aWNzUmVxdWVzdBIMCgR1c2VyGAEgASgJEhEKCWNvdXJzZV9pZBgCIAEoCSJ4CgpBZ2VudFN0YXRzEi0KCmFnZW50X3R5cGUYASABKA4yGS50dXRvcnN0cmVhbS52MS5BZ2VudFR5cGUSDQoFY291bnQYAiABKAMSFAoMcmF0aW5nX2NvdW50GAMgASgDEhYKDmF2ZXJhZ2VfcmF0aW5nGAQgASgBIqoCChhHZXRVc2VyQW5hbHl0aWNzUmVzcG9uc2USKgoGYWdlbnRzGAEgAygLMhoudHV0b3JzdHJlYW0udjEuQWdlbnRTdGF0cxIVCg13YXRjaF9zZWNvbmRzGAIgASgBEhQKDHF1aXpfYW5zd2VycxgDIAEoAxIVCg1xdWl6X2FjY3VyYWN5GAQgASgBEjMKB21hc3RlcnkYBSADKAsyIi50dXRvcnN0cmVhbS52MS5Db25jZXB0TWFzdGVyeVN0YXQSKQoFdXNhZ2UYBiABKAsyGi50dXRvcnN0cmVhbS52MS5Ub2tlblVzYWdlEh4KFmludGVydmVudGlvbnNfcmVjZWl2ZWQYByABKAMSHgoWaW50ZXJ2ZW50aW9uc19hY2NlcHRlZBgIIAEoAyJMChJDb25jZXB0TWFzdGVyeVN0YXQSDwoHY29uY2VwdBgBIAEoCRITCgtwcm9iYWJpbGl0eRgCIAEoARIQCghhdHRlbXB0cxgDIAEoAyI/ChhHZXRWaWRlb0FuYWx5dGljc1JlcXVlc3QSEAoIdmlkZW9faWQYASABKAkSEQoJbWF4X3BlYWtzGAIgASgFIrwBCg1Db25mdXNpb25QZWFrEigKBXJhbmdlGAEgASgLMhkudHV0b3JzdHJlYW0udjEuVGltZVJhbmdlEg0KBXNjb3JlGAIgASgBEhEKCXJld2F0Y2hlcxgDIAEoAxIOCgZwYXVzZXMYBCABKAMSDQoFaGludHMYBSABKAMSFQoNd3JvbmdfYW5zd2VycxgGIAEoAxIQCghzdHVkZW50cxgHIAEoAxIXCg90cmFuc2NyaXB0X3RleHQYCCABKAkikwEKEEludGVydmVudGlvblN0YXQSLgoEdHlwZRgBIAEoDjIgLnR1dG9yc3RyZWFtLnYxLkludGVydmVudGlvblR5cGUSEQoJZGVsaXZlcmVkGAIgASgDEhAKCGFjY2VwdGVkGAMgASgDEhEKCWRpc21pc3NlZBgEIAEoAxIXCg9hY2NlcHRhbmNlX3JhdGUYBSABKAEi8AIKGUdldFZpZGVvQW5hbHl0aWNzUmVzcG9uc2USEAoIdmlkZW9faWQYASABKAkSDwoHdmlld2VycxgCIAEoAxI2Cg9jb25mdXNpb25fcGVha3MYAyADKAsyHS50dXRvcnN0cmVhbS52MS5Db25mdXNpb25QZWFrEjcKDWludGVydmVudGlvbnMYBCADKAsyIC50dXRvcnN0cmVhbS52MS5JbnRlcnZlbnRpb25TdGF0EjEKDGhlbHBfb3V0Y29tZRgFIAEoCzIbLnR1dG9yc3RyZWFtLnYxLkhlbHBPdXRjb21lEjIKCHNlZ21lbnRzGAYgAygLMiAudHV0b3JzdHJlYW0udjEuQ29uZnVzaW9uU2VnbWVudBIqCgZhZ2VudHMYByADKAsyGi50dXRvcnN0cmVhbS52MS5BZ2VudFN0YXRzEiwKB3JhdGluZ3MYCCADKAsyGy50dXRvcnN0cmVhbS52MS5SYXRpbmdDb3VudCKmAQoQQ29uZnVzaW9uU2VnbWVudBIoCgVyYW5nZRgBIAEoCzIZLnR1dG9yc3RyZWFtLnYxLlRpbWVSYW5nZRINCgVzY29yZRgCIAEoARIRCglyZXdhdGNoZXMYAyABKAMSDgoGcGF1c2VzGAQgASgDEg0KBWhpbnRzGAUgASgDEhUKDXdyb25nX2Fuc3dlcnMYBiABKAMSEAoIc3R1ZGVudHMYByABKAMiLAoLUmF0aW5nQ291bnQSDgoGcmF0aW5nGAEgASgFEg0KBWNvdW50GAIgASgDIoEBCgtIZWxwT3V0Y29tZRITCgtkZXNjcmlwdGlvbhgBIAEoCRIqCgZncm91cHMYAiADKAsyGi50dXRvcnN0cmVhbS52MS5Bcm1PdXRjb21lEjEKCmNvbXBhcmlzb24YAyABKAsyHS50dXRvcnN0cmVhbS52MS5Bcm1Db21wYXJpc29uIqkCCgdJbnNpZ2h0EgwKBG5hbWUYASABKAkSEgoKaW5zaWdodF9pZBgCIAEoCRIpCgRraW5kGAMgASgOMhsudHV0b3JzdHJlYW0udjEuSW5zaWdodEtpbmQSDQoFdGl0bGUYBCABKAkSDgoGZGV0YWlsGAUgASgJEg8KB2NvbmNlcHQYBiABKAkSEQoJY291cnNlX2lkGAcgASgJEisKCWNpdGF0aW9ucxgIIAMoCzIYLnR1dG9yc3RyZWFtLnYxLkNpdGF0aW9uEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxkaXNtaXNzX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImcKE0xpc3RJbnNpZ2h0c1JlcXVlc3QSEQoJY291cnNlX2lkGAEgASgJEhYKDnNob3dfZGlzbWlzc2VkGAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIloKFExpc3RJbnNpZ2h0c1Jlc3BvbnNlEikKCGluc2lnaHRzGAEgAygLMhcudHV0b3JzdHJlYW0udjEuSW5zaWdodBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLAoXR2VuZXJhdGVJbnNpZ2h0c1JlcXVlc3QSEQoJY291cnNlX2lkGAEgASgJIioKGEdlbmVyYXRlSW5zaWdodHNSZXNwb25zZRIOCgZqb2JfaWQYASABKAkiJQoVRGlzbWlzc0luc2lnaHRSZXF1ZXN0EgwKBG5hbWUYASABKAkiQgoWRGlzbWlzc0luc2lnaHRSZXNwb25zZRIoCgdpbnNpZ2h0GAEgASgLMhcudHV0b3JzdHJlYW0udjEuSW5zaWdodCLCAQoMQnVkZ2V0U3RhdHVzEisKBndpbmRvdxgBIAEoDjIbLnR1dG9yc3RyZWFtLnYxLlVzYWdlV2luZG93EhMKC3Rva2Vuc191c2VkGAIgASgDEhQKDHRva2Vuc19saW1pdBgDIAEoAxIYChB0b2tlbnNfcmVtYWluaW5nGAQgASgDEhAKCGNvc3RfdXNkGAUgASgBEi4KCnJlc2V0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoEBCg9SYXRlTGltaXRTdGF0dXMSEQoJcnBjX2NsYXNzGAEgASgJEhgKEGxpbWl0X3Blcl9taW51dGUYAiABKAUSEQoJcmVtYWluaW5nGAMgASgFEi4KCnJlc2V0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIh8KD0dldFVzYWdlUmVxdWVzdBIMCgR1c2VyGAEgASgJIrMBChBHZXRVc2FnZVJlc3BvbnNlEgwKBHRpZXIYASABKAkSLQoHYnVkZ2V0cxgCIAMoCzIcLnR1dG9yc3RyZWFtLnYxLkJ1ZGdldFN0YXR1cxI0CgtyYXRlX2xpbWl0cxgDIAMoCzIfLnR1dG9yc3RyZWFtLnYxLlJhdGVMaW1pdFN0YXR1cxIsCghieV9tb2RlbBgEIAMoCzIaLnR1dG9yc3RyZWFtLnYxLk1vZGVsVXNhZ2UiaAoKTW9kZWxVc2FnZRINCgVtb2RlbBgBIAEoCRIRCglvcGVyYXRpb24YAiABKAkSKQoFdXNhZ2UYAyABKAsyGi50dXRvcnN0cmVhbS52MS5Ub2tlblVzYWdlEg0KBWNhbGxzGAQgASgDIiUKFURlbGV0ZVVzZXJEYXRhUmVxdWVzdBIMCgR1c2VyGAEgASgJIo4BChZEZWxldGVVc2VyRGF0YVJlc3BvbnNlEkQKB2RlbGV0ZWQYASADKAsyMy50dXRvcnN0cmVhbS52MS5EZWxldGVVc2VyRGF0YVJlc3BvbnNlLkRlbGV0ZWRFbnRyeRouCgxEZWxldGVkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASItCg1FeHBlcmltZW50QXJtEgwKBG5hbWUYASABKAkSDgoGd2VpZ2h0GAIgASgBIuQDCgpFeHBlcmltZW50EgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEi4KBWxldmVyGAMgASgOMh8udHV0b3JzdHJlYW0udjEuRXhwZXJpbWVudExldmVyEisKBGFybXMYBCADKAsyHS50dXRvcnN0cmVhbS52MS5FeHBlcmltZW50QXJtEhEKCXZpZGVvX2lkcxgFIAMoCRIuCgVzdGF0ZRgGIAEoDjIfLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnRTdGF0ZRISCgpjcmVhdGVkX2J5GAcgASgJEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglzdG9wX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjwKCWV4cG9zdXJlcxgLIAMoCzIpLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQuRXhwb3N1cmVzRW50cnkaMAoORXhwb3N1cmVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASJwChdDcmVhdGVFeHBlcmltZW50UmVxdWVzdBIOCgZwYXJlbnQYASABKAkSFQoNZXhwZXJpbWVudF9pZBgCIAEoCRIuCgpleHBlcmltZW50GAMgASgLMhoudHV0b3JzdHJlYW0udjEuRXhwZXJpbWVudCJKChhDcmVhdGVFeHBlcmltZW50UmVzcG9uc2USLgoKZXhwZXJpbWVudBgBIAEoCzIaLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQiJAoUR2V0RXhwZXJpbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCSJHChVHZXRFeHBlcmltZW50UmVzcG9uc2USLgoKZXhwZXJpbWVudBgBIAEoCzIaLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQiTwoWTGlzdEV4cGVyaW1lbnRzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiYwoXTGlzdEV4cGVyaW1lbnRzUmVzcG9uc2USLwoLZXhwZXJpbWVudHMYASADKAsyGi50dXRvcnN0cmVhbS52MS5FeHBlcmltZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSImChZTdGFydEV4cGVyaW1lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiSQoXU3RhcnRFeHBlcmltZW50UmVzcG9uc2USLgoKZXhwZXJpbWVudBgBIAEoCzIaLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQiJQoVU3RvcEV4cGVyaW1lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiSAoWU3RvcEV4cGVyaW1lbnRSZXNwb25zZRIuCgpleHBlcmltZW50GAEgASgLMhoudHV0b3JzdHJlYW0udjEuRXhwZXJpbWVudCIqChpHZXRFeHBlcmltZW50UmVwb3J0UmVxdWVzdBIMCgRuYW1lGAEgASgJIlcKCkFybU91dGNvbWUSCwoDYXJtGAEgASgJEgkKAW4YAiABKAMSEAoIZXN0aW1hdGUYAyABKAESDgoGY2lfbG93GAQgASgBEg8KB2NpX2hpZ2gYBSABKAEixAEKDUFybUNvbXBhcmlzb24SCwoDYXJtGAEgASgJEhMKC2NvbnRyb2xfYXJtGAIgASgJEhIKCmRpZmZlcmVuY2UYAyABKAESDgoGY2lfbG93GAQgASgBEg8KB2NpX2hpZ2gYBSABKAESDwoHcF92YWx1ZRgGIAEoARIhChltaW5pbXVtX2RldGVjdGFibGVfZWZmZWN0GAcgASgBEhMKC2Vub3VnaF9kYXRhGAggASgIEhMKC3NpZ25pZmljYW50GAkgASgIIr0BCg1PdXRjb21lUmVwb3J0Eg4KBm1ldHJpYxgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIpCgRraW5kGAMgASgOMhsudHV0b3JzdHJlYW0udjEuT3V0Y29tZUtpbmQSKAoEYXJtcxgEIAMoCzIaLnR1dG9yc3RyZWFtLnYxLkFybU91dGNvbWUSMgoLY29tcGFyaXNvbnMYBSADKAsyHS50dXRvcnN0cmVhbS52MS5Bcm1Db21wYXJpc29uIqUBChtHZXRFeHBlcmltZW50UmVwb3J0UmVzcG9uc2USLgoKZXhwZXJpbWVudBgBIAEoCzIaLnR1dG9yc3RyZWFtLnYxLkV4cGVyaW1lbnQSLwoIb3V0Y29tZXMYAiADKAsyHS50dXRvcnN0cmVhbS52MS5PdXRjb21lUmVwb3J0EhYKDm1pbmltdW1fc2FtcGxlGAMgASgFEg0KBW5vdGVzGAQgAygJItwBChJGbGFnZ2VkSW50ZXJhY3Rpb24SDAoEbmFtZRgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhAKCHZpZGVvX2lkGAMgASgJEg8KB3N1cmZhY2UYBCABKAkSDwoHbWVzc2FnZRgFIAEoCRIQCghjYXRlZ29yeRgGIAEoCRINCgVzY29yZRgHIAEoARIQCghkZXRlY3RvchgIIAEoCRIPCgdleGNlcnB0GAkgASgJEi8KC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJXCh5MaXN0RmxhZ2dlZEludGVyYWN0aW9uc1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJInwKH0xpc3RGbGFnZ2VkSW50ZXJhY3Rpb25zUmVzcG9uc2USQAoUZmxhZ2dlZF9pbnRlcmFjdGlvbnMYASADKAsyIi50dXRvcnN0cmVhbS52MS5GbGFnZ2VkSW50ZXJhY3Rpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKtMBCglBZ2VudFR5cGUSGgoWQUdFTlRfVFlQRV9VTlNQRUNJRklFRBAAEhMKD0FHRU5UX1RZUEVfQ0hBVBABEhMKD0FHRU5UX1RZUEVfSElOVBACEhMKD0FHRU5UX1RZUEVfUVVJWhADEhkKFUFHRU5UX1RZUEVfUkVGTEVDVElPThAEEhwKGEFHRU5UX1RZUEVfTEVBUk5JTkdfUEFUSBAFEhsKF0FHRU5UX1RZUEVfSU5URVJWRU5USU9OEAYSFQoRQUdFTlRfVFlQRV9DTElFTlQQByqZAQoLSW5zaWdodEtpbmQSHAoYSU5TSUdIVF9LSU5EX1VOU1BFQ0lGSUVEEAASIwofSU5TSUdIVF9LSU5EX1NUUlVHR0xJTkdfQ09OQ0VQVBABEhwKGElOU0lHSFRfS0lORF9TVFJPTkdfQVJFQRACEikKJUlOU0lHSFRfS0lORF9SRUNPTU1FTkRFRF9JTlRFUlZFTlRJT04QAypZCgtVc2FnZVdpbmRvdxIcChhVU0FHRV9XSU5ET1dfVU5TUEVDSUZJRUQQABIUChBVU0FHRV9XSU5ET1dfREFZEAESFgoSVVNBR0VfV0lORE9XX01PTlRIEAIqVwoPRXhwZXJpbWVudExldmVyEiAKHEVYUEVSSU1FTlRfTEVWRVJfVU5TUEVDSUZJRUQQABIiCh5FWFBFUklNRU5UX0xFVkVSX0lOVEVSVkVOVElPTlMQASqLAQoPRXhwZXJpbWVudFN0YXRlEiAKHEVYUEVSSU1FTlRfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZFWFBFUklNRU5UX1NUQVRFX0RSQUZUEAESHAoYRVhQRVJJTUVOVF9TVEFURV9SVU5OSU5HEAISHAoYRVhQRVJJTUVOVF9TVEFURV9TVE9QUEVEEAMqXwoLT3V0Y29tZUtpbmQSHAoYT1VUQ09NRV9LSU5EX1VOU1BFQ0lGSUVEEAASGwoXT1VUQ09NRV9LSU5EX1BST1BPUlRJT04QARIVChFPVVRDT01FX0tJTkRfTUVBThACMt4MChBBbmFseXRpY3NTZXJ2aWNlEmgKEVJlY29yZEludGVyYWN0aW9uEigudHV0b3JzdHJlYW0udjEuUmVjb3JkSW50ZXJhY3Rpb25SZXF1ZXN0GikudHV0b3JzdHJlYW0udjEuUmVjb3JkSW50ZXJhY3Rpb25SZXNwb25zZRJiCg9SYXRlSW50ZXJhY3Rpb24SJi50dXRvcnN0cmVhbS52MS5SYXRlSW50ZXJhY3Rpb25SZXF1ZXN0GicudHV0b3JzdHJlYW0udjEuUmF0ZUludGVyYWN0aW9uUmVzcG9uc2USZQoQR2V0VXNlckFuYWx5dGljcxInLnR1dG9yc3RyZWFtLnYxLkdldFVzZXJBbmFseXRpY3NSZXF1ZXN0GigudHV0b3JzdHJlYW0udjEuR2V0VXNlckFuYWx5dGljc1Jlc3BvbnNlEmgKEUdldFZpZGVvQW5hbHl0aWNzEigudHV0b3JzdHJlYW0udjEuR2V0VmlkZW9BbmFseXRpY3NSZXF1ZXN0GikudHV0b3JzdHJlYW0udjEuR2V0VmlkZW9BbmFseXRpY3NSZXNwb25zZRJZCgxMaXN0SW5zaWdodHMSIy50dXRvcnN0cmVhbS52MS5MaXN0SW5zaWdodHNSZXF1ZXN0GiQudHV0b3JzdHJlYW0udjEuTGlzdEluc2lnaHRzUmVzcG9uc2USZQoQR2VuZXJhdGVJbnNpZ2h0cxInLnR1dG9yc3RyZWFtLnYxLkdlbmVyYXRlSW5zaWdodHNSZXF1ZXN0GigudHV0b3JzdHJlYW0udjEuR2VuZXJhdGVJbnNpZ2h0c1Jlc3BvbnNlEl8KDkRpc21pc3NJbnNpZ2h0EiUudHV0b3JzdHJlYW0udjEuRGlzbWlzc0luc2lnaHRSZXF1ZXN0GiYudHV0b3JzdHJlYW0udjEuRGlzbWlzc0luc2lnaHRSZXNwb25zZRJNCghHZXRVc2FnZRIfLnR1dG9yc3RyZWFtLnYxLkdldFVzYWdlUmVxdWVzdBogLnR1dG9yc3RyZWFtLnYxLkdldFVzYWdlUmVzcG9uc2USXwoORGVsZXRlVXNlckRhdGESJS50dXRvcnN0cmVhbS52MS5EZWxldGVVc2VyRGF0YVJlcXVlc3QaJi50dXRvcnN0cmVhbS52MS5EZWxldGVVc2VyRGF0YVJlc3BvbnNlEmUKEENyZWF0ZUV4cGVyaW1lbnQSJy50dXRvcnN0cmVhbS52MS5DcmVhdGVFeHBlcmltZW50UmVxdWVzdBooLnR1dG9yc3RyZWFtLnYxLkNyZWF0ZUV4cGVyaW1lbnRSZXNwb25zZRJcCg1HZXRFeHBlcmltZW50EiQudHV0b3JzdHJlYW0udjEuR2V0RXhwZXJpbWVudFJlcXVlc3QaJS50dXRvcnN0cmVhbS52MS5HZXRFeHBlcmltZW50UmVzcG9uc2USYgoPTGlzdEV4cGVyaW1lbnRzEiYudHV0b3JzdHJlYW0udjEuTGlzdEV4cGVyaW1lbnRzUmVxdWVzdBonLnR1dG9yc3RyZWFtLnYxLkxpc3RFeHBlcmltZW50c1Jlc3BvbnNlEmIKD1N0YXJ0RXhwZXJpbWVudBImLnR1dG9yc3RyZWFtLnYxLlN0YXJ0RXhwZXJpbWVudFJlcXVlc3QaJy50dXRvcnN0cmVhbS52MS5TdGFydEV4cGVyaW1lbnRSZXNwb25zZRJfCg5TdG9wRXhwZXJpbWVudBIlLnR1dG9yc3RyZWFtLnYxLlN0b3BFeHBlcmltZW50UmVxdWVzdBomLnR1dG9yc3RyZWFtLnYxLlN0b3BFeHBlcmltZW50UmVzcG9uc2USbgoTR2V0RXhwZXJpbWVudFJlcG9ydBIqLnR1dG9yc3RyZWFtLnYxLkdldEV4cGVyaW1lbnRSZXBvcnRSZXF1ZXN0GisudHV0b3JzdHJlYW0udjEuR2V0RXhwZXJpbWVudFJlcG9ydFJlc3BvbnNlEnoKF0xpc3RGbGFnZ2VkSW50ZXJhY3Rpb25zEi4udHV0b3JzdHJlYW0udjEuTGlzdEZsYWdnZWRJbnRlcmFjdGlvbnNSZXF1ZXN0Gi8udHV0b3JzdHJlYW0udjEuTGlzdEZsYWdnZWRJbnRlcmFjdGlvbnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_tutorstream_v1_agent_service, file_tutorstream_v1_common]);
 
 /**
  * One recorded interaction.
@@ -612,6 +612,27 @@ export type GetVideoAnalyticsResponse = Message<"tutorstream.v1.GetVideoAnalytic
    * @generated from field: tutorstream.v1.HelpOutcome help_outcome = 5;
    */
   helpOutcome?: HelpOutcome | undefined;
+
+  /**
+   * Output only. Every segment of the video in order, from the start, with its signals (a timeline heatmap).
+   *
+   * @generated from field: repeated tutorstream.v1.ConfusionSegment segments = 6;
+   */
+  segments: ConfusionSegment[];
+
+  /**
+   * Output only. AI interactions about this video by agent, with their ratings.
+   *
+   * @generated from field: repeated tutorstream.v1.AgentStats agents = 7;
+   */
+  agents: AgentStats[];
+
+  /**
+   * Output only. How often each rating (1 to 5, all five listed) was given to AI interactions about this video.
+   *
+   * @generated from field: repeated tutorstream.v1.RatingCount ratings = 8;
+   */
+  ratings: RatingCount[];
 };
 
 /**
@@ -620,6 +641,97 @@ export type GetVideoAnalyticsResponse = Message<"tutorstream.v1.GetVideoAnalytic
  */
 export const GetVideoAnalyticsResponseSchema: GenMessage<GetVideoAnalyticsResponse> = /*@__PURE__*/
   messageDesc(file_tutorstream_v1_analytics_service, 12);
+
+/**
+ * One segment of a video's timeline (ANALYTICS_BIN_SECONDS wide) and the signs of confusion in it.
+ *
+ * @generated from message tutorstream.v1.ConfusionSegment
+ */
+export type ConfusionSegment = Message<"tutorstream.v1.ConfusionSegment"> & {
+  /**
+   * Output only. The segment.
+   *
+   * @generated from field: tutorstream.v1.TimeRange range = 1;
+   */
+  range?: TimeRange | undefined;
+
+  /**
+   * Output only. Confusion relative to the video's own baseline (1 = baseline; 0 when the video has no signals).
+   *
+   * @generated from field: double score = 2;
+   */
+  score: number;
+
+  /**
+   * Output only. Backward seeks landing in the segment.
+   *
+   * @generated from field: int64 rewatches = 3;
+   */
+  rewatches: bigint;
+
+  /**
+   * Output only. Pauses in the segment.
+   *
+   * @generated from field: int64 pauses = 4;
+   */
+  pauses: bigint;
+
+  /**
+   * Output only. Hints about the segment.
+   *
+   * @generated from field: int64 hints = 5;
+   */
+  hints: bigint;
+
+  /**
+   * Output only. Wrong quiz answers about the segment.
+   *
+   * @generated from field: int64 wrong_answers = 6;
+   */
+  wrongAnswers: bigint;
+
+  /**
+   * Output only. Distinct students involved.
+   *
+   * @generated from field: int64 students = 7;
+   */
+  students: bigint;
+};
+
+/**
+ * Describes the message tutorstream.v1.ConfusionSegment.
+ * Use `create(ConfusionSegmentSchema)` to create a new message.
+ */
+export const ConfusionSegmentSchema: GenMessage<ConfusionSegment> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 13);
+
+/**
+ * How often one rating was given.
+ *
+ * @generated from message tutorstream.v1.RatingCount
+ */
+export type RatingCount = Message<"tutorstream.v1.RatingCount"> & {
+  /**
+   * Output only. The rating, 1 to 5.
+   *
+   * @generated from field: int32 rating = 1;
+   */
+  rating: number;
+
+  /**
+   * Output only. Interactions rated so.
+   *
+   * @generated from field: int64 count = 2;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message tutorstream.v1.RatingCount.
+ * Use `create(RatingCountSchema)` to create a new message.
+ */
+export const RatingCountSchema: GenMessage<RatingCount> = /*@__PURE__*/
+  messageDesc(file_tutorstream_v1_analytics_service, 14);
 
 /**
  * An observational comparison (confounded: students choose whether to ask, and those who ask may be the ones
@@ -655,7 +767,7 @@ export type HelpOutcome = Message<"tutorstream.v1.HelpOutcome"> & {
  * Use `create(HelpOutcomeSchema)` to create a new message.
  */
 export const HelpOutcomeSchema: GenMessage<HelpOutcome> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 13);
+  messageDesc(file_tutorstream_v1_analytics_service, 15);
 
 /**
  * Something learned about the student's progress.
@@ -739,7 +851,7 @@ export type Insight = Message<"tutorstream.v1.Insight"> & {
  * Use `create(InsightSchema)` to create a new message.
  */
 export const InsightSchema: GenMessage<Insight> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 14);
+  messageDesc(file_tutorstream_v1_analytics_service, 16);
 
 /**
  * Request for AnalyticsService.ListInsights.
@@ -781,7 +893,7 @@ export type ListInsightsRequest = Message<"tutorstream.v1.ListInsightsRequest"> 
  * Use `create(ListInsightsRequestSchema)` to create a new message.
  */
 export const ListInsightsRequestSchema: GenMessage<ListInsightsRequest> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 15);
+  messageDesc(file_tutorstream_v1_analytics_service, 17);
 
 /**
  * Response for AnalyticsService.ListInsights.
@@ -809,7 +921,7 @@ export type ListInsightsResponse = Message<"tutorstream.v1.ListInsightsResponse"
  * Use `create(ListInsightsResponseSchema)` to create a new message.
  */
 export const ListInsightsResponseSchema: GenMessage<ListInsightsResponse> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 16);
+  messageDesc(file_tutorstream_v1_analytics_service, 18);
 
 /**
  * Request for AnalyticsService.GenerateInsights.
@@ -830,7 +942,7 @@ export type GenerateInsightsRequest = Message<"tutorstream.v1.GenerateInsightsRe
  * Use `create(GenerateInsightsRequestSchema)` to create a new message.
  */
 export const GenerateInsightsRequestSchema: GenMessage<GenerateInsightsRequest> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 17);
+  messageDesc(file_tutorstream_v1_analytics_service, 19);
 
 /**
  * Response for AnalyticsService.GenerateInsights.
@@ -851,7 +963,7 @@ export type GenerateInsightsResponse = Message<"tutorstream.v1.GenerateInsightsR
  * Use `create(GenerateInsightsResponseSchema)` to create a new message.
  */
 export const GenerateInsightsResponseSchema: GenMessage<GenerateInsightsResponse> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 18);
+  messageDesc(file_tutorstream_v1_analytics_service, 20);
 
 /**
  * Request for AnalyticsService.DismissInsight.
@@ -872,7 +984,7 @@ export type DismissInsightRequest = Message<"tutorstream.v1.DismissInsightReques
  * Use `create(DismissInsightRequestSchema)` to create a new message.
  */
 export const DismissInsightRequestSchema: GenMessage<DismissInsightRequest> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 19);
+  messageDesc(file_tutorstream_v1_analytics_service, 21);
 
 /**
  * Response for AnalyticsService.DismissInsight.
@@ -893,7 +1005,7 @@ export type DismissInsightResponse = Message<"tutorstream.v1.DismissInsightRespo
  * Use `create(DismissInsightResponseSchema)` to create a new message.
  */
 export const DismissInsightResponseSchema: GenMessage<DismissInsightResponse> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 20);
+  messageDesc(file_tutorstream_v1_analytics_service, 22);
 
 /**
  * Token budget use in one window.
@@ -949,7 +1061,7 @@ export type BudgetStatus = Message<"tutorstream.v1.BudgetStatus"> & {
  * Use `create(BudgetStatusSchema)` to create a new message.
  */
 export const BudgetStatusSchema: GenMessage<BudgetStatus> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 21);
+  messageDesc(file_tutorstream_v1_analytics_service, 23);
 
 /**
  * A rate limit and what is left of it.
@@ -991,7 +1103,7 @@ export type RateLimitStatus = Message<"tutorstream.v1.RateLimitStatus"> & {
  * Use `create(RateLimitStatusSchema)` to create a new message.
  */
 export const RateLimitStatusSchema: GenMessage<RateLimitStatus> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 22);
+  messageDesc(file_tutorstream_v1_analytics_service, 24);
 
 /**
  * Request for AnalyticsService.GetUsage.
@@ -1012,7 +1124,7 @@ export type GetUsageRequest = Message<"tutorstream.v1.GetUsageRequest"> & {
  * Use `create(GetUsageRequestSchema)` to create a new message.
  */
 export const GetUsageRequestSchema: GenMessage<GetUsageRequest> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 23);
+  messageDesc(file_tutorstream_v1_analytics_service, 25);
 
 /**
  * Response for AnalyticsService.GetUsage.
@@ -1054,7 +1166,7 @@ export type GetUsageResponse = Message<"tutorstream.v1.GetUsageResponse"> & {
  * Use `create(GetUsageResponseSchema)` to create a new message.
  */
 export const GetUsageResponseSchema: GenMessage<GetUsageResponse> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 24);
+  messageDesc(file_tutorstream_v1_analytics_service, 26);
 
 /**
  * Spend of one model on one operation.
@@ -1096,7 +1208,7 @@ export type ModelUsage = Message<"tutorstream.v1.ModelUsage"> & {
  * Use `create(ModelUsageSchema)` to create a new message.
  */
 export const ModelUsageSchema: GenMessage<ModelUsage> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 25);
+  messageDesc(file_tutorstream_v1_analytics_service, 27);
 
 /**
  * Request for AnalyticsService.DeleteUserData.
@@ -1117,7 +1229,7 @@ export type DeleteUserDataRequest = Message<"tutorstream.v1.DeleteUserDataReques
  * Use `create(DeleteUserDataRequestSchema)` to create a new message.
  */
 export const DeleteUserDataRequestSchema: GenMessage<DeleteUserDataRequest> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 26);
+  messageDesc(file_tutorstream_v1_analytics_service, 28);
 
 /**
  * Response for AnalyticsService.DeleteUserData.
@@ -1138,7 +1250,7 @@ export type DeleteUserDataResponse = Message<"tutorstream.v1.DeleteUserDataRespo
  * Use `create(DeleteUserDataResponseSchema)` to create a new message.
  */
 export const DeleteUserDataResponseSchema: GenMessage<DeleteUserDataResponse> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 27);
+  messageDesc(file_tutorstream_v1_analytics_service, 29);
 
 /**
  * One arm of an experiment.
@@ -1166,7 +1278,7 @@ export type ExperimentArm = Message<"tutorstream.v1.ExperimentArm"> & {
  * Use `create(ExperimentArmSchema)` to create a new message.
  */
 export const ExperimentArmSchema: GenMessage<ExperimentArm> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 28);
+  messageDesc(file_tutorstream_v1_analytics_service, 30);
 
 /**
  * An experiment on the tutor.
@@ -1257,7 +1369,7 @@ export type Experiment = Message<"tutorstream.v1.Experiment"> & {
  * Use `create(ExperimentSchema)` to create a new message.
  */
 export const ExperimentSchema: GenMessage<Experiment> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 29);
+  messageDesc(file_tutorstream_v1_analytics_service, 31);
 
 /**
  * Request for AnalyticsService.CreateExperiment.
@@ -1292,7 +1404,7 @@ export type CreateExperimentRequest = Message<"tutorstream.v1.CreateExperimentRe
  * Use `create(CreateExperimentRequestSchema)` to create a new message.
  */
 export const CreateExperimentRequestSchema: GenMessage<CreateExperimentRequest> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 30);
+  messageDesc(file_tutorstream_v1_analytics_service, 32);
 
 /**
  * Response for AnalyticsService.CreateExperiment.
@@ -1313,7 +1425,7 @@ export type CreateExperimentResponse = Message<"tutorstream.v1.CreateExperimentR
  * Use `create(CreateExperimentResponseSchema)` to create a new message.
  */
 export const CreateExperimentResponseSchema: GenMessage<CreateExperimentResponse> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 31);
+  messageDesc(file_tutorstream_v1_analytics_service, 33);
 
 /**
  * Request for AnalyticsService.GetExperiment.
@@ -1334,7 +1446,7 @@ export type GetExperimentRequest = Message<"tutorstream.v1.GetExperimentRequest"
  * Use `create(GetExperimentRequestSchema)` to create a new message.
  */
 export const GetExperimentRequestSchema: GenMessage<GetExperimentRequest> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 32);
+  messageDesc(file_tutorstream_v1_analytics_service, 34);
 
 /**
  * Response for AnalyticsService.GetExperiment.
@@ -1355,7 +1467,7 @@ export type GetExperimentResponse = Message<"tutorstream.v1.GetExperimentRespons
  * Use `create(GetExperimentResponseSchema)` to create a new message.
  */
 export const GetExperimentResponseSchema: GenMessage<GetExperimentResponse> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 33);
+  messageDesc(file_tutorstream_v1_analytics_service, 35);
 
 /**
  * Request for AnalyticsService.ListExperiments.
@@ -1390,7 +1502,7 @@ export type ListExperimentsRequest = Message<"tutorstream.v1.ListExperimentsRequ
  * Use `create(ListExperimentsRequestSchema)` to create a new message.
  */
 export const ListExperimentsRequestSchema: GenMessage<ListExperimentsRequest> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 34);
+  messageDesc(file_tutorstream_v1_analytics_service, 36);
 
 /**
  * Response for AnalyticsService.ListExperiments.
@@ -1418,7 +1530,7 @@ export type ListExperimentsResponse = Message<"tutorstream.v1.ListExperimentsRes
  * Use `create(ListExperimentsResponseSchema)` to create a new message.
  */
 export const ListExperimentsResponseSchema: GenMessage<ListExperimentsResponse> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 35);
+  messageDesc(file_tutorstream_v1_analytics_service, 37);
 
 /**
  * Request for AnalyticsService.StartExperiment.
@@ -1439,7 +1551,7 @@ export type StartExperimentRequest = Message<"tutorstream.v1.StartExperimentRequ
  * Use `create(StartExperimentRequestSchema)` to create a new message.
  */
 export const StartExperimentRequestSchema: GenMessage<StartExperimentRequest> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 36);
+  messageDesc(file_tutorstream_v1_analytics_service, 38);
 
 /**
  * Response for AnalyticsService.StartExperiment.
@@ -1460,7 +1572,7 @@ export type StartExperimentResponse = Message<"tutorstream.v1.StartExperimentRes
  * Use `create(StartExperimentResponseSchema)` to create a new message.
  */
 export const StartExperimentResponseSchema: GenMessage<StartExperimentResponse> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 37);
+  messageDesc(file_tutorstream_v1_analytics_service, 39);
 
 /**
  * Request for AnalyticsService.StopExperiment.
@@ -1481,7 +1593,7 @@ export type StopExperimentRequest = Message<"tutorstream.v1.StopExperimentReques
  * Use `create(StopExperimentRequestSchema)` to create a new message.
  */
 export const StopExperimentRequestSchema: GenMessage<StopExperimentRequest> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 38);
+  messageDesc(file_tutorstream_v1_analytics_service, 40);
 
 /**
  * Response for AnalyticsService.StopExperiment.
@@ -1502,7 +1614,7 @@ export type StopExperimentResponse = Message<"tutorstream.v1.StopExperimentRespo
  * Use `create(StopExperimentResponseSchema)` to create a new message.
  */
 export const StopExperimentResponseSchema: GenMessage<StopExperimentResponse> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 39);
+  messageDesc(file_tutorstream_v1_analytics_service, 41);
 
 /**
  * Request for AnalyticsService.GetExperimentReport.
@@ -1523,7 +1635,7 @@ export type GetExperimentReportRequest = Message<"tutorstream.v1.GetExperimentRe
  * Use `create(GetExperimentReportRequestSchema)` to create a new message.
  */
 export const GetExperimentReportRequestSchema: GenMessage<GetExperimentReportRequest> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 40);
+  messageDesc(file_tutorstream_v1_analytics_service, 42);
 
 /**
  * One arm's estimate of an outcome. Values that cannot be computed yet are NaN.
@@ -1572,7 +1684,7 @@ export type ArmOutcome = Message<"tutorstream.v1.ArmOutcome"> & {
  * Use `create(ArmOutcomeSchema)` to create a new message.
  */
 export const ArmOutcomeSchema: GenMessage<ArmOutcome> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 41);
+  messageDesc(file_tutorstream_v1_analytics_service, 43);
 
 /**
  * One arm compared with the control on an outcome.
@@ -1649,7 +1761,7 @@ export type ArmComparison = Message<"tutorstream.v1.ArmComparison"> & {
  * Use `create(ArmComparisonSchema)` to create a new message.
  */
 export const ArmComparisonSchema: GenMessage<ArmComparison> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 42);
+  messageDesc(file_tutorstream_v1_analytics_service, 44);
 
 /**
  * One outcome of an experiment.
@@ -1698,7 +1810,7 @@ export type OutcomeReport = Message<"tutorstream.v1.OutcomeReport"> & {
  * Use `create(OutcomeReportSchema)` to create a new message.
  */
 export const OutcomeReportSchema: GenMessage<OutcomeReport> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 43);
+  messageDesc(file_tutorstream_v1_analytics_service, 45);
 
 /**
  * Response for AnalyticsService.GetExperimentReport.
@@ -1740,7 +1852,7 @@ export type GetExperimentReportResponse = Message<"tutorstream.v1.GetExperimentR
  * Use `create(GetExperimentReportResponseSchema)` to create a new message.
  */
 export const GetExperimentReportResponseSchema: GenMessage<GetExperimentReportResponse> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 44);
+  messageDesc(file_tutorstream_v1_analytics_service, 46);
 
 /**
  * A message moderation flagged.
@@ -1824,7 +1936,7 @@ export type FlaggedInteraction = Message<"tutorstream.v1.FlaggedInteraction"> & 
  * Use `create(FlaggedInteractionSchema)` to create a new message.
  */
 export const FlaggedInteractionSchema: GenMessage<FlaggedInteraction> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 45);
+  messageDesc(file_tutorstream_v1_analytics_service, 47);
 
 /**
  * Request for AnalyticsService.ListFlaggedInteractions.
@@ -1859,7 +1971,7 @@ export type ListFlaggedInteractionsRequest = Message<"tutorstream.v1.ListFlagged
  * Use `create(ListFlaggedInteractionsRequestSchema)` to create a new message.
  */
 export const ListFlaggedInteractionsRequestSchema: GenMessage<ListFlaggedInteractionsRequest> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 46);
+  messageDesc(file_tutorstream_v1_analytics_service, 48);
 
 /**
  * Response for AnalyticsService.ListFlaggedInteractions.
@@ -1887,7 +1999,7 @@ export type ListFlaggedInteractionsResponse = Message<"tutorstream.v1.ListFlagge
  * Use `create(ListFlaggedInteractionsResponseSchema)` to create a new message.
  */
 export const ListFlaggedInteractionsResponseSchema: GenMessage<ListFlaggedInteractionsResponse> = /*@__PURE__*/
-  messageDesc(file_tutorstream_v1_analytics_service, 47);
+  messageDesc(file_tutorstream_v1_analytics_service, 49);
 
 /**
  * What produced an interaction.
