@@ -9,7 +9,8 @@ clients with seeded random pauses keep the offered load constant: chat conversat
 cancelled by the client at a random moment), agent calls (hints, quizzes and answers to them, reflections,
 learning paths, preferences), progress (PublishVideoEvents batches and WatchVideo streams that answer the
 interventions they get, some abandoned midway), interaction tracking with usage reads, and transcript ingests
-awaited to their end with WatchIngestJob. Faults: Redis is stopped halfway through and started again on the
+(new versions of a fixed set of lectures, so the course does not grow without end) awaited to their end with
+WatchIngestJob. Faults: Redis is stopped halfway through and started again on the
 same port a few seconds later; throughout, the upstream answers a share of chat and agent calls with 429 (and
 a smaller share of embedding calls), and cuts a share of chat streams after a few tokens.
 

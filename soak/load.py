@@ -408,11 +408,19 @@ async def ingest(client: Client, ledger: Ledger, video_id: str, content: str) ->
     return False
 
 
+# The uploads replace the transcripts of this many lectures in turn: the course stays the same size however long
+# the run, so what the server holds per course (the corpus agents load) levels off like everything else; a
+# course growing by dozens of lectures a minute made memory grow with it.
+UPLOAD_SLOTS = 8
+
+
 class IngestWorker(Worker):
-    """An instructor ingesting small new lectures one after another, each awaited to its end."""
+    """An instructor uploading new versions of a few small lectures one after another, each awaited to its end."""
 
     async def run(self) -> None:
         while not self.stop.is_set():
-            video_id = f"soak-upload-{self.next_id()}"
-            await ingest(self.client, self.ledger, video_id, transcript_vtt(self.counter, video_id, seconds=60.0))
+            self.next_id()
+            video_id = f"soak-upload-{self.name}-{self.counter % UPLOAD_SLOTS}"
+            version = transcript_vtt(self.counter, f"{video_id} v{self.counter}", seconds=60.0)
+            await ingest(self.client, self.ledger, video_id, version)
             await self.pause(factor=3.0)
