@@ -1,5 +1,6 @@
 """`python -m soak [--seconds 600] [--seed N]`: run the soak test, print its result table and write it, stamped
-with the commit it ran, to soak/results/latest.md (`--output` elsewhere)."""
+with the commit it ran, to soak/results/latest.md (`--output` elsewhere), with the memory samples beside it
+(latest-samples.csv) and RSS over time drawn (latest-rss.svg)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import tempfile
 from pathlib import Path
 
 from evals.stamp import commit
-from soak.run import SoakConfig, run_soak
+from soak.plot import rss_svg
+from soak.run import SoakConfig, run_soak, samples_csv
 
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.md"
 
@@ -41,7 +43,15 @@ def main() -> int:
         f"{started:%Y-%m-%d %H:%M} UTC at commit `{measured}`.\n\n```\n{table}\n```\n",
         encoding="utf-8",
     )
-    print(f"written to {args.output}")
+    samples = args.output.with_name(args.output.stem + "-samples.csv")
+    samples.write_text(samples_csv(result.samples), encoding="utf-8")
+    plot = args.output.with_name(args.output.stem + "-rss.svg")
+    title = f"RSS under load, {args.seconds / 60:g} min soak at {measured}"
+    plot.write_text(
+        rss_svg(result.samples, result.rss, warmup=result.steady_at, window=result.window_seconds, title=title),
+        encoding="utf-8",
+    )
+    print(f"written to {args.output}, {samples.name} and {plot.name}")
     return 0 if result.passed else 1
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from soak.ledger import CLIENT_CANCELLED
-from soak.monitor import Flatness
+from soak.monitor import Flatness, Sample
 from soak.verify import Tally
 
 FAILING_CODES = ("INTERNAL", "UNKNOWN")
@@ -42,6 +42,9 @@ class SoakResult:
     drained: bool
     log_levels: Counter[str] = field(default_factory=Counter)
     log_errors: list[str] = field(default_factory=list)
+    # The memory and task samples under load, and when the steady phase (after the warm-up) began.
+    samples: list[Sample] = field(default_factory=list)
+    steady_at: float = 0.0
 
     def failing_statuses(self) -> int:
         return sum(count for (_, code), count in self.statuses.items() if code in FAILING_CODES)

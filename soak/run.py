@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from soak.load import (
     lecture_id,
     transcript_vtt,
 )
-from soak.monitor import Sampler, flatness
+from soak.monitor import Sample, Sampler, flatness
 from soak.result import SoakResult
 from soak.server import JWT_SECRET, ServerProcess
 from soak.upstream import FaultyUpstream
@@ -132,11 +132,15 @@ async def first_quiet_point(sampler: Sampler, gate: Gate, workers: int, warmup: 
     return time.monotonic() - sampler.started
 
 
-def write_samples(path: Path, sampler: Sampler) -> None:
-    rows = [("under load", sample) for sample in sampler.samples] + [("at rest", p) for p in sampler.quiet_points]
+def samples_csv(samples: Sequence[Sample], quiet_points: Sequence[Sample] = ()) -> str:
+    rows = [("under load", sample) for sample in samples] + [("at rest", point) for point in quiet_points]
     lines = ["phase,seconds,rss_mib,asyncio_tasks"]
     lines += [f"{phase},{s.at:.1f},{s.rss_bytes / 2**20:.1f},{s.tasks}" for phase, s in rows]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def write_samples(path: Path, sampler: Sampler) -> None:
+    path.write_text(samples_csv(sampler.samples, sampler.quiet_points))
 
 
 async def drain(tasks: list[asyncio.Task[None]]) -> bool:
@@ -216,9 +220,8 @@ async def _run(
         health = await server.health()
     exit_code = server.terminate()
     tallies = await asyncio.to_thread(verify, database_url, ledger)
-    rss, tasks_series = flatness(
-        sampler.samples, sampler.quiet_points, steady.result(), config.window, config.tolerance
-    )
+    steady_at = steady.result()
+    rss, tasks_series = flatness(sampler.samples, sampler.quiet_points, steady_at, config.window, config.tolerance)
     await asyncio.to_thread(write_samples, server.log_path.parent / "samples.csv", sampler)
     log_levels, log_errors = server.log_levels()
     faults.update(upstream.counts())
@@ -239,6 +242,8 @@ async def _run(
         drained=drained,
         log_levels=log_levels,
         log_errors=log_errors,
+        samples=list(sampler.samples),
+        steady_at=steady_at,
     )
 
 
