@@ -141,8 +141,9 @@ class TurnRunner:
         final write, and those writes finish."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_seconds
-        for pending in (list(self._turns), list(self._background)):
-            if pending:
+        # The writes are looked at after the turns end: a cancelled turn starts its write as it ends.
+        for running in (lambda: list(self._turns), lambda: list(self._background)):
+            if pending := running():
                 await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
 
     async def run(

@@ -25,9 +25,13 @@ SCRIPT = ROOT / "tests" / "edge" / "browser" / "demo.mjs"
 ARTIFACTS = ROOT / "test-artifacts"
 # One limited tier for the rate-limit step; the main flow's free tier keeps the usual limits.
 LIMITED_TIER = "pro"
+# Short sentences: the server releases a model's answer a moderated sentence at a time, so the page should
+# grow a sentence at a time while the model writes.
 STREAMED_ANSWER = (
-    "To center an item on both axes, make the parent a flex container, then set justify-content: center "
-    "for the main axis and align-items: center for the cross axis [c1]. Margin auto on the child works too."
+    "To center an item on both axes, use flexbox [c1]. Make the parent a flex container. "
+    "Set justify-content: center. That centres the main axis. Set align-items: center. "
+    "That centres the cross axis. Both work together. The child needs no margin. Margin auto works too. "
+    "It is an older trick. Grid can do it as well. Use place-items: center there."
 )
 
 
@@ -106,7 +110,7 @@ async def test_sign_in_preferences_and_a_streamed_answer_with_citations(
     chat = result["chat"]
     assert chat["text"].startswith("To center an item on both axes")
     assert "justify-content: center" in chat["text"]
-    # The text grew in many steps spread over the time the model took to produce it (12 tokens/s).
+    # The text grew a sentence at a time, spread over the time the model took to produce it (12 tokens/s).
     growth = [(at, length) for at, length in chat["growth"] if 0 < length < len(chat["text"])]
     assert len(growth) >= 10, f"the answer did not grow incrementally: {chat['growth']}"
     assert growth[-1][0] - growth[0][0] >= 1000, chat["growth"]
