@@ -43,6 +43,7 @@ lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy server clients/python/tutorstream_client
+	$(VENV)/bin/lint-imports
 
 format: deps
 	node_modules/.bin/buf format -w

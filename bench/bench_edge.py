@@ -37,7 +37,7 @@ from tutorstream.v1 import agent_service_pb2, agent_service_pb2_grpc, chat_servi
 from bench.report import Line, context, percentile, publish
 from server.app import TutorstreamServer
 from server.embeddings.local import LocalEmbedder
-from server.transcripts.seed import seed_demo_course
+from server.seed import seed_demo_course
 from tests.conftest import make_settings
 from tests.edge import grpcweb
 from tests.edge.support import ESBUILD, NODE, ROOT, EnvoyProcess, build_web

@@ -33,12 +33,12 @@ from server.core.auth import Principal, Role, Tier
 from server.core.db import Database
 from server.demo import load_demo_course
 from server.embeddings.local import LocalEmbedder
-from server.jobs.wiring import open_job_queue
 from server.jobs.worker import JobWorker
 from server.transcripts.chunking import chunk_cues
 from server.transcripts.parsing import parse_transcript
 from server.transcripts.search import TranscriptSearch
 from server.transcripts.service import IngestRequest, TranscriptService
+from server.worker import open_job_queue
 from tests.support.postgres import create_migrated_database, start_embedded_for_tests
 
 IMPORTER = Principal(user_id="bench-importer", role=Role.SERVICE, tier=Tier.SERVICE)

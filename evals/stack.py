@@ -19,7 +19,7 @@ from server.core.db import run_migrations
 from server.core.embedded_pg import EmbeddedPostgres
 from server.demo import DemoCourse, load_demo_course
 from server.embeddings.base import Embedder
-from server.transcripts.seed import seed_course
+from server.seed import seed_course
 
 EVAL_USER = "answer-quality-eval"
 # Stands in for the key of an OpenAI-compatible server that needs none (a local model server).

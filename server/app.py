@@ -25,6 +25,7 @@ from tutorstream.v1 import (
     transcript_service_pb2_grpc,
 )
 
+from server.agents.mastery import P_INIT
 from server.agents.preferences import PreferencesService
 from server.agents.service import AgentsService
 from server.agents.servicer import AgentServicer
@@ -47,7 +48,6 @@ from server.embeddings.base import Embedder
 from server.embeddings.factory import build_embedder
 from server.experiments.service import ExperimentService
 from server.jobs.queue import JobQueue
-from server.jobs.wiring import open_job_queue
 from server.jobs.worker import JobWorker
 from server.limits.budget import TokenBudget
 from server.limits.gate import LIMITS_HEALTH_SERVICE, LimitsGate
@@ -57,13 +57,15 @@ from server.llm.moderation import Moderator
 from server.llm.router import LLMRouter
 from server.nlp import pipeline as nlp_pipeline
 from server.progress.service import ProgressService, build_progress
+from server.progress.stream import ProgressStreams
+from server.seed import seed_demo_if_absent
 from server.transcripts.asr_service import MediaTranscriptionService
 from server.transcripts.courses import CourseInstructorService
 from server.transcripts.search import TranscriptSearch
-from server.transcripts.seed import seed_demo_if_absent
 from server.transcripts.sentences import SentenceStore
 from server.transcripts.service import TranscriptService
 from server.transcripts.servicer import TranscriptServicer
+from server.worker import open_job_queue
 
 log = logging.getLogger("tutorstream.server")
 
@@ -127,8 +129,7 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
         ),
         server,
     )
-    agents = AgentServicer(runtime.preferences, runtime.agents)
-    agents.use_progress(runtime.progress)
+    agents = AgentServicer(runtime.preferences, runtime.agents, ProgressStreams(runtime.progress))
     agent_service_pb2_grpc.add_AgentServiceServicer_to_server(agents, server)
     transcript_service_pb2_grpc.add_TranscriptServiceServicer_to_server(
         TranscriptServicer(runtime.transcripts, runtime.media, CourseInstructorService(runtime.database)),
@@ -144,7 +145,7 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
                 preferences_deleted=runtime.preferences.forget,
             ),
             VideoAnalyticsService(runtime.database, runtime.search, runtime.settings),
-            ExperimentService(runtime.database),
+            ExperimentService(runtime.database, mastery_prior=P_INIT),
             FlagService(runtime.database),
         ),
         server,

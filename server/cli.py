@@ -68,7 +68,7 @@ def migrate() -> None:
 @app.command()
 def worker() -> None:
     """Run background jobs (transcript ingest, re-embedding) until SIGTERM/SIGINT."""
-    from server.jobs.main import run_worker_process
+    from server.worker import run_worker_process
 
     _configure_logging()
     asyncio.run(run_worker_process(Settings()))
@@ -77,7 +77,7 @@ def worker() -> None:
 @app.command("seed-demo")
 def seed_demo() -> None:
     """Ingest the bundled demo course and wait until it is searchable."""
-    from server.transcripts.seed import seed_demo_main
+    from server.seed import seed_demo_main
 
     _configure_logging()
     jobs = asyncio.run(seed_demo_main(Settings()))

@@ -16,11 +16,11 @@ from server.core.db import Database
 from server.demo import DemoCourse, load_demo_course
 from server.demo.activity import seed_demo_activity
 from server.embeddings.factory import build_embedder
-from server.jobs.wiring import open_job_queue
 from server.jobs.worker import JobWorker
 from server.transcripts.models import Transcript
 from server.transcripts.search import TranscriptSearch
 from server.transcripts.service import IngestRequest, JobView, TranscriptService
+from server.worker import open_job_queue
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""`tutorstream-server worker`: a process that only runs background jobs."""
+"""`tutorstream-server worker`: a process that only runs background jobs; and which tasks exist — every
+process that defers or runs jobs builds its queue with `open_job_queue`, so the server and worker processes
+agree on task names. Wiring that touches every domain lives here, above them, beside `app.py`."""
 
 from __future__ import annotations
 
@@ -7,13 +9,32 @@ import contextlib
 import logging
 import signal
 
+from server.analytics.jobs import register_analytics_jobs
 from server.config import Settings
 from server.core.db import Database
+from server.embeddings.base import Embedder
 from server.embeddings.factory import build_embedder
-from server.jobs.wiring import open_job_queue
+from server.jobs.queue import JobQueue
 from server.jobs.worker import JobWorker
+from server.transcripts.asr_ingest import register_media_transcription
+from server.transcripts.jobs import register_transcript_jobs
 
 logger = logging.getLogger(__name__)
+
+
+async def open_job_queue(settings: Settings, database: Database, embedder: Embedder) -> JobQueue:
+    """A queue with every domain's tasks registered, opened, with each domain's startup checks done."""
+    queue = JobQueue(settings, database.url)
+    transcripts = register_transcript_jobs(queue, database, embedder, settings)
+    register_media_transcription(transcripts, queue, database, settings)
+    register_analytics_jobs(queue, database, settings)
+    await queue.open()
+    try:
+        await transcripts.prepare()
+    except BaseException:
+        await queue.close()
+        raise
+    return queue
 
 
 async def run_worker_process(settings: Settings) -> None:

@@ -27,7 +27,7 @@ from server.agents.models import ConceptMastery, QuizAttempt, QuizItem
 from server.core.auth import Principal
 from server.core.errors import AlreadyExists, InvalidArgument, NotFound
 from server.core.users import ensure_user
-from server.transcripts.search import Citation
+from server.core.values import Citation
 
 ATTEMPT_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from server.agents.corpus import CorpusCache
 from server.agents.preferences import PreferencesService, PreferenceValues
-from server.agents.structured import StructuredCaller
 from server.analytics.interactions import record_interaction
 from server.analytics.moderation import FlagPlace, record_flag
 from server.config import Settings
@@ -19,12 +18,14 @@ from server.core.db import Database
 from server.core.errors import FailedPrecondition, InvalidArgument
 from server.core.names import require_id
 from server.core.users import ensure_user
+from server.core.values import VideoInfo
 from server.llm.grounding import format_clock
 from server.llm.moderation import SUPPORTIVE_MODEL, Moderator, Verdict
 from server.llm.persona import Persona, persona_for
 from server.llm.pii import redact
+from server.llm.structured import StructuredCaller
 from server.transcripts import repository as transcripts_repository
-from server.transcripts.search import TranscriptSearch, VideoInfo
+from server.transcripts.search import TranscriptSearch
 from server.transcripts.sentences import SentenceStore
 
 # A range may end this far past the stored duration (players round durations up).

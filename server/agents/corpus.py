@@ -19,9 +19,11 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from server.core.values import SearchHit, VideoInfo
 from server.nlp import pipeline
-from server.transcripts.search import SearchHit, TranscriptSearch, VideoInfo
-from server.transcripts.sentences import CoursePhrase, CoursePhrases, SentenceStore, StoredSentence
+from server.nlp.sentence import StoredSentence
+from server.transcripts.search import TranscriptSearch
+from server.transcripts.sentences import CoursePhrase, CoursePhrases, SentenceStore
 
 DEFAULT_TTL_SECONDS = 60.0
 MAX_COURSES = 64

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from server.llm.cost import Usage as Usage  # the domain's results carry it
-from server.transcripts.search import Citation
+from server.core.values import Citation, Usage
 
 DIFFICULTIES = ("easy", "medium", "hard")
 # Interaction triggers of the RPCs (interventions pass their own, e.g. "REWATCH", "CHECKPOINT").

@@ -31,7 +31,7 @@ from server.llm.grounding import format_clock, shorten
 from server.llm.persona import Persona
 from server.nlp.analysis import Mention
 from server.nlp.questions import WHAT_DOES, WHAT_IF, WHAT_IS, WHAT_OBJECT, WHY, Frame
-from server.transcripts.sentences import StoredSentence
+from server.nlp.sentence import StoredSentence
 
 QUESTION, NARROW, SCAFFOLD = 1, 2, 3
 TOP_RUNG = SCAFFOLD

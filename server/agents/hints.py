@@ -47,13 +47,13 @@ from server.agents.base import (
     tone,
 )
 from server.agents.corpus import WHOLE_VIDEO_END
-from server.agents.domain import USER_TRIGGER, HintResult, Usage
+from server.agents.domain import USER_TRIGGER, HintResult
 from server.agents.hint_ladder import QUESTION, TOP_RUNG, Step, choose_step, hint_text
 from server.agents.leaks import contains_answer, mask_answers
 from server.agents.repository import forbidden_answers, last_hint_level
-from server.agents.structured import Spend
 from server.core.auth import Principal
 from server.core.errors import InvalidArgument
+from server.core.values import Citation, SearchHit, Usage, VideoInfo
 from server.llm.grounding import (
     KIND_PLAYHEAD,
     KIND_SEARCH,
@@ -68,9 +68,10 @@ from server.llm.moderation import SELF_HARM, SUPPORTIVE_MODEL, SUPPORTIVE_REPLY
 from server.llm.offline import OFFLINE_MODEL
 from server.llm.persona import Persona
 from server.llm.provider import ChatMessage
+from server.llm.structured import Spend
 from server.nlp import pipeline
-from server.transcripts.search import RRF_K, Citation, SearchHit, TranscriptSearch, VideoInfo
-from server.transcripts.sentences import StoredSentence
+from server.nlp.sentence import StoredSentence
+from server.transcripts.search import RRF_K, TranscriptSearch
 
 MAX_STRUGGLE_CHARS = 1000
 MAX_HINT_CHARS = 400

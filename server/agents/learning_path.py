@@ -37,17 +37,18 @@ from server.agents.base import AgentDeps, Interaction, clock_range, preferences_
 from server.agents.corpus import CourseCorpus
 from server.agents.domain import LearningPathResult, Recommendation
 from server.agents.mastery import normalize_concept
-from server.agents.structured import Spend
 from server.agents.wording import counted, help_phrase, is_weak, listing, quiz_record, sentence_start
 from server.core.auth import Principal
 from server.core.errors import FailedPrecondition, InvalidArgument
 from server.core.names import require_id
+from server.core.values import SearchHit
 from server.llm.grounding import escape_data, format_clock, shorten
 from server.llm.offline import OFFLINE_MODEL
 from server.llm.persona import Persona
 from server.llm.pii import redact
 from server.llm.provider import ChatMessage
-from server.transcripts.search import RRF_K, SearchHit
+from server.llm.structured import Spend
+from server.transcripts.search import RRF_K
 
 MAX_ITEMS, MAX_ITEM_CHARS = 10, 200
 MAX_RECOMMENDATIONS = 5

@@ -33,11 +33,11 @@ from server.agents.base import clock_range
 from server.agents.corpus import CourseCorpus, CourseIndex, Term
 from server.agents.leaks import BLANK, contains_answer
 from server.agents.quiz_rules import QuizItemDraft, check_item
+from server.core.values import SearchHit
 from server.llm.grounding import Source
 from server.nlp.analysis import SUMMARY
 from server.nlp.questions import WHAT_DOES, WHAT_IS
-from server.transcripts.search import SearchHit
-from server.transcripts.sentences import StoredSentence
+from server.nlp.sentence import StoredSentence
 
 OFFLINE_QUIZ_VERSION = "concepts-v2"
 MIN_SENTENCE_WORDS = 7

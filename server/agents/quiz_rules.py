@@ -24,11 +24,11 @@ from server.agents.corpus import CourseIndex
 from server.agents.leaks import contains_answer
 from server.agents.mastery import normalize_concepts
 from server.agents.wording import normalize_text
+from server.core.values import SearchHit
 from server.llm.grounding import Source, render_sources
 from server.llm.persona import Persona
 from server.llm.provider import ChatMessage
 from server.nlp.pipeline import content_keys
-from server.transcripts.search import SearchHit
 
 QUIZ_PROMPT_VERSION = "quiz-v1"
 QUIZ_SCHEMA_NAME = "quiz"

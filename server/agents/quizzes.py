@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.agents import repository as repo
 from server.agents.base import AgentDeps, Interaction, check_range, preferences_of, require_video
-from server.agents.domain import DIFFICULTIES, QuestionView, QuizResult, Usage
+from server.agents.domain import DIFFICULTIES, QuestionView, QuizResult
 from server.agents.models import GeneratedQuiz, Quiz, QuizItem
 from server.agents.quiz_offline import OFFLINE_QUIZ_VERSION, offline_quiz
 from server.agents.quiz_rules import (
@@ -44,15 +44,15 @@ from server.agents.quiz_rules import (
     quiz_messages,
     retry_messages,
 )
-from server.agents.structured import Spend
 from server.analytics.interactions import record_interaction
 from server.core import metrics
 from server.core.auth import Principal
 from server.core.errors import FailedPrecondition, InvalidArgument
 from server.core.users import ensure_user
+from server.core.values import SearchHit, Usage, VideoInfo
 from server.llm.grounding import KIND_SELECTED, label_sources, shorten
 from server.llm.offline import OFFLINE_MODEL
-from server.transcripts.search import SearchHit, VideoInfo
+from server.llm.structured import Spend
 
 logger = logging.getLogger(__name__)
 

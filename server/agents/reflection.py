@@ -40,18 +40,18 @@ from server.agents.base import (
     tone,
 )
 from server.agents.corpus import WHOLE_VIDEO_END, CourseCorpus, Term
-from server.agents.domain import ReflectionResult, Usage
-from server.agents.structured import Spend
+from server.agents.domain import ReflectionResult
 from server.agents.wording import help_phrase, is_weak, listing, normalize_text, quiz_record, sentence_start
 from server.core.auth import Principal
 from server.core.errors import FailedPrecondition, InvalidArgument
+from server.core.values import Citation, SearchHit, Usage, VideoInfo
 from server.llm.grounding import KIND_SELECTED, format_clock, label_sources, render_sources, shorten
 from server.llm.moderation import SELF_HARM, SUPPORTIVE_MODEL, SUPPORTIVE_REPLY
 from server.llm.offline import OFFLINE_MODEL
 from server.llm.persona import Persona
 from server.llm.pii import redact
 from server.llm.provider import ChatMessage
-from server.transcripts.search import Citation, SearchHit, VideoInfo
+from server.llm.structured import Spend
 
 EXPECTED_WORDS = {"short": 80, "medium": 150, "detailed": 250}
 MAX_ITEMS, MAX_ITEM_CHARS = 10, 200

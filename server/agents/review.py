@@ -14,8 +14,9 @@ from server.agents.base import AgentDeps, Interaction, check_position, clock_ran
 from server.agents.domain import ReviewResult
 from server.core.auth import Principal
 from server.core.errors import FailedPrecondition
+from server.core.values import Citation, SearchHit
 from server.llm.grounding import shorten
-from server.transcripts.search import RRF_K, Citation, SearchHit
+from server.transcripts.search import RRF_K
 
 BEFORE_SECONDS, AFTER_SECONDS = 60.0, 30.0
 SEARCH_LIMIT = 10

@@ -29,13 +29,13 @@ from server.agents.preferences import PreferencesService
 from server.agents.quizzes import QuizAgent, QuizRequest
 from server.agents.reflection import ReflectionAgent
 from server.agents.review import ReviewAgent
-from server.agents.structured import StructuredCaller
 from server.config import Settings
 from server.core.auth import Principal
 from server.core.db import Database
 from server.limits.budget import TokenBudget
 from server.llm.moderation import Moderator
 from server.llm.router import LLMRouter
+from server.llm.structured import StructuredCaller
 from server.transcripts.search import TranscriptSearch
 from server.transcripts.sentences import SentenceStore
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Protocol
 
 from grpc import aio
 from tutorstream.v1 import agent_service_pb2 as pb
@@ -25,7 +27,6 @@ from server.core.errors import FieldViolation, InvalidArgument
 from server.core.names import parse_name, require_id, resolve_user
 from server.core.protos import citation_to_proto, timestamp, usage_to_proto
 from server.core.request_context import current_principal
-from server.progress.servicer_mixin import ProgressServicerMixin
 
 PERSONALITY_TO_PROTO = {
     "friendly": common_pb2.PERSONALITY_FRIENDLY,
@@ -126,10 +127,50 @@ def _range(message: common_pb2.TimeRange) -> tuple[float, float]:
     return message.start_seconds, message.end_seconds
 
 
-class AgentServicer(ProgressServicerMixin, pb_grpc.AgentServiceServicer):
-    def __init__(self, preferences: PreferencesService, agents: AgentsService) -> None:
+class ProgressRpcs(Protocol):
+    """The progress RPCs' transport (`server.progress.stream.ProgressStreams`, handed in by `server.app`)."""
+
+    def watch_video(
+        self, request_iterator: AsyncIterator[pb.WatchVideoRequest], context: aio.ServicerContext[Any, Any]
+    ) -> AsyncGenerator[pb.WatchVideoResponse, None]: ...
+
+    async def publish_video_events(
+        self, request: pb.PublishVideoEventsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.PublishVideoEventsResponse: ...
+
+    def stream_interventions(
+        self, request: pb.StreamInterventionsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncGenerator[pb.StreamInterventionsResponse, None]: ...
+
+
+class AgentServicer(pb_grpc.AgentServiceServicer):
+    def __init__(self, preferences: PreferencesService, agents: AgentsService, progress: ProgressRpcs) -> None:
         self._preferences = preferences
         self._agents = agents
+        self._progress = progress
+
+    # --- progress: the player's events in, interventions out (server.progress.stream) ---------------------
+
+    async def WatchVideo(
+        self, request_iterator: AsyncIterator[pb.WatchVideoRequest], context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchVideoResponse]:
+        async with contextlib.aclosing(self._progress.watch_video(request_iterator, context)) as responses:
+            async for response in responses:
+                yield response
+
+    async def PublishVideoEvents(
+        self, request: pb.PublishVideoEventsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.PublishVideoEventsResponse:
+        return await self._progress.publish_video_events(request, context)
+
+    async def StreamInterventions(
+        self, request: pb.StreamInterventionsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.StreamInterventionsResponse]:
+        async with contextlib.aclosing(self._progress.stream_interventions(request, context)) as responses:
+            async for response in responses:
+                yield response
+
+    # --- the agents ---------------------------------------------------------------------------------------
 
     async def GetHint(self, request: pb.GetHintRequest, context: aio.ServicerContext[Any, Any]) -> pb.GetHintResponse:
         principal = current_principal()

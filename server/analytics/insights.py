@@ -25,7 +25,6 @@ from typing import Any
 
 from sqlalchemy import delete, select, text
 
-from server.agents.structured import Spend, StructuredCaller
 from server.analytics.models import Insight
 from server.config import Settings
 from server.core.auth import Principal, Role, Tier
@@ -36,6 +35,7 @@ from server.limits.budget import TokenBudget
 from server.limits.policy import LimitPolicy
 from server.llm.provider import ChatMessage
 from server.llm.router import LLMRouter
+from server.llm.structured import Spend, StructuredCaller
 from server.transcripts.sentences import SentenceStore
 
 log = logging.getLogger("tutorstream.analytics")

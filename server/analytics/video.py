@@ -26,9 +26,10 @@ from server.core.auth import Principal, Role
 from server.core.db import Database
 from server.core.errors import InvalidArgument, NotFound, PermissionDenied
 from server.core.names import require_id
+from server.core.values import VideoInfo
 from server.experiments.stats import Comparison, compare_proportions
 from server.transcripts.courses import not_taught, teaches
-from server.transcripts.search import TranscriptSearch, VideoInfo
+from server.transcripts.search import TranscriptSearch
 
 DEFAULT_PEAKS = 5
 MAX_PEAKS = 50

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from server.chat.domain import ASSISTANT, LearningContext, ReferenceInfo
+from server.core.values import SearchHit
 from server.llm.grounding import (
     KIND_AHEAD,
     KIND_PLAYHEAD,
@@ -35,8 +36,9 @@ from server.llm.persona import Persona, persona_for
 from server.llm.provider import ChatMessage
 from server.llm.tokens import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter
 from server.nlp.query import QuestionAnalysis, analyse_question
-from server.transcripts.search import SearchHit, TranscriptSearch
-from server.transcripts.sentences import SentenceStore, StoredSentence
+from server.nlp.sentence import StoredSentence
+from server.transcripts.search import TranscriptSearch
+from server.transcripts.sentences import SentenceStore
 
 MAX_SOURCES = 12
 # Pointers to what comes later (no spoilers): where the answer is, never what it says.

@@ -7,8 +7,7 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 from server.chat.models import ChatSession, StoredMessage, TranscriptReference
-from server.llm.cost import Usage as Usage  # the domain's results carry it
-from server.transcripts.search import Citation
+from server.core.values import Citation, Usage
 
 USER = "user"
 ASSISTANT = "assistant"

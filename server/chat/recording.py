@@ -14,28 +14,19 @@ from dataclasses import dataclass, field
 from server.analytics.interactions import record_interaction
 from server.chat import repository as repo
 from server.chat.context import Prompt
-from server.chat.domain import (
-    ASSISTANT,
-    CANCELLED,
-    DEADLINE,
-    ERROR,
-    AnswerFinal,
-    LearningContext,
-    Usage,
-    citations_to_json,
-)
+from server.chat.domain import ASSISTANT, CANCELLED, DEADLINE, ERROR, AnswerFinal, LearningContext, citations_to_json
 from server.config import Settings
 from server.core import metrics
 from server.core.auth import Principal
 from server.core.db import Database
+from server.core.values import Citation, Usage
 from server.limits.budget import Reservation
 from server.llm.cost import cost_usd
 from server.llm.grounding import citations_for, declares_general_knowledge
 from server.llm.provider import Completion, ProviderError
 from server.llm.router import RoutedChat
 from server.llm.tokens import TokenCounter
-from server.transcripts.search import Citation
-from server.transcripts.sentences import StoredSentence
+from server.nlp.sentence import StoredSentence
 
 logger = logging.getLogger(__name__)
 

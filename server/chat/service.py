@@ -38,8 +38,10 @@ from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgume
 from server.core.names import require_id
 from server.core.pagination import decode_page_token, encode_page_token, page_size
 from server.core.users import ensure_user
-from server.transcripts.search import SearchHit, TranscriptSearch
-from server.transcripts.sentences import SentenceStore, StoredSentence
+from server.core.values import SearchHit
+from server.nlp.sentence import StoredSentence
+from server.transcripts.search import TranscriptSearch
+from server.transcripts.sentences import SentenceStore
 
 MAX_REFERENCES_PER_SESSION = 20
 MAX_REFERENCE_TEXT_CHARS = 6000

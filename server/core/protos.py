@@ -8,8 +8,7 @@ from typing import overload
 from google.protobuf import timestamp_pb2
 from tutorstream.v1 import common_pb2
 
-from server.llm.cost import Usage
-from server.transcripts.search import Citation
+from server.core.values import Citation, Usage
 
 
 @overload

@@ -27,7 +27,6 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.agents.mastery import P_INIT
 from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -121,8 +120,11 @@ def _check_arms(lever: Lever, arms: Sequence[Arm]) -> None:
 
 
 class ExperimentService:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, mastery_prior: float) -> None:
+        """`mastery_prior`: the mastery model's probability for a concept with no answer yet (the agents' BKT
+        prior, handed in where the server is assembled)."""
         self._db = database
+        self._mastery_prior = mastery_prior
 
     # --- access ------------------------------------------------------------------------------------
 
@@ -349,7 +351,7 @@ class ExperimentService:
                 lambda arm: compare_proportions(*correct[control], *correct[arm]),
             )
         )
-        gains = _mastery_gains(attempts, arm_names)
+        gains = _mastery_gains(attempts, arm_names, self._mastery_prior)
         completions = _per_arm(arm_names, [(row.arm, float(row.share)) for row in completion])
         interactions = _per_arm(arm_names, [(row.arm, float(row.interactions)) for row in usage])
         costs = _per_arm(arm_names, [(row.arm, float(row.cost)) for row in usage])
@@ -386,7 +388,7 @@ def _per_arm(arms: list[str], values: Sequence[tuple[str, float]]) -> dict[str, 
     return grouped
 
 
-def _mastery_gains(rows: Sequence[Any], arms: list[str]) -> dict[str, list[float]]:
+def _mastery_gains(rows: Sequence[Any], arms: list[str], prior: float) -> dict[str, list[float]]:
     """Per student: mean over the concepts touched after exposure of (mastery after the last answer − mastery
     just before the exposure, the BKT prior when the concept had no answer before)."""
     gains: dict[str, list[float]] = {arm: [] for arm in arms}
@@ -399,7 +401,7 @@ def _mastery_gains(rows: Sequence[Any], arms: list[str]) -> dict[str, list[float
         touched: set[str] = set()
         for attempt in attempts:  # ordered by time
             for entry in attempt.mastery or ():
-                concept, probability = str(entry.get("concept", "")), float(entry.get("probability", P_INIT))
+                concept, probability = str(entry.get("concept", "")), float(entry.get("probability", prior))
                 if attempt.create_time < attempt.exposure_time:
                     before[concept] = probability
                 else:
@@ -407,7 +409,7 @@ def _mastery_gains(rows: Sequence[Any], arms: list[str]) -> dict[str, list[float
                     if attempt.in_scope:
                         touched.add(concept)
         if touched:
-            gain = sum(after[concept] - before.get(concept, P_INIT) for concept in touched) / len(touched)
+            gain = sum(after[concept] - before.get(concept, prior) for concept in touched) / len(touched)
             gains.setdefault(attempts[0].arm, []).append(gain)
     return gains
 

@@ -2,29 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from server.config import Settings
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Tokens and cost of one answer (or of several, added up)."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-            self.cost_usd + other.cost_usd,
-        )
 
 
 def estimate_tokens(text: str) -> int:

@@ -17,9 +17,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from server.core.values import Citation, SearchHit
 from server.nlp.pipeline import content_keys
-from server.transcripts.search import Citation, SearchHit
-from server.transcripts.sentences import StoredSentence
+from server.nlp.sentence import StoredSentence
 
 # Elements the prompt itself uses; text must not be able to open or close any of them.
 PROMPT_ELEMENTS = ("transcript_chunk", "transcript_data", "learning_context")

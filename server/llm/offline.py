@@ -38,7 +38,7 @@ from server.nlp.analysis import CAUSAL, DEFINITION, PROCEDURAL, SUMMARY
 from server.nlp.query import DEFINE, HOW, WHY, QuestionAnalysis
 from server.nlp.questions import WHAT_DOES, WHAT_IF, WHAT_IS, WHAT_OBJECT
 from server.nlp.questions import WHY as WHY_FRAME
-from server.transcripts.sentences import StoredSentence
+from server.nlp.sentence import StoredSentence
 
 OFFLINE_MODEL = "offline-extractive"
 

@@ -22,11 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from server.agents.domain import Usage
 from server.config import Settings
 from server.core import metrics
 from server.core.auth import Principal
 from server.core.errors import Unavailable
+from server.core.values import Usage
 from server.limits.budget import Reservation, TokenBudget
 from server.llm.cost import cost_usd
 from server.llm.moderation import Moderator

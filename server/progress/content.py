@@ -13,8 +13,9 @@ from typing import Protocol
 from server.agents.domain import HintResult, QuizResult, ReviewResult
 from server.core.auth import Principal
 from server.core.errors import DomainError
+from server.core.values import Citation, SearchHit
 from server.progress.engine import Decision, InterventionKind
-from server.transcripts.search import Citation, SearchHit, TranscriptSearch
+from server.transcripts.search import TranscriptSearch
 
 log = logging.getLogger("tutorstream.progress")
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.core.auth import Principal, Role, Tier
+from server.core.values import Citation
 from server.progress.engine import InterventionKind
 from server.progress.events import EventInput, EventKind, Rejection
-from server.transcripts.search import Citation
 
 
 @dataclass(frozen=True, slots=True)

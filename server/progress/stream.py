@@ -1,11 +1,13 @@
-"""AgentService's progress RPCs (WatchVideo, PublishVideoEvents, StreamInterventions): proto in, checks,
-the progress service, proto out. AgentServicer inherits this mixin; `use_progress` hands it the service."""
+"""AgentService's progress RPCs (WatchVideo, PublishVideoEvents, StreamInterventions) on the transport side:
+proto in, checks, the progress service, proto out, and the stream loop of WatchVideo (the client's messages
+read in the RPC's task while an outlet writes interventions). `AgentServicer` delegates its three progress RPCs
+to a `ProgressStreams` it is given."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from google.protobuf import timestamp_pb2
@@ -13,7 +15,7 @@ from grpc import aio
 from tutorstream.v1 import agent_service_pb2 as pb
 from tutorstream.v1 import common_pb2
 
-from server.core.errors import InvalidArgument, Unavailable
+from server.core.errors import InvalidArgument
 from server.core.request_context import current_principal
 from server.progress.domain import Intervention, Mailbox, Outgoing, WatchTarget
 from server.progress.engine import InterventionKind
@@ -173,25 +175,15 @@ class _Outlet:
             task.exception()
 
 
-class ProgressServicerMixin:
-    """Mixed into AgentServicer. Until `use_progress` is called the RPCs answer UNAVAILABLE."""
+class ProgressStreams:
+    def __init__(self, service: ProgressService) -> None:
+        self._progress = service
 
-    _progress_service: ProgressService | None = None
-
-    def use_progress(self, service: ProgressService) -> None:
-        self._progress_service = service
-
-    @property
-    def _progress(self) -> ProgressService:
-        if self._progress_service is None:
-            raise Unavailable("video progress is not available on this server")
-        return self._progress_service
-
-    async def WatchVideo(
+    async def watch_video(
         self,
         request_iterator: AsyncIterator[pb.WatchVideoRequest],
         context: aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[pb.WatchVideoResponse]:
+    ) -> AsyncGenerator[pb.WatchVideoResponse, None]:
         """Reads the client's messages in the RPC's own task while the stream's outlet writes interventions and
         rejections. When the client is done sending, the handler writes what is left itself, and the stream
         ends once the interventions whose content is still being made are out."""
@@ -236,7 +228,7 @@ class ProgressServicerMixin:
             await outlet.stop()
             await progress.detach(target, box)
 
-    async def PublishVideoEvents(
+    async def publish_video_events(
         self, request: pb.PublishVideoEventsRequest, context: aio.ServicerContext[Any, Any]
     ) -> pb.PublishVideoEventsResponse:
         principal = current_principal()
@@ -247,9 +239,9 @@ class ProgressServicerMixin:
             rejections=[rejection_to_proto(rejection) for rejection in result.rejections],
         )
 
-    async def StreamInterventions(
+    async def stream_interventions(
         self, request: pb.StreamInterventionsRequest, context: aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[pb.StreamInterventionsResponse]:
+    ) -> AsyncGenerator[pb.StreamInterventionsResponse, None]:
         principal = current_principal()
         target = watch_target(request.watch_session_id, request.video_id, request.course_id)
         progress = self._progress

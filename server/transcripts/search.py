@@ -30,6 +30,7 @@ from sqlalchemy.types import Float, Text
 
 from server.core.db import Database
 from server.core.errors import DomainError
+from server.core.values import SearchHit, VideoInfo
 from server.embeddings.base import Embedder
 
 logger = logging.getLogger(__name__)
@@ -56,37 +57,6 @@ _CODE_TERM = re.compile(
     r"[A-Za-z_$][\w$]*(?:[-.:][A-Za-z0-9_$]+)+(?:\(\))?"
     r"|[a-z]+[A-Z][\w$]*|[A-Za-z]+_[\w]+|\b\d{3}\b"
 )
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    chunk_id: str
-    video_id: str
-    course_id: str
-    start_seconds: float
-    end_seconds: float
-    text: str
-    score: float
-    vector_rank: int = 0
-    text_rank: int = 0
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    video_id: str
-    course_id: str
-    title: str
-    duration_seconds: float
-    chunk_count: int
-
-
-@dataclass(frozen=True)
-class Citation:
-    video_id: str
-    start_seconds: float
-    end_seconds: float
-    chunk_id: str
-    quoted_text: str
 
 
 @dataclass(frozen=True)

@@ -24,31 +24,10 @@ from server.core.db import Database
 from server.nlp.addressed import addressed_to_model
 from server.nlp.analysis import Mention
 from server.nlp.questions import Frame
+from server.nlp.sentence import StoredSentence
 
 PHRASE_CACHE_SECONDS = 60.0
 MAX_CACHED_COURSES = 64
-
-
-@dataclass(frozen=True, slots=True)
-class StoredSentence:
-    """One analysed sentence; `similarity` is its cosine similarity to the query vector, when one was given
-    and the sentence has a vector of the same model."""
-
-    video_id: str
-    index: int
-    start_seconds: float
-    end_seconds: float
-    text: str
-    lemmas: tuple[str, ...]
-    kinds: frozenset[str]
-    mentions: tuple[Mention, ...]
-    frames: tuple[Frame, ...]
-    complete: bool
-    similarity: float | None = None
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.video_id, self.index)
 
 
 @dataclass(frozen=True, slots=True)

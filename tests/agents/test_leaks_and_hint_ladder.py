@@ -10,10 +10,10 @@ from server.agents.corpus import CorpusCache, CourseCorpus
 from server.agents.hint_ladder import NARROW, QUESTION, SCAFFOLD, choose_step, hint_text, rung
 from server.agents.hints import check_model_hint
 from server.agents.leaks import contains_answer, mask_answers
+from server.core.values import SearchHit
 from server.llm.grounding import Source
 from server.llm.persona import persona_for
-from server.transcripts.search import SearchHit
-from server.transcripts.sentences import StoredSentence
+from server.nlp.sentence import StoredSentence
 from tests.conftest import RunningServer
 
 COURSE = "webdev-101"

@@ -11,6 +11,7 @@ import pytest
 
 from server.chat.context import HistoryMessage, build_prompt, trim_history
 from server.chat.domain import LearningContext
+from server.core.values import SearchHit
 from server.embeddings.local import LocalEmbedder
 from server.llm.cache import CachedAnswer, ResponseCache, cache_key
 from server.llm.grounding import (
@@ -31,8 +32,7 @@ from server.llm.provider import ChatMessage, Completion, TextDelta
 from server.llm.tokens import APPROXIMATE, counter_for
 from server.nlp.analysis import analyse
 from server.nlp.query import analyse_question
-from server.transcripts.search import SearchHit
-from server.transcripts.sentences import StoredSentence
+from server.nlp.sentence import StoredSentence
 from tests.support.redis_server import RedisServer
 
 

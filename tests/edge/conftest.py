@@ -12,7 +12,7 @@ import pytest
 from server.app import TutorstreamServer
 from server.core.embedded_pg import EmbeddedPostgres
 from server.embeddings.local import LocalEmbedder
-from server.transcripts.seed import seed_demo_course
+from server.seed import seed_demo_course
 from tests.conftest import FAST_JOBS as SHARED_FAST_JOBS
 from tests.conftest import RunningServer, make_settings
 from tests.edge.support import EnvoyProcess, StaticWebServer, build_web, bundle_probe

@@ -15,7 +15,7 @@ from tutorstream.v1 import transcript_service_pb2 as pb
 from server.app import TutorstreamServer
 from server.embeddings.base import Embedder
 from server.embeddings.local import LocalEmbedder
-from server.transcripts.seed import seed_demo_course
+from server.seed import seed_demo_course
 from tests.conftest import FAST_JOBS as SHARED_FAST_JOBS
 from tests.conftest import RunningServer, make_settings
 

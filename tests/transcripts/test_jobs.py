@@ -29,10 +29,10 @@ from server.demo.activity import EXPERIMENT_ID
 from server.embeddings.base import ProgressCallback
 from server.embeddings.openai_embedder import OpenAIEmbedder
 from server.nlp.analysis import ANALYSIS_VERSION
+from server.seed import seed_demo_if_absent
 from server.transcripts.models import IngestJob, Transcript, TranscriptChunk, TranscriptPhrase, TranscriptSentence
 from server.transcripts.repository import ensure_vector_index
 from server.transcripts.search import TranscriptSearch
-from server.transcripts.seed import seed_demo_if_absent
 from tests.conftest import RunningServer
 from tests.support.clients import Client
 from tests.support.fake_openai import Behavior, FakeOpenAI
