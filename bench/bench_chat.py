@@ -1,6 +1,7 @@
 """StreamChat relay overhead: time to first token and token relay rate, through tutorstream vs direct.
 
     python -m bench.bench_chat [--ttft-runs 200] [--rate-runs 8] [--rate-tokens 400] [--tokens-per-second 400]
+        [--moderation-runs 30] [--model-tokens-per-second 50]
 
 Three processes: the OpenAI-compatible test server (tests/support/fake_openai.py) as the upstream, a real
 tutorstream server (embedded PostgreSQL, limits, budget, persistence, retrieval: everything on), and this
@@ -16,7 +17,9 @@ with the same monotonic clock, which Linux shares between processes):
   SSE parsing. Through tutorstream: the same hop and parsing into the server, then the relay and the gRPC hop
   to the client. The difference is the TTFT the relay adds (target: <= 1 ms p50, <= 5 ms p99).
 Relay rate: tokens per second between the first and the last token while the upstream streams at a fixed
-rate (target: >= 0.99x direct).
+rate (target: >= 0.99x direct). The benchmarked server relays tokens as they come (MODERATE_STREAMED_ANSWERS
+off); a third server with it on (the default) answers the same three-sentence answer streamed at a model's pace,
+for the time to first token that releasing a moderated sentence at a time adds.
 
 Ends with the published lines (bench.report): the added TTFT p50 and p99 and the rate ratio against their
 targets, the absolute TTFTs for context.
@@ -56,6 +59,10 @@ from tests.support.ports import free_port
 from tests.support.postgres import create_migrated_database, start_embedded_for_tests
 
 JWT_SECRET = "bench-secret-" + "x" * 40
+MODERATED_ANSWER = (
+    "Flex containers lay out their children along one axis. Items can grow and shrink to fill it. "
+    "Wrapping onto more lines is optional."
+)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -253,7 +260,7 @@ class Bench:
         return Run(started, first, last, tokens), float(sent["arrival"])
 
 
-async def measure(bench: Bench, traced: Bench, args: argparse.Namespace) -> list[Line]:
+async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.Namespace) -> list[Line]:
     # Time to first token: a short answer, streamed at once.
     await bench.upstream.behave(content="Flex containers lay out their children along one axis.")
     for _ in range(20):  # warm-up: connections, pools, caches
@@ -271,6 +278,17 @@ async def measure(bench: Bench, traced: Bench, args: argparse.Namespace) -> list
         run, arrival = await bench.direct()
         direct.ttft.append((run.first - run.started) * 1000)
         direct.after_upstream.append((run.first - arrival) * 1000)
+
+    # Sentence-by-sentence output moderation: the same three-sentence answer at a model's pace, through a server
+    # that releases each sentence once moderated vs the benchmarked one, which relays tokens as they come.
+    await bench.upstream.behave(content=MODERATED_ANSWER, tokens_per_second=args.model_tokens_per_second)
+    relayed, held = Samples(), Samples()
+    for _ in range(args.moderation_runs):
+        run, _ = await bench.through_tutorstream()
+        relayed.ttft.append((run.first - run.started) * 1000)
+        run, _ = await moderated.through_tutorstream()
+        held.ttft.append((run.first - run.started) * 1000)
+    first_sentence_ms = len(MODERATED_ANSWER.split(".")[0].split()) / args.model_tokens_per_second * 1000
 
     # Relay rate: a long answer at a fixed upstream rate.
     content = " ".join(f"tok{i}" for i in range(args.rate_tokens))
@@ -296,6 +314,11 @@ async def measure(bench: Bench, traced: Bench, args: argparse.Namespace) -> list
     print(f"  added by the relay                            p50 {added_p50:8.2f}   p99 {added_p99:8.2f}")
     print("                                                (target: <= 1 ms p50, <= 5 ms p99)")
     print()
+    print(f"streamed answer moderated a sentence at a time, model at {args.model_tokens_per_second:g} tokens/s")
+    print(f"  TTFT, tokens relayed as they come             {summary(relayed.ttft)}")
+    print(f"  TTFT, sentences released once moderated       {summary(held.ttft)}")
+    print(f"    (the first sentence alone takes the model {first_sentence_ms:.0f} ms)")
+    print()
     print(f"relay rate, upstream at {args.tokens_per_second:g} tokens/s ({args.rate_tokens} tokens)")
     print(f"  direct       {statistics.median(direct.rates):8.1f} tokens/s")
     print(f"  tutorstream  {statistics.median(via.rates):8.1f} tokens/s")
@@ -310,6 +333,14 @@ async def measure(bench: Bench, traced: Bench, args: argparse.Namespace) -> list
         context("chat", "of which before the upstream call, p50", percentile(via.before_upstream, 50), "ms"),
         context("chat", "TTFT direct, p50", percentile(direct.ttft, 50), "ms"),
         context("chat", "TTFT direct, p99", percentile(direct.ttft, 99), "ms"),
+        context(
+            "chat",
+            "TTFT p50 added by sentence-by-sentence output moderation",
+            percentile(held.ttft, 50) - percentile(relayed.ttft, 50),
+            "ms",
+            baseline=f"same answer relayed token by token, same run; its first sentence takes the model "
+            f"{first_sentence_ms:.0f} ms at {args.model_tokens_per_second:g} tokens/s",
+        ),
         context(
             "chat",
             "TTFT p50 with tracing on vs off",
@@ -372,6 +403,10 @@ async def run_against(args: argparse.Namespace, upstream: Upstream, tmp: str, da
     token = mint_token(Settings(_env_file=None, jwt_secret=JWT_SECRET), user_id="bench-user", role=Role.STUDENT)  # type: ignore[call-arg]
     log_path, traced_log = Path(tmp) / "tutorstream.log", Path(tmp) / "traced.log"
     collector, collector_port = await start_collector()
+    moderated_port = free_port()
+    moderated_env = {**env, "PORT": str(moderated_port), "MODERATE_STREAMED_ANSWERS": "true"}
+    env["MODERATE_STREAMED_ANSWERS"] = "false"  # the relay itself is measured: tokens relayed as they come
+    moderated_log = Path(tmp) / "moderated.log"
     traced_port = free_port()
     traced_env = {
         **env,
@@ -384,18 +419,26 @@ async def run_against(args: argparse.Namespace, upstream: Upstream, tmp: str, da
         with (
             child(server_command, env, log_path) as process,
             child(server_command, traced_env, traced_log) as traced_process,
+            child(server_command, moderated_env, moderated_log) as moderated_process,
         ):
             target, traced_target = f"127.0.0.1:{port}", f"127.0.0.1:{traced_port}"
+            moderated_target = f"127.0.0.1:{moderated_port}"
             await wait_serving(target, process, log_path)
             await wait_serving(traced_target, traced_process, traced_log)
-            async with grpc.aio.insecure_channel(target) as channel, grpc.aio.insecure_channel(traced_target) as other:
+            await wait_serving(moderated_target, moderated_process, moderated_log)
+            async with (
+                grpc.aio.insecure_channel(target) as channel,
+                grpc.aio.insecure_channel(traced_target) as other,
+                grpc.aio.insecure_channel(moderated_target) as third,
+            ):
                 bench = Bench(upstream, pb_grpc.ChatServiceStub(channel), token)
                 traced = Bench(upstream, pb_grpc.ChatServiceStub(other), token)
+                moderated = Bench(upstream, pb_grpc.ChatServiceStub(third), token)
                 try:
-                    lines = await measure(bench, traced, args)
+                    lines = await measure(bench, traced, moderated, args)
                 finally:
-                    await bench.sdk.close()
-                    await traced.sdk.close()
+                    for each in (bench, traced, moderated):
+                        await each.sdk.close()
     finally:
         await collector.stop(0)
     publish(lines)
@@ -423,6 +466,8 @@ def main() -> None:
     parser.add_argument("--rate-runs", type=int, default=8)
     parser.add_argument("--rate-tokens", type=int, default=400)
     parser.add_argument("--tokens-per-second", type=float, default=400.0)
+    parser.add_argument("--moderation-runs", type=int, default=30)
+    parser.add_argument("--model-tokens-per-second", type=float, default=50.0)
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
