@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(None, description="Any OpenAI-compatible endpoint.")
     openai_organization: str | None = Field(None, description="OpenAI organization id.")
     chat_model: str = Field("gpt-4o-mini", description="Model for chat and agents.")
+    budget_fallback_model: str = Field(
+        "",
+        description="A cheaper model that answers (chat and agents) once a student's token budget runs low "
+        "(empty: always CHAT_MODEL).",
+    )
+    budget_fallback_below: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="With BUDGET_FALLBACK_MODEL set: the share of the daily or monthly token budget left below "
+        "which it answers.",
+    )
     llm_max_retries: int = Field(2, description="Retries on 429/5xx while the deadline allows.")
     llm_timeout_seconds: float = Field(60.0, description="Upper bound for one upstream call.")
     breaker_failure_threshold: int = Field(5, description="Consecutive failures that open the breaker.")

@@ -78,7 +78,7 @@ from server.llm.offline import OfflineRequest
 from server.llm.persona import MAX_ANSWER_TOKENS, Persona, persona_for
 from server.llm.pii import redact, redact_messages
 from server.llm.provider import ChatParams, Completion, ProviderError, StreamEvent, TextDelta, UpstreamError
-from server.llm.router import LLMRouter, pseudonymous_user
+from server.llm.router import LLMRouter, budgeted_model, pseudonymous_user
 from server.llm.tokens import TokenCounter
 from server.nlp.query import QuestionAnalysis, analyse_question
 from server.transcripts.search import TranscriptSearch
@@ -142,8 +142,9 @@ class TurnRunner:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_seconds
         # The writes are looked at after the turns end: a cancelled turn starts its write as it ends.
-        for running in (lambda: list(self._turns), lambda: list(self._background)):
-            if pending := running():
+        running: tuple[set[asyncio.Task[Any]], ...] = (self._turns, self._background)
+        for tasks in running:
+            if pending := list(tasks):
                 await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
 
     async def run(
@@ -326,7 +327,7 @@ class TurnRunner:
         if redacted.total:
             logger.info("pii redacted before the model call", extra={"counts": redacted.counts})
         params = ChatParams(
-            model=self._settings.chat_model,
+            model=budgeted_model(self._settings, turn.reservation),
             temperature=persona.temperature,
             max_tokens=persona.max_tokens,
             deadline=deadline,
@@ -361,7 +362,7 @@ class TurnRunner:
             prompt, answer_tokens = await self._fit(turn, stored, persona, sources, counter, spoiler_limit, refused)
             turn.prompt = prompt
             redacted = await asyncio.to_thread(redact_messages, prompt.messages)
-            params = replace(params, max_tokens=answer_tokens)
+            params = replace(params, max_tokens=answer_tokens, model=budgeted_model(self._settings, turn.reservation))
             key = cache_key(
                 params.model, redacted.messages, temperature=params.temperature, max_tokens=params.max_tokens
             )

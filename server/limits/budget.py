@@ -157,6 +157,9 @@ class Reservation:
         self.operation = operation
         self.tokens = tokens
         self.windows = windows
+        # After this reservation, the share of the tighter window (day or month) still free: 1.0 untouched,
+        # 0.0 spent. A caller may answer with a cheaper model when it runs low (BUDGET_FALLBACK_MODEL).
+        self.left_share = 1.0
         self._state = "held"
 
     @property
@@ -273,9 +276,10 @@ class TokenBudget:
         found, expired, fits = rows[0].found, rows[0].expired, rows[0].fits
         if not found or expired:
             return _NOT_BOOKED
-        if fits:
-            return None
         totals = {row.period: (row.tokens_used, row.tokens_reserved) for row in rows}
+        if fits:
+            reservation.left_share = _left_share(reservation.tokens, [(*totals[DAY], daily), (*totals[MONTH], monthly)])
+            return None
         refusal = _refusal(
             reservation.user_id,
             reservation.tokens,
@@ -309,6 +313,13 @@ class TokenBudget:
                 ],
             )
             if refusal is None:
+                reservation.left_share = _left_share(
+                    estimated_tokens,
+                    [
+                        (day.tokens_used, day.tokens_reserved, daily),
+                        (month.tokens_used, month.tokens_reserved, monthly),
+                    ],
+                )
                 day.tokens_reserved += estimated_tokens
                 month.tokens_reserved += estimated_tokens
                 session.add(
@@ -514,6 +525,14 @@ _BOOK = text(
     FROM verdict LEFT JOIN locked ON true
     """
 )
+
+
+def _left_share(tokens: int, windows: list[tuple[int, int, int]]) -> float:
+    """Of (tokens used, tokens reserved, limit) per window, the smallest share left once `tokens` are held."""
+    return min(
+        max(0.0, (limit - used - reserved - tokens) / limit) if limit > 0 else 1.0 for used, reserved, limit in windows
+    )
+
 
 WindowKey = tuple[str, date]
 # First key of the two-key advisory locks that queue one user's reservations.

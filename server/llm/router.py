@@ -22,6 +22,7 @@ from typing import Any
 
 from server.config import Settings
 from server.core.errors import Unavailable
+from server.limits.budget import Reservation
 from server.llm.breaker import BreakerState, CircuitBreaker
 from server.llm.cache import AsyncRedis, ResponseCache
 from server.llm.offline import OFFLINE_MODEL, OfflineEngine, OfflineRequest
@@ -41,6 +42,19 @@ from server.llm.provider import (
 from server.llm.tokens import TokenCounter, counter_for
 
 logger = logging.getLogger(__name__)
+
+
+def budgeted_model(settings: Settings, reservation: Reservation | None) -> str:
+    """The model for a call whose tokens `reservation` holds: CHAT_MODEL, or BUDGET_FALLBACK_MODEL once the
+    student has less than BUDGET_FALLBACK_BELOW of a token budget left."""
+    fallback = settings.budget_fallback_model
+    if not fallback or reservation is None or reservation.left_share >= settings.budget_fallback_below:
+        return settings.chat_model
+    logger.info(
+        "token budget running low: the fallback model answers",
+        extra={"operation": reservation.operation, "left_share": round(reservation.left_share, 3)},
+    )
+    return fallback
 
 
 def pseudonymous_user(user_id: str) -> str:

@@ -32,7 +32,7 @@ from server.llm.cost import cost_usd
 from server.llm.moderation import Moderator
 from server.llm.pii import redact_messages
 from server.llm.provider import ChatMessage, ChatParams, MalformedOutput, UpstreamTimeout
-from server.llm.router import LLMRouter, pseudonymous_user
+from server.llm.router import LLMRouter, budgeted_model, pseudonymous_user
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class StructuredCaller:
         prompt_estimate = counter.count_messages(message.content for message in redacted.messages)
         reservation = await self._budget.reserve(principal, prompt_estimate + max_tokens, operation=operation)
         params = ChatParams(
-            model=self._settings.chat_model,
+            model=budgeted_model(self._settings, reservation),
             temperature=temperature,
             max_tokens=max_tokens,
             deadline=deadline,

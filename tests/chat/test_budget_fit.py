@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc import aio
+from tutorstream.v1 import agent_service_pb2 as agent_pb
 
 from server.chat.turn import MIN_ANSWER_TOKENS
 from server.core.auth import Principal, Role, Tier
@@ -103,3 +104,40 @@ async def test_a_turn_that_cannot_fit_a_minimal_answer_is_refused_before_the_cal
     assert "daily token budget of 1500 exceeded" in (refused.value.details() or "")
     assert len(fake_openai.chat_requests) == calls
     assert await used_today(server, broke.user_id) == FREE_DAILY - MIN_ANSWER_TOKENS
+
+
+async def test_a_cheaper_model_answers_once_the_budget_runs_low(
+    chat_server_factory: ChatServerFactory, course_database_url: str, fake_openai: FakeOpenAI
+) -> None:
+    """BUDGET_FALLBACK_MODEL: chat and agents ask the fallback model once less than BUDGET_FALLBACK_BELOW of a
+    budget would be left, the configured model before; the answer is stored and priced as the fallback's."""
+    server = await chat_server_factory(
+        database_url=course_database_url,
+        daily_token_budget=40_000,
+        budget_fallback_model="gpt-4.1-nano",
+        budget_fallback_below=0.5,
+        model_prices={
+            "gpt-4o-mini": {"input_per_million": 0.15, "output_per_million": 0.6},
+            "gpt-4.1-nano": {"input_per_million": 0.1, "output_per_million": 0.4},
+        },
+    )
+    student = server.client()
+    session = await new_session(student, CONTEXT)
+    fake_openai.enqueue_chat(Behavior(content="It spreads items along the main axis [c1]."))
+    _, plenty = await ask(student, session, QUESTION)
+    assert plenty.model == "gpt-4o-mini"
+    assert fake_openai.chat_requests[-1].body["model"] == "gpt-4o-mini"
+
+    await spend(server, student.user_id, 20_000)
+    fake_openai.enqueue_chat(Behavior(content="Along the main axis [c1]."))
+    _, low = await ask(student, session, f"{QUESTION} Again?")
+    assert fake_openai.chat_requests[-1].body["model"] == "gpt-4.1-nano"
+    assert low.model == "gpt-4.1-nano" and low.usage.total_tokens > 0
+    assert low.usage.cost_usd == pytest.approx(
+        (low.usage.prompt_tokens * 0.1 + low.usage.completion_tokens * 0.4) / 1_000_000
+    )
+
+    # An agent's structured call takes the same turn.
+    fake_openai.enqueue_chat(Behavior(content="{not json"), Behavior(content="{not json"))
+    await student.agents.GetHint(agent_pb.GetHintRequest(learning_context=CONTEXT))
+    assert fake_openai.chat_requests[-1].body["model"] == "gpt-4.1-nano"
