@@ -97,6 +97,7 @@ async def test_sign_in_preferences_and_a_streamed_answer_with_citations(
         "preferences",
         "chat",
         "cite",
+        "asked",
         token=browser_stack.token(),
         screenshot="browser-chat.png",
     )
@@ -119,6 +120,13 @@ async def test_sign_in_preferences_and_a_streamed_answer_with_citations(
     start = chat["citationStart"]
     assert result["cite"]["start"] == start
     assert result["cite"]["time"].startswith(f"{int(start) // 60:02d}:{int(start) % 60:02d} / ")
+    # The cited line now carries the question's marker, which opens the question and the answer it got.
+    asked = result["asked"]
+    assert asked["markers"] == 1
+    assert asked["cueStart"] <= start
+    assert asked["question"] == "How do I center an item with flexbox?"
+    assert asked["answer"] == chat["text"]
+    assert asked["citations"] == chat["citations"]
     assert result["consoleErrors"] == []
     assert (ARTIFACTS / "browser-chat.png").stat().st_size > 10_000
 

@@ -1,6 +1,9 @@
 // The chat sidebar: answers stream in chunk by chunk; the last chunk brings citations, usage and flags.
 import { FinishReason } from "../../../generated/ts/tutorstream/v1/chat_service_pb.js";
+import { MessageRole } from "../../../generated/ts/tutorstream/v1/chat_service_pb.js";
 import type {
+  Message,
+  SegmentQuestion,
   StreamChatResponse,
   TranscriptReference,
 } from "../../../generated/ts/tutorstream/v1/chat_service_pb.js";
@@ -103,7 +106,56 @@ export class ChatPanel {
       this.send.disabled = false;
       this.stop.hidden = true;
       this.page.usageChanged();
+      this.page.questionsChanged();
     }
+  }
+
+  /** The student's earlier questions about a transcript line, each with the answer it got, shown in the log. */
+  async showAsked(questions: SegmentQuestion[]): Promise<void> {
+    const names = questions.flatMap((question) => question.messages);
+    const block = h("div", { class: "asked", "data-testid": "asked" }, h("div", { class: "meta" }, "Earlier, you asked:"));
+    this.log.append(block);
+    try {
+      const bySession = new Map<string, string[]>();
+      for (const name of names) {
+        const session = name.split("/messages/")[0] ?? "";
+        bySession.set(session, [...(bySession.get(session) ?? []), name]);
+      }
+      for (const [session, wanted] of bySession) {
+        const messages = await this.messagesOf(session);
+        for (const name of wanted) {
+          const index = messages.findIndex((message) => message.name === name);
+          const question = messages[index];
+          if (question === undefined) {
+            continue;
+          }
+          const answer = messages.slice(index + 1).find((message) => message.role === MessageRole.ASSISTANT);
+          block.append(h("div", { class: "bubble user", "data-testid": "asked-question" }, question.content));
+          if (answer !== undefined) {
+            const parts: HTMLElement[] = [h("div", { class: "answer-text" }, answer.content)];
+            const citations = citationList(this.page, answer.citations);
+            if (citations !== null) {
+              parts.push(citations);
+            }
+            block.append(h("div", { class: "bubble tutor", "data-testid": "asked-answer" }, ...parts));
+          }
+        }
+      }
+    } catch (error) {
+      this.page.fail(error, "Opening your earlier questions");
+    }
+    block.scrollIntoView({ block: "end" });
+  }
+
+  private async messagesOf(session: string): Promise<Message[]> {
+    const found: Message[] = [];
+    let pageToken = "";
+    do {
+      const response = await this.page.api.chat.listMessages({ parent: session, pageSize: 200, pageToken });
+      found.push(...response.messages);
+      pageToken = response.nextPageToken;
+    } while (pageToken);
+    return found;
   }
 
   async attach(range: Range): Promise<void> {

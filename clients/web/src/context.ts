@@ -23,6 +23,8 @@ export interface Page {
   /** Report a failed call to the student (decoded from the status details). */
   fail(error: unknown, doing: string): void;
   usageChanged(): void;
+  /** The student asked something: the transcript's markers of asked-about lines are refreshed. */
+  questionsChanged(): void;
 }
 
 export function learningContext(where: Where): LearningContextInit {

@@ -3,6 +3,7 @@
 import { Code } from "@connectrpc/connect";
 import { TranscriptView, type Transcript } from "../../../generated/ts/tutorstream/v1/transcript_service_pb.js";
 import { UsageWindow } from "../../../generated/ts/tutorstream/v1/analytics_service_pb.js";
+import { QuestionScope } from "../../../generated/ts/tutorstream/v1/chat_service_pb.js";
 import type { Citation } from "../../../generated/ts/tutorstream/v1/common_pb.js";
 import { AgentPanel } from "./agents.js";
 import { createApi, forgetToken, hashParam, loadToken, readClaims, saveToken, setHashParam } from "./api.js";
@@ -37,6 +38,7 @@ const transcript = new TranscriptPanel(byId("transcript"), {
   ask: (range) => void chat.ask("Can you explain the selected part?", range),
   attach: (range) => void chat.attach(range),
   quiz: (range) => void agents.quiz(range),
+  openAsked: (questions) => void chat.showAsked(questions),
 });
 
 const page: Page = {
@@ -69,6 +71,9 @@ const page: Page = {
   },
   usageChanged(): void {
     void refreshUsage();
+  },
+  questionsChanged(): void {
+    void refreshAsked();
   },
 };
 
@@ -127,6 +132,26 @@ async function refreshUsage(): Promise<void> {
   } catch {
     // The pill is a courtesy; errors that matter surface on the calls the student made.
     pill.hidden = true;
+  }
+}
+
+/** Marks the transcript lines the student's questions about this video were answered from. */
+async function refreshAsked(): Promise<void> {
+  const video = current?.videoId;
+  if (!video) {
+    return;
+  }
+  try {
+    const response = await api.chat.listSegmentQuestions({
+      videoId: video,
+      scope: QuestionScope.MINE,
+      maxQuestions: 100,
+    });
+    if (current?.videoId === video) {
+      transcript.markAsked(response.questions);
+    }
+  } catch (error) {
+    page.fail(error, "Loading your questions about this lecture");
   }
 }
 
@@ -189,6 +214,7 @@ async function openVideo(videoId: string, startAt: number): Promise<void> {
   chat.reset();
   agents.reset();
   transcript.show(full.cues);
+  void refreshAsked();
   progress = new ProgressReporter(page, current, {
     quiz: (intervention) => {
       const range = intervention.range;

@@ -1,5 +1,7 @@
 // The transcript beside the player: click a cue to jump there, shift-click (or drag across cues) to select
-// a range that the chat and the agents then work on.
+// a range that the chat and the agents then work on. A line the student asked about carries a marker that opens
+// those questions and their answers.
+import type { SegmentQuestion } from "../../../generated/ts/tutorstream/v1/chat_service_pb.js";
 import type { Cue } from "../../../generated/ts/tutorstream/v1/transcript_service_pb.js";
 import { button, clear, h } from "./dom.js";
 import { clock, span } from "./format.js";
@@ -14,6 +16,8 @@ export interface TranscriptActions {
   ask(range: Range): void;
   attach(range: Range): void;
   quiz(range: Range): void;
+  /** Show the student's earlier questions (and their answers) about a line. */
+  openAsked(questions: SegmentQuestion[]): void;
 }
 
 export class TranscriptPanel {
@@ -72,6 +76,43 @@ export class TranscriptPanel {
     });
     this.list.append(...this.rows);
     this.renderSelection();
+  }
+
+  /** Marks each line whose moment an answer to one of the student's questions cited (the earliest cited moment
+   * of each question); a marker opens that line's questions. */
+  markAsked(questions: SegmentQuestion[]): void {
+    for (const marker of this.list.querySelectorAll("[data-testid=asked-marker]")) {
+      marker.remove();
+    }
+    const byCue = new Map<number, SegmentQuestion[]>();
+    for (const question of questions) {
+      const index = this.cues.findIndex(
+        (cue) => cue.startSeconds <= question.startSeconds && question.startSeconds < cue.endSeconds,
+      );
+      if (index >= 0) {
+        byCue.set(index, [...(byCue.get(index) ?? []), question]);
+      }
+    }
+    for (const [index, asked] of byCue) {
+      const count = asked.reduce((total, question) => total + question.count, 0);
+      const marker = h(
+        "button",
+        {
+          class: "asked-marker",
+          type: "button",
+          title: `You asked about this line ${count === 1 ? "once" : `${count} times`}: ${asked.map((q) => q.text).join(" · ")}`,
+          "data-testid": "asked-marker",
+          "data-count": count,
+        },
+        "?",
+      );
+      marker.addEventListener("mousedown", (event) => event.stopPropagation());
+      marker.addEventListener("click", (event) => {
+        event.stopPropagation();
+        this.actions.openAsked(asked);
+      });
+      this.rows[index]?.append(marker);
+    }
   }
 
   /** Highlights the cue under the playhead and keeps it in view. */

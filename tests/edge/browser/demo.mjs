@@ -127,6 +127,23 @@ const steps = {
     results.cite = { start, time: await text(page, "[data-testid=time]") };
   },
 
+  // The line the answer cited carries a marker of the question; the marker opens the question and its answer.
+  async asked(page) {
+    const marker = page.locator("[data-testid=asked-marker]").first();
+    await marker.waitFor({ timeout: WAIT_MS });
+    const cue = page.locator("[data-testid=cue]", { has: marker });
+    await marker.click();
+    const block = page.locator("[data-testid=asked]").last();
+    await block.locator("[data-testid=asked-answer]").waitFor({ timeout: WAIT_MS });
+    results.asked = {
+      markers: await page.locator("[data-testid=asked-marker]").count(),
+      cueStart: Number((await cue.getAttribute("data-start")) ?? "-1"),
+      question: await block.locator("[data-testid=asked-question]").first().textContent(),
+      answer: await block.locator("[data-testid=asked-answer] .answer-text").first().textContent(),
+      citations: await block.locator("[data-testid=citation]").count(),
+    };
+  },
+
   // Select a transcript range (click, then shift-click) and take a quiz on it, answering every question.
   async quiz(page) {
     const cues = page.locator("[data-testid=cue]");
