@@ -19,6 +19,7 @@ from server.core.errors import FailedPrecondition, InvalidArgument
 from server.core.names import require_id
 from server.core.users import ensure_user
 from server.core.values import VideoInfo
+from server.experiments.assignment import Assignments
 from server.llm.grounding import format_clock
 from server.llm.moderation import SUPPORTIVE_MODEL, Moderator, Verdict
 from server.llm.persona import Persona, persona_for
@@ -42,6 +43,7 @@ class AgentDeps:
     preferences: PreferencesService
     corpora: CorpusCache
     moderator: Moderator
+    assignments: Assignments
 
 
 def clock_range(start: float, end: float) -> str:

@@ -54,6 +54,7 @@ from server.agents.repository import forbidden_answers, last_hint_level
 from server.core.auth import Principal
 from server.core.errors import InvalidArgument
 from server.core.values import Citation, SearchHit, Usage, VideoInfo
+from server.experiments.assignment import DIRECT_HINT, NO_SPOILERS_ARM, Lever
 from server.llm.grounding import (
     KIND_PLAYHEAD,
     KIND_SEARCH,
@@ -310,7 +311,12 @@ class HintAgent:
             citation = Citation(interaction.video_id, position, position, "", "")
             return HintResult(SUPPORTIVE_REPLY, citation, 1.0, SUPPORTIVE_MODEL, interaction_id, Usage(), QUESTION)
         context = await gather_context(self._deps, info, position, selected, safe_struggle)
-        if values.no_spoilers and selected is None:
+        assignments = self._deps.assignments
+        course = interaction.course_id
+        # Every student of a running experiment is exposed, whatever their own preference (else the arms would
+        # differ in who prefers what).
+        spoilers_off = await assignments.in_arm(principal, course, Lever.NO_SPOILERS, NO_SPOILERS_ARM)
+        if (values.no_spoilers or spoilers_off) and selected is None:
             context = without_spoilers(context, position + self._deps.settings.spoiler_lookahead_seconds)
         corpus = await self._deps.corpora.load(info.course_id)
         step = choose_step(
@@ -326,8 +332,11 @@ class HintAgent:
             previous = await last_hint_level(
                 session, principal.user_id, video_id, moment, within_seconds=LADDER_MEMORY_SECONDS
             )
-        # The tutor stepping in on its own offers the first rung; the student asking again climbs.
+        # The tutor stepping in on its own offers the first rung; the student asking again climbs (unless an
+        # experiment gives this student the top rung at once).
         level = min(TOP_RUNG, previous + 1) if previous and trigger == USER_TRIGGER else QUESTION
+        if await assignments.in_arm(principal, course, Lever.HINT_LADDER, DIRECT_HINT):
+            level = TOP_RUNG
         # Below the top rung the key term is the student's to find: the model may not write it either.
         guarded = list(context.forbidden)
         if step is not None and step.key is not None and level < TOP_RUNG:

@@ -32,6 +32,7 @@ from server.agents.review import ReviewAgent
 from server.config import Settings
 from server.core.auth import Principal
 from server.core.db import Database
+from server.experiments.assignment import Assignments
 from server.limits.budget import TokenBudget
 from server.llm.moderation import Moderator
 from server.llm.router import LLMRouter
@@ -75,6 +76,7 @@ class AgentsService:
             preferences=preferences,
             corpora=CorpusCache(search, sentences),
             moderator=moderator,
+            assignments=Assignments(database),
         )
         self._hints = HintAgent(deps)
         self._quizzes = QuizAgent(deps)

@@ -70,6 +70,7 @@ from server.core import metrics, tracing
 from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import DeadlineExceeded, InvalidArgument, NotFound, QuotaExceeded
+from server.experiments.assignment import NO_SPOILERS_ARM, Assignments, Lever
 from server.limits.budget import TokenBudget
 from server.llm.cache import CachedAnswer, cache_key
 from server.llm.grounding import Source
@@ -131,6 +132,7 @@ class TurnRunner:
         self._recorder = AnswerRecorder(settings, database, llm.counter())
         self._budget = budget
         self._moderator = moderator
+        self._assignments = Assignments(database)
         # Final writes of cancelled turns run here, out of reach of the cancellation.
         self._background: set[asyncio.Task[Any]] = set()
         # The tasks running turns: on shutdown, the ones the grace period cut short still store what they had.
@@ -298,9 +300,12 @@ class TurnRunner:
         counter = self._llm.counter()
         reserve = self._reserve(turn, stored, counter) if self._llm.upstream_likely() else _no_refusal()
         earlier = (await asyncio.to_thread(redact, _previous_question(stored.history))).text
-        preferences = await self._preferences.get(turn.principal.user_id)
+        preferences, spoilers_off = await asyncio.gather(
+            self._preferences.get(turn.principal.user_id),
+            self._assignments.in_arm(turn.principal, stored.context.course_id, Lever.NO_SPOILERS, NO_SPOILERS_ARM),
+        )
         spoiler_limit = None
-        if preferences.no_spoilers and stored.context.video_id:
+        if (preferences.no_spoilers or spoilers_off) and stored.context.video_id:
             spoiler_limit = stored.context.position_seconds + self._settings.spoiler_lookahead_seconds
         with tracing.span("chat.context"):
             gathered, refused, strayed = await _together(

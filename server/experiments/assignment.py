@@ -18,15 +18,28 @@ from server.core.db import Database
 
 
 class Lever(StrEnum):
-    """What an experiment changes. INTERVENTIONS: arm `holdout` gets no proactive interventions (no hint,
-    review, quiz or break offered by the watch engine; hints, quizzes and chat asked for still work), arm
-    `interventions` gets them as usual."""
+    """What an experiment changes, arm by arm.
+
+    INTERVENTIONS: `holdout` gets no proactive interventions (no hint, review, quiz or break offered by the
+    watch engine; hints, quizzes and chat asked for still work), `interventions` gets them as usual.
+    HINT_LADDER: `hint_ladder` climbs the hint ladder as usual (a first hint asks a guiding question, asking
+    again climbs), `direct_hint` gets the top rung at once (the key idea named, quoted from the lecture).
+    NO_SPOILERS: `as_preferred` follows the student's own no-spoilers preference, `no_spoilers` has it on for
+    chat and hints whatever the preference (nothing said later in the video is quoted)."""
 
     INTERVENTIONS = "interventions"
+    HINT_LADDER = "hint_ladder"
+    NO_SPOILERS = "no_spoilers"
 
 
 HOLDOUT = "holdout"
-LEVER_ARMS: dict[Lever, frozenset[str]] = {Lever.INTERVENTIONS: frozenset({"interventions", HOLDOUT})}
+DIRECT_HINT = "direct_hint"
+NO_SPOILERS_ARM = "no_spoilers"
+LEVER_ARMS: dict[Lever, frozenset[str]] = {
+    Lever.INTERVENTIONS: frozenset({"interventions", HOLDOUT}),
+    Lever.HINT_LADDER: frozenset({"hint_ladder", DIRECT_HINT}),
+    Lever.NO_SPOILERS: frozenset({"as_preferred", NO_SPOILERS_ARM}),
+}
 
 
 def choose_arm(salt: str, user_id: str, arms: Sequence[dict[str, Any]]) -> str:
@@ -88,3 +101,8 @@ class Assignments:
         # None only when a concurrent first exposure of the same student committed meanwhile: the hash gave it
         # the same arm.
         return Exposure(running.experiment_id, str(stored or arm))
+
+    async def in_arm(self, principal: Principal, course_id: str, lever: Lever, arm: str) -> bool:
+        """Whether the student is (now exposed) in `arm` of the course's running experiment on `lever`."""
+        exposure = await self.expose(principal, course_id, lever)
+        return exposure is not None and exposure.arm == arm

@@ -9,8 +9,12 @@ from server.experiments.assignment import Lever
 from server.experiments.service import Arm, ExperimentView, ReportView
 from server.experiments.stats import ArmEstimate, Comparison
 
-LEVER_FROM_PROTO = {pb.EXPERIMENT_LEVER_INTERVENTIONS: Lever.INTERVENTIONS.value}
-LEVER_TO_PROTO = {Lever.INTERVENTIONS: pb.EXPERIMENT_LEVER_INTERVENTIONS}
+LEVER_TO_PROTO = {
+    Lever.INTERVENTIONS: pb.EXPERIMENT_LEVER_INTERVENTIONS,
+    Lever.HINT_LADDER: pb.EXPERIMENT_LEVER_HINT_LADDER,
+    Lever.NO_SPOILERS: pb.EXPERIMENT_LEVER_NO_SPOILERS,
+}
+LEVER_FROM_PROTO = {proto: lever.value for lever, proto in LEVER_TO_PROTO.items()}
 STATE_TO_PROTO = {
     "draft": pb.EXPERIMENT_STATE_DRAFT,
     "running": pb.EXPERIMENT_STATE_RUNNING,

@@ -194,7 +194,9 @@ class ExperimentService:
         try:
             chosen = Lever(lever)
         except ValueError:
-            raise InvalidArgument.field("experiment.lever", "is required: INTERVENTIONS") from None
+            raise InvalidArgument.field(
+                "experiment.lever", "is required: INTERVENTIONS, HINT_LADDER or NO_SPOILERS"
+            ) from None
         _check_arms(chosen, arms)
         if len(video_ids) > MAX_VIDEOS:
             raise InvalidArgument.field("experiment.video_ids", f"must name at most {MAX_VIDEOS} videos")

@@ -249,3 +249,33 @@ async def test_the_report_measures_a_scripted_cohort(progress_server: RunningSer
     assert all(0 < gains[arm].n <= students[arm] for arm in students), (gains, students)
     assert gains["interventions"].estimate > gains["holdout"].estimate, gains
     assert {arm.arm: arm.n for arm in outcomes["ai_interactions"].arms} == students
+
+
+async def test_the_hint_ladder_lever_gives_the_direct_arm_the_top_rung_at_once(
+    progress_server: RunningServer,
+) -> None:
+    teacher = progress_server.client("ladder-teacher", role="instructor", courses=[COURSE_ID])
+    experiment = holdout_experiment(
+        display_name="Does the hint ladder help?",
+        lever=pb.EXPERIMENT_LEVER_HINT_LADDER,
+        arms=[pb.ExperimentArm(name="hint_ladder", weight=1), pb.ExperimentArm(name="direct_hint", weight=1)],
+    )
+    created = await create(teacher, "ladder", experiment)
+    assert created.lever == pb.EXPERIMENT_LEVER_HINT_LADDER
+    await teacher.analytics.StartExperiment(pb.StartExperimentRequest(name=created.name))
+
+    levels: dict[str, list[int]] = {"hint_ladder": [], "direct_hint": []}
+    for index in range(16):
+        student = progress_server.client(f"ladder-student-{index}")
+        hint = await student.agents.GetHint(
+            agent_pb.GetHintRequest(
+                learning_context=common_pb2.LearningContext(
+                    course_id=COURSE_ID, video_id=VIDEO_ID, position_seconds=100.0
+                )
+            )
+        )
+        exposure = await arm_of(progress_server, "ladder", student.user_id)
+        assert exposure is not None
+        levels[str(exposure[0])].append(hint.level)
+    assert levels["hint_ladder"] and set(levels["hint_ladder"]) == {1}, levels
+    assert levels["direct_hint"] and set(levels["direct_hint"]) == {3}, levels

@@ -5,12 +5,14 @@ range lifts the rule for that range."""
 from __future__ import annotations
 
 import re
+import uuid
 
 from google.protobuf import field_mask_pb2
 from tutorstream.v1 import agent_service_pb2 as agent_pb
+from tutorstream.v1 import analytics_service_pb2 as analytics_pb
 
 from server.llm.offline import OFFLINE_MODEL
-from tests.chat.conftest import ChatServerFactory, answer_text, ask, learning_context, new_session
+from tests.chat.conftest import COURSE_ID, ChatServerFactory, answer_text, ask, learning_context, new_session
 from tests.support.clients import Client
 from tests.support.fake_openai import Behavior, FakeOpenAI
 
@@ -82,3 +84,51 @@ async def test_a_model_never_sees_what_comes_later(
     assert starts and max(starts) < 90
     assert "min-width: auto" not in system
     assert 'kind="ahead">\n(content withheld' in system
+
+
+async def test_the_no_spoilers_lever_turns_it_on_for_its_arm(
+    chat_server_factory: ChatServerFactory, course_database_url: str, fake_openai: FakeOpenAI
+) -> None:
+    """An experiment on the NO_SPOILERS lever: students in `no_spoilers` get the rule though their preference
+    is off, students in `as_preferred` do not; every student who asks is exposed."""
+    server = await chat_server_factory(database_url=course_database_url, response_cache_ttl_seconds=0)
+    teacher = server.client("spoiler-teacher", role="instructor", courses=[COURSE_ID])
+    experiment = analytics_pb.Experiment(
+        display_name="Do spoilers hurt?",
+        lever=analytics_pb.EXPERIMENT_LEVER_NO_SPOILERS,
+        arms=[
+            analytics_pb.ExperimentArm(name="as_preferred", weight=1),
+            analytics_pb.ExperimentArm(name="no_spoilers", weight=1),
+        ],
+        video_ids=["flexbox-layout"],
+    )
+    experiment_id = f"spoilers-{uuid.uuid4().hex[:8]}"
+    created = await teacher.analytics.CreateExperiment(
+        analytics_pb.CreateExperimentRequest(
+            parent=f"courses/{COURSE_ID}", experiment_id=experiment_id, experiment=experiment
+        )
+    )
+    await teacher.analytics.StartExperiment(analytics_pb.StartExperimentRequest(name=created.experiment.name))
+    try:
+        ruled: dict[bool, int] = {True: 0, False: 0}
+        for index in range(12):
+            student = server.client(f"spoiler-student-{uuid.uuid4().hex[:6]}-{index}")
+            session = await new_session(student, learning_context("flexbox-layout", 60.0))
+            fake_openai.enqueue_chat(Behavior(content="It comes up later [c1]."))
+            requests = len(fake_openai.chat_requests)
+            await ask(student, session, QUESTION)
+            assert len(fake_openai.chat_requests) == requests + 1
+            system = str(fake_openai.chat_requests[-1].body["messages"][0]["content"])
+            ruled[bool(re.search(r"no spoilers: do not tell what the video says after", system))] += 1
+        exposures = await teacher.analytics.GetExperiment(
+            analytics_pb.GetExperimentRequest(name=created.experiment.name)
+        )
+        counts = dict(exposures.experiment.exposures)
+        assert sum(counts.values()) == 12
+        assert counts.get("no_spoilers", 0) == ruled[True] and counts.get("as_preferred", 0) == ruled[False], (
+            counts,
+            ruled,
+        )
+        assert ruled[True] > 0 and ruled[False] > 0
+    finally:
+        await teacher.analytics.StopExperiment(analytics_pb.StopExperimentRequest(name=created.experiment.name))

@@ -130,6 +130,14 @@ class _ExperimentLeverEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Exper
     """Proactive interventions of the watch engine. Arms `interventions` (as usual) and `holdout` (none offered;
     hints, quizzes and chat asked for still work).
     """
+    EXPERIMENT_LEVER_HINT_LADDER: _ExperimentLever.ValueType  # 2
+    """The hint ladder. Arms `hint_ladder` (a first hint asks a guiding question; asking again climbs) and
+    `direct_hint` (every hint is the top rung: the key idea named).
+    """
+    EXPERIMENT_LEVER_NO_SPOILERS: _ExperimentLever.ValueType  # 3
+    """No spoilers in chat and hints. Arms `as_preferred` (the student's own preference) and `no_spoilers` (on,
+    whatever the preference).
+    """
 
 class ExperimentLever(_ExperimentLever, metaclass=_ExperimentLeverEnumTypeWrapper):
     """What an experiment changes."""
@@ -139,6 +147,14 @@ EXPERIMENT_LEVER_UNSPECIFIED: ExperimentLever.ValueType  # 0
 EXPERIMENT_LEVER_INTERVENTIONS: ExperimentLever.ValueType  # 1
 """Proactive interventions of the watch engine. Arms `interventions` (as usual) and `holdout` (none offered;
 hints, quizzes and chat asked for still work).
+"""
+EXPERIMENT_LEVER_HINT_LADDER: ExperimentLever.ValueType  # 2
+"""The hint ladder. Arms `hint_ladder` (a first hint asks a guiding question; asking again climbs) and
+`direct_hint` (every hint is the top rung: the key idea named).
+"""
+EXPERIMENT_LEVER_NO_SPOILERS: ExperimentLever.ValueType  # 3
+"""No spoilers in chat and hints. Arms `as_preferred` (the student's own preference) and `no_spoilers` (on,
+whatever the preference).
 """
 Global___ExperimentLever: _TypeAlias = ExperimentLever  # noqa: Y015
 
