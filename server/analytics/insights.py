@@ -31,6 +31,7 @@ from server.core.auth import Principal, Role, Tier
 from server.core.db import Database
 from server.core.errors import DomainError
 from server.core.models import User
+from server.core.values import REWATCH_MIN_BACK_SECONDS
 from server.limits.budget import TokenBudget
 from server.limits.policy import LimitPolicy
 from server.llm.provider import ChatMessage
@@ -120,7 +121,7 @@ _STRETCHES = text(
     WITH signals AS (
         SELECT e.video_id, floor(e.seek_to_seconds / :bin) AS bin
         FROM video_events e JOIN watch_sessions w ON w.id = e.watch_session_id
-        WHERE e.user_id = :user AND e.type = 'seeked' AND e.seek_to_seconds < e.seek_from_seconds - 2
+        WHERE e.user_id = :user AND e.type = 'seeked' AND e.seek_to_seconds < e.seek_from_seconds - :rewatch_back
           AND (CAST(:course AS text) = '' OR w.course_id = :course)
         UNION ALL
         SELECT e.video_id, floor(e.position_seconds / :bin)
@@ -220,7 +221,13 @@ class InsightGenerator:
             stretches = (
                 await session.execute(
                     _STRETCHES,
-                    {**params, "bin": bin_seconds, "minimum": STRUGGLE_SIGNALS, "limit": MAX_STRETCHES},
+                    {
+                        **params,
+                        "bin": bin_seconds,
+                        "minimum": STRUGGLE_SIGNALS,
+                        "limit": MAX_STRETCHES,
+                        "rewatch_back": REWATCH_MIN_BACK_SECONDS,
+                    },
                 )
             ).all()
             habits = (await session.execute(_HABITS, params)).one()

@@ -26,7 +26,7 @@ from server.core.auth import Principal, Role
 from server.core.db import Database
 from server.core.errors import InvalidArgument, NotFound, PermissionDenied
 from server.core.names import require_id
-from server.core.values import VideoInfo
+from server.core.values import REWATCH_MIN_BACK_SECONDS, VideoInfo
 from server.experiments.stats import Comparison, compare_proportions
 from server.transcripts.courses import not_taught, teaches
 from server.transcripts.search import TranscriptSearch
@@ -118,7 +118,7 @@ _SIGNALS = text(
     WITH signals AS (
         SELECT 'rewatches' AS kind, floor(seek_to_seconds / :bin)::int AS bin, user_id
         FROM video_events
-        WHERE video_id = :video AND type = 'seeked' AND seek_to_seconds < seek_from_seconds - 2
+        WHERE video_id = :video AND type = 'seeked' AND seek_to_seconds < seek_from_seconds - :rewatch_back
         UNION ALL
         SELECT 'pauses', floor(position_seconds / :bin)::int, user_id
         FROM video_events WHERE video_id = :video AND type = 'paused'
@@ -256,7 +256,7 @@ class VideoAnalyticsService:
             raise InvalidArgument.field("max_peaks", f"must be 0 (default {DEFAULT_PEAKS}) to {MAX_PEAKS}")
         limit = max_peaks or DEFAULT_PEAKS
         bin_seconds = self._settings.analytics_bin_seconds
-        params = {"video": video_id, "bin": bin_seconds}
+        params = {"video": video_id, "bin": bin_seconds, "rewatch_back": REWATCH_MIN_BACK_SECONDS}
         info = await self._search.video_info(video_id)
         async with self._db.session() as session:
             await self._require_course(session, principal, video_id, info)

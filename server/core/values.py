@@ -1,10 +1,14 @@
 """Values every domain may use: what a transcript search finds (`SearchHit`), a video's transcript facts
-(`VideoInfo`), a quoted stretch of a lecture (`Citation`) and the tokens and cost of model calls (`Usage`).
+(`VideoInfo`), a quoted stretch of a lecture (`Citation`) and the tokens and cost of model calls (`Usage`); and
+what counts as a rewatch.
 They live here, below the domains, so no domain reaches into another's internals for them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# A rewatch, wherever one is counted (the confusion heatmap, experiment outcomes): a seek back by more than this.
+REWATCH_MIN_BACK_SECONDS = 2.0
 
 
 @dataclass(frozen=True)

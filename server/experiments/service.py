@@ -9,6 +9,9 @@ Outcomes, each counted from a student's first exposure to the stop (or now), on 
   the last answer minus mastery before the exposure (the prior when there was none).
 - `video_completion` (mean per student who watched): share of their watch sessions that covered at least
   90 % of the video.
+- `rewatches` (mean per exposed student, zeros included): seeks back by more than `REWATCH_MIN_BACK_SECONDS`
+  on the experiment's videos, the rewatch signal of the confusion heatmap (every rewatch, not only those into
+  the video's confusion peaks, which are computed over all students).
 - `ai_interactions` and `ai_cost_usd` (mean per exposed student, zeros included): everything the tutor did
   for them, in any course.
 """
@@ -32,6 +35,7 @@ from server.core.db import Database
 from server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from server.core.names import require_id
 from server.core.pagination import decode_page_token, encode_page_token, page_size
+from server.core.values import REWATCH_MIN_BACK_SECONDS
 from server.experiments.assignment import LEVER_ARMS, Lever
 from server.experiments.models import Experiment, ExperimentExposure
 from server.experiments.stats import MIN_SAMPLE, ArmEstimate, Comparison, compare_means, compare_proportions
@@ -337,6 +341,7 @@ class ExperimentService:
             attempts = (await session.execute(_MASTERY_SNAPSHOTS, params)).all()
             completion = (await session.execute(_COMPLETION, params)).all()
             usage = (await session.execute(_USAGE, params)).all()
+            rewatched = (await session.execute(_REWATCHES, {**params, "rewatch_back": REWATCH_MIN_BACK_SECONDS})).all()
         arm_names = [arm.name for arm in view.arms]
         control = arm_names[0]
         outcomes: list[OutcomeView] = []
@@ -357,9 +362,15 @@ class ExperimentService:
         completions = _per_arm(arm_names, [(row.arm, float(row.share)) for row in completion])
         interactions = _per_arm(arm_names, [(row.arm, float(row.interactions)) for row in usage])
         costs = _per_arm(arm_names, [(row.arm, float(row.cost)) for row in usage])
+        rewatches = _per_arm(arm_names, [(row.arm, float(row.rewatches)) for row in rewatched])
         for metric, description, values in (
             ("mastery_gain", "Mastery gained per student on the concepts their answers touched", gains),
             ("video_completion", "Share of a student's watch sessions that covered 90 % of the video", completions),
+            (
+                "rewatches",
+                "Rewatches per exposed student (seeks back by more than 2 s, the heatmap's rewatch signal)",
+                rewatches,
+            ),
             ("ai_interactions", "AI interactions per exposed student", interactions),
             ("ai_cost_usd", "Upstream model cost per exposed student (USD)", costs),
         ):
@@ -464,6 +475,17 @@ _COMPLETION = text(
         AND w.create_time >= e.exposure_time AND w.create_time <= :until
     WHERE e.course_id = :course AND e.experiment_id = :experiment
     GROUP BY e.user_id, e.arm
+    """
+)
+_REWATCHES = text(
+    """
+    SELECT e.arm,
+        (SELECT count(*) FROM video_events v
+         WHERE v.user_id = e.user_id AND v.video_id = ANY(:videos) AND v.type = 'seeked'
+           AND v.seek_to_seconds < v.seek_from_seconds - :rewatch_back
+           AND v.receive_time >= e.exposure_time AND v.receive_time <= :until) AS rewatches
+    FROM experiment_exposures e
+    WHERE e.course_id = :course AND e.experiment_id = :experiment
     """
 )
 _USAGE = text(

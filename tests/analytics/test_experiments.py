@@ -216,6 +216,15 @@ async def test_the_report_measures_a_scripted_cohort(progress_server: RunningSer
         assert exposure is not None
         arm = str(exposure[0])
         students[arm] += 1
+        if arm == "interventions":  # two rewatches each after the exposure; the holdout arm rewatches nothing
+            await student.agents.PublishVideoEvents(
+                agent_pb.PublishVideoEventsRequest(
+                    watch_session_id=new_watch_session(),
+                    video_id=VIDEO_ID,
+                    course_id=COURSE_ID,
+                    events=rewatch_script(),
+                )
+            )
         quiz = (await generate_quiz(student, VIDEO_ID, 0, 240, count=4, difficulty=common_pb2.DIFFICULTY_EASY)).quiz
         answered[arm] += await answer_quiz(
             progress_server, student, quiz, lambda number, arm=arm: arm == "interventions" or number % 2 == 0
@@ -226,6 +235,7 @@ async def test_the_report_measures_a_scripted_cohort(progress_server: RunningSer
         "first_attempt_correct",
         "mastery_gain",
         "video_completion",
+        "rewatches",
         "ai_interactions",
         "ai_cost_usd",
     ]
@@ -249,6 +259,8 @@ async def test_the_report_measures_a_scripted_cohort(progress_server: RunningSer
     assert all(0 < gains[arm].n <= students[arm] for arm in students), (gains, students)
     assert gains["interventions"].estimate > gains["holdout"].estimate, gains
     assert {arm.arm: arm.n for arm in outcomes["ai_interactions"].arms} == students
+    rewatches = {arm.arm: (arm.n, arm.estimate) for arm in outcomes["rewatches"].arms}
+    assert rewatches == {"holdout": (students["holdout"], 0.0), "interventions": (students["interventions"], 2.0)}
 
 
 async def test_the_hint_ladder_lever_gives_the_direct_arm_the_top_rung_at_once(
