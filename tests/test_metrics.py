@@ -16,6 +16,7 @@ from grpc import aio
 from prometheus_client.parser import text_string_to_metric_families
 from tutorstream.v1 import agent_service_pb2 as agent_pb
 from tutorstream.v1 import chat_service_pb2 as chat_pb
+from tutorstream.v1 import common_pb2
 from tutorstream.v1 import transcript_service_pb2 as transcript_pb
 
 from server.core import metrics
@@ -205,7 +206,7 @@ async def test_interventions_count_sent_then_each_answer_once(metered: RunningSe
         until=lambda got: any(r.WhichOneof("payload") == "intervention" for r in got),
     )
     (intervention,) = [r.intervention for r in responses if r.WhichOneof("payload") == "intervention"]
-    assert intervention.type == agent_pb.INTERVENTION_TYPE_BREAK
+    assert intervention.type == common_pb2.INTERVENTION_TYPE_BREAK
     answers = [
         event(
             agent_pb.VIDEO_EVENT_TYPE_INTERVENTION_ACCEPTED, 120.0, 130.0, intervention_id=intervention.intervention_id

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tutorstream.v1 import agent_service_pb2 as agent_pb
 from tutorstream.v1 import analytics_service_pb2 as pb
 from tutorstream.v1 import common_pb2
 
@@ -31,10 +30,10 @@ INSIGHT_KINDS = {
     "recommended_intervention": pb.INSIGHT_KIND_RECOMMENDED_INTERVENTION,
 }
 INTERVENTION_TYPES = {
-    "hint": agent_pb.INTERVENTION_TYPE_HINT,
-    "quiz": agent_pb.INTERVENTION_TYPE_QUIZ,
-    "review": agent_pb.INTERVENTION_TYPE_REVIEW,
-    "break": agent_pb.INTERVENTION_TYPE_BREAK,
+    "hint": common_pb2.INTERVENTION_TYPE_HINT,
+    "quiz": common_pb2.INTERVENTION_TYPE_QUIZ,
+    "review": common_pb2.INTERVENTION_TYPE_REVIEW,
+    "break": common_pb2.INTERVENTION_TYPE_BREAK,
 }
 
 

@@ -35,10 +35,10 @@ EVENT_KINDS: dict[int, EventKind] = {
     pb.VIDEO_EVENT_TYPE_INTERVENTION_DISMISSED: EventKind.DISMISSED,
 }
 INTERVENTION_TYPES = {
-    InterventionKind.HINT: pb.INTERVENTION_TYPE_HINT,
-    InterventionKind.QUIZ: pb.INTERVENTION_TYPE_QUIZ,
-    InterventionKind.REVIEW: pb.INTERVENTION_TYPE_REVIEW,
-    InterventionKind.BREAK: pb.INTERVENTION_TYPE_BREAK,
+    InterventionKind.HINT: common_pb2.INTERVENTION_TYPE_HINT,
+    InterventionKind.QUIZ: common_pb2.INTERVENTION_TYPE_QUIZ,
+    InterventionKind.REVIEW: common_pb2.INTERVENTION_TYPE_REVIEW,
+    InterventionKind.BREAK: common_pb2.INTERVENTION_TYPE_BREAK,
 }
 
 

@@ -175,7 +175,7 @@ async def test_holdout_students_get_no_proactive_interventions_and_keep_their_ar
         if exposure[0] == "holdout":
             assert interventions == [], student.user_id
         else:
-            assert [item.type for item in interventions] == [agent_pb.INTERVENTION_TYPE_HINT], student.user_id
+            assert [item.type for item in interventions] == [common_pb2.INTERVENTION_TYPE_HINT], student.user_id
     counts = (await teacher.analytics.GetExperiment(pb.GetExperimentRequest(name=created.name))).experiment.exposures
     assert dict(counts) == {
         arm: sum(1 for exposure in arms.values() if exposure[0] == arm) for arm in ("holdout", "interventions")
@@ -191,7 +191,7 @@ async def test_holdout_students_get_no_proactive_interventions_and_keep_their_ar
     # After the stop nobody is held out.
     await teacher.analytics.StopExperiment(pb.StopExperimentRequest(name=created.name))
     after = await run_student(held, new_watch_session(), rewatch_script())
-    assert [item.type for item in after] == [agent_pb.INTERVENTION_TYPE_HINT]
+    assert [item.type for item in after] == [common_pb2.INTERVENTION_TYPE_HINT]
 
 
 async def test_the_report_measures_a_scripted_cohort(progress_server: RunningServer) -> None:

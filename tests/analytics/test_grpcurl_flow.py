@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
-from tutorstream.v1 import agent_service_pb2 as agent_pb
+from tutorstream.v1 import common_pb2
 
 from tests.conftest import RunningServer
 from tests.progress.conftest import COURSE_ID, VIDEO_ID, new_watch_session, rewatch_script
@@ -95,7 +95,7 @@ async def test_analytics_through_grpcurl(progress_server: RunningServer) -> None
         "tutorstream.v1.AnalyticsService/GetVideoAnalytics",
         json.dumps({"video_id": VIDEO_ID}),
     )
-    assert video["video_id"] == VIDEO_ID and len(video["interventions"]) == len(agent_pb.InterventionType.keys()) - 1
+    assert video["video_id"] == VIDEO_ID and len(video["interventions"]) == len(common_pb2.InterventionType.keys()) - 1
     (deleted,) = await grpcurl(
         progress_server, token, "tutorstream.v1.AnalyticsService/DeleteUserData", '{"user": "users/me"}'
     )

@@ -50,7 +50,7 @@ async def test_confusion_peaks_put_the_hard_stretch_first(progress_server: Runni
             for i, client in enumerate(students)
         )
     )
-    assert all([i.type for i in got] == [agent_pb.INTERVENTION_TYPE_HINT] for got in received)
+    assert all([i.type for i in got] == [common_pb2.INTERVENTION_TYPE_HINT] for got in received)
     await progress_server.server.runtime.progress.hub.flush()
 
     instructor = progress_server.client("cohort-instructor", role="instructor", courses=[COURSE_ID])
@@ -65,14 +65,14 @@ async def test_confusion_peaks_put_the_hard_stretch_first(progress_server: Runni
     assert all(first.score >= peak.score for peak in report.confusion_peaks)
     assert "flex" in first.transcript_text.lower()
 
-    hints = next(stat for stat in report.interventions if stat.type == agent_pb.INTERVENTION_TYPE_HINT)
+    hints = next(stat for stat in report.interventions if stat.type == common_pb2.INTERVENTION_TYPE_HINT)
     assert (hints.delivered, hints.accepted, hints.dismissed) == (COHORT, 6, 4)
     assert hints.acceptance_rate == pytest.approx(0.6)
     assert {stat.type for stat in report.interventions} == {
-        agent_pb.INTERVENTION_TYPE_HINT,
-        agent_pb.INTERVENTION_TYPE_QUIZ,
-        agent_pb.INTERVENTION_TYPE_REVIEW,
-        agent_pb.INTERVENTION_TYPE_BREAK,
+        common_pb2.INTERVENTION_TYPE_HINT,
+        common_pb2.INTERVENTION_TYPE_QUIZ,
+        common_pb2.INTERVENTION_TYPE_REVIEW,
+        common_pb2.INTERVENTION_TYPE_BREAK,
     }
 
     limited = await instructor.analytics.GetVideoAnalytics(pb.GetVideoAnalyticsRequest(video_id=VIDEO_ID, max_peaks=1))

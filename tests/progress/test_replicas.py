@@ -18,6 +18,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
 from tutorstream.v1 import agent_service_pb2 as pb
+from tutorstream.v1 import common_pb2
 
 from server.config import Settings
 from server.core.db import Database
@@ -175,7 +176,7 @@ async def test_events_on_one_replica_reach_the_stream_on_the_other(
         assert await publish(on_first, watch_session_id, script) == len(script)
         async with asyncio.timeout(20):
             (hint,) = await stream
-        assert (hint.type, hint.reason) == (pb.INTERVENTION_TYPE_HINT, "REWATCH")
+        assert (hint.type, hint.reason) == (common_pb2.INTERVENTION_TYPE_HINT, "REWATCH")
         assert (hint.range.start_seconds, hint.range.end_seconds) == (95.0, 135.0)
 
         async def all_stored() -> bool:
@@ -217,7 +218,7 @@ async def test_a_surviving_replica_takes_over_the_session_of_a_dead_one(
         assert await publish(on_first, watch_session_id, script[8:]) == len(script) - 8
         async with asyncio.timeout(20):
             (hint,) = await stream
-        assert (hint.type, hint.reason) == (pb.INTERVENTION_TYPE_HINT, "REWATCH")
+        assert (hint.type, hint.reason) == (common_pb2.INTERVENTION_TYPE_HINT, "REWATCH")
         call.cancel()  # type: ignore[attr-defined]
     finally:
         await on_first.close()

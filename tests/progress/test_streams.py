@@ -10,6 +10,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 from sqlalchemy import text
 from tutorstream.v1 import agent_service_pb2 as pb
+from tutorstream.v1 import common_pb2
 
 from server.core.db import Database
 from tests.conftest import RunningServer
@@ -100,7 +101,7 @@ async def test_scripted_rewatch_over_watch_video_yields_a_hint_with_a_citation(p
         client, new_watch_session(), rewatch_script(), until=lambda got: bool(interventions_of(got))
     )
     (hint,) = interventions_of(responses)
-    assert hint.type == pb.INTERVENTION_TYPE_HINT
+    assert hint.type == common_pb2.INTERVENTION_TYPE_HINT
     assert hint.reason == "REWATCH"
     assert (hint.range.start_seconds, hint.range.end_seconds) == (95.0, 135.0)
     assert hint.intervention_id and hint.content
@@ -133,7 +134,7 @@ async def test_the_stream_may_open_after_the_events_arrived(progress_server: Run
         pb.PublishVideoEventsRequest(watch_session_id=watch_session_id, video_id=VIDEO_ID, events=script[:-1])
     )
     received, _ = await browser_session(client, watch_session_id, [script[-1:]], expect=1)
-    assert [(i.type, i.reason) for i in received] == [(pb.INTERVENTION_TYPE_HINT, "REWATCH")]
+    assert [(i.type, i.reason) for i in received] == [(common_pb2.INTERVENTION_TYPE_HINT, "REWATCH")]
 
 
 async def test_bad_events_are_rejected_without_ending_the_stream(progress_server: RunningServer) -> None:
@@ -242,11 +243,11 @@ async def test_auto_hints_off_means_no_hint_interventions(progress_server: Runni
         script,
         video_id="long-lecture",
         duration=7200.0,
-        until=lambda got: any(i.type == pb.INTERVENTION_TYPE_BREAK for i in interventions_of(got)),
+        until=lambda got: any(i.type == common_pb2.INTERVENTION_TYPE_BREAK for i in interventions_of(got)),
     )
     kinds = [i.type for i in interventions_of(responses)]
-    assert pb.INTERVENTION_TYPE_BREAK in kinds
-    assert pb.INTERVENTION_TYPE_HINT not in kinds and pb.INTERVENTION_TYPE_REVIEW not in kinds
+    assert common_pb2.INTERVENTION_TYPE_BREAK in kinds
+    assert common_pb2.INTERVENTION_TYPE_HINT not in kinds and common_pb2.INTERVENTION_TYPE_REVIEW not in kinds
     await progress_server.server.runtime.progress.hub.flush()
     hints = await stored_count(
         progress_server,
@@ -271,7 +272,7 @@ async def test_checkpoint_quiz_follows_the_quiz_frequency(progress_server: Runni
         until=lambda got: bool(interventions_of(got)),
     )
     (quiz,) = interventions_of(responses)
-    assert (quiz.type, quiz.reason) == (pb.INTERVENTION_TYPE_QUIZ, "CHECKPOINT")
+    assert (quiz.type, quiz.reason) == (common_pb2.INTERVENTION_TYPE_QUIZ, "CHECKPOINT")
     assert (quiz.range.start_seconds, quiz.range.end_seconds) == (0.0, 180.0)
 
 

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import typer
 from google.protobuf import timestamp_pb2
 from rich.table import Table
-from tutorstream.v1 import agent_service_pb2, analytics_service_pb2
+from tutorstream.v1 import agent_service_pb2, analytics_service_pb2, common_pb2
 
 from tutorstream_client.cli_common import EXIT_INVALID, TargetOption, TokenOption, analytics_app, app, fail, out, run
 from tutorstream_client.cli_tutor import citation_line
@@ -65,7 +65,7 @@ def parse_events(text: str, watch_session_id: str) -> list[ScriptedEvent]:
 
 
 def _intervention_lines(intervention: agent_service_pb2.Intervention) -> list[str]:
-    kind = agent_service_pb2.InterventionType.Name(intervention.type).removeprefix("INTERVENTION_TYPE_")
+    kind = common_pb2.InterventionType.Name(intervention.type).removeprefix("INTERVENTION_TYPE_")
     lines = [f"[{clock(intervention.position_seconds)}] {kind} ({intervention.reason}) {intervention.reason_text}"]
     if intervention.content:
         lines.append(f"  {intervention.content}")
@@ -197,7 +197,7 @@ def analytics_video(
         stats = Table("intervention", "delivered", "accepted", "dismissed", "acceptance", title="interventions")
         for stat in response.interventions:
             stats.add_row(
-                agent_service_pb2.InterventionType.Name(stat.type).removeprefix("INTERVENTION_TYPE_").lower(),
+                common_pb2.InterventionType.Name(stat.type).removeprefix("INTERVENTION_TYPE_").lower(),
                 str(stat.delivered),
                 str(stat.accepted),
                 str(stat.dismissed),

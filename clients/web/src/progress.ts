@@ -4,11 +4,11 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
-  InterventionType,
   VideoEventType,
   type Intervention,
   type VideoEventSchema,
 } from "../../../generated/ts/tutorstream/v1/agent_service_pb.js";
+import { InterventionType } from "../../../generated/ts/tutorstream/v1/common_pb.js";
 import { citationChip } from "./citations.js";
 import type { Page } from "./context.js";
 import { button, h } from "./dom.js";

@@ -110,38 +110,6 @@ VIDEO_EVENT_TYPE_INTERVENTION_DISMISSED: VideoEventType.ValueType  # 10
 """The student dismissed intervention intervention_id."""
 Global___VideoEventType: _TypeAlias = VideoEventType  # noqa: Y015
 
-class _InterventionType:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _InterventionTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InterventionType.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    INTERVENTION_TYPE_UNSPECIFIED: _InterventionType.ValueType  # 0
-    """Never used."""
-    INTERVENTION_TYPE_HINT: _InterventionType.ValueType  # 1
-    """A hint about the stretch the student struggles with."""
-    INTERVENTION_TYPE_QUIZ: _InterventionType.ValueType  # 2
-    """A knowledge check on what was just watched."""
-    INTERVENTION_TYPE_REVIEW: _InterventionType.ValueType  # 3
-    """A pointer back to prerequisite content."""
-    INTERVENTION_TYPE_BREAK: _InterventionType.ValueType  # 4
-    """A suggestion to take a break."""
-
-class InterventionType(_InterventionType, metaclass=_InterventionTypeEnumTypeWrapper):
-    """Kinds of intervention."""
-
-INTERVENTION_TYPE_UNSPECIFIED: InterventionType.ValueType  # 0
-"""Never used."""
-INTERVENTION_TYPE_HINT: InterventionType.ValueType  # 1
-"""A hint about the stretch the student struggles with."""
-INTERVENTION_TYPE_QUIZ: InterventionType.ValueType  # 2
-"""A knowledge check on what was just watched."""
-INTERVENTION_TYPE_REVIEW: InterventionType.ValueType  # 3
-"""A pointer back to prerequisite content."""
-INTERVENTION_TYPE_BREAK: InterventionType.ValueType  # 4
-"""A suggestion to take a break."""
-Global___InterventionType: _TypeAlias = InterventionType  # noqa: Y015
-
 @_typing.final
 class Preferences(_message.Message):
     """A student's tutor settings."""
@@ -986,7 +954,7 @@ class Intervention(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     intervention_id: _builtins.str
     """Output only. The intervention id (acknowledge it with this id)."""
-    type: Global___InterventionType.ValueType
+    type: _common_pb2.InterventionType.ValueType
     """Output only. The kind."""
     reason: _builtins.str
     """Output only. Machine-readable trigger, e.g. `REWATCH`, `PAUSES`, `LONG_SESSION`, `CHECKPOINT`."""
@@ -1014,7 +982,7 @@ class Intervention(_message.Message):
         self,
         *,
         intervention_id: _builtins.str = ...,
-        type: Global___InterventionType.ValueType = ...,
+        type: _common_pb2.InterventionType.ValueType = ...,
         reason: _builtins.str = ...,
         reason_text: _builtins.str = ...,
         position_seconds: _builtins.float = ...,
@@ -1070,9 +1038,11 @@ class WatchVideoRequest(_message.Message):
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
     watch_session_id: _builtins.str
-    """Required in the first message. Client-chosen watch session id (8 to 64 characters of [A-Za-z0-9_-])."""
+    """Required. In the first message; later messages leave it empty or repeat it. Client-chosen watch session
+    id (8 to 64 characters of [A-Za-z0-9_-]).
+    """
     video_id: _builtins.str
-    """Required in the first message. The video being watched."""
+    """Required. In the first message; later messages leave it empty or repeat it. The video being watched."""
     course_id: _builtins.str
     """Optional. The course of the video."""
     duration_seconds: _builtins.float

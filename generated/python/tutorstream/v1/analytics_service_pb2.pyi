@@ -9,7 +9,6 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
-from tutorstream.v1 import agent_service_pb2 as _agent_service_pb2
 from tutorstream.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -659,7 +658,7 @@ class InterventionStat(_message.Message):
     ACCEPTED_FIELD_NUMBER: _builtins.int
     DISMISSED_FIELD_NUMBER: _builtins.int
     ACCEPTANCE_RATE_FIELD_NUMBER: _builtins.int
-    type: _agent_service_pb2.InterventionType.ValueType
+    type: _common_pb2.InterventionType.ValueType
     """Output only. The type."""
     delivered: _builtins.int
     """Output only. Interventions delivered."""
@@ -672,7 +671,7 @@ class InterventionStat(_message.Message):
     def __init__(
         self,
         *,
-        type: _agent_service_pb2.InterventionType.ValueType = ...,
+        type: _common_pb2.InterventionType.ValueType = ...,
         delivered: _builtins.int = ...,
         accepted: _builtins.int = ...,
         dismissed: _builtins.int = ...,

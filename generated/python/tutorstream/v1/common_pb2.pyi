@@ -101,6 +101,38 @@ DIFFICULTY_HARD: Difficulty.ValueType  # 3
 """Application to a new situation."""
 Global___Difficulty: _TypeAlias = Difficulty  # noqa: Y015
 
+class _InterventionType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _InterventionTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InterventionType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INTERVENTION_TYPE_UNSPECIFIED: _InterventionType.ValueType  # 0
+    """Never used."""
+    INTERVENTION_TYPE_HINT: _InterventionType.ValueType  # 1
+    """A hint about the stretch the student struggles with."""
+    INTERVENTION_TYPE_QUIZ: _InterventionType.ValueType  # 2
+    """A knowledge check on what was just watched."""
+    INTERVENTION_TYPE_REVIEW: _InterventionType.ValueType  # 3
+    """A pointer back to prerequisite content."""
+    INTERVENTION_TYPE_BREAK: _InterventionType.ValueType  # 4
+    """A suggestion to take a break."""
+
+class InterventionType(_InterventionType, metaclass=_InterventionTypeEnumTypeWrapper):
+    """Kinds of intervention (AgentService streams them; AnalyticsService counts them)."""
+
+INTERVENTION_TYPE_UNSPECIFIED: InterventionType.ValueType  # 0
+"""Never used."""
+INTERVENTION_TYPE_HINT: InterventionType.ValueType  # 1
+"""A hint about the stretch the student struggles with."""
+INTERVENTION_TYPE_QUIZ: InterventionType.ValueType  # 2
+"""A knowledge check on what was just watched."""
+INTERVENTION_TYPE_REVIEW: InterventionType.ValueType  # 3
+"""A pointer back to prerequisite content."""
+INTERVENTION_TYPE_BREAK: InterventionType.ValueType  # 4
+"""A suggestion to take a break."""
+Global___InterventionType: _TypeAlias = InterventionType  # noqa: Y015
+
 @_typing.final
 class TimeRange(_message.Message):
     """A stretch of a video, in seconds from the start of the video."""

@@ -853,9 +853,13 @@ class TranscribeMediaRequest(_message.Message):
     language: _builtins.str
     """Optional. The spoken language as a BCP-47 tag (e.g. `en`); detected from the audio when empty."""
     media_url: _builtins.str
-    """An http(s) URL whose origin is on the server's allow-list (ASR_ALLOWED_URL_ORIGINS)."""
+    """Optional (one of `media`). An http(s) URL whose origin is on the server's allow-list
+    (ASR_ALLOWED_URL_ORIGINS).
+    """
     media_path: _builtins.str
-    """A path relative to the server's media directory (ASR_MEDIA_DIR); it must stay inside it."""
+    """Optional (one of `media`). A path relative to the server's media directory (ASR_MEDIA_DIR); it must stay
+    inside it.
+    """
     def __init__(
         self,
         *,
@@ -958,10 +962,12 @@ class UploadMediaRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
     chunk: _builtins.bytes
-    """The next bytes of the media (1 byte to 1 MiB per message)."""
+    """Optional (one of `payload`). The next bytes of the media (1 byte to 1 MiB per message): every message
+    after the first.
+    """
     @_builtins.property
     def metadata(self) -> Global___UploadMediaMetadata:
-        """The upload's description; only in the first message."""
+        """Optional (one of `payload`). The upload's description: required in the first message, only there."""
 
     def __init__(
         self,

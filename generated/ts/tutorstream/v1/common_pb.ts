@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tutorstream/v1/common.proto.
  */
 export const file_tutorstream_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("Cht0dXRvcnN0cmVhbS92MS9jb21tb24ucHJvdG8SDnR1dG9yc3RyZWFtLnYxIjcKCVRpbWVSYW5nZRIVCg1zdGFydF9zZWNvbmRzGAEgASgBEhMKC2VuZF9zZWNvbmRzGAIgASgBIoMBCg9MZWFybmluZ0NvbnRleHQSEQoJY291cnNlX2lkGAEgASgJEhAKCHZpZGVvX2lkGAIgASgJEhgKEHBvc2l0aW9uX3NlY29uZHMYAyABKAESMQoOc2VsZWN0ZWRfcmFuZ2UYBCABKAsyGS50dXRvcnN0cmVhbS52MS5UaW1lUmFuZ2UibwoIQ2l0YXRpb24SEAoIdmlkZW9faWQYASABKAkSFQoNc3RhcnRfc2Vjb25kcxgCIAEoARITCgtlbmRfc2Vjb25kcxgDIAEoARIQCghjaHVua19pZBgEIAEoCRITCgtxdW90ZWRfdGV4dBgFIAEoCSJmCgpUb2tlblVzYWdlEhUKDXByb21wdF90b2tlbnMYASABKAMSGQoRY29tcGxldGlvbl90b2tlbnMYAiABKAMSFAoMdG90YWxfdG9rZW5zGAMgASgDEhAKCGNvc3RfdXNkGAQgASgBKngKC1BlcnNvbmFsaXR5EhsKF1BFUlNPTkFMSVRZX1VOU1BFQ0lGSUVEEAASGAoUUEVSU09OQUxJVFlfRlJJRU5ETFkQARIcChhQRVJTT05BTElUWV9QUk9GRVNTSU9OQUwQAhIUChBQRVJTT05BTElUWV9QRUVSEAMqhgEKDlJlc3BvbnNlTGVuZ3RoEh8KG1JFU1BPTlNFX0xFTkdUSF9VTlNQRUNJRklFRBAAEhkKFVJFU1BPTlNFX0xFTkdUSF9TSE9SVBABEhoKFlJFU1BPTlNFX0xFTkdUSF9NRURJVU0QAhIcChhSRVNQT05TRV9MRU5HVEhfREVUQUlMRUQQAyppCgpEaWZmaWN1bHR5EhoKFkRJRkZJQ1VMVFlfVU5TUEVDSUZJRUQQABITCg9ESUZGSUNVTFRZX0VBU1kQARIVChFESUZGSUNVTFRZX01FRElVTRACEhMKD0RJRkZJQ1VMVFlfSEFSRBADYgZwcm90bzM");
+  fileDesc("Cht0dXRvcnN0cmVhbS92MS9jb21tb24ucHJvdG8SDnR1dG9yc3RyZWFtLnYxIjcKCVRpbWVSYW5nZRIVCg1zdGFydF9zZWNvbmRzGAEgASgBEhMKC2VuZF9zZWNvbmRzGAIgASgBIoMBCg9MZWFybmluZ0NvbnRleHQSEQoJY291cnNlX2lkGAEgASgJEhAKCHZpZGVvX2lkGAIgASgJEhgKEHBvc2l0aW9uX3NlY29uZHMYAyABKAESMQoOc2VsZWN0ZWRfcmFuZ2UYBCABKAsyGS50dXRvcnN0cmVhbS52MS5UaW1lUmFuZ2UibwoIQ2l0YXRpb24SEAoIdmlkZW9faWQYASABKAkSFQoNc3RhcnRfc2Vjb25kcxgCIAEoARITCgtlbmRfc2Vjb25kcxgDIAEoARIQCghjaHVua19pZBgEIAEoCRITCgtxdW90ZWRfdGV4dBgFIAEoCSJmCgpUb2tlblVzYWdlEhUKDXByb21wdF90b2tlbnMYASABKAMSGQoRY29tcGxldGlvbl90b2tlbnMYAiABKAMSFAoMdG90YWxfdG9rZW5zGAMgASgDEhAKCGNvc3RfdXNkGAQgASgBKngKC1BlcnNvbmFsaXR5EhsKF1BFUlNPTkFMSVRZX1VOU1BFQ0lGSUVEEAASGAoUUEVSU09OQUxJVFlfRlJJRU5ETFkQARIcChhQRVJTT05BTElUWV9QUk9GRVNTSU9OQUwQAhIUChBQRVJTT05BTElUWV9QRUVSEAMqhgEKDlJlc3BvbnNlTGVuZ3RoEh8KG1JFU1BPTlNFX0xFTkdUSF9VTlNQRUNJRklFRBAAEhkKFVJFU1BPTlNFX0xFTkdUSF9TSE9SVBABEhoKFlJFU1BPTlNFX0xFTkdUSF9NRURJVU0QAhIcChhSRVNQT05TRV9MRU5HVEhfREVUQUlMRUQQAyppCgpEaWZmaWN1bHR5EhoKFkRJRkZJQ1VMVFlfVU5TUEVDSUZJRUQQABITCg9ESUZGSUNVTFRZX0VBU1kQARIVChFESUZGSUNVTFRZX01FRElVTRACEhMKD0RJRkZJQ1VMVFlfSEFSRBADKqgBChBJbnRlcnZlbnRpb25UeXBlEiEKHUlOVEVSVkVOVElPTl9UWVBFX1VOU1BFQ0lGSUVEEAASGgoWSU5URVJWRU5USU9OX1RZUEVfSElOVBABEhoKFklOVEVSVkVOVElPTl9UWVBFX1FVSVoQAhIcChhJTlRFUlZFTlRJT05fVFlQRV9SRVZJRVcQAxIbChdJTlRFUlZFTlRJT05fVFlQRV9CUkVBSxAEYgZwcm90bzM");
 
 /**
  * A stretch of a video, in seconds from the start of the video.
@@ -295,4 +295,52 @@ export enum Difficulty {
  */
 export const DifficultySchema: GenEnum<Difficulty> = /*@__PURE__*/
   enumDesc(file_tutorstream_v1_common, 2);
+
+/**
+ * Kinds of intervention (AgentService streams them; AnalyticsService counts them).
+ *
+ * @generated from enum tutorstream.v1.InterventionType
+ */
+export enum InterventionType {
+  /**
+   * Never used.
+   *
+   * @generated from enum value: INTERVENTION_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A hint about the stretch the student struggles with.
+   *
+   * @generated from enum value: INTERVENTION_TYPE_HINT = 1;
+   */
+  HINT = 1,
+
+  /**
+   * A knowledge check on what was just watched.
+   *
+   * @generated from enum value: INTERVENTION_TYPE_QUIZ = 2;
+   */
+  QUIZ = 2,
+
+  /**
+   * A pointer back to prerequisite content.
+   *
+   * @generated from enum value: INTERVENTION_TYPE_REVIEW = 3;
+   */
+  REVIEW = 3,
+
+  /**
+   * A suggestion to take a break.
+   *
+   * @generated from enum value: INTERVENTION_TYPE_BREAK = 4;
+   */
+  BREAK = 4,
+}
+
+/**
+ * Describes the enum tutorstream.v1.InterventionType.
+ */
+export const InterventionTypeSchema: GenEnum<InterventionType> = /*@__PURE__*/
+  enumDesc(file_tutorstream_v1_common, 3);
 

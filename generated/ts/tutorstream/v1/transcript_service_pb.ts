@@ -831,7 +831,8 @@ export type TranscribeMediaRequest = Message<"tutorstream.v1.TranscribeMediaRequ
    */
   media: {
     /**
-     * An http(s) URL whose origin is on the server's allow-list (ASR_ALLOWED_URL_ORIGINS).
+     * Optional (one of `media`). An http(s) URL whose origin is on the server's allow-list
+     * (ASR_ALLOWED_URL_ORIGINS).
      *
      * @generated from field: string media_url = 6;
      */
@@ -839,7 +840,8 @@ export type TranscribeMediaRequest = Message<"tutorstream.v1.TranscribeMediaRequ
     case: "mediaUrl";
   } | {
     /**
-     * A path relative to the server's media directory (ASR_MEDIA_DIR); it must stay inside it.
+     * Optional (one of `media`). A path relative to the server's media directory (ASR_MEDIA_DIR); it must stay
+     * inside it.
      *
      * @generated from field: string media_path = 7;
      */
@@ -953,7 +955,7 @@ export type UploadMediaRequest = Message<"tutorstream.v1.UploadMediaRequest"> & 
    */
   payload: {
     /**
-     * The upload's description; only in the first message.
+     * Optional (one of `payload`). The upload's description: required in the first message, only there.
      *
      * @generated from field: tutorstream.v1.UploadMediaMetadata metadata = 1;
      */
@@ -961,7 +963,8 @@ export type UploadMediaRequest = Message<"tutorstream.v1.UploadMediaRequest"> & 
     case: "metadata";
   } | {
     /**
-     * The next bytes of the media (1 byte to 1 MiB per message).
+     * Optional (one of `payload`). The next bytes of the media (1 byte to 1 MiB per message): every message
+     * after the first.
      *
      * @generated from field: bytes chunk = 2;
      */
