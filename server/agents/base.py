@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from server.agents.corpus import CorpusCache
 from server.agents.preferences import PreferencesService, PreferenceValues
+from server.agents.wording import normalize_text
 from server.analytics.interactions import record_interaction
 from server.analytics.moderation import FlagPlace, record_flag
 from server.config import Settings
@@ -18,7 +20,7 @@ from server.core.db import Database
 from server.core.errors import FailedPrecondition, InvalidArgument
 from server.core.names import require_id
 from server.core.users import ensure_user
-from server.core.values import VideoInfo
+from server.core.values import Usage, VideoInfo
 from server.experiments.assignment import Assignments
 from server.llm.grounding import format_clock
 from server.llm.moderation import SUPPORTIVE_MODEL, Moderator, Verdict
@@ -125,14 +127,12 @@ async def record(
     interaction: Interaction,
     *,
     model: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-    cost_usd: float,
-    cached: bool,
+    usage: Usage,
     confidence: float | None,
     attributes: dict[str, str],
+    cached: bool = False,
 ) -> str:
-    """Write the interaction in its own transaction and return its id."""
+    """Write the interaction (its model calls' tokens and cost in `usage`) in its own transaction; its id."""
     async with session_scope.transaction() as session:
         await ensure_user(session, principal)
         return await record_interaction(
@@ -144,9 +144,9 @@ async def record(
             video_id=interaction.video_id,
             position_seconds=interaction.position_seconds,
             model=model,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_usd=cost_usd,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=usage.cost_usd,
             latency_ms=interaction.latency_ms(),
             cached=cached,
             confidence=confidence,
@@ -197,12 +197,28 @@ async def record_supportive(
         principal,
         interaction,
         model=SUPPORTIVE_MODEL,
-        prompt_tokens=0,
-        completion_tokens=0,
-        cost_usd=0.0,
-        cached=False,
+        usage=Usage(),
         confidence=None,
         attributes={"moderation": verdict.category},
     )
     await flag(deps, principal, interaction, verdict, excerpt, interaction_id)
     return interaction_id
+
+
+# Lists a student writes (topics, objectives, goals, concepts): how many entries, how long each.
+MAX_ITEMS, MAX_ITEM_CHARS = 10, 200
+
+
+def student_items(values: Sequence[str], field: str) -> list[str]:
+    """A list the student wrote, checked (INVALID_ARGUMENT naming `field`), personal data redacted, whitespace
+    collapsed, empty and repeated entries (case aside) dropped. Runs spaCy: call it in a thread."""
+    if len(values) > MAX_ITEMS:
+        raise InvalidArgument.field(field, f"at most {MAX_ITEMS} entries")
+    cleaned: list[str] = []
+    for value in values:
+        if len(value) > MAX_ITEM_CHARS:
+            raise InvalidArgument.field(field, f"each entry must be at most {MAX_ITEM_CHARS} characters")
+        text = " ".join(redact(value).text.split())
+        if text and normalize_text(text) not in {normalize_text(item) for item in cleaned}:
+            cleaned.append(text)
+    return cleaned

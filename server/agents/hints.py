@@ -365,10 +365,7 @@ class HintAgent:
             principal,
             interaction,
             model=model,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cost_usd=usage.cost_usd,
-            cached=False,
+            usage=usage,
             confidence=confidence,
             attributes={
                 "validation": validation,

@@ -33,24 +33,22 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from server.agents import repository as repo
-from server.agents.base import AgentDeps, Interaction, clock_range, preferences_of, record, tone
+from server.agents.base import AgentDeps, Interaction, clock_range, preferences_of, record, student_items, tone
 from server.agents.corpus import CourseCorpus
 from server.agents.domain import LearningPathResult, Recommendation
 from server.agents.mastery import normalize_concept
 from server.agents.wording import counted, help_phrase, is_weak, listing, quiz_record, sentence_start
 from server.core.auth import Principal
-from server.core.errors import FailedPrecondition, InvalidArgument
+from server.core.errors import FailedPrecondition
 from server.core.names import require_id
 from server.core.values import SearchHit
 from server.llm.grounding import escape_data, format_clock, shorten
 from server.llm.offline import OFFLINE_MODEL
 from server.llm.persona import Persona
-from server.llm.pii import redact
 from server.llm.provider import ChatMessage
 from server.llm.structured import Spend
 from server.transcripts.search import RRF_K
 
-MAX_ITEMS, MAX_ITEM_CHARS = 10, 200
 MAX_RECOMMENDATIONS = 5
 SEARCH_LIMIT = 4
 HELP_BUCKET_SECONDS = 30.0
@@ -108,19 +106,6 @@ class _Candidate:
     need: _Need
     score: float
     literal: bool = False  # the chunk names the concept itself
-
-
-def _clean(values: Sequence[str], field: str) -> list[str]:
-    if len(values) > MAX_ITEMS:
-        raise InvalidArgument.field(field, f"at most {MAX_ITEMS} entries")
-    cleaned: list[str] = []
-    for value in values:
-        if len(value) > MAX_ITEM_CHARS:
-            raise InvalidArgument.field(field, f"each entry must be at most {MAX_ITEM_CHARS} characters")
-        text = " ".join(redact(value).text.split())
-        if text and normalize_concept(text) not in {normalize_concept(item) for item in cleaned}:
-            cleaned.append(text)
-    return cleaned
 
 
 def difficulty_of(corpus: CourseCorpus, video_id: str) -> str:
@@ -181,9 +166,9 @@ class LearningPathAgent:
     ) -> LearningPathResult:
         interaction = Interaction("learning_path", trigger, time.monotonic(), course_id=course_id)
         require_id(course_id, "course_id")
-        given = await asyncio.to_thread(_clean, struggling, "struggling_concepts")
-        done = {normalize_concept(c) for c in await asyncio.to_thread(_clean, completed, "completed_concepts")}
-        wishes = await asyncio.to_thread(_clean, goals, "goals")
+        given = await asyncio.to_thread(student_items, struggling, "struggling_concepts")
+        done = {normalize_concept(c) for c in await asyncio.to_thread(student_items, completed, "completed_concepts")}
+        wishes = await asyncio.to_thread(student_items, goals, "goals")
         corpus = await self._deps.corpora.load(course_id)
         if not corpus.videos:
             raise FailedPrecondition(
@@ -228,10 +213,7 @@ class LearningPathAgent:
             principal,
             interaction,
             model=model,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cost_usd=usage.cost_usd,
-            cached=False,
+            usage=usage,
             confidence=round(confidence, 3),
             attributes={
                 "needs": str(len(needs)),

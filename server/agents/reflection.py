@@ -28,6 +28,7 @@ from typing import Any
 
 from server.agents import repository as repo
 from server.agents.base import (
+    MAX_ITEM_CHARS,
     AgentDeps,
     Interaction,
     check_position,
@@ -37,24 +38,23 @@ from server.agents.base import (
     record,
     record_supportive,
     require_video,
+    student_items,
     tone,
 )
 from server.agents.corpus import WHOLE_VIDEO_END, CourseCorpus, Term
 from server.agents.domain import ReflectionResult
 from server.agents.wording import help_phrase, is_weak, listing, normalize_text, quiz_record, sentence_start
 from server.core.auth import Principal
-from server.core.errors import FailedPrecondition, InvalidArgument
+from server.core.errors import FailedPrecondition
 from server.core.values import Citation, SearchHit, Usage, VideoInfo
 from server.llm.grounding import KIND_SELECTED, format_clock, label_sources, render_sources, shorten
 from server.llm.moderation import SELF_HARM, SUPPORTIVE_MODEL, SUPPORTIVE_REPLY
 from server.llm.offline import OFFLINE_MODEL
 from server.llm.persona import Persona
-from server.llm.pii import redact
 from server.llm.provider import ChatMessage
 from server.llm.structured import Spend
 
 EXPECTED_WORDS = {"short": 80, "medium": 150, "detailed": 250}
-MAX_ITEMS, MAX_ITEM_CHARS = 10, 200
 MAX_QUESTION_CHARS, MAX_PROMPT_CHARS = 300, 1200
 HELP_AGENT_TYPES = ("hint", "intervention", "chat")
 HELP_RADIUS_SECONDS = 30.0
@@ -108,19 +108,6 @@ class _Plan:
     citations: list[SearchHit]
     expected_words: int
     help: str = ""  # what help put topics[0] first ("you asked for a hint around 01:40"), "" when none did
-
-
-def _clean_items(values: Sequence[str], field: str) -> list[str]:
-    if len(values) > MAX_ITEMS:
-        raise InvalidArgument.field(field, f"at most {MAX_ITEMS} entries")
-    cleaned: list[str] = []
-    for value in values:
-        if len(value) > MAX_ITEM_CHARS:
-            raise InvalidArgument.field(field, f"each entry must be at most {MAX_ITEM_CHARS} characters")
-        text = " ".join(redact(value).text.split())
-        if text and normalize_text(text) not in {normalize_text(item) for item in cleaned}:
-            cleaned.append(text)
-    return cleaned
 
 
 def offline_reflection(plan: _Plan, persona: Persona) -> tuple[str, list[str]]:
@@ -211,8 +198,8 @@ class ReflectionAgent:
                 "UpdatePreferences to get them",
                 reason="REFLECTION_PROMPTS_DISABLED",
             )
-        topics = await asyncio.to_thread(_clean_items, completed_topics, "completed_topics")
-        objectives = await asyncio.to_thread(_clean_items, learning_objectives, "learning_objectives")
+        topics = await asyncio.to_thread(student_items, completed_topics, "completed_topics")
+        objectives = await asyncio.to_thread(student_items, learning_objectives, "learning_objectives")
         info = await require_video(self._deps, video_id, "learning_context.video_id")
         position = check_position(info, position_seconds, "learning_context.position_seconds")
         interaction.course_id = course_id or info.course_id
@@ -235,10 +222,7 @@ class ReflectionAgent:
             principal,
             interaction,
             model=model,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cost_usd=usage.cost_usd,
-            cached=False,
+            usage=usage,
             confidence=None,
             attributes={
                 "topics": str(len(plan.topics)),

@@ -14,7 +14,7 @@ from server.agents.base import AgentDeps, Interaction, check_position, clock_ran
 from server.agents.domain import ReviewResult
 from server.core.auth import Principal
 from server.core.errors import FailedPrecondition
-from server.core.values import Citation, SearchHit
+from server.core.values import Citation, SearchHit, Usage
 from server.llm.grounding import shorten
 from server.transcripts.search import RRF_K
 
@@ -88,10 +88,7 @@ class ReviewAgent:
             principal,
             interaction,
             model=REVIEW_MODEL,
-            prompt_tokens=0,
-            completion_tokens=0,
-            cost_usd=0.0,
-            cached=False,
+            usage=Usage(),
             confidence=round(confidence, 3),
             attributes={"kind": "review", "chunk_id": chosen.chunk_id},
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Protocol
 
@@ -23,6 +22,7 @@ from server.agents.proto_views import (
 )
 from server.agents.quizzes import QuizRequest
 from server.agents.service import AgentsService
+from server.core.deadlines import deadline_from
 from server.core.errors import FieldViolation, InvalidArgument
 from server.core.names import parse_name, require_id, resolve_user
 from server.core.protos import citation_to_proto, timestamp, usage_to_proto
@@ -102,15 +102,9 @@ def _changes_from_mask(preferences: pb.Preferences, paths: list[str]) -> dict[st
     return changes
 
 
-# Time kept back from the client's deadline to store what was produced.
+# Time kept back from the client's deadline: an agent stores a whole interaction, or falls back to the offline
+# engine, after its model call.
 DEADLINE_MARGIN_SECONDS = 0.5
-
-
-def deadline_from(context: aio.ServicerContext[Any, Any]) -> float | None:
-    remaining: float | None = context.time_remaining()
-    if remaining is None:
-        return None
-    return time.monotonic() + remaining - min(DEADLINE_MARGIN_SECONDS, remaining * 0.1)
 
 
 def _video_of(context: common_pb2.LearningContext, field: str = "learning_context") -> tuple[str, str]:
@@ -184,7 +178,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             selected_range=_range(learning.selected_range) if learning.HasField("selected_range") else None,
             struggle=request.struggle,
             trigger=USER_TRIGGER,
-            deadline=deadline_from(context),
+            deadline=deadline_from(context.time_remaining(), margin=DEADLINE_MARGIN_SECONDS),
         )
         return pb.GetHintResponse(
             hint=hint.text,
@@ -217,7 +211,9 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             range=_range(request.range) if has_range else None,
             chunk_ids=tuple(request.chunk_ids),
         )
-        quiz = await self._agents.generate_quiz(principal, quiz_request, deadline=deadline_from(context))
+        quiz = await self._agents.generate_quiz(
+            principal, quiz_request, deadline=deadline_from(context.time_remaining(), margin=DEADLINE_MARGIN_SECONDS)
+        )
         return pb.GenerateQuizResponse(quiz=quiz_to_proto(quiz), interaction_id=quiz.interaction_id)
 
     async def SubmitQuizAnswer(
@@ -247,7 +243,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             position_seconds=learning.position_seconds,
             completed_topics=list(request.completed_topics),
             learning_objectives=list(request.learning_objectives),
-            deadline=deadline_from(context),
+            deadline=deadline_from(context.time_remaining(), margin=DEADLINE_MARGIN_SECONDS),
         )
         return reflection_to_proto(reflection)
 
@@ -263,7 +259,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             struggling_concepts=list(request.struggling_concepts),
             completed_concepts=list(request.completed_concepts),
             goals=list(request.goals),
-            deadline=deadline_from(context),
+            deadline=deadline_from(context.time_remaining(), margin=DEADLINE_MARGIN_SECONDS),
         )
         return learning_path_to_proto(path)
 

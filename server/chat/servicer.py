@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,13 +28,13 @@ from server.chat.domain import (
 )
 from server.chat.questions import QuestionScope, SegmentQuestions
 from server.chat.service import ChatService
+from server.core.deadlines import deadline_from
 from server.core.names import parse_name
 from server.core.protos import citation_to_proto, timestamp, usage_to_proto
 from server.core.request_context import current_principal
 
 SESSION_PATTERN = "sessions/{session}"
-# The upstream call must end a little before the RPC's deadline, so the partial answer is stored and the
-# status is ours (DEADLINE_EXCEEDED with details), not a bare transport cancellation.
+# Time kept back from the client's deadline: the partial answer of a streamed turn is stored in one short write.
 DEADLINE_MARGIN_SECONDS = 0.1
 
 _FINISH_TO_PROTO = {
@@ -138,14 +137,6 @@ def final_to_proto(final: AnswerFinal) -> pb.StreamChatResponse:
     )
 
 
-def deadline_from(time_remaining: float | None) -> float | None:
-    """An absolute `time.monotonic()` deadline for the upstream call, a margin before the RPC's."""
-    if time_remaining is None:
-        return None
-    margin = min(DEADLINE_MARGIN_SECONDS, time_remaining * 0.1)
-    return time.monotonic() + time_remaining - margin
-
-
 SCOPE_FROM_PROTO = {
     pb.QUESTION_SCOPE_UNSPECIFIED: QuestionScope.MINE,
     pb.QUESTION_SCOPE_MINE: QuestionScope.MINE,
@@ -197,7 +188,11 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         (session_id,) = parse_name(request.session, SESSION_PATTERN, "session")
         override = context_from_proto(request.learning_context) if request.HasField("learning_context") else None
         events = self._chat.stream_chat(
-            principal, session_id, request.message, override, deadline_from(context.time_remaining())
+            principal,
+            session_id,
+            request.message,
+            override,
+            deadline_from(context.time_remaining(), margin=DEADLINE_MARGIN_SECONDS),
         )
         async with contextlib.aclosing(events) as stream:
             async for event in stream:
