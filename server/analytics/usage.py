@@ -8,8 +8,9 @@ from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import NotFound
 from server.core.models import User
-from server.limits.budget import ModelUsage, TokenBudget, WindowStatus
+from server.limits.budget import TokenBudget
 from server.limits.gate import LimitsGate, RateStatus
+from server.limits.windows import ModelUsage, WindowStatus
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ Accounting lives in PostgreSQL, so it is shared by every replica and keeps worki
 A reservation locks the user's day and month rows of `token_budgets` (always in one order), checks
 that committed + reserved + estimate fits both windows, and books the estimate as reserved. So
 concurrent calls can never reserve more than the budget, whichever replica serves them. Usually that
-is one statement (`_BOOK`, one round trip, sitting on the path before every model call); the first
+is one statement (`BOOK` in `server.limits.ledger`, one round trip, on the path before every model call); the first
 reservation of a user in a new window, or one that finds expired reservations to charge, runs as a
 transaction that also takes a per-user advisory lock, creates the rows and charges the expired.
 `commit()` swaps the estimate for the real usage and appends a `usage_records` row; an estimate is
@@ -34,100 +34,41 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 
-from sqlalchemy import delete, func, select, text, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import metrics
 from server.core.auth import Principal
 from server.core.db import Database
-from server.core.errors import QuotaExceeded, QuotaViolation, Unavailable
-from server.core.models import User
+from server.core.errors import QuotaExceeded, Unavailable
+from server.limits.ledger import (
+    BOOK,
+    NOT_BOOKED,
+    UNRECONCILED_MODEL,
+    NotBooked,
+    charge_expired,
+    keys_of,
+    left_share,
+    lock_windows,
+    refusal_for,
+    serialize_user,
+)
 from server.limits.models import TokenBudgetWindow, TokenReservation, UsageRecord
 from server.limits.policy import LimitPolicy
+from server.limits.windows import DAY, MONTH, Clock, ModelUsage, Windows, WindowStatus, utc_now, windows_at
 
 log = logging.getLogger("tutorstream.limits")
 
 KNOWN_OPERATIONS = ("chat", "hint", "quiz", "reflection", "learning_path", "embedding")
 _OPERATION = re.compile(r"^[a-z][a-z_]{0,39}$")
-DAY, MONTH = "day", "month"
-UNRECONCILED_MODEL = "unreconciled"
-# When only calls in flight block a reservation, they finish (or are refunded) within seconds.
-IN_FLIGHT_RETRY_SECONDS = 5.0
 _FINISH_ATTEMPTS = 3
 _DATABASE_DOWN = (OperationalError, InterfaceError, OSError)
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Windows:
-    """The accounting windows that contain `now`."""
-
-    now: datetime
-    day_start: date
-    month_start: date
-
-    @property
-    def day_reset(self) -> datetime:
-        return datetime.combine(self.day_start + timedelta(days=1), time(), tzinfo=UTC)
-
-    @property
-    def month_reset(self) -> datetime:
-        start = self.month_start
-        following = date(start.year + 1, 1, 1) if start.month == 12 else date(start.year, start.month + 1, 1)
-        return datetime.combine(following, time(), tzinfo=UTC)
-
-    @property
-    def month_begin(self) -> datetime:
-        return datetime.combine(self.month_start, time(), tzinfo=UTC)
-
-    def reset_of(self, period: str) -> datetime:
-        return self.day_reset if period == DAY else self.month_reset
-
-
-def windows_at(now: datetime) -> Windows:
-    utc = now.astimezone(UTC)
-    return Windows(now=utc, day_start=utc.date(), month_start=utc.date().replace(day=1))
-
-
-@dataclass(frozen=True)
-class WindowStatus:
-    """One window of one user's budget. `tokens_reserved` are held by calls in flight."""
-
-    period: str
-    period_start: date
-    tokens_used: int
-    tokens_reserved: int
-    tokens_limit: int
-    cost_usd: float
-    reset_time: datetime
-
-    @property
-    def tokens_remaining(self) -> int:
-        return max(0, self.tokens_limit - self.tokens_used - self.tokens_reserved)
-
-
-@dataclass(frozen=True)
-class ModelUsage:
-    model: str
-    operation: str
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    cost_usd: float
-    calls: int
 
 
 @dataclass(frozen=True)
@@ -234,7 +175,7 @@ class TokenBudget:
         )
         try:
             refusal = await self._book(reservation, limits.daily_tokens, limits.monthly_tokens)
-            if isinstance(refusal, _NotBooked):
+            if isinstance(refusal, NotBooked):
                 refusal = await self._reserve_in_transaction(
                     reservation, principal, limits.daily_tokens, limits.monthly_tokens
                 )
@@ -251,14 +192,14 @@ class TokenBudget:
             raise refusal
         return reservation
 
-    async def _book(self, reservation: Reservation, daily: int, monthly: int) -> QuotaExceeded | _NotBooked | None:
-        """The one-statement reservation; `_NOT_BOOKED` when the window rows are missing or an expired
+    async def _book(self, reservation: Reservation, daily: int, monthly: int) -> QuotaExceeded | NotBooked | None:
+        """The one-statement reservation; `NOT_BOOKED` when the window rows are missing or an expired
         reservation is waiting to be charged (then nothing was changed)."""
         windows = reservation.windows
         async with self._db.autocommit() as connection:
             rows = (
                 await connection.execute(
-                    _BOOK,
+                    BOOK,
                     {
                         "id": reservation.id,
                         "user_id": reservation.user_id,
@@ -275,18 +216,18 @@ class TokenBudget:
             ).all()
         found, expired, fits = rows[0].found, rows[0].expired, rows[0].fits
         if not found or expired:
-            return _NOT_BOOKED
+            return NOT_BOOKED
         totals = {row.period: (row.tokens_used, row.tokens_reserved) for row in rows}
         if fits:
-            reservation.left_share = _left_share(reservation.tokens, [(*totals[DAY], daily), (*totals[MONTH], monthly)])
+            reservation.left_share = left_share(reservation.tokens, [(*totals[DAY], daily), (*totals[MONTH], monthly)])
             return None
-        refusal = _refusal(
+        refusal = refusal_for(
             reservation.user_id,
             reservation.tokens,
             windows,
             [(DAY, *totals[DAY], daily), (MONTH, *totals[MONTH], monthly)],
         )
-        assert refusal is not None, "the database and _refusal disagree on whether the estimate fits"
+        assert refusal is not None, "the database and refusal disagree on whether the estimate fits"
         return refusal
 
     async def _reserve_in_transaction(
@@ -295,15 +236,15 @@ class TokenBudget:
         windows = reservation.windows
         estimated_tokens = reservation.tokens
         async with self._db.transaction() as session:
-            await _serialize_user(session, principal)
+            await serialize_user(session, principal)
             expired = await self._take_expired(session, principal.user_id, windows.now)
             keys = {(DAY, windows.day_start), (MONTH, windows.month_start)}
-            keys.update(key for item in expired for key in _keys_of(item))
-            rows = await _lock_windows(session, principal.user_id, keys)
+            keys.update(key for item in expired for key in keys_of(item))
+            rows = await lock_windows(session, principal.user_id, keys)
             for item in expired:
-                _charge_expired(session, rows, item, windows.now)
+                charge_expired(session, rows, item, windows.now)
             day, month = rows[(DAY, windows.day_start)], rows[(MONTH, windows.month_start)]
-            refusal = _refusal(
+            refusal = refusal_for(
                 principal.user_id,
                 estimated_tokens,
                 windows,
@@ -313,7 +254,7 @@ class TokenBudget:
                 ],
             )
             if refusal is None:
-                reservation.left_share = _left_share(
+                reservation.left_share = left_share(
                     estimated_tokens,
                     [
                         (day.tokens_used, day.tokens_reserved, daily),
@@ -432,7 +373,7 @@ class TokenBudget:
             if held is None and usage is None:
                 return  # already charged on expiry
             windows = reservation.windows
-            rows = await _lock_windows(
+            rows = await lock_windows(
                 session,
                 reservation.user_id,
                 {(DAY, windows.day_start), (MONTH, windows.month_start)},
@@ -472,177 +413,3 @@ class TokenBudget:
             .returning(TokenReservation)
         )
         return list(result.scalars())
-
-
-class _NotBooked:
-    """`_book` changed nothing: the reservation needs the transaction."""
-
-
-_NOT_BOOKED = _NotBooked()
-
-# One reservation in one statement. `locked` takes the row locks in the order `_lock_windows` uses (so
-# lockers never deadlock) and, under READ COMMITTED, sees the latest committed totals; `booked`
-# updates the same rows only when both windows fit, and `held` records the reservation only when
-# `booked` did. The statement commits as a whole. `expired` sends the caller to the transaction,
-# which charges them; missing rows (a new window) do too, as `found` is then false.
-_BOOK = text(
-    """
-    WITH locked AS (
-        SELECT period, tokens_used, tokens_reserved
-        FROM token_budgets
-        WHERE user_id = :user_id
-          AND (period, period_start) IN (('day', :day_start), ('month', :month_start))
-        ORDER BY period_start, period
-        FOR UPDATE
-    ), verdict AS (
-        SELECT count(*) = 2 AS found,
-               EXISTS (
-                   SELECT 1 FROM token_reservations WHERE user_id = :user_id AND expire_time < :now
-               ) AS expired,
-               coalesce(
-                   bool_and(
-                       tokens_used + tokens_reserved + :tokens
-                       <= CASE period WHEN 'day' THEN :daily_limit ELSE :monthly_limit END
-                   ),
-                   false
-               ) AS fits
-        FROM locked
-    ), booked AS (
-        UPDATE token_budgets AS b
-        SET tokens_reserved = b.tokens_reserved + :tokens
-        FROM verdict
-        WHERE verdict.found AND NOT verdict.expired AND verdict.fits
-          AND b.user_id = :user_id
-          AND (b.period, b.period_start) IN (('day', :day_start), ('month', :month_start))
-        RETURNING b.period
-    ), held AS (
-        INSERT INTO token_reservations
-            (id, user_id, operation, tokens, day_start, month_start, create_time, expire_time)
-        SELECT :id, :user_id, :operation, :tokens, :day_start, :month_start, :now, :expire_time
-        WHERE EXISTS (SELECT 1 FROM booked)
-    )
-    SELECT verdict.found, verdict.expired, verdict.fits, locked.period, locked.tokens_used, locked.tokens_reserved
-    FROM verdict LEFT JOIN locked ON true
-    """
-)
-
-
-def _left_share(tokens: int, windows: list[tuple[int, int, int]]) -> float:
-    """Of (tokens used, tokens reserved, limit) per window, the smallest share left once `tokens` are held."""
-    return min(
-        max(0.0, (limit - used - reserved - tokens) / limit) if limit > 0 else 1.0 for used, reserved, limit in windows
-    )
-
-
-WindowKey = tuple[str, date]
-# First key of the two-key advisory locks that queue one user's reservations.
-_RESERVE_LOCK_SPACE = 0x7462  # "tb"
-
-
-async def _serialize_user(session: AsyncSession, principal: Principal) -> None:
-    """Queue this user's reservations (until commit) and make sure the user row exists for the foreign
-    keys. Neither touches a lock other transactions hold: an existing `users` row is left alone."""
-    await session.execute(select(func.pg_advisory_xact_lock(_RESERVE_LOCK_SPACE, func.hashtext(principal.user_id))))
-    await session.execute(
-        insert(User)
-        .values(id=principal.user_id, role=principal.role.value, tier=principal.tier.value)
-        .on_conflict_do_nothing(index_elements=[User.id])
-    )
-
-
-def _keys_of(reservation: TokenReservation) -> tuple[WindowKey, WindowKey]:
-    return (DAY, reservation.day_start), (MONTH, reservation.month_start)
-
-
-async def _lock_windows(
-    session: AsyncSession, user_id: str, keys: Iterable[WindowKey], *, create: bool = True
-) -> dict[WindowKey, TokenBudgetWindow]:
-    """Lock (creating when asked) the user's window rows, always in one order so lockers never deadlock."""
-    ordered = sorted(set(keys), key=lambda key: (key[1], key[0]))
-    if create:
-        await session.execute(
-            insert(TokenBudgetWindow)
-            .values([{"user_id": user_id, "period": period, "period_start": start} for period, start in ordered])
-            .on_conflict_do_nothing()
-        )
-    found = (
-        await session.execute(
-            select(TokenBudgetWindow)
-            .where(
-                TokenBudgetWindow.user_id == user_id,
-                tuple_(TokenBudgetWindow.period, TokenBudgetWindow.period_start).in_(ordered),
-            )
-            .order_by(TokenBudgetWindow.period_start, TokenBudgetWindow.period)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalars()
-    return {(row.period, row.period_start): row for row in found}
-
-
-def _charge_expired(
-    session: AsyncSession,
-    rows: dict[WindowKey, TokenBudgetWindow],
-    reservation: TokenReservation,
-    now: datetime,
-) -> None:
-    for key in _keys_of(reservation):
-        row = rows[key]
-        row.tokens_reserved = max(0, row.tokens_reserved - reservation.tokens)
-        row.tokens_used += reservation.tokens
-        row.update_time = now
-    session.add(
-        UsageRecord(
-            id=uuid.uuid4().hex,
-            user_id=reservation.user_id,
-            operation=reservation.operation,
-            model=UNRECONCILED_MODEL,
-            prompt_tokens=0,
-            completion_tokens=0,
-            total_tokens=reservation.tokens,
-            reserved_tokens=reservation.tokens,
-            cost_usd=Decimal(0),
-            create_time=now,
-        )
-    )
-    log.warning("charged expired token reservation %s at its estimate", reservation.id)
-
-
-_PERIOD_WORDS = {DAY: "daily", MONTH: "monthly"}
-
-
-def _refusal(
-    user_id: str,
-    estimated: int,
-    windows: Windows,
-    checks: list[tuple[str, int, int, int]],
-) -> QuotaExceeded | None:
-    """The refusal for `checks` of (period, tokens used, tokens reserved, limit), None when all fit."""
-    violations: list[QuotaViolation] = []
-    retry_after = 0.0
-    for period, used, reserved, limit in checks:
-        if used + reserved + estimated <= limit:
-            continue
-        reset = windows.reset_of(period)
-        violations.append(
-            QuotaViolation(
-                subject=f"users/{user_id}/budgets/{period}",
-                description=(
-                    f"{_PERIOD_WORDS[period]} token budget of {limit} exceeded: {used} used, "
-                    f"{reserved} held by calls in flight, {estimated} requested; "
-                    f"resets at {reset.isoformat()}"
-                ),
-            )
-        )
-        only_in_flight = used + estimated <= limit
-        wait = IN_FLIGHT_RETRY_SECONDS if only_in_flight else (reset - windows.now).total_seconds()
-        retry_after = max(retry_after, wait)
-    if not violations:
-        return None
-    return QuotaExceeded(
-        "token budget exhausted: " + "; ".join(v.description for v in violations),
-        retry_after_seconds=max(1.0, retry_after),
-        violations=violations,
-        reason="TOKEN_BUDGET_EXHAUSTED",
-        metadata={"window": ",".join(v.subject.rsplit("/", 1)[-1] for v in violations)},
-    )

@@ -10,8 +10,9 @@ import pytest
 
 from server.config import Settings
 from server.core.db import Database
-from server.limits.budget import Clock, TokenBudget, utc_now
+from server.limits.budget import TokenBudget
 from server.limits.policy import LimitPolicy
+from server.limits.windows import Clock, utc_now
 from tests.conftest import make_settings
 
 

@@ -14,7 +14,8 @@ from server.config import Settings
 from server.core.auth import Principal, Role, Tier
 from server.core.db import Database
 from server.core.errors import QuotaExceeded, Unavailable
-from server.limits.budget import IN_FLIGHT_RETRY_SECONDS, UNRECONCILED_MODEL, TokenBudget
+from server.limits.budget import TokenBudget
+from server.limits.ledger import IN_FLIGHT_RETRY_SECONDS, UNRECONCILED_MODEL
 from server.limits.models import TokenReservation, UsageRecord
 from tests.limits.conftest import budget_for, limits_settings
 

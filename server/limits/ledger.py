@@ -1,0 +1,201 @@
+"""The SQL side of token budgets: booking a reservation in one statement, the per-user lock and window rows
+of the transaction path, charging expired reservations, and the refusal when an estimate does not fit."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select, text, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core.auth import Principal
+from server.core.errors import QuotaExceeded, QuotaViolation
+from server.core.models import User
+from server.limits.models import TokenBudgetWindow, TokenReservation, UsageRecord
+from server.limits.windows import DAY, MONTH, Windows
+
+log = logging.getLogger("tutorstream.limits")
+
+# The model of a usage row charged at its estimate (its call's replica died before reporting usage).
+UNRECONCILED_MODEL = "unreconciled"
+# When only calls in flight block a reservation, they finish (or are refunded) within seconds.
+IN_FLIGHT_RETRY_SECONDS = 5.0
+
+
+class NotBooked:
+    """`_book` changed nothing: the reservation needs the transaction."""
+
+
+NOT_BOOKED = NotBooked()
+
+# One reservation in one statement. `locked` takes the row locks in the order `lock_windows` uses (so
+# lockers never deadlock) and, under READ COMMITTED, sees the latest committed totals; `booked`
+# updates the same rows only when both windows fit, and `held` records the reservation only when
+# `booked` did. The statement commits as a whole. `expired` sends the caller to the transaction,
+# which charges them; missing rows (a new window) do too, as `found` is then false.
+BOOK = text(
+    """
+    WITH locked AS (
+        SELECT period, tokens_used, tokens_reserved
+        FROM token_budgets
+        WHERE user_id = :user_id
+          AND (period, period_start) IN (('day', :day_start), ('month', :month_start))
+        ORDER BY period_start, period
+        FOR UPDATE
+    ), verdict AS (
+        SELECT count(*) = 2 AS found,
+               EXISTS (
+                   SELECT 1 FROM token_reservations WHERE user_id = :user_id AND expire_time < :now
+               ) AS expired,
+               coalesce(
+                   bool_and(
+                       tokens_used + tokens_reserved + :tokens
+                       <= CASE period WHEN 'day' THEN :daily_limit ELSE :monthly_limit END
+                   ),
+                   false
+               ) AS fits
+        FROM locked
+    ), booked AS (
+        UPDATE token_budgets AS b
+        SET tokens_reserved = b.tokens_reserved + :tokens
+        FROM verdict
+        WHERE verdict.found AND NOT verdict.expired AND verdict.fits
+          AND b.user_id = :user_id
+          AND (b.period, b.period_start) IN (('day', :day_start), ('month', :month_start))
+        RETURNING b.period
+    ), held AS (
+        INSERT INTO token_reservations
+            (id, user_id, operation, tokens, day_start, month_start, create_time, expire_time)
+        SELECT :id, :user_id, :operation, :tokens, :day_start, :month_start, :now, :expire_time
+        WHERE EXISTS (SELECT 1 FROM booked)
+    )
+    SELECT verdict.found, verdict.expired, verdict.fits, locked.period, locked.tokens_used, locked.tokens_reserved
+    FROM verdict LEFT JOIN locked ON true
+    """
+)
+
+
+def left_share(tokens: int, windows: list[tuple[int, int, int]]) -> float:
+    """Of (tokens used, tokens reserved, limit) per window, the smallest share left once `tokens` are held."""
+    return min(
+        max(0.0, (limit - used - reserved - tokens) / limit) if limit > 0 else 1.0 for used, reserved, limit in windows
+    )
+
+
+WindowKey = tuple[str, date]
+# First key of the two-key advisory locks that queue one user's reservations.
+_RESERVE_LOCK_SPACE = 0x7462  # "tb"
+
+
+async def serialize_user(session: AsyncSession, principal: Principal) -> None:
+    """Queue this user's reservations (until commit) and make sure the user row exists for the foreign
+    keys. Neither touches a lock other transactions hold: an existing `users` row is left alone."""
+    await session.execute(select(func.pg_advisory_xact_lock(_RESERVE_LOCK_SPACE, func.hashtext(principal.user_id))))
+    await session.execute(
+        insert(User)
+        .values(id=principal.user_id, role=principal.role.value, tier=principal.tier.value)
+        .on_conflict_do_nothing(index_elements=[User.id])
+    )
+
+
+def keys_of(reservation: TokenReservation) -> tuple[WindowKey, WindowKey]:
+    return (DAY, reservation.day_start), (MONTH, reservation.month_start)
+
+
+async def lock_windows(
+    session: AsyncSession, user_id: str, keys: Iterable[WindowKey], *, create: bool = True
+) -> dict[WindowKey, TokenBudgetWindow]:
+    """Lock (creating when asked) the user's window rows, always in one order so lockers never deadlock."""
+    ordered = sorted(set(keys), key=lambda key: (key[1], key[0]))
+    if create:
+        await session.execute(
+            insert(TokenBudgetWindow)
+            .values([{"user_id": user_id, "period": period, "period_start": start} for period, start in ordered])
+            .on_conflict_do_nothing()
+        )
+    found = (
+        await session.execute(
+            select(TokenBudgetWindow)
+            .where(
+                TokenBudgetWindow.user_id == user_id,
+                tuple_(TokenBudgetWindow.period, TokenBudgetWindow.period_start).in_(ordered),
+            )
+            .order_by(TokenBudgetWindow.period_start, TokenBudgetWindow.period)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalars()
+    return {(row.period, row.period_start): row for row in found}
+
+
+def charge_expired(
+    session: AsyncSession,
+    rows: dict[WindowKey, TokenBudgetWindow],
+    reservation: TokenReservation,
+    now: datetime,
+) -> None:
+    for key in keys_of(reservation):
+        row = rows[key]
+        row.tokens_reserved = max(0, row.tokens_reserved - reservation.tokens)
+        row.tokens_used += reservation.tokens
+        row.update_time = now
+    session.add(
+        UsageRecord(
+            id=uuid.uuid4().hex,
+            user_id=reservation.user_id,
+            operation=reservation.operation,
+            model=UNRECONCILED_MODEL,
+            prompt_tokens=0,
+            completion_tokens=0,
+            total_tokens=reservation.tokens,
+            reserved_tokens=reservation.tokens,
+            cost_usd=Decimal(0),
+            create_time=now,
+        )
+    )
+    log.warning("charged expired token reservation %s at its estimate", reservation.id)
+
+
+_PERIOD_WORDS = {DAY: "daily", MONTH: "monthly"}
+
+
+def refusal_for(
+    user_id: str,
+    estimated: int,
+    windows: Windows,
+    checks: list[tuple[str, int, int, int]],
+) -> QuotaExceeded | None:
+    """The refusal for `checks` of (period, tokens used, tokens reserved, limit), None when all fit."""
+    violations: list[QuotaViolation] = []
+    retry_after = 0.0
+    for period, used, reserved, limit in checks:
+        if used + reserved + estimated <= limit:
+            continue
+        reset = windows.reset_of(period)
+        violations.append(
+            QuotaViolation(
+                subject=f"users/{user_id}/budgets/{period}",
+                description=(
+                    f"{_PERIOD_WORDS[period]} token budget of {limit} exceeded: {used} used, "
+                    f"{reserved} held by calls in flight, {estimated} requested; "
+                    f"resets at {reset.isoformat()}"
+                ),
+            )
+        )
+        only_in_flight = used + estimated <= limit
+        wait = IN_FLIGHT_RETRY_SECONDS if only_in_flight else (reset - windows.now).total_seconds()
+        retry_after = max(retry_after, wait)
+    if not violations:
+        return None
+    return QuotaExceeded(
+        "token budget exhausted: " + "; ".join(v.description for v in violations),
+        retry_after_seconds=max(1.0, retry_after),
+        violations=violations,
+        reason="TOKEN_BUDGET_EXHAUSTED",
+        metadata={"window": ",".join(v.subject.rsplit("/", 1)[-1] for v in violations)},
+    )
