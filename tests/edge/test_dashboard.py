@@ -87,7 +87,8 @@ async def test_dashboard_draws_the_courses_activity(edge: Edge, tmp_path: Path) 
     ratings = page["charts"]["ratings-chart"]
     assert ratings["chart"]["datasets"][0]["data"] == [rating.count for rating in report.ratings]
     assert sum(ratings["chart"]["datasets"][0]["data"]) > 0 and ratings["painted"] > 1000
-    assert page["agents"] == len(report.agents) == 2
+    # The synthetic activity brings chat and hints; other tests on the shared course may add more agents.
+    assert page["agents"] == len(report.agents) >= 2
 
     # Questions grouped by the segment their answers cited, the most asked first in each.
     shown = [
