@@ -39,19 +39,6 @@ INTERVENTION_KINDS = ("hint", "quiz", "review", "break")
 
 
 @dataclass(frozen=True, slots=True)
-class ConfusionPeak:
-    start_seconds: float
-    end_seconds: float
-    score: float
-    rewatches: int
-    pauses: int
-    hints: int
-    wrong_answers: int
-    students: int
-    transcript_text: str
-
-
-@dataclass(frozen=True, slots=True)
 class ConfusionSegment:
     start_seconds: float
     end_seconds: float
@@ -61,6 +48,13 @@ class ConfusionSegment:
     hints: int
     wrong_answers: int
     students: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConfusionPeak(ConfusionSegment):
+    """A stretch of adjacent segments above the peak score, with what the lecture says there."""
+
+    transcript_text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,39 +286,24 @@ class VideoAnalyticsService:
             start, end = first_bin * bin_seconds, (last_bin + 1) * bin_seconds
             return min(end, duration) if start < duration else end
 
-        segments = [
-            ConfusionSegment(
-                start_seconds=segment.first_bin * bin_seconds,
-                end_seconds=end_of(segment.first_bin, segment.last_bin),
-                score=round(segment.score, 3),
-                rewatches=segment.counts["rewatches"],
-                pauses=segment.counts["pauses"],
-                hints=segment.counts["hints"],
-                wrong_answers=segment.counts["wrong_answers"],
-                students=len(segment.students),
-            )
-            for segment in bins
-        ]
+        def measured(stretch: _Stretch) -> dict[str, Any]:
+            return {
+                "start_seconds": stretch.first_bin * bin_seconds,
+                "end_seconds": end_of(stretch.first_bin, stretch.last_bin),
+                "score": round(stretch.score, 3),
+                **{signal: stretch.counts[signal] for signal in SIGNALS},
+                "students": len(stretch.students),
+            }
+
+        segments = [ConfusionSegment(**measured(segment)) for segment in bins]
         peaks = []
         for stretch in stretches:
-            start, end = stretch.first_bin * bin_seconds, end_of(stretch.first_bin, stretch.last_bin)
-            chunks = await self._search.chunks_in_range(video_id, start, end)
+            values = measured(stretch)
+            chunks = await self._search.chunks_in_range(video_id, values["start_seconds"], values["end_seconds"])
             words = " ".join(chunk.text for chunk in chunks)
             if len(words) > MAX_TRANSCRIPT_CHARS:
                 words = words[: MAX_TRANSCRIPT_CHARS - 1].rstrip() + "…"
-            peaks.append(
-                ConfusionPeak(
-                    start_seconds=start,
-                    end_seconds=end,
-                    score=round(stretch.score, 3),
-                    rewatches=stretch.counts["rewatches"],
-                    pauses=stretch.counts["pauses"],
-                    hints=stretch.counts["hints"],
-                    wrong_answers=stretch.counts["wrong_answers"],
-                    students=len(stretch.students),
-                    transcript_text=words,
-                )
-            )
+            peaks.append(ConfusionPeak(**values, transcript_text=words))
         interventions = [
             InterventionStat(
                 kind,
