@@ -15,12 +15,11 @@ from server.core.auth import Principal, Role, Tier
 from server.core.db import Database
 from server.demo import DemoCourse, load_demo_course
 from server.demo.activity import seed_demo_activity
-from server.embeddings.factory import build_embedder
 from server.jobs.worker import JobWorker
 from server.transcripts.models import Transcript
 from server.transcripts.search import TranscriptSearch
 from server.transcripts.service import IngestRequest, JobView, TranscriptService
-from server.worker import open_job_queue
+from server.worker import job_process
 
 logger = logging.getLogger(__name__)
 
@@ -90,24 +89,16 @@ async def seed_demo_main(settings: Settings) -> list[JobView]:
     """`tutorstream-server seed-demo`: ingest the demo course and wait for it, then write its synthetic activity
     unless it is there. Jobs run in this process unless RUN_WORKERS_IN_PROCESS is false (then running `worker`
     processes pick them up)."""
-    database = await Database.from_settings(settings)
-    embedder = build_embedder(settings)
-    try:
-        if settings.migrate_on_start:
-            await database.run_migrations()
-        queue = await open_job_queue(settings, database, embedder)
-        worker = JobWorker(queue, settings) if settings.run_workers_in_process else None
+    async with job_process(settings) as process:
+        worker = JobWorker(process.queue, settings) if settings.run_workers_in_process else None
         try:
             if worker is not None:
                 await worker.start()
-            service = TranscriptService(database, TranscriptSearch(database, embedder), queue, settings)
+            search = TranscriptSearch(process.database, process.embedder)
+            service = TranscriptService(process.database, search, process.queue, settings)
             jobs = await seed_demo_course(service, wait=True)
-            await seed_demo_activity(database)
+            await seed_demo_activity(process.database)
             return jobs
         finally:
             if worker is not None:
                 await worker.stop()
-            await queue.close()
-    finally:
-        await embedder.aclose()
-        await database.dispose()

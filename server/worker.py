@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from server.analytics.jobs import register_analytics_jobs
 from server.config import Settings
@@ -37,8 +39,18 @@ async def open_job_queue(settings: Settings, database: Database, embedder: Embed
     return queue
 
 
-async def run_worker_process(settings: Settings) -> None:
-    """Run jobs until SIGTERM/SIGINT; then running jobs get JOB_SHUTDOWN_GRACE_SECONDS to finish."""
+@dataclass
+class JobProcess:
+    """What a process that runs jobs outside the server holds: the database, the embedder, the queue."""
+
+    database: Database
+    embedder: Embedder
+    queue: JobQueue
+
+
+@contextlib.asynccontextmanager
+async def job_process(settings: Settings) -> AsyncIterator[JobProcess]:
+    """Open (migrating first when MIGRATE_ON_START) and, on the way out, close what a job process holds."""
     database = await Database.from_settings(settings)
     embedder = build_embedder(settings)
     try:
@@ -46,27 +58,33 @@ async def run_worker_process(settings: Settings) -> None:
             await database.run_migrations()
         queue = await open_job_queue(settings, database, embedder)
         try:
-            worker = JobWorker(queue, settings)
-            await worker.start()
-            stop_requested = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, stop_requested.set)
-            waiter = asyncio.create_task(stop_requested.wait())
-            runner = asyncio.create_task(worker.wait())
-            try:
-                await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                logger.info("worker shutting down")
-                await worker.stop()
-                if runner.done() and not runner.cancelled():
-                    with contextlib.suppress(asyncio.CancelledError):
-                        runner.result()
-                else:
-                    runner.cancel()
+            yield JobProcess(database, embedder, queue)
         finally:
             await queue.close()
     finally:
         await embedder.aclose()
         await database.dispose()
+
+
+async def run_worker_process(settings: Settings) -> None:
+    """Run jobs until SIGTERM/SIGINT; then running jobs get JOB_SHUTDOWN_GRACE_SECONDS to finish."""
+    async with job_process(settings) as process:
+        worker = JobWorker(process.queue, settings)
+        await worker.start()
+        stop_requested = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop_requested.set)
+        waiter = asyncio.create_task(stop_requested.wait())
+        runner = asyncio.create_task(worker.wait())
+        try:
+            await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            logger.info("worker shutting down")
+            await worker.stop()
+            if runner.done() and not runner.cancelled():
+                with contextlib.suppress(asyncio.CancelledError):
+                    runner.result()
+            else:
+                runner.cancel()
