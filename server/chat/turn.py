@@ -221,8 +221,15 @@ class TurnRunner:
             if release is not None and (text := await release.rest()):
                 yield _relayed(turn, text)
         except UpstreamError as error:
-            if release is not None and (text := await release.rest()):
-                yield _relayed(turn, text)
+            if release is not None:
+                # The held text goes out (checked) before the partial answer is stored; a cancel meanwhile (the
+                # check, or the write of that chunk) ends the turn like any other cut.
+                try:
+                    if text := await release.rest():
+                        yield _relayed(turn, text)
+                except BaseException:
+                    self._detach(self._store_answer(turn, _cut_reason(deadline), None))
+                    raise
             if not turn.parts:
                 await self._finish_shielded(turn, ERROR, error=error)
                 raise

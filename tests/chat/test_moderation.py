@@ -4,7 +4,10 @@ audited), and with a key the moderation endpoint decides on the redacted text.""
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
+import pytest
 from sqlalchemy import text
 from tutorstream.v1 import agent_service_pb2 as agent_pb
 from tutorstream.v1 import analytics_service_pb2 as analytics_pb
@@ -25,6 +28,7 @@ from tests.conftest import RunningServer
 from tests.support.clients import Client
 from tests.support.fake_openai import Behavior, FakeOpenAI
 from tests.support.metrics import counter_value
+from tests.support.waiting import wait_until
 from tests.transcripts.test_service_ingest import rpc_error
 
 VIDEO = "flexbox-layout"
@@ -175,3 +179,34 @@ async def test_a_flagged_sentence_of_a_streamed_answer_ends_it_unshown(
     requests = len(fake_openai.chat_requests)
     deltas, final = await ask(client, session, "What is grid?")
     assert len(fake_openai.chat_requests) == requests + 1 and not final.cached
+
+
+async def test_a_cancel_while_a_broken_streams_held_text_is_moderated_still_stores_the_turn(
+    chat_server_factory: ChatServerFactory, fake_openai: FakeOpenAI
+) -> None:
+    """The model breaks off mid-sentence, so the held text is moderated before the partial answer goes out; the
+    client cancelling meanwhile still leaves the turn recorded (nothing of the held text was shown)."""
+    server = await chat_server_factory()
+    client = server.client()
+    session = await new_session(client)
+    fake_openai.moderation_delay, fake_openai.moderation_delay_marker = 30.0, "held words"
+    fake_openai.enqueue_chat(Behavior(content="Some held words that trail off without an end", drop_after_tokens=4))
+    call = client.chat.StreamChat(pb.StreamChatRequest(session=session, message="What is grid?"))
+    reading = asyncio.ensure_future(call.read())
+
+    def held_text_checked() -> bool:
+        return any("held words" in str(request.body.get("input")) for request in fake_openai.moderation_requests)
+
+    assert await fake_openai.wait_for_async(held_text_checked, timeout=15)
+    assert fake_openai.dropped_streams >= 1
+    call.cancel()
+    with pytest.raises((grpc.aio.AioRpcError, asyncio.CancelledError)):
+        await reading
+
+    async def answer_stored() -> bool:
+        return len(await messages_of(client, session)) == 2
+
+    assert await wait_until(answer_stored)
+    answer = (await messages_of(client, session))[1]
+    assert answer.incomplete and answer.content == ""
+    assert answer.finish_reason == pb.FINISH_REASON_CANCELLED

@@ -223,6 +223,10 @@ class FakeOpenAI:
     default_transcription: Behavior
     moderation_flags: dict[str, str]
     moderation_error_status: int
+    # Seconds each moderation answer is held back when its input contains `moderation_delay_marker` (all
+    # inputs when the marker is empty).
+    moderation_delay: float
+    moderation_delay_marker: str
     chat_chooser: BehaviorChooser | None
     embeddings_chooser: BehaviorChooser | None
     _chat_queue: deque[Behavior]
@@ -364,6 +368,8 @@ class FakeOpenAI:
             self.default_transcription = Behavior(content=DEFAULT_TRANSCRIPT)
             self.moderation_flags = dict(DEFAULT_MODERATION_FLAGS)
             self.moderation_error_status = 0
+            self.moderation_delay = 0.0
+            self.moderation_delay_marker = ""
             self.chat_chooser = None
             self.embeddings_chooser = None
 
@@ -664,7 +670,8 @@ class FakeOpenAI:
 
     async def _handle_moderation(self, request: web.Request) -> web.StreamResponse:
         """Flags an input containing a key of `moderation_flags` with that key's category (score 0.97); answers
-        `moderation_error_status` instead when it is set."""
+        `moderation_error_status` instead when it is set; holds the answer back `moderation_delay` seconds when the
+        input contains `moderation_delay_marker`."""
         body = await self._json_body(request)
         request_id = self._record(request, body)
         if (denied := self._auth_failure(request)) is not None:
@@ -674,6 +681,8 @@ class FakeOpenAI:
         text = body.get("input")
         if not isinstance(text, str) or not text:
             return _error_response(400, "'input' must be a non-empty string")
+        if self.moderation_delay and self.moderation_delay_marker in text:
+            await asyncio.sleep(self.moderation_delay)
         hits = {category for marker, category in self.moderation_flags.items() if marker in text.lower()}
         result = {
             "flagged": bool(hits),
