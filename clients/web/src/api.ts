@@ -4,13 +4,25 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AgentService } from "../../../generated/ts/tutorstream/v1/agent_service_pb.js";
 import { AnalyticsService } from "../../../generated/ts/tutorstream/v1/analytics_service_pb.js";
 import { ChatService } from "../../../generated/ts/tutorstream/v1/chat_service_pb.js";
-import { TranscriptService } from "../../../generated/ts/tutorstream/v1/transcript_service_pb.js";
+import { TranscriptService, type Transcript } from "../../../generated/ts/tutorstream/v1/transcript_service_pb.js";
 
 export interface Api {
   chat: Client<typeof ChatService>;
   agents: Client<typeof AgentService>;
   transcripts: Client<typeof TranscriptService>;
   analytics: Client<typeof AnalyticsService>;
+}
+
+/** Every transcript the caller may see, page by page. */
+export async function allTranscripts(api: Api): Promise<Transcript[]> {
+  const found: Transcript[] = [];
+  let pageToken = "";
+  do {
+    const response = await api.transcripts.listTranscripts({ pageSize: 200, pageToken });
+    found.push(...response.transcripts);
+    pageToken = response.nextPageToken;
+  } while (pageToken);
+  return found;
 }
 
 export function createApi(baseUrl: string, token: () => string | null): Api {

@@ -6,7 +6,16 @@ import { UsageWindow } from "../../../generated/ts/tutorstream/v1/analytics_serv
 import { QuestionScope } from "../../../generated/ts/tutorstream/v1/chat_service_pb.js";
 import type { Citation } from "../../../generated/ts/tutorstream/v1/common_pb.js";
 import { AgentPanel } from "./agents.js";
-import { createApi, forgetToken, hashParam, loadToken, readClaims, saveToken, setHashParam } from "./api.js";
+import {
+  allTranscripts,
+  createApi,
+  forgetToken,
+  hashParam,
+  loadToken,
+  readClaims,
+  saveToken,
+  setHashParam,
+} from "./api.js";
 import { ChatPanel } from "./chat.js";
 import type { Page, Where } from "./context.js";
 import { button, byId, clear, h } from "./dom.js";
@@ -155,22 +164,11 @@ async function refreshAsked(): Promise<void> {
   }
 }
 
-async function listVideos(): Promise<Transcript[]> {
-  const found: Transcript[] = [];
-  let pageToken = "";
-  do {
-    const response = await api.transcripts.listTranscripts({ pageSize: 200, pageToken });
-    found.push(...response.transcripts);
-    pageToken = response.nextPageToken;
-  } while (pageToken);
-  return found;
-}
-
 async function loadCatalogue(): Promise<void> {
   const select = byId<HTMLSelectElement>("video-select");
   let videos: Transcript[];
   try {
-    videos = await listVideos();
+    videos = await allTranscripts(api);
   } catch (error) {
     page.fail(error, "Loading the course");
     return;

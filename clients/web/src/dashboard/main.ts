@@ -8,7 +8,7 @@ import {
 } from "../../../../generated/ts/tutorstream/v1/analytics_service_pb.js";
 import { QuestionScope } from "../../../../generated/ts/tutorstream/v1/chat_service_pb.js";
 import { TranscriptView, type Transcript } from "../../../../generated/ts/tutorstream/v1/transcript_service_pb.js";
-import { createApi, hashParam, loadToken, readClaims, setHashParam } from "../api.js";
+import { allTranscripts, createApi, hashParam, loadToken, readClaims, setHashParam } from "../api.js";
 import { byId, clear, h } from "../dom.js";
 import { describeError, problemLines } from "../errors.js";
 import { span } from "../format.js";
@@ -60,17 +60,6 @@ function fail(where: HTMLElement, error: unknown, doing: string): void {
 function renderUser(): void {
   const claims = token ? readClaims(token) : null;
   byId("user").textContent = claims ? `${claims.sub} · ${claims.role}` : "not signed in";
-}
-
-async function listTranscripts(): Promise<Transcript[]> {
-  const found: Transcript[] = [];
-  let pageToken = "";
-  do {
-    const response = await api.transcripts.listTranscripts({ pageSize: 200, pageToken });
-    found.push(...response.transcripts);
-    pageToken = response.nextPageToken;
-  } while (pageToken);
-  return found;
 }
 
 function fillSelect(select: HTMLSelectElement, options: [string, string][], wanted: string | null): string {
@@ -210,7 +199,7 @@ async function main(): Promise<void> {
     return;
   }
   try {
-    transcripts = await listTranscripts();
+    transcripts = await allTranscripts(api);
   } catch (error) {
     fail(byId("summary"), error, "Loading the courses");
     document.body.dataset.ready = "true";
