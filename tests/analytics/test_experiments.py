@@ -18,6 +18,7 @@ from tests.analytics.conftest import run_student
 from tests.conftest import RunningServer
 from tests.progress.conftest import COURSE_ID, VIDEO_ID, event, new_watch_session, rewatch_script
 from tests.support.clients import Client, error_details
+from tests.support.waiting import wait_until
 from tests.transcripts.test_service_ingest import rpc_error
 
 COURSE = f"courses/{COURSE_ID}"
@@ -229,6 +230,13 @@ async def test_the_report_measures_a_scripted_cohort(progress_server: RunningSer
         answered[arm] += await answer_quiz(
             progress_server, student, quiz, lambda number, arm=arm: arm == "interventions" or number % 2 == 0
         )
+
+    async def rewatches_stored() -> bool:  # player events are written in batches, after the call returns
+        async with progress_server.server.database.session() as session:
+            query = "SELECT count(*) FROM video_events WHERE user_id LIKE 'report-student-%' AND type = 'seeked'"
+            return int((await session.execute(text(query))).scalar_one()) == 2 * students["interventions"]
+
+    assert await wait_until(rewatches_stored)
     report = await teacher.analytics.GetExperimentReport(pb.GetExperimentReportRequest(name=created.name))
     outcomes = {outcome.metric: outcome for outcome in report.outcomes}
     assert list(outcomes) == [
