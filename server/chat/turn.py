@@ -139,10 +139,13 @@ class TurnRunner:
         self._turns: set[asyncio.Task[Any]] = set()
 
     async def aclose(self, within_seconds: float = 5.0) -> None:
-        """On shutdown, before the database closes: let the turns the server just cancelled reach their
-        final write, and those writes finish."""
+        """On shutdown, after the grace period and before the database closes: cut the turns still running (the
+        server may not have cancelled their calls yet), let them reach their final write, and those writes
+        finish."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_seconds
+        for turn in list(self._turns):
+            turn.cancel()
         # The writes are looked at after the turns end: a cancelled turn starts its write as it ends.
         running: tuple[set[asyncio.Task[Any]], ...] = (self._turns, self._background)
         for tasks in running:
