@@ -19,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, delete, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from server.agents.models import Preference  # also registers `preferences` on Base.metadata
 from server.config import Settings
@@ -400,3 +401,40 @@ async def test_ping_reports_an_unreachable_database(tmp_path: Path) -> None:
         assert not await db.ping(within_seconds=2.0)
     finally:
         await db.dispose()
+
+
+# --- pooled connections ----------------------------------------------------------------------------
+
+
+async def _own_backend(database: Database) -> int:
+    async with database.reader() as session:
+        return int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def _terminate(db: Database, pid: int) -> None:
+    async with db.reader() as session:
+        assert (await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})).scalar_one()
+
+
+async def test_an_idle_pooled_connection_found_closed_is_replaced(db: Database, migrated_url: str) -> None:
+    pooled = Database(migrated_url, pool_size=1, max_overflow=0, ping_after_idle_seconds=0.0)
+    try:
+        closed = await _own_backend(pooled)
+        await _terminate(db, closed)
+        assert await _own_backend(pooled) != closed
+    finally:
+        await pooled.dispose()
+
+
+async def test_a_connection_returned_a_moment_ago_is_not_pinged(db: Database, migrated_url: str) -> None:
+    # Without the ping the closed connection is only found by the caller's own statement: what the idle
+    # threshold saves is a round trip on every checkout of a busy pool.
+    pooled = Database(migrated_url, pool_size=1, max_overflow=0, ping_after_idle_seconds=3600.0)
+    try:
+        closed = await _own_backend(pooled)
+        await _terminate(db, closed)
+        with pytest.raises(OperationalError):
+            await _own_backend(pooled)
+        assert await _own_backend(pooled) != closed
+    finally:
+        await pooled.dispose()

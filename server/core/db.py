@@ -7,6 +7,10 @@ Reads use `db.reader()`: its statements run in autocommit, so a read is one roun
 BEGIN + query + ROLLBACK. Under PostgreSQL's default READ COMMITTED each statement of a transaction
 takes its own snapshot anyway, so reads see exactly what they would inside a transaction.
 
+A pooled connection is pinged on checkout only when it sat idle for `PING_AFTER_IDLE_SECONDS`: one that was
+in use a moment ago is alive, and a ping on every checkout (SQLAlchemy's `pool_pre_ping`) would add a round
+trip to every request; one found dead is replaced before the caller sees it.
+
 Migrations are hand-written Alembic scripts in `server/migrations/versions`; Alembic is configured
 in code (no ini file) and runs with a synchronous psycopg 3 engine in a worker thread.
 """
@@ -16,17 +20,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from psycopg.conninfo import make_conninfo
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import create_engine, event, pool, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -34,6 +40,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from server.core.embedded_pg import EmbeddedPostgres
 
@@ -45,6 +52,10 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Session-level advisory lock held while migrating, so replicas that start together take turns.
 MIGRATION_LOCK_KEY = 7_366_126_021_843_812_161
+
+# A connection returned to the pool longer ago than this is pinged before it is handed out again.
+PING_AFTER_IDLE_SECONDS = 1.0
+_RETURNED_AT = "tutorstream_returned_at"
 
 _DRIVER = "postgresql+psycopg"
 _ACCEPTED_SCHEMES = frozenset({"postgres", "postgresql", _DRIVER})
@@ -138,6 +149,29 @@ def migrate_main(settings: Settings) -> str | None:
 # --- the async engine ----------------------------------------------------------------------------
 
 
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a pooled connection on checkout when it was returned more than `idle_seconds` ago; a dead one is
+    reported as a disconnect, which makes the pool discard it and check out another."""
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _connected(dbapi_connection: Any, entry: ConnectionPoolEntry) -> None:
+        entry.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkin")
+    def _returned(dbapi_connection: Any, entry: ConnectionPoolEntry) -> None:
+        entry.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, entry: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
+        if time.monotonic() - entry.info.get(_RETURNED_AT, 0.0) <= idle_seconds:
+            return
+        try:
+            sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError("a pooled connection was found closed") from error
+
+
 class Database:
     """The async engine and session factory for one database, plus the embedded server it may own."""
 
@@ -149,6 +183,7 @@ class Database:
         max_overflow: int = 10,
         embedded: EmbeddedPostgres | None = None,
         echo: bool = False,
+        ping_after_idle_seconds: float = PING_AFTER_IDLE_SECONDS,
     ) -> None:
         self._url = normalize_database_url(url)
         self._embedded = embedded
@@ -156,9 +191,9 @@ class Database:
             self._url,
             pool_size=pool_size,
             max_overflow=max_overflow,
-            pool_pre_ping=True,
             echo=echo,
         )
+        _ping_when_idle(self._engine, ping_after_idle_seconds)
         self._sessionmaker = async_sessionmaker(self._engine, expire_on_commit=False)
         # Shares the pool; psycopg switches autocommit on checkout and back on return without a round trip.
         self._autocommit_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
