@@ -69,6 +69,8 @@ from server.worker import open_job_queue
 
 log = logging.getLogger("tutorstream.server")
 
+# A shutdown step gets the longer of the two grace periods plus this before it is abandoned.
+CLOSE_MARGIN_SECONDS = 5.0
 SERVICE_NAMES = (
     chat_service_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
     agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
@@ -329,9 +331,21 @@ class TutorstreamServer:
         if self.settings.shutdown_notice_seconds > 0:
             await asyncio.sleep(self.settings.shutdown_notice_seconds)
         await server.stop(self.settings.grace_seconds if grace is None else grace)
+        # Each step is bounded: one that never finishes (a library task that swallowed its cancellation) is
+        # named in the log and left behind, and the steps after it still run.
+        within = max(self.settings.grace_seconds, self.settings.job_shutdown_grace_seconds) + CLOSE_MARGIN_SECONDS
         for close in reversed(self._closers):
-            with contextlib.suppress(Exception):
-                await close()
+            try:
+                async with asyncio.timeout(within):
+                    await close()
+            except TimeoutError:
+                log.error(
+                    "a shutdown step did not finish in %.0f s and was abandoned",
+                    within,
+                    extra={"step": getattr(close, "__qualname__", repr(close))},
+                )
+            except Exception as error:
+                log.warning("a shutdown step failed: %s", type(error).__name__)
         self._closers.clear()
         if self._owns_database and self._database is not None:
             await self._database.dispose()

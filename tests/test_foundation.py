@@ -237,6 +237,27 @@ async def test_oversized_message_is_resource_exhausted(start_server: ServerFacto
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+async def test_a_shutdown_step_that_never_finishes_is_abandoned_and_the_rest_still_run(
+    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = await start_server(grace_seconds=0.0, job_shutdown_grace_seconds=0.0)
+    closed: list[str] = []
+
+    async def first_registered() -> None:
+        closed.append("first")
+
+    async def never_finishes() -> None:
+        await asyncio.Event().wait()
+
+    # Closers run in reverse order of registration: the stuck one first.
+    running.server.runtime.closers.extend([first_registered, never_finishes])
+    with caplog.at_level("ERROR", logger="tutorstream.server"):
+        await asyncio.wait_for(running.server.stop(), 60)
+    assert closed == ["first"]
+    abandoned = [record for record in caplog.records if "abandoned" in record.getMessage()]
+    assert [getattr(record, "step", "") for record in abandoned] == [never_finishes.__qualname__]
+
+
 async def test_health_and_graceful_shutdown_drains_in_flight_call(
     start_server: ServerFactory, fresh_database_url: str
 ) -> None:
