@@ -114,7 +114,7 @@ async def test_a_stream_chat_is_exported_as_one_span_tree(
     by_name = {span.name: span for span in received.spans}
     turn = by_name["/tutorstream.v1.ChatService/StreamChat"]
     assert turn.kind == trace_pb2.Span.SPAN_KIND_SERVER
-    stages = ["chat.store_question", "chat.context", "chat.prompt", "chat.store_answer"]
+    stages = ["chat.store_question", "chat.moderation", "chat.context", "chat.prompt", "chat.store_answer"]
     for stage in stages:
         assert by_name[stage].trace_id == turn.trace_id, stage
         assert by_name[stage].parent_span_id == turn.span_id, stage

@@ -119,6 +119,18 @@ def reference_info(row: TranscriptReference) -> ReferenceInfo:
     )
 
 
+def reference_from_json(value: dict[str, Any]) -> ReferenceInfo:
+    """A reference as the chat repository reads it with a session's other state (a JSON object)."""
+    return ReferenceInfo(
+        reference_id=value["id"],
+        video_id=value["video_id"],
+        start_seconds=float(value["start_seconds"]),
+        end_seconds=float(value["end_seconds"]),
+        text=value["text"],
+        create_time=datetime.fromisoformat(value["create_time"]),
+    )
+
+
 def session_info(row: ChatSession, references: list[TranscriptReference], message_count: int) -> SessionInfo:
     return SessionInfo(
         session_id=row.id,

@@ -7,11 +7,12 @@ nothing (AIP-211: answered as NOT_FOUND by the service).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, func, insert, select, text, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from server.chat.models import ChatSession, StoredMessage, TranscriptReference
 
@@ -31,6 +32,86 @@ async def touch_owned_session(session: AsyncSession, session_id: str, user_id: s
         .returning(ChatSession)
     )
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+# Touch the caller's session, add the question, and read what the turn needs, in one statement (so one
+# round trip in autocommit). Every part of a statement sees the snapshot taken before it ran: the history and the
+# answers read here are those before this question; when the caller has no such session nothing is added and
+# no row comes back.
+ADD_QUESTION = text(
+    """
+    WITH touched AS (
+        UPDATE chat_sessions SET update_time = now()
+        WHERE id = :session_id AND user_id = :user_id
+        RETURNING id, course_id, video_id, position_seconds, selected_start_seconds, selected_end_seconds
+    ), added AS (
+        INSERT INTO chat_messages (id, session_id, role, content)
+        SELECT :message_id, id, 'user', :content FROM touched
+    )
+    SELECT t.course_id, t.video_id, t.position_seconds, t.selected_start_seconds, t.selected_end_seconds,
+        (SELECT coalesce(jsonb_agg(jsonb_build_array(m.role, m.content) ORDER BY m.seq), '[]'::jsonb)
+         FROM (SELECT role, content, seq FROM chat_messages WHERE session_id = t.id
+               ORDER BY seq DESC LIMIT :history_limit) m) AS history,
+        (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                    'id', r.id, 'video_id', r.video_id, 'start_seconds', r.start_seconds,
+                    'end_seconds', r.end_seconds, 'text', r.text, 'create_time', r.create_time)
+                ORDER BY r.create_time, r.id), '[]'::jsonb)
+         FROM chat_references r WHERE r.session_id = t.id) AS "references",
+        (SELECT count(*) FROM (SELECT grounded FROM chat_messages WHERE session_id = t.id AND role = 'assistant'
+               ORDER BY seq DESC LIMIT :answers) a WHERE NOT a.grounded) AS ungrounded
+    FROM touched t
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AddedQuestion:
+    """The session a question was added to, as it was before: its context columns, its last messages as
+    (role, content) oldest first, its references (column -> value, `create_time` an ISO string) and how many of
+    its last answers were not grounded."""
+
+    course_id: str
+    video_id: str
+    position_seconds: float
+    selected_range: tuple[float, float] | None
+    history: list[tuple[str, str]]
+    references: list[dict[str, Any]]
+    ungrounded: int
+
+
+async def add_question(
+    connection: AsyncConnection,
+    *,
+    session_id: str,
+    user_id: str,
+    message_id: str,
+    content: str,
+    history_limit: int,
+    answers: int,
+) -> AddedQuestion | None:
+    """Add a user's question to their session (one statement; `connection` in autocommit commits it), or
+    None when they have no such session. `answers`: how many of the last answers `ungrounded` looks at."""
+    values = {
+        "session_id": session_id,
+        "user_id": user_id,
+        "message_id": message_id,
+        "content": content,
+        "history_limit": history_limit,
+        "answers": answers,
+    }
+    row = (await connection.execute(ADD_QUESTION, values)).one_or_none()
+    if row is None:
+        return None
+    start, end = row.selected_start_seconds, row.selected_end_seconds
+    return AddedQuestion(
+        course_id=row.course_id,
+        video_id=row.video_id,
+        position_seconds=row.position_seconds,
+        selected_range=(start, end) if start is not None and end is not None else None,
+        history=[(role, content) for role, content in row.history],
+        references=list(row.references),
+        ungrounded=int(row.ungrounded),
+    )
 
 
 async def list_sessions(
@@ -87,18 +168,6 @@ async def add_message(session: AsyncSession, **values: Any) -> tuple[int, dateti
     return int(row.seq), row.create_time
 
 
-async def recent_ungrounded(session: AsyncSession, session_id: str, answers: int) -> int:
-    """How many of the session's last `answers` answers were not grounded."""
-    recent = (
-        select(StoredMessage.grounded)
-        .where(StoredMessage.session_id == session_id, StoredMessage.role == "assistant")
-        .order_by(StoredMessage.seq.desc())
-        .limit(answers)
-        .subquery()
-    )
-    return int((await session.execute(select(func.count()).select_from(recent).where(~recent.c.grounded))).scalar_one())
-
-
 async def list_messages(
     session: AsyncSession, session_id: str, *, after_seq: int | None, limit: int
 ) -> list[StoredMessage]:
@@ -108,18 +177,6 @@ async def list_messages(
         statement = statement.where(StoredMessage.seq > after_seq)
     statement = statement.order_by(StoredMessage.seq).limit(limit)
     return list((await session.execute(statement)).scalars())
-
-
-async def recent_messages(session: AsyncSession, session_id: str, *, limit: int) -> list[StoredMessage]:
-    """The session's last `limit` messages, oldest first."""
-    statement = (
-        select(StoredMessage)
-        .where(StoredMessage.session_id == session_id)
-        .order_by(StoredMessage.seq.desc())
-        .limit(limit)
-    )
-    newest_first = list((await session.execute(statement)).scalars())
-    return newest_first[::-1]
 
 
 async def clear_messages(session: AsyncSession, session_id: str) -> int:

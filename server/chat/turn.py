@@ -42,10 +42,18 @@ from typing import Any, TypeVar
 
 from opentelemetry import trace
 
-from server.agents.preferences import PreferencesService
+from server.agents.preferences import PreferencesService, PreferenceValues
 from server.analytics.moderation import FlagPlace, record_flag
 from server.chat import repository as repo
-from server.chat.context import SOURCE_TOKEN_BUDGET, HistoryMessage, Prompt, build_prompt, gather_turn, prompt_ceiling
+from server.chat.context import (
+    SOURCE_TOKEN_BUDGET,
+    Gathered,
+    HistoryMessage,
+    Prompt,
+    build_prompt,
+    gather_turn,
+    prompt_ceiling,
+)
 from server.chat.domain import (
     CANCELLED,
     CONTENT_FILTER,
@@ -59,8 +67,7 @@ from server.chat.domain import (
     ChatEvent,
     LearningContext,
     ReferenceInfo,
-    context_of,
-    reference_info,
+    reference_from_json,
 )
 from server.chat.recording import AnswerRecorder, TurnState
 from server.chat.release import SentenceRelease
@@ -94,7 +101,6 @@ MIN_ANSWER_TOKENS = 96
 FITTED_SOURCE_BUDGETS = (1200, 600, 300)
 A = TypeVar("A")
 B = TypeVar("B")
-C = TypeVar("C")
 T = TypeVar("T")
 # Of the session's last UNGROUNDED_WINDOW answers, this many ungrounded ones route the next turn offline.
 UNGROUNDED_WINDOW = 3
@@ -108,6 +114,19 @@ class _Stored:
     context: LearningContext
     references: list[ReferenceInfo]
     history: list[HistoryMessage]
+    # How many of the session's last UNGROUNDED_WINDOW answers were not grounded.
+    ungrounded: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What a turn gathered before its prompt is built."""
+
+    preferences: PreferenceValues
+    spoiler_limit: float | None
+    gathered: Gathered
+    refused: QuotaExceeded | None
+    counter: TokenCounter
 
 
 class TurnRunner:
@@ -165,41 +184,35 @@ class TurnRunner:
         if running is not None and running not in self._turns:
             self._turns.add(running)
             running.add_done_callback(self._turns.discard)
-        # The question is embedded and parsed while it is stored (what leaves the process is redacted; a
-        # message the store will refuse is neither).
-        safe_question = (await asyncio.to_thread(redact, message)).text if _storable(message) else ""
-        self._search.prefetch(safe_question)
-        parsing = asyncio.ensure_future(asyncio.to_thread(analyse_question, safe_question)) if safe_question else None
-        moderating = (
-            asyncio.ensure_future(self._moderator.check(message, redacted=safe_question)) if safe_question else None
-        )
+        # The question is redacted, embedded, parsed and moderated while it is stored (what leaves the process
+        # is redacted; a message the store will refuse is none of these).
         storing = asyncio.ensure_future(self._store_question(principal, session_id, message, context_override))
+        parsing: asyncio.Future[QuestionAnalysis] | None = None
+        moderating: asyncio.Future[Verdict] | None = None
         try:
+            safe_question = (await asyncio.to_thread(redact, message)).text if _storable(message) else ""
+            if safe_question:
+                self._search.prefetch(safe_question)
+                parsing = asyncio.ensure_future(asyncio.to_thread(analyse_question, safe_question))
+                moderating = asyncio.ensure_future(self._moderator.check(message, redacted=safe_question))
             with tracing.span("chat.store_question"):
                 stored = await asyncio.shield(storing)
             turn = _new_turn(principal, session_id, message, stored, started)
-            verdict = await moderating if moderating is not None else Verdict(False)
         except BaseException as exc:
             for pending in (parsing, moderating):
                 if pending is not None:
                     pending.cancel()
             if isinstance(exc, asyncio.CancelledError):
                 self._detach(self._answer_cut_while_storing(storing, principal, session_id, message, started, deadline))
+            elif not storing.done():
+                storing.cancel()
             raise
         try:
-            if verdict.flagged:
-                await self._flag(turn, verdict, safe_question)
-            if verdict.category == SELF_HARM:
-                if parsing is not None:
-                    parsing.cancel()
-                turn.supportive = True
-                await self._release(turn)
-                events, key = _replay(CachedAnswer(SUPPORTIVE_REPLY, "stop", SUPPORTIVE_MODEL)), ""
-            else:
-                events, key = await self._open(turn, deadline, stored, safe_question, parsing)
+            events, key = await self._open(turn, deadline, stored, safe_question, parsing, moderating)
         except BaseException as exc:
-            if parsing is not None:
-                parsing.cancel()
+            for pending in (parsing, moderating):
+                if pending is not None:
+                    pending.cancel()
             if isinstance(exc, asyncio.CancelledError):
                 # Cut off before the model was called (a deadline of a few tens of milliseconds lands here):
                 # recorded like a cut mid-answer, with nothing said yet.
@@ -277,23 +290,50 @@ class TurnRunner:
 
     # --- before the model ----------------------------------------------------------------------------------
 
-    async def _model_strayed(self, turn: TurnState) -> bool:
+    def _model_strayed(self, stored: _Stored) -> bool:
         """Whether the model's recent answers in this session failed the grounding check often enough that the
         offline engine answers instead (as in an outage, marked `fallback`)."""
-        if not self._llm.upstream_likely():
+        if not self._llm.upstream_likely() or stored.ungrounded < UNGROUNDED_LIMIT:
             return False
-        async with self._db.reader() as session:
-            strayed = await repo.recent_ungrounded(session, turn.session_id, UNGROUNDED_WINDOW)
-        if strayed >= UNGROUNDED_LIMIT:
-            logger.warning("the model's answers in a session were not grounded; the offline engine answers")
-            return True
-        return False
+        logger.warning("the model's answers in a session were not grounded; the offline engine answers")
+        return True
 
     async def _flag(self, turn: TurnState, verdict: Verdict, excerpt: str) -> None:
         """Keep a flagged question for the course's instructors (its personal data redacted)."""
         message = f"sessions/{turn.session_id}/messages/{turn.user_message_id}"
         place = FlagPlace(turn.principal.user_id, turn.context.course_id, turn.context.video_id, "chat", message)
         await record_flag(self._db, place, verdict, excerpt)
+
+    async def _prepare(
+        self, turn: TurnState, stored: _Stored, safe_question: str, parsing: asyncio.Future[QuestionAnalysis] | None
+    ) -> _Prepared:
+        """The turn's preferences, spoiler limit, excerpts and evidence, and its budget reservation (or the
+        refusal when the upper bound does not fit). Everything that leaves the process from here on is redacted
+        (`safe_question`, redacted when the turn began); the stored question is as typed."""
+        counter = self._llm.counter()
+        earlier, preferences, spoilers_off = await asyncio.gather(
+            asyncio.to_thread(redact, _previous_question(stored.history)),
+            self._preferences.get(turn.principal.user_id),
+            self._assignments.in_arm(turn.principal, stored.context.course_id, Lever.NO_SPOILERS, NO_SPOILERS_ARM),
+        )
+        spoiler_limit = None
+        if (preferences.no_spoilers or spoilers_off) and stored.context.video_id:
+            spoiler_limit = stored.context.position_seconds + self._settings.spoiler_lookahead_seconds
+        with tracing.span("chat.context"):
+            gathered, refused = await _together(
+                gather_turn(
+                    self._search,
+                    self._sentences,
+                    safe_question,
+                    stored.context,
+                    stored.references,
+                    previous=earlier.text,
+                    spoiler_limit=spoiler_limit,
+                    parsing=parsing,
+                ),
+                self._reserve(turn, stored, counter) if self._llm.upstream_likely() else _no_refusal(),
+            )
+        return _Prepared(preferences, spoiler_limit, gathered, refused, counter)
 
     async def _open(
         self,
@@ -302,36 +342,31 @@ class TurnRunner:
         stored: _Stored,
         safe_question: str,
         parsing: asyncio.Future[QuestionAnalysis] | None,
+        moderating: asyncio.Future[Verdict] | None,
     ) -> tuple[AsyncGenerator[StreamEvent, None], str]:
         """Everything up to the model call: context, prompt, redaction, cache, budget, route.
-        Returns the answer's event stream and its cache key ("" when the answer is not cacheable)."""
-        # Everything that leaves the process from here on is redacted (`safe_question`, redacted when the turn
-        # began); the stored question is as typed.
-        counter = self._llm.counter()
-        reserve = self._reserve(turn, stored, counter) if self._llm.upstream_likely() else _no_refusal()
-        earlier = (await asyncio.to_thread(redact, _previous_question(stored.history))).text
-        preferences, spoilers_off = await asyncio.gather(
-            self._preferences.get(turn.principal.user_id),
-            self._assignments.in_arm(turn.principal, stored.context.course_id, Lever.NO_SPOILERS, NO_SPOILERS_ARM),
-        )
-        spoiler_limit = None
-        if (preferences.no_spoilers or spoilers_off) and stored.context.video_id:
-            spoiler_limit = stored.context.position_seconds + self._settings.spoiler_lookahead_seconds
-        with tracing.span("chat.context"):
-            gathered, refused, strayed = await _together(
-                gather_turn(
-                    self._search,
-                    self._sentences,
-                    safe_question,
-                    stored.context,
-                    stored.references,
-                    previous=earlier,
-                    spoiler_limit=spoiler_limit,
-                    parsing=parsing,
-                ),
-                reserve,
-                self._model_strayed(turn),
-            )
+        Returns the answer's event stream and its cache key ("" when the answer is not cacheable).
+        The question's context is gathered while it is moderated; a question about self-harm gets the supportive
+        reply whatever the gathering did (it is stopped, and a reservation it made is released)."""
+        preparing = asyncio.ensure_future(self._prepare(turn, stored, safe_question, parsing))
+        try:
+            with tracing.span("chat.moderation"):
+                verdict = await moderating if moderating is not None else Verdict(False)
+            if verdict.flagged:
+                await self._flag(turn, verdict, safe_question)
+        except BaseException:
+            await _stop(preparing)
+            raise
+        if verdict.category == SELF_HARM:
+            await _stop(preparing)
+            if parsing is not None:
+                parsing.cancel()
+            turn.supportive = True
+            await self._release(turn)
+            return _replay(CachedAnswer(SUPPORTIVE_REPLY, "stop", SUPPORTIVE_MODEL)), ""
+        prepared = await preparing
+        preferences, spoiler_limit, counter = prepared.preferences, prepared.spoiler_limit, prepared.counter
+        gathered, refused = prepared.gathered, prepared.refused
         sources, evidence = gathered.sources, gathered.evidence
         turn.cited = evidence.by_label
         persona = persona_for(preferences.personality, preferences.response_length)
@@ -381,7 +416,7 @@ class TurnRunner:
             key = cache_key(
                 params.model, redacted.messages, temperature=params.temperature, max_tokens=params.max_tokens
             )
-        routed = self._llm.open_chat(redacted.messages, params, offline_request, offline=strayed)
+        routed = self._llm.open_chat(redacted.messages, params, offline_request, offline=self._model_strayed(stored))
         turn.routed = routed
         if routed.offline:
             await self._release(turn)
@@ -462,22 +497,42 @@ class TurnRunner:
     async def _store_question(
         self, principal: Principal, session_id: str, message: str, override: LearningContext | None
     ) -> _Stored:
-        """Check ownership, validate, and commit the question (it survives whatever happens next)."""
+        """Check ownership, validate, and commit the question (it survives whatever happens next): one statement
+        that also reads the session's context, history, references and recent grounding."""
         message_id = uuid.uuid4().hex
-        async with self._db.transaction() as session:
-            row = await repo.touch_owned_session(session, session_id, principal.user_id)
-            if row is None:
-                raise NotFound("session not found", reason="SESSION_NOT_FOUND")
+        try:
             validate_message(message)
-            context = validate_context(override) if override is not None else context_of(row)
-            references = (await repo.references_of(session, [session_id]))[session_id]
-            history = await repo.recent_messages(session, session_id, limit=HISTORY_FETCH_LIMIT)
-            await repo.add_message(session, id=message_id, session_id=session_id, role=USER, content=message)
+            context = validate_context(override) if override is not None else None
+        except InvalidArgument:
+            # A session the caller does not have is not found, whatever the message.
+            async with self._db.reader() as session:
+                if await repo.get_session(session, session_id, principal.user_id) is None:
+                    raise NotFound("session not found", reason="SESSION_NOT_FOUND") from None
+            raise
+        async with self._db.autocommit() as connection:
+            added = await repo.add_question(
+                connection,
+                session_id=session_id,
+                user_id=principal.user_id,
+                message_id=message_id,
+                content=message,
+                history_limit=HISTORY_FETCH_LIMIT,
+                answers=UNGROUNDED_WINDOW,
+            )
+        if added is None:
+            raise NotFound("session not found", reason="SESSION_NOT_FOUND")
         return _Stored(
             user_message_id=message_id,
-            context=context,
-            references=[reference_info(reference) for reference in references],
-            history=[HistoryMessage(m.role, m.content) for m in history],
+            context=context
+            or LearningContext(
+                course_id=added.course_id,
+                video_id=added.video_id,
+                position_seconds=added.position_seconds,
+                selected_range=added.selected_range,
+            ),
+            references=[reference_from_json(reference) for reference in added.references],
+            history=[HistoryMessage(role, content) for role, content in added.history],
+            ungrounded=added.ungrounded,
         )
 
     # --- after the model -----------------------------------------------------------------------------------
@@ -578,20 +633,25 @@ def _previous_question(history: Sequence[HistoryMessage]) -> str:
     return next((message.content for message in reversed(history) if message.role == USER), "")
 
 
-async def _together(
-    first: Coroutine[Any, Any, A], second: Coroutine[Any, Any, B], third: Coroutine[Any, Any, C]
-) -> tuple[A, B, C]:
-    """Run three steps concurrently. If one fails (or the caller is cancelled), the others are cancelled and
-    waited for before the error propagates, so none outlives the turn (a reservation made meanwhile is then
+async def _together(first: Coroutine[Any, Any, A], second: Coroutine[Any, Any, B]) -> tuple[A, B]:
+    """Run two steps concurrently. If one fails (or the caller is cancelled), the other is cancelled and
+    waited for before the error propagates, so neither outlives the turn (a reservation made meanwhile is then
     on the turn, and released by the caller)."""
-    tasks = (asyncio.ensure_future(first), asyncio.ensure_future(second), asyncio.ensure_future(third))
+    tasks = (asyncio.ensure_future(first), asyncio.ensure_future(second))
     try:
-        return await asyncio.gather(*tasks)
+        gathered = await asyncio.gather(*tasks)
+        return gathered[0], gathered[1]
     except BaseException:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+async def _stop(task: asyncio.Future[Any]) -> None:
+    """Cancel `task` and wait until it has ended (whatever it raised)."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _replay(answer: CachedAnswer) -> AsyncGenerator[StreamEvent, None]:

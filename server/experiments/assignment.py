@@ -91,13 +91,15 @@ class Assignments:
         first exposure), or None: no such experiment, no course, or not a student."""
         if principal.role is not Role.STUDENT or not course_id:
             return None
-        async with self._db.transaction() as session:
-            running = (await session.execute(RUNNING, {"course": course_id, "lever": lever.value})).one_or_none()
+        # Two statements, each on its own (no BEGIN/COMMIT round trips): the exposure is one statement, and an
+        # experiment stopped in between is exposed to no more than a turn that began a moment earlier would be.
+        async with self._db.autocommit() as connection:
+            running = (await connection.execute(RUNNING, {"course": course_id, "lever": lever.value})).one_or_none()
             if running is None:
                 return None
             arm = choose_arm(running.salt, principal.user_id, running.arms)
             params = {"course": course_id, "experiment": running.experiment_id, "user": principal.user_id, "arm": arm}
-            stored = (await session.execute(EXPOSE, params)).scalar_one_or_none()
+            stored = (await connection.execute(EXPOSE, params)).scalar_one_or_none()
         # None only when a concurrent first exposure of the same student committed meanwhile: the hash gave it
         # the same arm.
         return Exposure(running.experiment_id, str(stored or arm))
