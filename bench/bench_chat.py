@@ -16,6 +16,10 @@ with the same monotonic clock, which Linux shares between processes):
 - after: upstream arrival -> first token at the client. Direct: one hop (upstream -> client) plus the SDK's
   SSE parsing. Through tutorstream: the same hop and parsing into the server, then the relay and the gRPC hop
   to the client. The difference is the TTFT the relay adds (target: <= 1 ms p50, <= 5 ms p99).
+The floor of "before": one query embedding (the SDK's `embeddings.create` against the same upstream, as the
+server embeds a question) and one database round trip (`SELECT 1` on a pooled connection to the same database),
+timed back to back in this process, alternating with the other runs; "before" is reported as a multiple of it
+(target <= 1.3x), and the whole TTFT as a multiple of the direct one (target <= 3x).
 Relay rate: tokens per second between the first and the last token while the upstream streams at a fixed
 rate (target: >= 0.99x direct). The benchmarked server relays tokens as they come (MODERATE_STREAMED_ANSWERS
 off); a third server with it on (the default) answers the same three-sentence answer streamed at a model's pace,
@@ -48,17 +52,21 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from openai import AsyncOpenAI
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tutorstream.v1 import chat_service_pb2 as pb
 from tutorstream.v1 import chat_service_pb2_grpc as pb_grpc
 
 from bench.report import Line, at_least, at_most, context, percentile, publish
 from server.config import Settings
 from server.core.auth import Role, mint_token
+from server.core.db import normalize_database_url
 from tests.support.fake_openai import Behavior, FakeOpenAI
 from tests.support.ports import free_port
 from tests.support.postgres import create_migrated_database, start_embedded_for_tests
 
 JWT_SECRET = "bench-secret-" + "x" * 40
+EMBEDDING_MODEL = Settings.model_fields["openai_embedding_model"].default
 MODERATED_ANSWER = (
     "Flex containers lay out their children along one axis. Items can grow and shrink to fill it. "
     "Wrapping onto more lines is optional."
@@ -185,6 +193,7 @@ async def wait_serving(
 class Samples:
     ttft: list[float] = field(default_factory=list)
     before_upstream: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
     after_upstream: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
 
@@ -202,8 +211,11 @@ def summary(samples: list[float]) -> str:
 
 
 class Bench:
-    def __init__(self, upstream: Upstream, stub: pb_grpc.ChatServiceStub, token: str) -> None:
+    def __init__(
+        self, upstream: Upstream, stub: pb_grpc.ChatServiceStub, token: str, database: AsyncEngine | None = None
+    ) -> None:
         self.upstream = upstream
+        self.database = database
         self.stub = stub
         self.metadata = (("authorization", f"Bearer {token}"),)
         self.sdk = AsyncOpenAI(api_key=upstream.api_key, base_url=upstream.base_url, max_retries=0)
@@ -234,6 +246,15 @@ class Bench:
             "max_completion_tokens": sent["body"].get("max_completion_tokens"),
         }
         return Run(started, first, last, tokens), float(sent["arrival"])
+
+    async def floor(self) -> float:
+        """Milliseconds of the least a turn must do before the model call: embed the question, one round trip."""
+        assert self.database is not None
+        started = time.perf_counter()
+        await self.sdk.embeddings.create(model=EMBEDDING_MODEL, input=f"What is a flex container? #{self.counter}")
+        async with self.database.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return (time.perf_counter() - started) * 1000
 
     async def direct(self) -> tuple[Run, float]:
         """The same prompt and parameters straight to the upstream with the SDK."""
@@ -278,6 +299,7 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
         run, arrival = await bench.direct()
         direct.ttft.append((run.first - run.started) * 1000)
         direct.after_upstream.append((run.first - arrival) * 1000)
+        via.floor.append(await bench.floor())
 
     # Sentence-by-sentence output moderation: the same three-sentence answer at a model's pace, through a server
     # that releases each sentence once moderated vs the benchmarked one, which relays tokens as they come.
@@ -309,6 +331,7 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
     print(f"  through tutorstream                           {summary(via.ttft)}")
     print(f"  through tutorstream, tracing on (OTLP)        {summary(tracing_on.ttft)}")
     print(f"    before the upstream call (context, DB)      {summary(via.before_upstream)}")
+    print(f"    its floor (one embedding + one round trip)  {summary(via.floor)}")
     print(f"  upstream arrival -> first token, direct       {summary(direct.after_upstream)}")
     print(f"  upstream arrival -> first token, tutorstream  {summary(via.after_upstream)}")
     print(f"  added by the relay                            p50 {added_p50:8.2f}   p99 {added_p99:8.2f}")
@@ -324,7 +347,19 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
     print(f"  tutorstream  {statistics.median(via.rates):8.1f} tokens/s")
     print(f"  ratio        {ratio:8.3f}x   (target >= 0.99x)")
     direct_sdk = "upstream called directly with the openai SDK, same run"
+    before_ratio = percentile(via.before_upstream, 50) / percentile(via.floor, 50)
+    floor_baseline = "one query embedding (openai SDK, same upstream) + one pooled SELECT 1, back to back, same run"
     return [
+        at_most(
+            "chat",
+            "TTFT through tutorstream vs direct, p50",
+            percentile(via.ttft, 50) / percentile(direct.ttft, 50),
+            "x",
+            3.0,
+            baseline=direct_sdk,
+        ),
+        at_most("chat", "before the upstream call vs its floor, p50", before_ratio, "x", 1.3, baseline=floor_baseline),
+        context("chat", "floor of the before-upstream work, p50", percentile(via.floor, 50), "ms"),
         at_most("chat", "TTFT added by the relay, p50", added_p50, "ms", 1, baseline=direct_sdk),
         at_most("chat", "TTFT added by the relay, p99", added_p99, "ms", 5, baseline=direct_sdk),
         at_least("chat", "token relay rate vs direct", ratio, "x", 0.99, baseline=direct_sdk),
@@ -426,17 +461,19 @@ async def run_against(args: argparse.Namespace, upstream: Upstream, tmp: str, da
             await wait_serving(target, process, log_path)
             await wait_serving(traced_target, traced_process, traced_log)
             await wait_serving(moderated_target, moderated_process, moderated_log)
+            database = create_async_engine(normalize_database_url(database_url))
             async with (
                 grpc.aio.insecure_channel(target) as channel,
                 grpc.aio.insecure_channel(traced_target) as other,
                 grpc.aio.insecure_channel(moderated_target) as third,
             ):
-                bench = Bench(upstream, pb_grpc.ChatServiceStub(channel), token)
+                bench = Bench(upstream, pb_grpc.ChatServiceStub(channel), token, database)
                 traced = Bench(upstream, pb_grpc.ChatServiceStub(other), token)
                 moderated = Bench(upstream, pb_grpc.ChatServiceStub(third), token)
                 try:
                     lines = await measure(bench, traced, moderated, args)
                 finally:
+                    await database.dispose()
                     for each in (bench, traced, moderated):
                         await each.sdk.close()
     finally:
