@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from server.agents.corpus import CorpusCache
 from server.agents.preferences import PreferencesService, PreferenceValues
 from server.agents.wording import normalize_text
-from server.analytics.interactions import record_interaction
 from server.analytics.moderation import FlagPlace, record_flag
+from server.analytics.repository import record_interaction
 from server.config import Settings
 from server.core.auth import Principal
 from server.core.db import Database

@@ -44,7 +44,7 @@ from server.agents.quiz_rules import (
     quiz_messages,
     retry_messages,
 )
-from server.analytics.interactions import record_interaction
+from server.analytics.repository import record_interaction
 from server.core import metrics
 from server.core.auth import Principal
 from server.core.errors import FailedPrecondition, InvalidArgument

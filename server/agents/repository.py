@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.agents.models import ConceptMastery, GeneratedQuiz, Quiz, QuizAttempt, QuizItem
-from server.analytics.interactions import AIInteraction
+from server.analytics.models import AIInteraction
 
 MAX_FORBIDDEN_ITEMS = 2000
 

@@ -18,19 +18,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select, text
-
-from server.analytics.models import Insight
+from server.analytics import repository as repo
+from server.analytics.domain import Finding
 from server.config import Settings
 from server.core.auth import Principal, Role, Tier
 from server.core.db import Database
 from server.core.errors import DomainError
-from server.core.models import User
 from server.core.values import REWATCH_MIN_BACK_SECONDS
 from server.limits.budget import TokenBudget
 from server.limits.policy import LimitPolicy
@@ -82,85 +78,6 @@ def _clock(seconds: float) -> str:
     return f"{whole // 60}:{whole % 60:02d}"
 
 
-@dataclass
-class Finding:
-    kind: str
-    course_id: str
-    concept: str
-    title: str
-    detail: str
-    score: float
-    citations: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def fingerprint(self) -> str:
-        return f"{self.kind}:{self.course_id}:{self.concept}"
-
-
-_MASTERY = text(
-    """
-    SELECT m.concept, m.probability, m.attempts, m.correct FROM concept_mastery m
-    WHERE m.user_id = :user AND (CAST(:course AS text) = '' OR EXISTS (
-        SELECT 1 FROM quiz_items i JOIN generated_quizzes g ON g.id = i.generated_quiz_id
-        WHERE g.course_id = :course AND i.concepts @> jsonb_build_array(m.concept)))
-    ORDER BY m.probability, m.concept
-    """
-)
-_WRONG_ANSWER_SOURCES = text(
-    """
-    SELECT DISTINCT ON (i.chunk_id) i.video_id, i.start_seconds, i.end_seconds, i.chunk_id, i.quoted_text
-    FROM quiz_attempts a
-    JOIN quiz_items i ON i.generated_quiz_id = a.generated_quiz_id AND i.question_id = a.question_id
-    WHERE a.user_id = :user AND NOT a.correct AND i.concepts @> jsonb_build_array(CAST(:concept AS text))
-    ORDER BY i.chunk_id LIMIT 2
-    """
-)
-# The learner's struggle signals per (video, bin): backward seeks landing there, pauses, hint interventions.
-_STRETCHES = text(
-    """
-    WITH signals AS (
-        SELECT e.video_id, floor(e.seek_to_seconds / :bin) AS bin
-        FROM video_events e JOIN watch_sessions w ON w.id = e.watch_session_id
-        WHERE e.user_id = :user AND e.type = 'seeked' AND e.seek_to_seconds < e.seek_from_seconds - :rewatch_back
-          AND (CAST(:course AS text) = '' OR w.course_id = :course)
-        UNION ALL
-        SELECT e.video_id, floor(e.position_seconds / :bin)
-        FROM video_events e JOIN watch_sessions w ON w.id = e.watch_session_id
-        WHERE e.user_id = :user AND e.type = 'paused' AND (CAST(:course AS text) = '' OR w.course_id = :course)
-        UNION ALL
-        SELECT i.video_id, floor(i.start_seconds / :bin)
-        FROM interventions i
-        WHERE i.user_id = :user AND i.type IN ('hint', 'review')
-          AND (CAST(:course AS text) = '' OR i.course_id = :course)
-    )
-    SELECT s.video_id, s.bin, count(*) AS signals, coalesce(t.title, '') AS title, coalesce(t.course_id, '') AS course
-    FROM signals s LEFT JOIN transcripts t ON t.video_id = s.video_id
-    GROUP BY s.video_id, s.bin, t.title, t.course_id
-    HAVING count(*) >= :minimum
-    ORDER BY count(*) DESC, s.video_id, s.bin
-    LIMIT :limit
-    """
-)
-_HABITS = text(
-    """
-    SELECT
-      (SELECT coalesce(sum(watched_seconds), 0) FROM watch_sessions
-        WHERE user_id = :user AND (CAST(:course AS text) = '' OR course_id = :course)) AS watched,
-      coalesce(p.auto_hints_enabled, true) AS hints, coalesce(p.quiz_frequency, 'medium') AS quizzes
-    FROM (SELECT 1) AS one LEFT JOIN preferences p ON p.user_id = :user
-    """
-)
-_DISMISSALS = text(
-    """
-    SELECT i.type, count(DISTINCT i.id) AS delivered,
-      count(DISTINCT k.intervention_id) FILTER (WHERE k.action = 'dismissed') AS dismissed
-    FROM interventions i LEFT JOIN intervention_acks k ON k.intervention_id = i.id
-    WHERE i.user_id = :user AND i.status = 'delivered' AND (CAST(:course AS text) = '' OR i.course_id = :course)
-    GROUP BY i.type
-    """
-)
-
-
 class InsightGenerator:
     def __init__(self, database: Database, settings: Settings) -> None:
         self._db = database
@@ -169,7 +86,7 @@ class InsightGenerator:
     async def run(self, user_id: str, course_id: str) -> int:
         """Compute and store the insights of one learner; returns how many are visible afterwards."""
         async with self._db.session() as session:
-            user = await session.get(User, user_id)
+            user = await repo.get_user(session, user_id)
         if user is None:
             return 0  # deleted meanwhile
         findings = await self.findings(user_id, course_id)
@@ -177,13 +94,12 @@ class InsightGenerator:
         return await self._store(user_id, course_id, findings, model)
 
     async def findings(self, user_id: str, course_id: str) -> list[Finding]:
-        params: dict[str, Any] = {"user": user_id, "course": course_id}
         found: list[Finding] = []
         async with self._db.session() as session:
-            for row in (await session.execute(_MASTERY, params)).all():
+            for row in await repo.concept_mastery(session, user_id, course_id):
                 concept, probability, attempts = str(row.concept), float(row.probability), int(row.attempts)
                 if probability < STRUGGLING_PROBABILITY and attempts >= 2:
-                    sources = (await session.execute(_WRONG_ANSWER_SOURCES, {**params, "concept": concept})).all()
+                    sources = await repo.wrong_answer_sources(session, user_id, concept)
                     found.append(
                         Finding(
                             "struggling_concept",
@@ -218,20 +134,17 @@ class InsightGenerator:
                         )
                     )
             bin_seconds = self._settings.analytics_bin_seconds
-            stretches = (
-                await session.execute(
-                    _STRETCHES,
-                    {
-                        **params,
-                        "bin": bin_seconds,
-                        "minimum": STRUGGLE_SIGNALS,
-                        "limit": MAX_STRETCHES,
-                        "rewatch_back": REWATCH_MIN_BACK_SECONDS,
-                    },
-                )
-            ).all()
-            habits = (await session.execute(_HABITS, params)).one()
-            dismissals = (await session.execute(_DISMISSALS, params)).all()
+            stretches = await repo.struggle_stretches(
+                session,
+                user_id,
+                course_id,
+                bin_seconds=bin_seconds,
+                minimum=STRUGGLE_SIGNALS,
+                limit=MAX_STRETCHES,
+                rewatch_back=REWATCH_MIN_BACK_SECONDS,
+            )
+            habits = await repo.habits(session, user_id, course_id)
+            dismissals = await repo.dismissals(session, user_id, course_id)
         for stretch in stretches:
             found.append(await self._stretch_finding(stretch, bin_seconds, course_id))
         found.extend(self._recommendations(bool(stretches), habits, dismissals, course_id))
@@ -240,15 +153,7 @@ class InsightGenerator:
     async def _stretch_finding(self, stretch: Any, bin_seconds: float, course_id: str) -> Finding:
         start, end = float(stretch.bin) * bin_seconds, float(stretch.bin + 1) * bin_seconds
         async with self._db.session() as session:
-            chunks = (
-                await session.execute(
-                    text(
-                        "SELECT id, video_id, start_seconds, end_seconds, text FROM transcript_chunks "
-                        "WHERE video_id = :video ORDER BY start_seconds"
-                    ),
-                    {"video": stretch.video_id},
-                )
-            ).all()
+            chunks = await repo.video_chunks(session, stretch.video_id)
         inside = [c for c in chunks if c.end_seconds >= start and c.start_seconds <= end]
         label = f"{stretch.title or stretch.video_id} {_clock(start)}–{_clock(end)}"
         concept = label
@@ -374,32 +279,8 @@ class InsightGenerator:
 
     async def _store(self, user_id: str, course_id: str, findings: list[Finding], model: str) -> int:
         async with self._db.transaction() as session:
-            dismissed = set(
-                (
-                    await session.execute(
-                        select(Insight.fingerprint).where(Insight.user_id == user_id, Insight.dismiss_time.is_not(None))
-                    )
-                ).scalars()
-            )
-            scope = delete(Insight).where(Insight.user_id == user_id, Insight.dismiss_time.is_(None))
-            if course_id:
-                scope = scope.where(Insight.course_id == course_id)
-            await session.execute(scope)
+            dismissed = await repo.dismissed_fingerprints(session, user_id)
+            await repo.delete_visible_insights(session, user_id, course_id)
             fresh = {f.fingerprint: f for f in findings if f.fingerprint not in dismissed}
-            for finding in fresh.values():
-                session.add(
-                    Insight(
-                        id=uuid.uuid4().hex,
-                        user_id=user_id,
-                        kind=finding.kind,
-                        course_id=finding.course_id,
-                        concept=finding.concept,
-                        title=finding.title,
-                        detail=finding.detail,
-                        citations=finding.citations,
-                        score=finding.score,
-                        fingerprint=finding.fingerprint,
-                        model=model,
-                    )
-                )
+            await repo.add_insights(session, user_id, fresh.values(), model)
         return len(fresh)

@@ -6,18 +6,15 @@ writes one `audit_reads` row (reader, what, how many items)."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Index, func, insert, select
-from sqlalchemy.orm import Mapped, mapped_column
-
+from server.analytics import repository as repo
+from server.analytics.domain import FlagView
 from server.core import metrics
 from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import NotFound
-from server.core.models import Base
 from server.core.names import require_id
 from server.core.pagination import decode_page_token, encode_page_token, page_size
 from server.llm.moderation import Verdict
@@ -26,57 +23,6 @@ from server.transcripts.courses import require_instructor_role, teaches
 MAX_EXCERPT = 500
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-
-
-class FlaggedInteraction(Base):
-    """One flagged message (migration 0014). `excerpt` is the message with personal data redacted."""
-
-    __tablename__ = "flagged_interactions"
-    __table_args__ = (
-        Index("ix_flagged_interactions_course_id_create_time", "course_id", "create_time"),
-        Index("ix_flagged_interactions_user_id", "user_id"),
-    )
-
-    id: Mapped[str] = mapped_column(primary_key=True)
-    user_id: Mapped[str]
-    course_id: Mapped[str] = mapped_column(server_default="")
-    video_id: Mapped[str] = mapped_column(server_default="")
-    # Where it was written (`chat`) and the message, `sessions/{session}/messages/{message}`.
-    surface: Mapped[str]
-    message: Mapped[str] = mapped_column(server_default="")
-    category: Mapped[str]
-    score: Mapped[float]
-    detector: Mapped[str]
-    excerpt: Mapped[str]
-    create_time: Mapped[datetime] = mapped_column(server_default=func.now())
-
-
-class AuditRead(Base):
-    """Someone read students' words: who, which listing, how many items (migration 0014)."""
-
-    __tablename__ = "audit_reads"
-    __table_args__ = (Index("ix_audit_reads_reader_create_time", "reader", "create_time"),)
-
-    id: Mapped[str] = mapped_column(primary_key=True)
-    reader: Mapped[str]
-    resource: Mapped[str]
-    items: Mapped[int]
-    create_time: Mapped[datetime] = mapped_column(server_default=func.now())
-
-
-@dataclass(frozen=True)
-class FlagView:
-    flag_id: str
-    user_id: str
-    course_id: str
-    video_id: str
-    surface: str
-    message: str
-    category: str
-    score: float
-    detector: str
-    excerpt: str
-    create_time: datetime
 
 
 @dataclass(frozen=True)
@@ -95,19 +41,17 @@ async def record_flag(database: Database, place: FlagPlace, verdict: Verdict, ex
     if len(excerpt) > MAX_EXCERPT:
         excerpt = excerpt[: MAX_EXCERPT - 1] + "…"
     async with database.transaction() as session:
-        await session.execute(
-            insert(FlaggedInteraction).values(
-                id=uuid.uuid4().hex,
-                user_id=place.user_id,
-                course_id=place.course_id,
-                video_id=place.video_id,
-                surface=place.surface,
-                message=place.message,
-                category=verdict.category,
-                score=verdict.score,
-                detector=verdict.detector,
-                excerpt=excerpt,
-            )
+        await repo.add_flag(
+            session,
+            user_id=place.user_id,
+            course_id=place.course_id,
+            video_id=place.video_id,
+            surface=place.surface,
+            message=place.message,
+            category=verdict.category,
+            score=verdict.score,
+            detector=verdict.detector,
+            excerpt=excerpt,
         )
     metrics.count_moderation_flag(place.surface, verdict.category)
 
@@ -122,26 +66,12 @@ class FlagService:
         limit = page_size(size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
         scope = f"courses/{course_id}/flaggedInteractions"
         after = decode_page_token(token, scope, (datetime, str))
-        statement = (
-            select(FlaggedInteraction)
-            .where(FlaggedInteraction.course_id == course_id)
-            .order_by(FlaggedInteraction.create_time.desc(), FlaggedInteraction.id.desc())
-            .limit(limit + 1)
-        )
-        if after is not None:
-            statement = statement.where(
-                func.row(FlaggedInteraction.create_time, FlaggedInteraction.id) < func.row(after[0], after[1])
-            )
         async with self._db.transaction() as session:
             if not await teaches(session, principal, course_id):
                 raise NotFound(f"courses/{course_id} not found")
-            rows = list((await session.execute(statement)).scalars())
+            rows = await repo.list_flags(session, course_id, after=after, limit=limit + 1)
             shown = rows[:limit]
-            await session.execute(
-                insert(AuditRead).values(
-                    id=uuid.uuid4().hex, reader=principal.user_id, resource=scope, items=len(shown)
-                )
-            )
+            await repo.record_audit_read(session, principal.user_id, scope, len(shown))
         views = [
             FlagView(
                 row.id,

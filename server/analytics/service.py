@@ -4,15 +4,12 @@ dismissing; computing them is the insights job), and deleting everything stored 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import func, select, text, update
-
+from server.analytics import repository as repo
+from server.analytics.domain import AgentCount, InsightPage, MasteryStat, Place, UserAnalytics
 from server.analytics.insights import GENERATE_TASK, queueing_lock
-from server.analytics.interactions import AIInteraction, record_interaction
-from server.analytics.models import Insight
+from server.analytics.models import AIInteraction, Insight
 from server.analytics.retention import delete_user_data
 from server.core.auth import Principal
 from server.core.db import Database
@@ -28,77 +25,6 @@ MAX_ATTRIBUTE_CHARS = 200
 MAX_REASON_CHARS = 1000
 DEFAULT_INSIGHTS_PAGE = 20
 MAX_INSIGHTS_PAGE = 100
-
-
-@dataclass(frozen=True, slots=True)
-class Place:
-    course_id: str = ""
-    video_id: str = ""
-    position_seconds: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class AgentCount:
-    agent_type: str
-    count: int
-    rating_count: int
-    average_rating: float
-
-
-@dataclass(frozen=True, slots=True)
-class MasteryStat:
-    concept: str
-    probability: float
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class UserAnalytics:
-    agents: list[AgentCount]
-    watch_seconds: float
-    quiz_answers: int
-    quiz_accuracy: float
-    mastery: list[MasteryStat]
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    interventions_received: int
-    interventions_accepted: int
-
-
-@dataclass(frozen=True, slots=True)
-class InsightPage:
-    insights: list[Insight]
-    next_page_token: str
-
-
-_USER_ANALYTICS = text(
-    """
-    SELECT
-      (SELECT coalesce(sum(watched_seconds), 0) FROM watch_sessions
-        WHERE user_id = :user AND (CAST(:course AS text) = '' OR course_id = :course)) AS watch_seconds,
-      (SELECT count(*) FROM quiz_attempts a JOIN quizzes q ON q.id = a.quiz_id
-        JOIN generated_quizzes g ON g.id = q.generated_quiz_id
-        WHERE a.user_id = :user AND a.counted
-          AND (CAST(:course AS text) = '' OR g.course_id = :course)) AS quiz_answers,
-      (SELECT count(*) FROM quiz_attempts a JOIN quizzes q ON q.id = a.quiz_id
-        JOIN generated_quizzes g ON g.id = q.generated_quiz_id
-        WHERE a.user_id = :user AND a.counted AND a.correct AND (CAST(:course AS text) = '' OR g.course_id = :course))
-        AS quiz_correct,
-      (SELECT coalesce(sum(prompt_tokens), 0) FROM ai_interactions
-        WHERE user_id = :user AND (CAST(:course AS text) = '' OR course_id = :course)) AS prompt_tokens,
-      (SELECT coalesce(sum(completion_tokens), 0) FROM ai_interactions
-        WHERE user_id = :user AND (CAST(:course AS text) = '' OR course_id = :course)) AS completion_tokens,
-      (SELECT coalesce(sum(cost_usd), 0) FROM ai_interactions
-        WHERE user_id = :user AND (CAST(:course AS text) = '' OR course_id = :course)) AS cost_usd,
-      (SELECT count(*) FROM interventions
-        WHERE user_id = :user AND status = 'delivered'
-          AND (CAST(:course AS text) = '' OR course_id = :course)) AS received,
-      (SELECT count(*) FROM intervention_acks k JOIN interventions i ON i.id = k.intervention_id
-        WHERE k.user_id = :user AND k.action = 'accepted'
-          AND (CAST(:course AS text) = '' OR i.course_id = :course)) AS accepted
-    """
-)
 
 
 def _check_place(place: Place) -> None:
@@ -142,7 +68,7 @@ class AnalyticsService:
         _check_place(place)
         async with self._db.transaction() as session:
             await ensure_user(session, principal)
-            interaction_id = await record_interaction(
+            interaction_id = await repo.record_interaction(
                 session,
                 user_id=principal.user_id,
                 agent_type="client",
@@ -152,16 +78,13 @@ class AnalyticsService:
                 position_seconds=place.position_seconds,
                 attributes=dict(attributes),
             )
-            row = await session.get(AIInteraction, interaction_id)
-            assert row is not None
-            await session.refresh(row)
-            return row
+            return await repo.stored_interaction(session, interaction_id)
 
     async def rate(self, principal: Principal, interaction_id: str, rating: int, reason: str) -> AIInteraction:
         """Rate the caller's interaction once. Another user's interaction answers NOT_FOUND (checked before
         the rating is validated); a second rating is FAILED_PRECONDITION (reason ALREADY_RATED)."""
         async with self._db.transaction() as session:
-            row = await session.get(AIInteraction, interaction_id, with_for_update=True)
+            row = await repo.get_interaction(session, interaction_id, lock=True)
             if row is None or row.user_id != principal.user_id:
                 raise NotFound(f"interaction `{interaction_id}` not found")
             if not 1 <= rating <= 5:
@@ -170,12 +93,7 @@ class AnalyticsService:
                 raise InvalidArgument.field("reason", f"must be at most {MAX_REASON_CHARS} characters")
             if row.rating is not None:
                 raise FailedPrecondition(f"interaction `{interaction_id}` is already rated", reason="ALREADY_RATED")
-            await session.execute(
-                update(AIInteraction)
-                .where(AIInteraction.id == interaction_id)
-                .values(rating=rating, rating_reason=reason, rate_time=func.now())
-            )
-            await session.refresh(row)
+            await repo.rate_interaction(session, row, rating, reason)
             return row
 
     # --- the learner's analytics -------------------------------------------------------------------
@@ -183,32 +101,10 @@ class AnalyticsService:
     async def user_analytics(self, user_id: str, course_id: str) -> UserAnalytics:
         if course_id:
             require_id(course_id, "course_id")
-        params: dict[str, Any] = {"user": user_id, "course": course_id}
         async with self._db.session() as session:
-            agents = (
-                await session.execute(
-                    select(
-                        AIInteraction.agent_type,
-                        func.count(),
-                        func.count(AIInteraction.rating),
-                        func.coalesce(func.avg(AIInteraction.rating), 0.0),
-                    )
-                    .where(AIInteraction.user_id == user_id)
-                    .where((AIInteraction.course_id == course_id) if course_id else text("true"))
-                    .group_by(AIInteraction.agent_type)
-                    .order_by(AIInteraction.agent_type)
-                )
-            ).all()
-            totals = (await session.execute(_USER_ANALYTICS, params)).one()
-            mastery = (
-                await session.execute(
-                    text(
-                        "SELECT concept, probability, attempts FROM concept_mastery WHERE user_id = :user "
-                        "ORDER BY probability, concept"
-                    ),
-                    params,
-                )
-            ).all()
+            agents = await repo.agent_counts(session, user_id, course_id)
+            totals = await repo.user_totals(session, user_id, course_id)
+            mastery = await repo.user_mastery(session, user_id)
         answers = int(totals.quiz_answers)
         return UserAnalytics(
             agents=[AgentCount(str(a), int(n), int(rated), float(avg)) for a, n, rated, avg in agents],
@@ -238,18 +134,10 @@ class AnalyticsService:
             )
         except AlreadyEnqueued:
             async with self._db.session() as session:
-                queued = (
-                    await session.execute(
-                        text(
-                            "SELECT id FROM procrastinate_jobs WHERE queueing_lock = :lock AND status = 'todo' "
-                            "ORDER BY id DESC LIMIT 1"
-                        ),
-                        {"lock": lock},
-                    )
-                ).scalar_one_or_none()
+                queued = await repo.queued_job_id(session, lock)
             if queued is None:
                 return await self.generate_insights(principal, course_id)
-            job_id = int(queued)
+            job_id = queued
         return str(job_id)
 
     async def list_insights(
@@ -258,19 +146,10 @@ class AnalyticsService:
         size = page_size(requested_size, default=DEFAULT_INSIGHTS_PAGE, maximum=MAX_INSIGHTS_PAGE)
         scope = f"insights:{user_id}:{course_id}:{int(show_dismissed)}"
         after = decode_page_token(token, scope, (datetime, str))
-        statement = select(Insight).where(Insight.user_id == user_id)
-        if course_id:
-            statement = statement.where(Insight.course_id == course_id)
-        if not show_dismissed:
-            statement = statement.where(Insight.dismiss_time.is_(None))
-        if after is not None:
-            moment = after[0]
-            statement = statement.where(
-                (Insight.create_time < moment) | ((Insight.create_time == moment) & (Insight.id < after[1]))
-            )
-        statement = statement.order_by(Insight.create_time.desc(), Insight.id.desc()).limit(size + 1)
         async with self._db.session() as session:
-            rows = list((await session.execute(statement)).scalars())
+            rows = await repo.list_insights(
+                session, user_id, course_id, show_dismissed=show_dismissed, after=after, limit=size + 1
+            )
         next_token = ""
         if len(rows) > size:
             rows = rows[:size]
@@ -281,12 +160,11 @@ class AnalyticsService:
     async def dismiss_insight(self, principal: Principal, insight_id: str) -> Insight:
         """Hide the caller's insight (dismissing again changes nothing)."""
         async with self._db.transaction() as session:
-            row = await session.get(Insight, insight_id, with_for_update=True)
+            row = await repo.get_insight(session, insight_id, lock=True)
             if row is None or row.user_id != principal.user_id:
                 raise NotFound(f"insight `{insight_id}` not found")
             if row.dismiss_time is None:
-                await session.execute(update(Insight).where(Insight.id == insight_id).values(dismiss_time=func.now()))
-                await session.refresh(row)
+                await repo.dismiss_insight(session, row)
             return row
 
     # --- deletion ----------------------------------------------------------------------------------

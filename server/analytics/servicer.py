@@ -12,9 +12,10 @@ from tutorstream.v1 import analytics_service_pb2 as pb
 from tutorstream.v1 import analytics_service_pb2_grpc as pb_grpc
 from tutorstream.v1 import common_pb2
 
+from server.analytics.domain import UsageReport
 from server.analytics.moderation import FlagService
 from server.analytics.service import AnalyticsService
-from server.analytics.usage import UsageReport, UsageService
+from server.analytics.usage import UsageService
 from server.analytics.video import VideoAnalyticsService
 from server.analytics.views import (
     insight_to_proto,

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from server.analytics import repository as repo
+from server.analytics.domain import UsageReport
 from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import NotFound
-from server.core.models import User
 from server.limits.budget import TokenBudget
-from server.limits.gate import LimitsGate, RateStatus
-from server.limits.windows import ModelUsage, WindowStatus
-
-
-@dataclass(frozen=True)
-class UsageReport:
-    user_id: str
-    tier: str
-    budgets: list[WindowStatus]
-    rate_limits: list[RateStatus]
-    by_model: list[ModelUsage]  # the current UTC month
+from server.limits.gate import LimitsGate
 
 
 class UsageService:
@@ -35,7 +24,7 @@ class UsageService:
             tier = principal.tier.value
         else:
             async with self._db.session() as session:
-                user = await session.get(User, user_id)
+                user = await repo.get_user(session, user_id)
             if user is None:
                 raise NotFound("user not found")
             tier = user.tier

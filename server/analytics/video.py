@@ -17,17 +17,17 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.analytics.service import AgentCount
+from server.analytics import repository as repo
+from server.analytics.domain import AgentCount, ConfusionPeak, ConfusionSegment, InterventionStat, VideoAnalytics
 from server.config import Settings
 from server.core.auth import Principal, Role
 from server.core.db import Database
 from server.core.errors import InvalidArgument, NotFound, PermissionDenied
 from server.core.names import require_id
 from server.core.values import REWATCH_MIN_BACK_SECONDS, VideoInfo
-from server.experiments.stats import Comparison, compare_proportions
+from server.experiments.stats import compare_proportions
 from server.transcripts.courses import not_taught, teaches
 from server.transcripts.search import TranscriptSearch
 
@@ -38,129 +38,12 @@ SIGNALS = ("rewatches", "pauses", "hints", "wrong_answers")
 INTERVENTION_KINDS = ("hint", "quiz", "review", "break")
 
 
-@dataclass(frozen=True, slots=True)
-class ConfusionSegment:
-    start_seconds: float
-    end_seconds: float
-    score: float
-    rewatches: int
-    pauses: int
-    hints: int
-    wrong_answers: int
-    students: int
-
-
-@dataclass(frozen=True, slots=True)
-class ConfusionPeak(ConfusionSegment):
-    """A stretch of adjacent segments above the peak score, with what the lecture says there."""
-
-    transcript_text: str
-
-
-@dataclass(frozen=True, slots=True)
-class InterventionStat:
-    kind: str
-    delivered: int
-    accepted: int
-    dismissed: int
-
-    @property
-    def acceptance_rate(self) -> float:
-        return self.accepted / self.delivered if self.delivered else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class VideoAnalytics:
-    video_id: str
-    viewers: int
-    peaks: list[ConfusionPeak]
-    interventions: list[InterventionStat]
-    # Observational: answers after asking for help near the question's stretch (treatment) vs without (control).
-    help_outcome: Comparison
-    segments: list[ConfusionSegment]
-    agents: list[AgentCount]
-    # Interactions given each rating, index 0 for one star.
-    ratings: list[int]
-
-
 # How far from a question's stretch the playhead may be when the student asked, to count as asking about it.
 HELP_SLACK_SECONDS = 30.0
 HELP_OUTCOME_DESCRIPTION = (
     "Observational, not an experiment: first answers to this video's quiz questions given after the student asked "
     f"the tutor (chat or hint) within {HELP_SLACK_SECONDS:g} s of the question's stretch, against first answers "
     "without. Confounded: students choose whether to ask, and those who ask are often the ones who struggle."
-)
-_HELP_OUTCOME = text(
-    """
-    SELECT EXISTS (
-            SELECT 1 FROM ai_interactions h
-            WHERE h.user_id = a.user_id AND h.video_id = :video AND h.agent_type IN ('chat', 'hint')
-              AND h.position_seconds BETWEEN q.start_seconds - :slack AND q.end_seconds + :slack
-              AND h.create_time < a.create_time
-        ) AS helped,
-        count(*) AS n, count(*) FILTER (WHERE a.correct) AS correct
-    FROM quiz_attempts a
-    JOIN quiz_items q ON q.generated_quiz_id = a.generated_quiz_id AND q.question_id = a.question_id
-    WHERE q.video_id = :video AND a.counted
-    GROUP BY 1
-    """
-)
-
-
-_SIGNALS = text(
-    """
-    WITH signals AS (
-        SELECT 'rewatches' AS kind, floor(seek_to_seconds / :bin)::int AS bin, user_id
-        FROM video_events
-        WHERE video_id = :video AND type = 'seeked' AND seek_to_seconds < seek_from_seconds - :rewatch_back
-        UNION ALL
-        SELECT 'pauses', floor(position_seconds / :bin)::int, user_id
-        FROM video_events WHERE video_id = :video AND type = 'paused'
-        UNION ALL
-        SELECT 'hints', b, i.user_id
-        FROM interventions i,
-            generate_series(floor(i.start_seconds / :bin)::int,
-                            floor(greatest(i.start_seconds, i.end_seconds - 0.001) / :bin)::int) AS b
-        WHERE i.video_id = :video AND i.type = 'hint' AND i.status = 'delivered'
-        UNION ALL
-        SELECT 'hints', floor(position_seconds / :bin)::int, user_id
-        FROM ai_interactions WHERE video_id = :video AND agent_type = 'hint' AND trigger = 'user'
-        UNION ALL
-        SELECT 'wrong_answers', b, a.user_id
-        FROM quiz_attempts a
-        JOIN quiz_items q ON q.generated_quiz_id = a.generated_quiz_id AND q.question_id = a.question_id,
-            generate_series(floor(q.start_seconds / :bin)::int,
-                            floor(greatest(q.start_seconds, q.end_seconds - 0.001) / :bin)::int) AS b
-        WHERE q.video_id = :video AND a.counted AND NOT a.correct
-    )
-    SELECT bin,
-        count(*) FILTER (WHERE kind = 'rewatches') AS rewatches,
-        count(*) FILTER (WHERE kind = 'pauses') AS pauses,
-        count(*) FILTER (WHERE kind = 'hints') AS hints,
-        count(*) FILTER (WHERE kind = 'wrong_answers') AS wrong_answers,
-        array_agg(DISTINCT user_id) AS students
-    FROM signals WHERE bin >= 0 GROUP BY bin ORDER BY bin
-    """
-)
-_AGENTS = text(
-    """
-    SELECT agent_type, count(*) AS n, count(rating) AS rated, coalesce(avg(rating), 0) AS average
-    FROM ai_interactions WHERE video_id = :video GROUP BY agent_type ORDER BY agent_type
-    """
-)
-_RATINGS = text(
-    "SELECT rating, count(*) AS n FROM ai_interactions WHERE video_id = :video AND rating IS NOT NULL GROUP BY rating"
-)
-_INTERVENTIONS = text(
-    """
-    SELECT i.type,
-        count(DISTINCT i.id) AS delivered,
-        count(DISTINCT k.intervention_id) FILTER (WHERE k.action = 'accepted') AS accepted,
-        count(DISTINCT k.intervention_id) FILTER (WHERE k.action = 'dismissed') AS dismissed
-    FROM interventions i LEFT JOIN intervention_acks k ON k.intervention_id = i.id
-    WHERE i.video_id = :video AND i.status = 'delivered'
-    GROUP BY i.type
-    """
 )
 
 
@@ -229,14 +112,7 @@ class VideoAnalyticsService:
             return
         course_id = info.course_id if info is not None else ""
         if not course_id:
-            reported = await session.execute(
-                text(
-                    "SELECT course_id FROM watch_sessions WHERE video_id = :video AND course_id <> '' "
-                    "ORDER BY create_time DESC LIMIT 1"
-                ),
-                {"video": video_id},
-            )
-            course_id = reported.scalar_one_or_none() or ""
+            course_id = await repo.reported_course(session, video_id)
         if not course_id or not await teaches(session, principal, course_id):
             if info is None:
                 raise NotFound(f"video `{video_id}` not found")
@@ -250,27 +126,22 @@ class VideoAnalyticsService:
             raise InvalidArgument.field("max_peaks", f"must be 0 (default {DEFAULT_PEAKS}) to {MAX_PEAKS}")
         limit = max_peaks or DEFAULT_PEAKS
         bin_seconds = self._settings.analytics_bin_seconds
-        params = {"video": video_id, "bin": bin_seconds, "rewatch_back": REWATCH_MIN_BACK_SECONDS}
         info = await self._search.video_info(video_id)
         async with self._db.session() as session:
             await self._require_course(session, principal, video_id, info)
-            viewers = int(
-                (
-                    await session.execute(
-                        text("SELECT count(DISTINCT user_id) FROM watch_sessions WHERE video_id = :video"), params
-                    )
-                ).scalar_one()
+            viewers = await repo.viewer_count(session, video_id)
+            rows = await repo.confusion_signals(
+                session, video_id, bin_seconds=bin_seconds, rewatch_back=REWATCH_MIN_BACK_SECONDS
             )
-            rows = list((await session.execute(_SIGNALS, params)).all())
-            stats = {row.type: row for row in (await session.execute(_INTERVENTIONS, params)).all()}
+            stats = {row.type: row for row in await repo.intervention_stats(session, video_id)}
             agents = [
                 AgentCount(row.agent_type, int(row.n), int(row.rated), round(float(row.average), 3))
-                for row in await session.execute(_AGENTS, params)
+                for row in await repo.video_agent_counts(session, video_id)
             ]
-            stars = {int(row.rating): int(row.n) for row in await session.execute(_RATINGS, params)}
+            stars = {int(row.rating): int(row.n) for row in await repo.rating_counts(session, video_id)}
             helped = {
                 bool(row.helped): (int(row.correct), int(row.n))
-                for row in await session.execute(_HELP_OUTCOME, {"video": video_id, "slack": HELP_SLACK_SECONDS})
+                for row in await repo.help_outcomes(session, video_id, HELP_SLACK_SECONDS)
             }
         if info is None and viewers == 0 and not rows:
             raise NotFound(f"video `{video_id}` not found")

@@ -7,10 +7,9 @@ from typing import Any
 from tutorstream.v1 import analytics_service_pb2 as pb
 from tutorstream.v1 import common_pb2
 
-from server.analytics.interactions import AIInteraction
-from server.analytics.models import Insight
-from server.analytics.service import AgentCount, Place, UserAnalytics
-from server.analytics.video import HELP_OUTCOME_DESCRIPTION, VideoAnalytics
+from server.analytics.domain import AgentCount, Place, UserAnalytics, VideoAnalytics
+from server.analytics.models import AIInteraction, Insight
+from server.analytics.video import HELP_OUTCOME_DESCRIPTION
 from server.core.protos import timestamp
 from server.experiments.proto_views import arm_outcome_to_proto, comparison_to_proto
 from server.experiments.stats import Comparison

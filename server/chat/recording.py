@@ -11,7 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from server.analytics.interactions import record_interaction
+from server.analytics.repository import record_interaction
 from server.chat import repository as repo
 from server.chat.context import Prompt
 from server.chat.domain import ASSISTANT, CANCELLED, DEADLINE, ERROR, AnswerFinal, LearningContext, citations_to_json

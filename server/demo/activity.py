@@ -23,8 +23,7 @@ from typing import Any
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.analytics.interactions import AIInteraction
-from server.analytics.moderation import FlaggedInteraction
+from server.analytics.models import AIInteraction, FlaggedInteraction
 from server.chat.models import ChatSession, StoredMessage
 from server.core.db import Database
 from server.core.models import User

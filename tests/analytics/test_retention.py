@@ -11,7 +11,7 @@ from tutorstream.v1 import analytics_service_pb2 as pb
 from tutorstream.v1 import chat_service_pb2 as chat_pb
 from tutorstream.v1 import common_pb2
 
-from server.analytics.retention import USER_DELETIONS
+from server.analytics.repository import USER_DELETIONS
 from tests.analytics.conftest import COURSE_ID, VIDEO_ID, run_student
 from tests.conftest import RunningServer
 from tests.progress.conftest import ProgressServerFactory, new_watch_session, rewatch_script
