@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import text
-
 from server.core.auth import Principal, Role
 from server.core.db import Database
+from server.experiments import repository as repo
 
 
 class Lever(StrEnum):
@@ -54,28 +53,6 @@ def choose_arm(salt: str, user_id: str, arms: Sequence[dict[str, Any]]) -> str:
     return str(arms[-1]["name"])
 
 
-RUNNING = text(
-    "SELECT experiment_id, arms, salt FROM experiments "
-    "WHERE course_id = :course AND lever = :lever AND state = 'running'"
-)
-# First exposure wins: the insert does nothing when the student already has an arm, which is then read.
-EXPOSE = text(
-    """
-    WITH inserted AS (
-        INSERT INTO experiment_exposures (course_id, experiment_id, user_id, arm)
-        VALUES (:course, :experiment, :user, :arm)
-        ON CONFLICT DO NOTHING
-        RETURNING arm
-    )
-    SELECT arm FROM inserted
-    UNION ALL
-    SELECT arm FROM experiment_exposures
-    WHERE course_id = :course AND experiment_id = :experiment AND user_id = :user
-    LIMIT 1
-    """
-)
-
-
 @dataclass(frozen=True)
 class Exposure:
     experiment_id: str
@@ -94,12 +71,11 @@ class Assignments:
         # Two statements, each on its own (no BEGIN/COMMIT round trips): the exposure is one statement, and an
         # experiment stopped in between is exposed to no more than a turn that began a moment earlier would be.
         async with self._db.autocommit() as connection:
-            running = (await connection.execute(RUNNING, {"course": course_id, "lever": lever.value})).one_or_none()
+            running = await repo.running_experiment(connection, course_id, lever.value)
             if running is None:
                 return None
             arm = choose_arm(running.salt, principal.user_id, running.arms)
-            params = {"course": course_id, "experiment": running.experiment_id, "user": principal.user_id, "arm": arm}
-            stored = (await connection.execute(EXPOSE, params)).scalar_one_or_none()
+            stored = await repo.expose(connection, course_id, running.experiment_id, principal.user_id, arm)
         # None only when a concurrent first exposure of the same student committed meanwhile: the hash gave it
         # the same arm.
         return Exposure(running.experiment_id, str(stored or arm))

@@ -6,7 +6,7 @@ from tutorstream.v1 import analytics_service_pb2 as pb
 
 from server.core.protos import timestamp
 from server.experiments.assignment import Lever
-from server.experiments.service import Arm, ExperimentView, ReportView
+from server.experiments.domain import Arm, ExperimentView, ReportView
 from server.experiments.stats import ArmEstimate, Comparison
 
 LEVER_TO_PROTO = {

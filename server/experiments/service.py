@@ -22,12 +22,9 @@ import math
 import secrets
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.auth import Principal
@@ -36,9 +33,11 @@ from server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgumen
 from server.core.names import require_id
 from server.core.pagination import decode_page_token, encode_page_token, page_size
 from server.core.values import REWATCH_MIN_BACK_SECONDS
+from server.experiments import repository as repo
 from server.experiments.assignment import LEVER_ARMS, Lever
-from server.experiments.models import Experiment, ExperimentExposure
-from server.experiments.stats import MIN_SAMPLE, ArmEstimate, Comparison, compare_means, compare_proportions
+from server.experiments.domain import Arm, ExperimentView, OutcomeView, ReportView
+from server.experiments.models import Experiment
+from server.experiments.stats import MIN_SAMPLE, compare_means, compare_proportions
 from server.transcripts.courses import not_taught, require_instructor_role, teaches
 
 MAX_DISPLAY_NAME = 200
@@ -46,48 +45,7 @@ MAX_VIDEOS = 100
 MAX_WEIGHT = 1000.0
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
-COMPLETED_SHARE = 0.9
 ACTION = "run experiments"
-
-COURSE_VIDEOS = text("SELECT video_id FROM transcripts WHERE course_id = :course ORDER BY video_id")
-
-
-@dataclass(frozen=True)
-class Arm:
-    name: str
-    weight: float
-
-
-@dataclass(frozen=True)
-class ExperimentView:
-    course_id: str
-    experiment_id: str
-    display_name: str
-    lever: Lever
-    arms: tuple[Arm, ...]
-    video_ids: tuple[str, ...]
-    state: str
-    created_by: str
-    create_time: datetime
-    start_time: datetime | None
-    stop_time: datetime | None
-    exposures: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class OutcomeView:
-    metric: str
-    description: str
-    kind: str  # "proportion" or "mean"
-    arms: tuple[tuple[str, ArmEstimate], ...]
-    comparisons: tuple[tuple[str, Comparison], ...]
-
-
-@dataclass(frozen=True)
-class ReportView:
-    experiment: ExperimentView
-    outcomes: tuple[OutcomeView, ...]
-    notes: tuple[str, ...]
 
 
 def _view(row: Experiment, exposures: dict[str, int]) -> ExperimentView:
@@ -136,7 +94,7 @@ class ExperimentService:
         """The course's videos, for a caller who may create experiments in it."""
         require_instructor_role(principal, ACTION)
         require_id(course_id, "parent")
-        videos = [str(video) for video in (await session.execute(COURSE_VIDEOS, {"course": course_id})).scalars()]
+        videos = await repo.course_videos(session, course_id)
         if not videos:
             raise NotFound(f"courses/{course_id} not found (a course needs a transcript)")
         if not await teaches(session, principal, course_id):
@@ -150,32 +108,13 @@ class ExperimentService:
         missing = NotFound(f"courses/{course_id}/experiments/{experiment_id} not found")
         if not await teaches(session, principal, course_id):
             raise missing
-        statement = select(Experiment).where(
-            Experiment.course_id == course_id, Experiment.experiment_id == experiment_id
-        )
-        if lock:
-            statement = statement.with_for_update()
-        row = (await session.execute(statement)).scalar_one_or_none()
+        row = await repo.get_experiment(session, course_id, experiment_id, lock=lock)
         if row is None:
             raise missing
         return row
 
-    @staticmethod
-    async def _exposures(
-        session: AsyncSession, course_id: str, experiment_ids: Sequence[str]
-    ) -> dict[str, dict[str, int]]:
-        counted: dict[str, dict[str, int]] = defaultdict(dict)
-        rows = await session.execute(
-            select(ExperimentExposure.experiment_id, ExperimentExposure.arm, func.count())
-            .where(ExperimentExposure.course_id == course_id, ExperimentExposure.experiment_id.in_(experiment_ids))
-            .group_by(ExperimentExposure.experiment_id, ExperimentExposure.arm)
-        )
-        for experiment_id, arm, count in rows:
-            counted[experiment_id][arm] = int(count)
-        return counted
-
     async def _with_exposures(self, session: AsyncSession, row: Experiment) -> ExperimentView:
-        exposures = await self._exposures(session, row.course_id, [row.experiment_id])
+        exposures = await repo.exposure_counts(session, row.course_id, [row.experiment_id])
         return _view(row, exposures.get(row.experiment_id, {}))
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -212,22 +151,17 @@ class ExperimentService:
                         f"experiment.video_ids[{index}]",
                         f"`{video_id[:128]}` is not a video of course `{course_id}` (or is named twice)",
                     )
-            inserted = await session.execute(
-                insert(Experiment)
-                .values(
-                    course_id=course_id,
-                    experiment_id=experiment_id,
-                    display_name=display_name,
-                    lever=chosen.value,
-                    arms=[{"name": arm.name, "weight": arm.weight} for arm in arms],
-                    video_ids=list(video_ids),
-                    salt=secrets.token_hex(32),
-                    created_by=principal.user_id,
-                )
-                .on_conflict_do_nothing()
-                .returning(Experiment)
+            row = await repo.add_experiment(
+                session,
+                course_id,
+                experiment_id,
+                display_name=display_name,
+                lever=chosen.value,
+                arms=[{"name": arm.name, "weight": arm.weight} for arm in arms],
+                video_ids=list(video_ids),
+                salt=secrets.token_hex(32),
+                created_by=principal.user_id,
             )
-            row = inserted.scalar_one_or_none()
             if row is None:
                 raise AlreadyExists(f"courses/{course_id}/experiments/{experiment_id} already exists")
             return _view(row, {})
@@ -246,21 +180,11 @@ class ExperimentService:
         limit = page_size(size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
         scope = f"courses/{course_id}/experiments"
         after = decode_page_token(token, scope, (datetime, str))
-        statement = (
-            select(Experiment)
-            .where(Experiment.course_id == course_id)
-            .order_by(Experiment.create_time.desc(), Experiment.experiment_id.desc())
-            .limit(limit + 1)
-        )
-        if after is not None:
-            statement = statement.where(
-                func.row(Experiment.create_time, Experiment.experiment_id) < func.row(after[0], after[1])
-            )
         async with self._db.session() as session:
             if not await teaches(session, principal, course_id):
                 raise NotFound(f"courses/{course_id} not found")
-            rows = list((await session.execute(statement)).scalars())
-            exposures = await self._exposures(session, course_id, [row.experiment_id for row in rows[:limit]])
+            rows = await repo.list_experiments(session, course_id, after=after, limit=limit + 1)
+            exposures = await repo.exposure_counts(session, course_id, [row.experiment_id for row in rows[:limit]])
         views = [_view(row, exposures.get(row.experiment_id, {})) for row in rows[:limit]]
         next_token = ""
         if len(rows) > limit:
@@ -269,9 +193,7 @@ class ExperimentService:
 
     async def start(self, principal: Principal, course_id: str, experiment_id: str) -> ExperimentView:
         async with self._db.transaction() as session:
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext('experiments'), hashtext(:course))"), {"course": course_id}
-            )
+            await repo.lock_course_experiments(session, course_id)
             row = await self._experiment(session, principal, course_id, experiment_id, lock=True)
             if row.state != "draft":
                 raise FailedPrecondition(
@@ -279,13 +201,7 @@ class ExperimentService:
                     "(an experiment runs once)",
                     reason="EXPERIMENT_NOT_DRAFT",
                 )
-            running = (
-                await session.execute(
-                    select(Experiment.experiment_id).where(
-                        Experiment.course_id == course_id, Experiment.lever == row.lever, Experiment.state == "running"
-                    )
-                )
-            ).scalar_one_or_none()
+            running = await repo.running_on_lever(session, course_id, row.lever)
             if running is not None:
                 raise FailedPrecondition(
                     f"experiment `{running}` already runs on the {row.lever} lever of course `{course_id}`; "
@@ -293,12 +209,7 @@ class ExperimentService:
                     reason="EXPERIMENT_CONFLICT",
                     metadata={"experiment": f"courses/{course_id}/experiments/{running}"},
                 )
-            await session.execute(
-                update(Experiment)
-                .where(Experiment.course_id == course_id, Experiment.experiment_id == experiment_id)
-                .values(state="running", start_time=func.now())
-            )
-            await session.refresh(row)
+            await repo.set_state(session, row, "running")
             return await self._with_exposures(session, row)
 
     async def stop(self, principal: Principal, course_id: str, experiment_id: str) -> ExperimentView:
@@ -309,12 +220,7 @@ class ExperimentService:
                     f"courses/{course_id}/experiments/{experiment_id} is {row.state}, not running",
                     reason="EXPERIMENT_NOT_RUNNING",
                 )
-            await session.execute(
-                update(Experiment)
-                .where(Experiment.course_id == course_id, Experiment.experiment_id == experiment_id)
-                .values(state="stopped", stop_time=func.now())
-            )
-            await session.refresh(row)
+            await repo.set_state(session, row, "stopped")
             return await self._with_exposures(session, row)
 
     # --- report ------------------------------------------------------------------------------------
@@ -328,26 +234,21 @@ class ExperimentService:
                     reason="EXPERIMENT_NOT_STARTED",
                 )
             view = await self._with_exposures(session, row)
-            videos = list(view.video_ids) or [
-                str(video) for video in (await session.execute(COURSE_VIDEOS, {"course": course_id})).scalars()
-            ]
-            params: dict[str, Any] = {
-                "course": course_id,
-                "experiment": experiment_id,
-                "videos": videos,
-                "until": row.stop_time or datetime.now(UTC),
-            }
-            answers = (await session.execute(_FIRST_ANSWERS, params)).all()
-            attempts = (await session.execute(_MASTERY_SNAPSHOTS, params)).all()
-            completion = (await session.execute(_COMPLETION, params)).all()
-            usage = (await session.execute(_USAGE, params)).all()
-            rewatched = (await session.execute(_REWATCHES, {**params, "rewatch_back": REWATCH_MIN_BACK_SECONDS})).all()
+            videos = list(view.video_ids) or await repo.course_videos(session, course_id)
+            rows = await repo.outcome_rows(
+                session,
+                course_id,
+                experiment_id,
+                videos=videos,
+                until=row.stop_time or datetime.now(UTC),
+                rewatch_back=REWATCH_MIN_BACK_SECONDS,
+            )
         arm_names = [arm.name for arm in view.arms]
         control = arm_names[0]
         outcomes: list[OutcomeView] = []
 
         correct = {name: (0, 0) for name in arm_names}
-        for answer in answers:
+        for answer in rows.first_answers:
             correct[answer.arm] = (int(answer.correct), int(answer.n))
         outcomes.append(
             _outcome(
@@ -358,11 +259,11 @@ class ExperimentService:
                 lambda arm: compare_proportions(*correct[control], *correct[arm]),
             )
         )
-        gains = _mastery_gains(attempts, arm_names, self._mastery_prior)
-        completions = _per_arm(arm_names, [(row.arm, float(row.share)) for row in completion])
-        interactions = _per_arm(arm_names, [(row.arm, float(row.interactions)) for row in usage])
-        costs = _per_arm(arm_names, [(row.arm, float(row.cost)) for row in usage])
-        rewatches = _per_arm(arm_names, [(row.arm, float(row.rewatches)) for row in rewatched])
+        gains = _mastery_gains(rows.mastery_snapshots, arm_names, self._mastery_prior)
+        completions = _per_arm(arm_names, [(r.arm, float(r.share)) for r in rows.completion])
+        interactions = _per_arm(arm_names, [(r.arm, float(r.interactions)) for r in rows.usage])
+        costs = _per_arm(arm_names, [(r.arm, float(r.cost)) for r in rows.usage])
+        rewatches = _per_arm(arm_names, [(r.arm, float(r.rewatches)) for r in rows.rewatches])
         for metric, description, values in (
             ("mastery_gain", "Mastery gained per student on the concepts their answers touched", gains),
             ("video_completion", "Share of a student's watch sessions that covered 90 % of the video", completions),
@@ -443,60 +344,3 @@ def _notes(view: ExperimentView, outcomes: Sequence[OutcomeView]) -> list[str]:
         "are narrower than a per-student analysis would give"
     )
     return notes
-
-
-_FIRST_ANSWERS = text(
-    """
-    SELECT e.arm, count(*) AS n, count(*) FILTER (WHERE a.correct) AS correct
-    FROM experiment_exposures e
-    JOIN quiz_attempts a ON a.user_id = e.user_id AND a.counted
-        AND a.create_time >= e.exposure_time AND a.create_time <= :until
-    JOIN generated_quizzes g ON g.id = a.generated_quiz_id AND g.video_id = ANY(:videos)
-    WHERE e.course_id = :course AND e.experiment_id = :experiment
-    GROUP BY e.arm
-    """
-)
-_MASTERY_SNAPSHOTS = text(
-    """
-    SELECT e.user_id, e.arm, e.exposure_time, a.create_time, a.mastery, g.video_id = ANY(:videos) AS in_scope
-    FROM experiment_exposures e
-    JOIN quiz_attempts a ON a.user_id = e.user_id AND a.counted AND a.create_time <= :until
-    JOIN generated_quizzes g ON g.id = a.generated_quiz_id
-    WHERE e.course_id = :course AND e.experiment_id = :experiment
-    ORDER BY e.user_id, a.create_time, a.id
-    """
-)
-_COMPLETION = text(
-    f"""
-    SELECT e.arm, avg(CASE WHEN w.watched_seconds >= {COMPLETED_SHARE} * w.duration_seconds THEN 1.0 ELSE 0.0 END)
-        AS share
-    FROM experiment_exposures e
-    JOIN watch_sessions w ON w.user_id = e.user_id AND w.video_id = ANY(:videos) AND w.duration_seconds > 0
-        AND w.create_time >= e.exposure_time AND w.create_time <= :until
-    WHERE e.course_id = :course AND e.experiment_id = :experiment
-    GROUP BY e.user_id, e.arm
-    """
-)
-_REWATCHES = text(
-    """
-    SELECT e.arm,
-        (SELECT count(*) FROM video_events v
-         WHERE v.user_id = e.user_id AND v.video_id = ANY(:videos) AND v.type = 'seeked'
-           AND v.seek_to_seconds < v.seek_from_seconds - :rewatch_back
-           AND v.receive_time >= e.exposure_time AND v.receive_time <= :until) AS rewatches
-    FROM experiment_exposures e
-    WHERE e.course_id = :course AND e.experiment_id = :experiment
-    """
-)
-_USAGE = text(
-    """
-    SELECT e.arm,
-        (SELECT count(*) FROM ai_interactions i
-         WHERE i.user_id = e.user_id AND i.create_time >= e.exposure_time AND i.create_time <= :until)
-            AS interactions,
-        (SELECT coalesce(sum(u.cost_usd), 0) FROM usage_records u
-         WHERE u.user_id = e.user_id AND u.create_time >= e.exposure_time AND u.create_time <= :until) AS cost
-    FROM experiment_exposures e
-    WHERE e.course_id = :course AND e.experiment_id = :experiment
-    """
-)
