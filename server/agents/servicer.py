@@ -12,95 +12,23 @@ from tutorstream.v1 import agent_service_pb2_grpc as pb_grpc
 from tutorstream.v1 import common_pb2
 
 from server.agents.domain import USER_TRIGGER
-from server.agents.preferences import UPDATABLE_FIELDS, PreferencesService, PreferenceValues
-from server.agents.proto_views import (
+from server.agents.preferences import PreferencesService
+from server.agents.protos import (
     DIFFICULTY_FROM_PROTO,
     answer_to_proto,
+    changes_from_mask,
+    hint_to_proto,
     learning_path_to_proto,
+    preferences_to_proto,
     quiz_to_proto,
     reflection_to_proto,
 )
 from server.agents.quizzes import QuizRequest
 from server.agents.service import AgentsService
 from server.core.deadlines import deadline_from
-from server.core.errors import FieldViolation, InvalidArgument
+from server.core.errors import InvalidArgument
 from server.core.names import parse_name, require_id, resolve_user
-from server.core.protos import citation_to_proto, timestamp, usage_to_proto
 from server.core.request_context import current_principal
-
-PERSONALITY_TO_PROTO = {
-    "friendly": common_pb2.PERSONALITY_FRIENDLY,
-    "professional": common_pb2.PERSONALITY_PROFESSIONAL,
-    "peer": common_pb2.PERSONALITY_PEER,
-}
-LENGTH_TO_PROTO = {
-    "short": common_pb2.RESPONSE_LENGTH_SHORT,
-    "medium": common_pb2.RESPONSE_LENGTH_MEDIUM,
-    "detailed": common_pb2.RESPONSE_LENGTH_DETAILED,
-}
-QUIZ_FREQUENCY_TO_PROTO = {
-    "off": pb.QUIZ_FREQUENCY_OFF,
-    "low": pb.QUIZ_FREQUENCY_LOW,
-    "medium": pb.QUIZ_FREQUENCY_MEDIUM,
-    "high": pb.QUIZ_FREQUENCY_HIGH,
-}
-_ENUM_FIELDS: dict[str, tuple[Any, Any]] = {
-    "personality": (PERSONALITY_TO_PROTO, common_pb2.Personality),
-    "response_length": (LENGTH_TO_PROTO, common_pb2.ResponseLength),
-    "quiz_frequency": (QUIZ_FREQUENCY_TO_PROTO, pb.QuizFrequency),
-}
-
-
-def preferences_to_proto(values: PreferenceValues) -> pb.Preferences:
-    message = pb.Preferences(
-        name=f"users/{values.user_id}/preferences",
-        personality=PERSONALITY_TO_PROTO[values.personality],
-        response_length=LENGTH_TO_PROTO[values.response_length],
-        auto_hints_enabled=values.auto_hints_enabled,
-        quiz_frequency=QUIZ_FREQUENCY_TO_PROTO[values.quiz_frequency],
-        reflection_prompts_enabled=values.reflection_prompts_enabled,
-        no_spoilers=values.no_spoilers,
-    )
-    stamp = timestamp(values.update_time)
-    if stamp is not None:
-        message.update_time.CopyFrom(stamp)
-    return message
-
-
-def _changes_from_mask(preferences: pb.Preferences, paths: list[str]) -> dict[str, Any]:
-    if not paths:
-        raise InvalidArgument.field("update_mask", "is required: name the fields to update, or `*`")
-    if paths == ["*"]:
-        paths = list(UPDATABLE_FIELDS)
-    violations: list[FieldViolation] = []
-    changes: dict[str, Any] = {}
-    for path in paths:
-        if path not in UPDATABLE_FIELDS:
-            violations.append(
-                FieldViolation(
-                    "update_mask.paths",
-                    f"`{path}` is not updatable; allowed: {', '.join(UPDATABLE_FIELDS)}, *",
-                )
-            )
-            continue
-        value = getattr(preferences, path)
-        if path in _ENUM_FIELDS:
-            to_proto, enum_type = _ENUM_FIELDS[path]
-            from_proto = {number: word for word, number in to_proto.items()}
-            if value not in from_proto:
-                allowed = ", ".join(enum_type.Name(n) for n in from_proto)
-                shown = enum_type.Name(value) if value in enum_type.values() else str(value)
-                violations.append(
-                    FieldViolation(f"preferences.{path}", f"{shown} is not allowed; use one of {allowed}")
-                )
-                continue
-            changes[path] = from_proto[value]
-        else:
-            changes[path] = bool(value)
-    if violations:
-        raise InvalidArgument("; ".join(f"{v.field}: {v.description}" for v in violations), violations=violations)
-    return changes
-
 
 # Time kept back from the client's deadline: an agent stores a whole interaction, or falls back to the offline
 # engine, after its model call.
@@ -180,15 +108,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             trigger=USER_TRIGGER,
             deadline=deadline_from(context.time_remaining(), margin=DEADLINE_MARGIN_SECONDS),
         )
-        return pb.GetHintResponse(
-            hint=hint.text,
-            citation=citation_to_proto(hint.citation),
-            confidence=hint.confidence,
-            model=hint.model,
-            usage=usage_to_proto(hint.usage),
-            interaction_id=hint.interaction_id,
-            level=hint.level,
-        )
+        return hint_to_proto(hint)
 
     async def GenerateQuiz(
         self, request: pb.GenerateQuizRequest, context: aio.ServicerContext[Any, Any]
@@ -278,6 +198,6 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         name = request.preferences.name or "users/me/preferences"
         (user,) = parse_name(name, "users/{user}/preferences", "preferences.name")
         user_id = resolve_user(principal, user, "preferences")
-        changes = _changes_from_mask(request.preferences, list(request.update_mask.paths))
+        changes = changes_from_mask(request.preferences, list(request.update_mask.paths))
         stored = await self._preferences.update(principal, user_id, changes)
         return pb.UpdatePreferencesResponse(preferences=preferences_to_proto(stored))

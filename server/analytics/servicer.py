@@ -10,24 +10,23 @@ from typing import Any
 from grpc import aio
 from tutorstream.v1 import analytics_service_pb2 as pb
 from tutorstream.v1 import analytics_service_pb2_grpc as pb_grpc
-from tutorstream.v1 import common_pb2
 
-from server.analytics.domain import UsageReport
 from server.analytics.moderation import FlagService
-from server.analytics.service import AnalyticsService
-from server.analytics.usage import UsageService
-from server.analytics.video import VideoAnalyticsService
-from server.analytics.views import (
+from server.analytics.protos import (
+    flag_to_proto,
     insight_to_proto,
     interaction_to_proto,
     place_from_proto,
+    usage_report_to_proto,
     user_analytics_to_proto,
     video_analytics_to_proto,
 )
+from server.analytics.service import AnalyticsService
+from server.analytics.usage import UsageService
+from server.analytics.video import VideoAnalyticsService
 from server.core.names import parse_name, resolve_user
-from server.core.protos import timestamp
 from server.core.request_context import current_principal
-from server.experiments.proto_views import (
+from server.experiments.protos import (
     LEVER_FROM_PROTO,
     arms_from_proto,
     experiment_to_proto,
@@ -35,49 +34,6 @@ from server.experiments.proto_views import (
 )
 from server.experiments.service import ExperimentService
 from server.experiments.stats import MIN_SAMPLE
-
-WINDOW_TO_PROTO = {"day": pb.USAGE_WINDOW_DAY, "month": pb.USAGE_WINDOW_MONTH}
-
-
-def usage_to_proto(report: UsageReport) -> pb.GetUsageResponse:
-    return pb.GetUsageResponse(
-        tier=report.tier,
-        budgets=[
-            pb.BudgetStatus(
-                window=WINDOW_TO_PROTO[window.period],
-                tokens_used=window.tokens_used + window.tokens_reserved,
-                tokens_limit=window.tokens_limit,
-                tokens_remaining=window.tokens_remaining,
-                cost_usd=window.cost_usd,
-                reset_time=timestamp(window.reset_time),
-            )
-            for window in report.budgets
-        ],
-        rate_limits=[
-            pb.RateLimitStatus(
-                rpc_class=rate.rpc_class,
-                limit_per_minute=rate.limit_per_minute,
-                remaining=rate.remaining,
-                reset_time=timestamp(rate.reset_time),
-            )
-            for rate in report.rate_limits
-        ],
-        by_model=[
-            pb.ModelUsage(
-                model=row.model,
-                operation=row.operation,
-                usage=common_pb2.TokenUsage(
-                    prompt_tokens=row.prompt_tokens,
-                    completion_tokens=row.completion_tokens,
-                    total_tokens=row.total_tokens,
-                    cost_usd=row.cost_usd,
-                ),
-                calls=row.calls,
-            )
-            for row in report.by_model
-        ],
-    )
-
 
 EXPERIMENT_NAME = "courses/{course}/experiments/{experiment}"
 
@@ -103,7 +59,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
         principal = current_principal()
         (user,) = parse_name(request.user, "users/{user}", "user")
         user_id = resolve_user(principal, user, "user")
-        return usage_to_proto(await self._usage.usage(principal, user_id))
+        return usage_report_to_proto(await self._usage.usage(principal, user_id))
 
     async def RecordInteraction(
         self, request: pb.RecordInteractionRequest, context: aio.ServicerContext[Any, Any]
@@ -234,20 +190,5 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
             current_principal(), course_id, size=request.page_size, token=request.page_token
         )
         return pb.ListFlaggedInteractionsResponse(
-            flagged_interactions=[
-                pb.FlaggedInteraction(
-                    name=f"courses/{view.course_id}/flaggedInteractions/{view.flag_id}",
-                    user_id=view.user_id,
-                    video_id=view.video_id,
-                    surface=view.surface,
-                    message=view.message,
-                    category=view.category,
-                    score=view.score,
-                    detector=view.detector,
-                    excerpt=view.excerpt,
-                    create_time=timestamp(view.create_time),
-                )
-                for view in views
-            ],
-            next_page_token=next_token,
+            flagged_interactions=[flag_to_proto(view) for view in views], next_page_token=next_token
         )

@@ -1,4 +1,4 @@
-"""Analytics values to protos (used by the AnalyticsService servicer)."""
+"""Analytics values to and from AnalyticsService messages (experiments map theirs in experiments/protos.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Any
 from tutorstream.v1 import analytics_service_pb2 as pb
 from tutorstream.v1 import common_pb2
 
-from server.analytics.domain import AgentCount, Place, UserAnalytics, VideoAnalytics
+from server.analytics.domain import AgentCount, FlagView, Place, UsageReport, UserAnalytics, VideoAnalytics
 from server.analytics.models import AIInteraction, Insight
 from server.analytics.video import HELP_OUTCOME_DESCRIPTION
 from server.core.protos import timestamp
-from server.experiments.proto_views import arm_outcome_to_proto, comparison_to_proto
+from server.experiments.protos import arm_outcome_to_proto, comparison_to_proto
 from server.experiments.stats import Comparison
 
 AGENT_TYPES = {
@@ -173,4 +173,62 @@ def insight_to_proto(row: Insight) -> pb.Insight:
         citations=[_citation(citation) for citation in row.citations],
         create_time=timestamp(row.create_time),
         dismiss_time=timestamp(row.dismiss_time),
+    )
+
+
+WINDOW_TO_PROTO = {"day": pb.USAGE_WINDOW_DAY, "month": pb.USAGE_WINDOW_MONTH}
+
+
+def usage_report_to_proto(report: UsageReport) -> pb.GetUsageResponse:
+    return pb.GetUsageResponse(
+        tier=report.tier,
+        budgets=[
+            pb.BudgetStatus(
+                window=WINDOW_TO_PROTO[window.period],
+                tokens_used=window.tokens_used + window.tokens_reserved,
+                tokens_limit=window.tokens_limit,
+                tokens_remaining=window.tokens_remaining,
+                cost_usd=window.cost_usd,
+                reset_time=timestamp(window.reset_time),
+            )
+            for window in report.budgets
+        ],
+        rate_limits=[
+            pb.RateLimitStatus(
+                rpc_class=rate.rpc_class,
+                limit_per_minute=rate.limit_per_minute,
+                remaining=rate.remaining,
+                reset_time=timestamp(rate.reset_time),
+            )
+            for rate in report.rate_limits
+        ],
+        by_model=[
+            pb.ModelUsage(
+                model=row.model,
+                operation=row.operation,
+                usage=common_pb2.TokenUsage(
+                    prompt_tokens=row.prompt_tokens,
+                    completion_tokens=row.completion_tokens,
+                    total_tokens=row.total_tokens,
+                    cost_usd=row.cost_usd,
+                ),
+                calls=row.calls,
+            )
+            for row in report.by_model
+        ],
+    )
+
+
+def flag_to_proto(view: FlagView) -> pb.FlaggedInteraction:
+    return pb.FlaggedInteraction(
+        name=f"courses/{view.course_id}/flaggedInteractions/{view.flag_id}",
+        user_id=view.user_id,
+        video_id=view.video_id,
+        surface=view.surface,
+        message=view.message,
+        category=view.category,
+        score=view.score,
+        detector=view.detector,
+        excerpt=view.excerpt,
+        create_time=timestamp(view.create_time),
     )

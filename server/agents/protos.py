@@ -1,16 +1,21 @@
-"""Agent results as protos (the servicer's output side)."""
+"""Agent values to and from AgentService messages: results, preferences and their update masks."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from tutorstream.v1 import agent_service_pb2 as pb
 from tutorstream.v1 import common_pb2
 
 from server.agents.domain import (
     AnswerResult,
+    HintResult,
     LearningPathResult,
     QuizResult,
     ReflectionResult,
 )
+from server.agents.preferences import UPDATABLE_FIELDS, PreferenceValues
+from server.core.errors import FieldViolation, InvalidArgument
 from server.core.protos import citation_to_proto, timestamp, usage_to_proto
 
 DIFFICULTY_FROM_PROTO = {
@@ -108,3 +113,90 @@ def learning_path_to_proto(path: LearningPathResult) -> pb.GenerateLearningPathR
         usage=usage_to_proto(path.usage),
         interaction_id=path.interaction_id,
     )
+
+
+def hint_to_proto(hint: HintResult) -> pb.GetHintResponse:
+    return pb.GetHintResponse(
+        hint=hint.text,
+        citation=citation_to_proto(hint.citation),
+        confidence=hint.confidence,
+        model=hint.model,
+        usage=usage_to_proto(hint.usage),
+        interaction_id=hint.interaction_id,
+        level=hint.level,
+    )
+
+
+PERSONALITY_TO_PROTO = {
+    "friendly": common_pb2.PERSONALITY_FRIENDLY,
+    "professional": common_pb2.PERSONALITY_PROFESSIONAL,
+    "peer": common_pb2.PERSONALITY_PEER,
+}
+LENGTH_TO_PROTO = {
+    "short": common_pb2.RESPONSE_LENGTH_SHORT,
+    "medium": common_pb2.RESPONSE_LENGTH_MEDIUM,
+    "detailed": common_pb2.RESPONSE_LENGTH_DETAILED,
+}
+QUIZ_FREQUENCY_TO_PROTO = {
+    "off": pb.QUIZ_FREQUENCY_OFF,
+    "low": pb.QUIZ_FREQUENCY_LOW,
+    "medium": pb.QUIZ_FREQUENCY_MEDIUM,
+    "high": pb.QUIZ_FREQUENCY_HIGH,
+}
+_ENUM_FIELDS: dict[str, tuple[Any, Any]] = {
+    "personality": (PERSONALITY_TO_PROTO, common_pb2.Personality),
+    "response_length": (LENGTH_TO_PROTO, common_pb2.ResponseLength),
+    "quiz_frequency": (QUIZ_FREQUENCY_TO_PROTO, pb.QuizFrequency),
+}
+
+
+def preferences_to_proto(values: PreferenceValues) -> pb.Preferences:
+    message = pb.Preferences(
+        name=f"users/{values.user_id}/preferences",
+        personality=PERSONALITY_TO_PROTO[values.personality],
+        response_length=LENGTH_TO_PROTO[values.response_length],
+        auto_hints_enabled=values.auto_hints_enabled,
+        quiz_frequency=QUIZ_FREQUENCY_TO_PROTO[values.quiz_frequency],
+        reflection_prompts_enabled=values.reflection_prompts_enabled,
+        no_spoilers=values.no_spoilers,
+    )
+    stamp = timestamp(values.update_time)
+    if stamp is not None:
+        message.update_time.CopyFrom(stamp)
+    return message
+
+
+def changes_from_mask(preferences: pb.Preferences, paths: list[str]) -> dict[str, Any]:
+    """The fields an UpdatePreferences request changes, as domain values; every path and enum value checked."""
+    if not paths:
+        raise InvalidArgument.field("update_mask", "is required: name the fields to update, or `*`")
+    if paths == ["*"]:
+        paths = list(UPDATABLE_FIELDS)
+    violations: list[FieldViolation] = []
+    changes: dict[str, Any] = {}
+    for path in paths:
+        if path not in UPDATABLE_FIELDS:
+            violations.append(
+                FieldViolation(
+                    "update_mask.paths",
+                    f"`{path}` is not updatable; allowed: {', '.join(UPDATABLE_FIELDS)}, *",
+                )
+            )
+            continue
+        value = getattr(preferences, path)
+        if path in _ENUM_FIELDS:
+            to_proto, enum_type = _ENUM_FIELDS[path]
+            from_proto = {number: word for word, number in to_proto.items()}
+            if value not in from_proto:
+                allowed = ", ".join(enum_type.Name(n) for n in from_proto)
+                shown = enum_type.Name(value) if value in enum_type.values() else str(value)
+                violations.append(
+                    FieldViolation(f"preferences.{path}", f"{shown} is not allowed; use one of {allowed}")
+                )
+                continue
+            changes[path] = from_proto[value]
+        else:
+            changes[path] = bool(value)
+    if violations:
+        raise InvalidArgument("; ".join(f"{v.field}: {v.description}" for v in violations), violations=violations)
+    return changes
