@@ -16,9 +16,10 @@ from server.core.db import Database
 from server.demo import DemoCourse, load_demo_course
 from server.demo.activity import seed_demo_activity
 from server.jobs.worker import JobWorker
+from server.transcripts.domain import JobView
 from server.transcripts.models import Transcript
 from server.transcripts.search import TranscriptSearch
-from server.transcripts.service import IngestRequest, JobView, TranscriptService
+from server.transcripts.service import IngestRequest, TranscriptService
 from server.worker import job_process
 
 logger = logging.getLogger(__name__)

@@ -43,14 +43,8 @@ from server.transcripts.courses import (
     require_teacher,
     require_writable,
 )
-from server.transcripts.service import (
-    INGEST_TASK,
-    MAX_TITLE_CHARS,
-    REQUEST_ID_PATTERN,
-    JobDeferrer,
-    JobView,
-    job_view,
-)
+from server.transcripts.domain import JobView, job_view
+from server.transcripts.service import INGEST_TASK, MAX_TITLE_CHARS, REQUEST_ID_PATTERN, JobDeferrer
 
 logger = logging.getLogger(__name__)
 

@@ -32,9 +32,10 @@ from server.nlp.addressed import addressed_to_model
 from server.nlp.analysis import ANALYSIS_VERSION, TranscriptAnalysis, analyse
 from server.transcripts import repository
 from server.transcripts.chunking import Chunk, chunk_cues
+from server.transcripts.handoff import PARSED_HANDOFF, content_hash, cue_records
 from server.transcripts.models import IngestJob, Transcript, TranscriptChunk, TranscriptPhrase, TranscriptSentence
 from server.transcripts.parsing import ParsedTranscript, format_timestamp, parse_transcript
-from server.transcripts.service import INGEST_TASK, PARSED_HANDOFF, content_hash, cue_records
+from server.transcripts.service import INGEST_TASK
 
 logger = logging.getLogger(__name__)
 

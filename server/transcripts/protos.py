@@ -7,7 +7,7 @@ from tutorstream.v1 import transcript_service_pb2 as pb
 from server.core.protos import timestamp
 from server.core.values import SearchHit
 from server.transcripts.courses import CourseRole, InstructorView
-from server.transcripts.service import JobView, TranscriptView
+from server.transcripts.domain import JobView, TranscriptView
 
 FORMAT_FROM_PROTO = {
     pb.TRANSCRIPT_FORMAT_WEBVTT: "webvtt",

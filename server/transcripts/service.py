@@ -18,15 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import math
 import re
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,8 +41,10 @@ from server.transcripts.courses import (
     require_teacher,
     require_writable,
 )
-from server.transcripts.models import IngestJob, Transcript
-from server.transcripts.parsing import ParsedTranscript, TranscriptFormat, parse_transcript
+from server.transcripts.domain import JobView, TranscriptView, job_view, transcript_view
+from server.transcripts.handoff import PARSED_HANDOFF, content_hash
+from server.transcripts.models import IngestJob
+from server.transcripts.parsing import TranscriptFormat, parse_transcript
 from server.transcripts.search import MAX_LIMIT, SearchOutcome, TranscriptSearch
 
 INGEST_TASK = "transcripts.ingest"
@@ -81,171 +79,6 @@ class IngestRequest:
     content: str
     language: str = ""
     duration_seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class JobView:
-    job_id: str
-    request_id: str
-    video_id: str
-    course_id: str
-    state: str
-    stage: str
-    completed_units: int
-    total_units: int
-    error_message: str
-    unchanged: bool
-    create_time: datetime | None
-    update_time: datetime | None
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def done(self) -> bool:
-        return self.state in repository.TERMINAL_STATES
-
-    def progress_key(self) -> tuple[Any, ...]:
-        return (self.state, self.stage, self.completed_units, self.total_units, self.error_message, self.unchanged)
-
-
-@dataclass(frozen=True)
-class CueView:
-    index: int
-    start_seconds: float
-    end_seconds: float
-    text: str
-    speaker: str
-    confidence: float | None = None
-
-
-@dataclass(frozen=True)
-class TranscriptView:
-    video_id: str
-    course_id: str
-    title: str
-    language: str
-    source: str
-    timing_estimated: bool
-    duration_seconds: float
-    cue_count: int
-    chunk_count: int
-    content_hash: str
-    embedding_model: str
-    create_time: datetime | None
-    update_time: datetime | None
-    cues: list[CueView] = field(default_factory=list)
-
-
-def job_view(row: IngestJob) -> JobView:
-    return JobView(
-        job_id=row.id,
-        request_id=row.request_id,
-        video_id=row.video_id,
-        course_id=row.course_id,
-        state=row.state,
-        stage=row.stage,
-        completed_units=int(row.completed_units),
-        total_units=int(row.total_units),
-        error_message=row.error_message,
-        unchanged=row.unchanged,
-        create_time=row.create_time,
-        update_time=row.update_time,
-        warnings=tuple(row.warnings or ()),
-    )
-
-
-def transcript_view(row: Transcript, *, with_cues: bool = False) -> TranscriptView:
-    cues = (
-        [
-            CueView(
-                index,
-                float(cue["start"]),
-                float(cue["end"]),
-                str(cue["text"]),
-                str(cue.get("speaker") or ""),
-                None if cue.get("confidence") is None else float(cue["confidence"]),
-            )
-            for index, cue in enumerate(row.cues)
-        ]
-        if with_cues
-        else []
-    )
-    return TranscriptView(
-        video_id=row.video_id,
-        course_id=row.course_id,
-        title=row.title,
-        language=row.language,
-        source=row.source,
-        timing_estimated=row.timing_estimated,
-        duration_seconds=float(row.duration_seconds),
-        cue_count=row.cue_count,
-        chunk_count=row.chunk_count,
-        content_hash=row.content_hash,
-        embedding_model=row.embedding_model,
-        create_time=row.create_time,
-        update_time=row.update_time,
-        cues=cues,
-    )
-
-
-def cue_records(parsed: ParsedTranscript) -> list[dict[str, Any]]:
-    """The cues as stored; `confidence` only where there is one (speech-to-text cues)."""
-    records: list[dict[str, Any]] = []
-    for cue in parsed.cues:
-        record: dict[str, Any] = {"start": cue.start, "end": cue.end, "text": cue.text, "speaker": cue.speaker or ""}
-        if cue.confidence is not None:
-            record["confidence"] = cue.confidence
-        records.append(record)
-    return records
-
-
-def content_hash(parsed: ParsedTranscript) -> str:
-    """SHA-256 of the normalised transcript: the cues' timings, text and speakers (format-independent, so
-    the same captions as WebVTT or SRT hash alike)."""
-    payload = json.dumps(
-        [[round(cue.start, 3), round(cue.end, 3), cue.text, cue.speaker or ""] for cue in parsed.cues],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-class ParsedHandoff:
-    """Transcripts parsed while validating an ingest call, kept for a worker of the same process so the job
-    does not parse the content a second time.
-
-    Bounded by the length of the content they came from (oldest dropped first); a job that finds nothing here, e.g.
-    in a separate worker process or after a restart, parses its content itself. Entries are keyed by the
-    job id, which is unique and whose content never changes, so an entry is always the job's own transcript.
-    """
-
-    def __init__(self, max_content_chars: int) -> None:
-        self._max_chars = max_content_chars
-        self._entries: OrderedDict[str, tuple[ParsedTranscript, int]] = OrderedDict()
-        self._chars = 0
-        # Written by the event loop, read by jobs of any worker loop of the process.
-        self._lock = threading.Lock()
-
-    def put(self, job_id: str, parsed: ParsedTranscript, content_chars: int) -> None:
-        if content_chars > self._max_chars:
-            return
-        with self._lock:
-            self._entries[job_id] = (parsed, content_chars)
-            self._chars += content_chars
-            while self._chars > self._max_chars:
-                _, (_, dropped) = self._entries.popitem(last=False)
-                self._chars -= dropped
-
-    def take(self, job_id: str) -> ParsedTranscript | None:
-        with self._lock:
-            entry = self._entries.pop(job_id, None)
-            if entry is None:
-                return None
-            self._chars -= entry[1]
-            return entry[0]
-
-
-# Enough for a burst of large uploads waiting in the queue; beyond it jobs parse for themselves.
-PARSED_HANDOFF = ParsedHandoff(max_content_chars=64 * 1024 * 1024)
 
 
 def _request_hash(request: IngestRequest) -> str:
