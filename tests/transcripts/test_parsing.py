@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 from server.core.errors import InvalidArgument
 from server.nlp import pipeline
+from server.transcripts.cue_text import clean_cue_text
+from server.transcripts.formats import MAX_WARNINGS
 from server.transcripts.parsing import (
-    MAX_WARNINGS,
     Cue,
     TranscriptFormat,
-    clean_cue_text,
     detect_format,
     format_timestamp,
     parse_transcript,
