@@ -16,7 +16,7 @@ from sqlalchemy.orm import undefer
 from server.core.db import Database
 from server.nlp.analysis import TranscriptAnalysis
 from server.transcripts.models import IngestJob, Transcript, TranscriptChunk, TranscriptPhrase, TranscriptSentence
-from server.transcripts.search import sql_model_literal
+from server.transcripts.search_sql import sql_model_literal
 
 ACTIVE_STATES = ("queued", "running")
 TERMINAL_STATES = ("succeeded", "failed")
