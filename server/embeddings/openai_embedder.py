@@ -15,7 +15,7 @@ from openai.types import CreateEmbeddingResponse
 from server.config import Settings
 from server.core.errors import FailedPrecondition
 from server.embeddings.base import ProgressCallback, report_progress
-from server.llm.openai_provider import (
+from server.llm.openai_client import (
     RetryPolicy,
     build_openai_client,
     map_openai_error,

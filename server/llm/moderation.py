@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.config import Settings
-from server.llm.openai_provider import build_openai_client
+from server.llm.openai_client import build_openai_client
 
 logger = logging.getLogger(__name__)
 

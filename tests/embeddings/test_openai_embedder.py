@@ -13,7 +13,7 @@ from server.config import Settings
 from server.embeddings.factory import build_embedder
 from server.embeddings.local import LocalEmbedder
 from server.embeddings.openai_embedder import OpenAIEmbedder, plan_batches
-from server.llm.openai_provider import RetryPolicy
+from server.llm.openai_client import RetryPolicy
 from server.llm.provider import UpstreamAuthError, UpstreamRateLimited, UpstreamUnavailable
 from tests.support.fake_openai import Behavior, FakeOpenAI, embedding_for
 

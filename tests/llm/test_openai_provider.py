@@ -11,7 +11,8 @@ import pytest
 
 from server.config import Settings
 from server.core.errors import DeadlineExceeded, FailedPrecondition, Unavailable
-from server.llm.openai_provider import OpenAICompatibleProvider, RetryPolicy
+from server.llm.openai_client import RetryPolicy
+from server.llm.openai_provider import OpenAICompatibleProvider
 from server.llm.provider import (
     ChatMessage,
     ChatParams,
