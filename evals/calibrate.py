@@ -1,7 +1,7 @@
 """`python -m evals.calibrate`: when the offline engine says "the lecture doesn't cover this", learned from
 the DEV set's labelled answerable and unanswerable questions — never from the held-out course.
 
-For every labelled question, the two features of server.llm.offline.Calibration are computed exactly as a
+For every labelled question, the two features of server.llm.calibration.Calibration are computed exactly as a
 chat turn computes them, on a server with the demo course ingested: the best sentence's support (meaning +
 words + named code terms) and the share of the question's terms the course never says. A logistic
 regression (scikit-learn, classes weighted to balance) maps them to P(answerable); `confident` is the

@@ -15,22 +15,21 @@ off a recap, which names everything briefly where other sentences explain it.
 
 Whether the lecture answers the question at all is a probability from a logistic model of the best support
 and of the share of the question's terms that the course never says, fitted on the demo course's labelled
-answerable and unanswerable questions (`calibration.json`, written by `python -m evals.calibrate`; never on
-the held-out course). Below one half the engine says the lecture doesn't seem to cover the question; up to
-the calibrated `confident` probability it says so too but points to the closest passage; above it, it
-answers.
+answerable and unanswerable questions (`calibration.py`, reading `calibration.json` as
+`python -m evals.calibrate` writes it; never on the held-out course). Below one half the engine says the
+lecture doesn't seem to cover the question; up to the calibrated `confident` probability it says so too but
+points to the closest passage; above it, it answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field, replace
-from importlib.resources import files
 
+from server.llm.calibration import CALIBRATION
 from server.llm.grounding import KIND_PLAYHEAD, KIND_SELECTED, Source, format_clock, shorten
 from server.llm.persona import Persona, persona_for
 from server.llm.provider import Completion, StreamEvent, TextDelta
@@ -63,47 +62,6 @@ _CHECK_ORDER = (WHY_FRAME, WHAT_IF, WHAT_OBJECT, WHAT_IS, WHAT_DOES)
 COVERED, HEDGED, NOT_COVERED, LATER = "covered", "hedged", "not_covered", "later"
 
 
-@dataclass(frozen=True, slots=True)
-class Calibration:
-    """P(the lecture answers the question) = logistic(intercept + a·support + b·unknown share + c·unknown names).
-
-    `support` is the best sentence's; the unknown share is the share of the question's terms the course never
-    says; unknown names count the names and code terms among them (`useReducer`, `nginx`)."""
-
-    embedding_model: str
-    support_weight: float
-    unknown_weight: float
-    names_weight: float
-    intercept: float
-    # At or above this probability the answer is given without a hedge.
-    confident: float
-
-    def probability(self, support: float, unknown_share: float, unknown_names: int) -> float:
-        logit = (
-            self.intercept
-            + self.support_weight * support
-            + self.unknown_weight * unknown_share
-            + self.names_weight * unknown_names
-        )
-        return 1.0 / (1.0 + math.exp(-logit))
-
-
-def load_calibration() -> dict[str, Calibration]:
-    data = json.loads((files("server.llm") / "calibration.json").read_text(encoding="utf-8"))
-    return {
-        entry["embedding_model"]: Calibration(
-            entry["embedding_model"],
-            float(entry["support_weight"]),
-            float(entry["unknown_weight"]),
-            float(entry["names_weight"]),
-            float(entry["intercept"]),
-            float(entry["confident"]),
-        )
-        for entry in data["models"]
-    }
-
-
-CALIBRATION = load_calibration()
 # For an embedding model nobody calibrated, similarities are of unknown scale: the lecture must share the
 # question's words, most of them (weighted by rarity), for an answer.
 UNCALIBRATED_WORDS = 0.5 * LEXICAL_WEIGHT
@@ -130,7 +88,7 @@ class OfflineRequest:
     embedding_model: str = ""
     # Videos of the excerpts whose sentences are not analysed yet (stored before the analysis existed).
     unanalysed: frozenset[str] = frozenset()
-    # What the question is about that the course never says (see Calibration).
+    # What the question is about that the course never says (see `calibration.Calibration`).
     unknown_terms: tuple[str, ...] = ()
     # No spoilers: sentences later in the video than the student has watched (pointed to, never quoted).
     ahead: Sequence[Evidence] = ()
@@ -207,7 +165,7 @@ class OfflineEngine:
 
     @staticmethod
     def probability(scored: Sequence[Scored], request: OfflineRequest) -> float:
-        """How likely the lecture answers the question (see Calibration); 0 or 1 for an uncalibrated model."""
+        """How likely the lecture answers the question (`calibration.Calibration`); 0 or 1 for an uncalibrated model."""
         calibration = CALIBRATION.get(request.embedding_model)
         if calibration is None:
             return 1.0 if max((item.words for item in scored), default=0.0) >= UNCALIBRATED_WORDS else 0.0
