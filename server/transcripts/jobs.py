@@ -1,4 +1,5 @@
-"""Background work of the transcripts domain: ingest jobs, re-embedding, and recovery of lost jobs.
+"""Background work of the transcripts domain: ingest jobs, recovery of lost jobs, and the registration and
+scheduling of the upkeep jobs (re-embedding, analysis backfill: `upkeep.py`).
 
 An ingest job marks itself RUNNING and reads its content from `ingest_jobs` in one statement, takes the
 transcript the ingest call already parsed (when that call ran in this process; otherwise it parses the
@@ -15,12 +16,9 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select, text, update
-from sqlalchemy.orm import Mapper
+from sqlalchemy import select
 
 from server.config import Settings
 from server.core import tracing
@@ -36,13 +34,13 @@ from server.transcripts.handoff import PARSED_HANDOFF, content_hash, cue_records
 from server.transcripts.models import IngestJob, Transcript, TranscriptChunk, TranscriptPhrase, TranscriptSentence
 from server.transcripts.parsing import ParsedTranscript, format_timestamp, parse_transcript
 from server.transcripts.service import INGEST_TASK
+from server.transcripts.upkeep import TranscriptUpkeep
 
 logger = logging.getLogger(__name__)
 
 QUEUE = "transcripts"
 REEMBED_TASK = "transcripts.reembed"
 ANALYSE_TASK = "transcripts.analyse"
-REEMBED_BATCH = 256
 # Progress writes at most this often while embedding (the last batch is left to the indexing stage write).
 PROGRESS_INTERVAL_SECONDS = 0.2
 # An IngestJob reports at most this many warnings.
@@ -76,6 +74,7 @@ class TranscriptJobs:
         self._queue = queue
         self._settings = settings
         self._sources: dict[str, TranscriptSource] = {}
+        self._upkeep = TranscriptUpkeep(database, embedder)
 
     def add_source(self, job_format: str, source: TranscriptSource) -> None:
         """Jobs of `job_format` get their transcript from `source` instead of parsing their content."""
@@ -89,8 +88,8 @@ class TranscriptJobs:
 
     def register(self) -> None:
         self._queue.register(INGEST_TASK, self.run_ingest, queue=QUEUE)
-        self._queue.register(REEMBED_TASK, self.run_reembed, queue=QUEUE)
-        self._queue.register(ANALYSE_TASK, self.run_analysis_backfill, queue=QUEUE)
+        self._queue.register(REEMBED_TASK, self._upkeep.run_reembed, queue=QUEUE)
+        self._queue.register(ANALYSE_TASK, self._upkeep.run_analysis_backfill, queue=QUEUE)
         self._queue.add_maintenance("transcripts.requeue_lost_jobs", self.requeue_lost_jobs)
 
     async def prepare(self) -> None:
@@ -303,135 +302,6 @@ class TranscriptJobs:
                 )
                 await repository.update_job(session, job_id, queue_job_id=new_queue_job)
                 logger.warning("ingest job %s had lost its queue entry; queued again", job_id)
-
-    # --- re-embedding ------------------------------------------------------------------------------
-
-    async def run_reembed(self) -> None:
-        """Give every chunk, sentence and key phrase a vector of the active model, a batch at a time; each batch
-        commits on its own, and a row replaced meanwhile by a re-ingest is left alone."""
-        model = self._embedder.model_id
-        for table, text_column in (
-            (TranscriptSentence, TranscriptSentence.text),
-            (TranscriptPhrase, TranscriptPhrase.surface),
-        ):
-            moved = await self._reembed_rows(table, text_column, model)
-            if moved:
-                logger.info("re-embed job: %d rows of %s now use %s", moved, table.__tablename__, model)
-        converted = 0
-        while True:
-            async with self._db.session() as session:
-                batch = (
-                    await session.execute(
-                        select(TranscriptChunk.id, TranscriptChunk.text, TranscriptChunk.embedding_model)
-                        .where(TranscriptChunk.embedding_model != model)
-                        .order_by(TranscriptChunk.video_id, TranscriptChunk.chunk_index)
-                        .limit(REEMBED_BATCH)
-                    )
-                ).all()
-            if not batch:
-                break
-            vectors = await self._embedder.embed([row.text for row in batch])
-            async with self._db.transaction() as session:
-                converted += await repository.set_chunk_embeddings(
-                    session,
-                    model,
-                    [(row.id, vector, row.embedding_model) for row, vector in zip(batch, vectors, strict=True)],
-                )
-                await session.execute(
-                    text(
-                        "UPDATE transcripts t SET embedding_model = :model "
-                        "WHERE t.embedding_model <> :model AND NOT EXISTS (SELECT 1 FROM transcript_chunks c "
-                        "WHERE c.video_id = t.video_id AND c.embedding_model <> :model)"
-                    ),
-                    {"model": model},
-                )
-        logger.info("re-embed job: %d chunks now use %s", converted, model)
-
-    async def _reembed_rows(
-        self, table: type[TranscriptSentence] | type[TranscriptPhrase], text_column: Any, model: str
-    ) -> int:
-        mapper: Mapper[Any] = sa_inspect(table)
-        keys = list(mapper.primary_key)
-        converted = 0
-        while True:
-            async with self._db.session() as session:
-                batch = (
-                    await session.execute(
-                        select(*keys, text_column.label("text"), table.embedding_model)
-                        .where(table.embedding_model != model)
-                        .order_by(*keys)
-                        .limit(REEMBED_BATCH)
-                    )
-                ).all()
-            if not batch:
-                return converted
-            vectors = await self._embedder.embed([row.text for row in batch])
-            async with self._db.transaction() as session:
-                for row, vector in zip(batch, vectors, strict=True):
-                    match = [column == row._mapping[column.name] for column in keys]
-                    result = await session.execute(
-                        update(table)
-                        .where(*match, table.embedding_model == row.embedding_model)
-                        .values(embedding=vector, embedding_model=model)
-                    )
-                    converted += getattr(result, "rowcount", 0) or 0
-
-    # --- sentence analysis of transcripts stored before it existed --------------------------------------
-
-    async def run_analysis_backfill(self) -> None:
-        """Analyse, one video at a time, every transcript without the current analysis (stored before it
-        existed, or by an older version). Each video commits on its own; one re-ingested or deleted meanwhile
-        is left alone (its ingest wrote a fresh analysis)."""
-        model = self._embedder.model_id
-        done: set[str] = set()
-        while True:
-            async with self._db.session() as session:
-                row = (
-                    await session.execute(
-                        select(Transcript.video_id, Transcript.content_hash, Transcript.cues)
-                        .where(Transcript.analysis_version != ANALYSIS_VERSION, Transcript.video_id.not_in(done))
-                        .order_by(Transcript.video_id)
-                        .limit(1)
-                    )
-                ).first()
-            if row is None:
-                break
-            done.add(row.video_id)
-            cues = [StoredCue(float(cue["start"]), float(cue["end"]), str(cue["text"])) for cue in row.cues]
-            analysis = await asyncio.to_thread(analyse, cues)
-            vectors = await self._embedder.embed(
-                [sentence.text for sentence in analysis.sentences] + [phrase.surface for phrase in analysis.phrases]
-            )
-            async with self._db.transaction() as session:
-                await repository.lock_video(session, row.video_id)
-                current = (
-                    await session.execute(
-                        select(Transcript.course_id, Transcript.content_hash, Transcript.analysis_version).where(
-                            Transcript.video_id == row.video_id
-                        )
-                    )
-                ).first()
-                if current is None or current.content_hash != row.content_hash:
-                    continue
-                sentences, phrases = repository.analysis_rows(
-                    row.video_id,
-                    current.course_id,
-                    analysis,
-                    model,
-                    vectors[: len(analysis.sentences)],
-                    vectors[len(analysis.sentences) :],
-                )
-                await repository.replace_analysis(
-                    session, row.video_id, sentences=sentences, phrases=phrases, version=analysis.version
-                )
-            logger.info("analysis backfill: %s has %d sentences", row.video_id, len(analysis.sentences))
-
-
-@dataclass(frozen=True, slots=True)
-class StoredCue:
-    start: float
-    end: float
-    text: str
 
 
 def register_transcript_jobs(
