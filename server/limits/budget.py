@@ -39,9 +39,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 
-from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import metrics
 from server.core.auth import Principal
@@ -52,14 +50,19 @@ from server.limits.ledger import (
     NOT_BOOKED,
     UNRECONCILED_MODEL,
     NotBooked,
+    add_usage,
     charge_expired,
+    current_windows,
+    drop_reservation,
     keys_of,
     left_share,
     lock_windows,
+    recorded_usage,
     refusal_for,
     serialize_user,
+    take_expired,
 )
-from server.limits.models import TokenBudgetWindow, TokenReservation, UsageRecord
+from server.limits.models import TokenReservation
 from server.limits.policy import LimitPolicy
 from server.limits.windows import DAY, MONTH, Clock, ModelUsage, Windows, WindowStatus, utc_now, windows_at
 
@@ -237,7 +240,7 @@ class TokenBudget:
         estimated_tokens = reservation.tokens
         async with self._db.transaction() as session:
             await serialize_user(session, principal)
-            expired = await self._take_expired(session, principal.user_id, windows.now)
+            expired = await take_expired(session, principal.user_id, windows.now)
             keys = {(DAY, windows.day_start), (MONTH, windows.month_start)}
             keys.update(key for item in expired for key in keys_of(item))
             rows = await lock_windows(session, principal.user_id, keys)
@@ -282,17 +285,7 @@ class TokenBudget:
         limits = self._policy.for_tier(tier)
         windows = self.windows()
         async with self._db.reader() as session:
-            found = (
-                await session.execute(
-                    select(TokenBudgetWindow).where(
-                        TokenBudgetWindow.user_id == user_id,
-                        tuple_(TokenBudgetWindow.period, TokenBudgetWindow.period_start).in_(
-                            [(DAY, windows.day_start), (MONTH, windows.month_start)]
-                        ),
-                    )
-                )
-            ).scalars()
-            rows = {row.period: row for row in found}
+            rows = await current_windows(session, user_id, windows)
         statuses: list[WindowStatus] = []
         for period, start, limit in (
             (DAY, windows.day_start, limits.daily_tokens),
@@ -314,35 +307,8 @@ class TokenBudget:
 
     async def usage_by_model(self, user_id: str, since: datetime) -> list[ModelUsage]:
         """Recorded usage of `user_id` since `since`, by model and operation, largest first."""
-        total = func.sum(UsageRecord.total_tokens)
-        statement = (
-            select(
-                UsageRecord.model,
-                UsageRecord.operation,
-                func.sum(UsageRecord.prompt_tokens),
-                func.sum(UsageRecord.completion_tokens),
-                total,
-                func.sum(UsageRecord.cost_usd),
-                func.count(),
-            )
-            .where(UsageRecord.user_id == user_id, UsageRecord.create_time >= since)
-            .group_by(UsageRecord.model, UsageRecord.operation)
-            .order_by(total.desc(), UsageRecord.model, UsageRecord.operation)
-        )
         async with self._db.reader() as session:
-            result = await session.execute(statement)
-            return [
-                ModelUsage(
-                    model=model,
-                    operation=operation,
-                    prompt_tokens=int(prompt),
-                    completion_tokens=int(completion),
-                    total_tokens=int(tokens),
-                    cost_usd=float(cost),
-                    calls=int(calls),
-                )
-                for model, operation, prompt, completion, tokens, cost, calls in result.all()
-            ]
+            return await recorded_usage(session, user_id, since)
 
     async def _finish(self, reservation: Reservation, usage: _Usage | None) -> None:
         for attempt in range(1, _FINISH_ATTEMPTS + 1):
@@ -363,13 +329,7 @@ class TokenBudget:
 
     async def _finish_once(self, reservation: Reservation, usage: _Usage | None) -> None:
         async with self._db.transaction() as session:
-            held = (
-                await session.execute(
-                    delete(TokenReservation)
-                    .where(TokenReservation.id == reservation.id)
-                    .returning(TokenReservation.tokens)
-                )
-            ).scalar_one_or_none()
+            held = await drop_reservation(session, reservation.id)
             if held is None and usage is None:
                 return  # already charged on expiry
             windows = reservation.windows
@@ -390,26 +350,15 @@ class TokenBudget:
                     row.cost_usd += Decimal(repr(usage.cost_usd))
                 row.update_time = now
             if usage is not None:
-                session.add(
-                    UsageRecord(
-                        id=uuid.uuid4().hex,
-                        user_id=reservation.user_id,
-                        operation=reservation.operation,
-                        model=usage.model,
-                        prompt_tokens=usage.prompt_tokens,
-                        completion_tokens=usage.completion_tokens,
-                        total_tokens=usage.prompt_tokens + usage.completion_tokens,
-                        reserved_tokens=reservation.tokens,
-                        cost_usd=Decimal(repr(usage.cost_usd)),
-                        create_time=now,
-                    )
+                add_usage(
+                    session,
+                    user_id=reservation.user_id,
+                    operation=reservation.operation,
+                    model=usage.model,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    total_tokens=usage.prompt_tokens + usage.completion_tokens,
+                    reserved_tokens=reservation.tokens,
+                    cost_usd=Decimal(repr(usage.cost_usd)),
+                    now=now,
                 )
-
-    @staticmethod
-    async def _take_expired(session: AsyncSession, user_id: str, now: datetime) -> list[TokenReservation]:
-        result = await session.execute(
-            delete(TokenReservation)
-            .where(TokenReservation.user_id == user_id, TokenReservation.expire_time < now)
-            .returning(TokenReservation)
-        )
-        return list(result.scalars())

@@ -1,5 +1,6 @@
 """The SQL side of token budgets: booking a reservation in one statement, the per-user lock and window rows
-of the transaction path, charging expired reservations, and the refusal when an estimate does not fit."""
+of the transaction path, charging expired reservations, the usage records, the reads behind GetUsage, and the
+refusal when an estimate does not fit."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import delete, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +18,7 @@ from server.core.auth import Principal
 from server.core.errors import QuotaExceeded, QuotaViolation
 from server.core.models import User
 from server.limits.models import TokenBudgetWindow, TokenReservation, UsageRecord
-from server.limits.windows import DAY, MONTH, Windows
+from server.limits.windows import DAY, MONTH, ModelUsage, Windows
 
 log = logging.getLogger("tutorstream.limits")
 
@@ -144,21 +145,115 @@ def charge_expired(
         row.tokens_reserved = max(0, row.tokens_reserved - reservation.tokens)
         row.tokens_used += reservation.tokens
         row.update_time = now
+    add_usage(
+        session,
+        user_id=reservation.user_id,
+        operation=reservation.operation,
+        model=UNRECONCILED_MODEL,
+        prompt_tokens=0,
+        completion_tokens=0,
+        total_tokens=reservation.tokens,
+        reserved_tokens=reservation.tokens,
+        cost_usd=Decimal(0),
+        now=now,
+    )
+    log.warning("charged expired token reservation %s at its estimate", reservation.id)
+
+
+def add_usage(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    operation: str,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    total_tokens: int,
+    reserved_tokens: int,
+    cost_usd: Decimal,
+    now: datetime,
+) -> None:
+    """One `usage_records` row: what a call cost, against what its reservation held."""
     session.add(
         UsageRecord(
             id=uuid.uuid4().hex,
-            user_id=reservation.user_id,
-            operation=reservation.operation,
-            model=UNRECONCILED_MODEL,
-            prompt_tokens=0,
-            completion_tokens=0,
-            total_tokens=reservation.tokens,
-            reserved_tokens=reservation.tokens,
-            cost_usd=Decimal(0),
+            user_id=user_id,
+            operation=operation,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=total_tokens,
+            reserved_tokens=reserved_tokens,
+            cost_usd=cost_usd,
             create_time=now,
         )
     )
-    log.warning("charged expired token reservation %s at its estimate", reservation.id)
+
+
+async def take_expired(session: AsyncSession, user_id: str, now: datetime) -> list[TokenReservation]:
+    """Delete the user's reservations that expired before `now` and return them, to be charged."""
+    result = await session.execute(
+        delete(TokenReservation)
+        .where(TokenReservation.user_id == user_id, TokenReservation.expire_time < now)
+        .returning(TokenReservation)
+    )
+    return list(result.scalars())
+
+
+async def drop_reservation(session: AsyncSession, reservation_id: str) -> int | None:
+    """Delete a reservation and return the tokens it held; None when it is gone (charged on expiry)."""
+    return (
+        await session.execute(
+            delete(TokenReservation).where(TokenReservation.id == reservation_id).returning(TokenReservation.tokens)
+        )
+    ).scalar_one_or_none()
+
+
+async def current_windows(session: AsyncSession, user_id: str, windows: Windows) -> dict[str, TokenBudgetWindow]:
+    """The user's rows of the day and month of `windows`, by period (a window nothing was booked in has none)."""
+    found = (
+        await session.execute(
+            select(TokenBudgetWindow).where(
+                TokenBudgetWindow.user_id == user_id,
+                tuple_(TokenBudgetWindow.period, TokenBudgetWindow.period_start).in_(
+                    [(DAY, windows.day_start), (MONTH, windows.month_start)]
+                ),
+            )
+        )
+    ).scalars()
+    return {row.period: row for row in found}
+
+
+async def recorded_usage(session: AsyncSession, user_id: str, since: datetime) -> list[ModelUsage]:
+    """Recorded usage of `user_id` since `since`, by model and operation, largest first."""
+    total = func.sum(UsageRecord.total_tokens)
+    statement = (
+        select(
+            UsageRecord.model,
+            UsageRecord.operation,
+            func.sum(UsageRecord.prompt_tokens),
+            func.sum(UsageRecord.completion_tokens),
+            total,
+            func.sum(UsageRecord.cost_usd),
+            func.count(),
+        )
+        .where(UsageRecord.user_id == user_id, UsageRecord.create_time >= since)
+        .group_by(UsageRecord.model, UsageRecord.operation)
+        .order_by(total.desc(), UsageRecord.model, UsageRecord.operation)
+    )
+    result = await session.execute(statement)
+    return [
+        ModelUsage(
+            model=model,
+            operation=operation,
+            prompt_tokens=int(prompt),
+            completion_tokens=int(completion),
+            total_tokens=int(tokens),
+            cost_usd=float(cost),
+            calls=int(calls),
+        )
+        for model, operation, prompt, completion, tokens, cost, calls in result.all()
+    ]
 
 
 _PERIOD_WORDS = {DAY: "daily", MONTH: "monthly"}
