@@ -1,5 +1,9 @@
 """GetHint: a Socratic hint ladder about the moment around the playhead, with a citation.
 
+Longer than 400 lines because of this account of the hint's context, checks and confidence, and the prompt
+text: the code is about 360 lines, and the offline ladder (`hint_ladder`) and the answer check (`leaks`) are
+already modules of their own.
+
 Context: the selected range (if any), the chunks around the playhead (a minute before, half a minute after)
 and, when the student says what is hard, hybrid search for it in the video; their sentences come from the
 analysis stored at ingest, scored against the struggle text by meaning. The key sentence and its key term

@@ -1,5 +1,9 @@
 """GenerateLearningPath: detected issues, recommended content that exists in the course, next steps.
 
+Longer than 400 lines because the plan has two writers over the same needs and candidates, the offline
+ranking and the model with the check of its answer, and both use the needs, candidates and reasons defined
+here; the wording of the reasons is already `wording.py`.
+
 Needs: the concepts the student names as hard; else derived from their data in this course, namely concepts
 of answered quiz questions whose mastery is below 0.5 (weight 1 - mastery) and the stretches where they
 asked for hints or got interventions (the key term of that chunk, weight 0.6 + 0.1 per request, up to 1).

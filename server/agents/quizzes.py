@@ -1,5 +1,9 @@
 """GenerateQuiz: generated quizzes, shared through a PostgreSQL cache, and each student's own quiz of them.
 
+Longer than 400 lines because the agent is one flow read top to bottom: the quiz's scope, the single-flight
+cache, generation with its retry and offline fallback, storing the shared quiz and issuing the student's copy.
+Its rules and its offline generator are already modules of their own (`quiz_rules`, `quiz_offline`).
+
 Generation: with a model, one structured-output call (strict JSON schema) whose questions are validated in
 code (`quiz_rules`); invalid output gets one retry with the problems listed, then the offline generator
 (`quiz_offline`) answers. Without a model (or with the breaker open) the offline generator answers at once.
