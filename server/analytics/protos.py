@@ -10,7 +10,8 @@ from tutorstream.v1 import common_pb2
 from server.analytics.domain import AgentCount, FlagView, Place, UsageReport, UserAnalytics, VideoAnalytics
 from server.analytics.models import AIInteraction, Insight
 from server.analytics.video import HELP_OUTCOME_DESCRIPTION
-from server.core.protos import timestamp
+from server.core.protos import timestamp, usage_to_proto
+from server.core.values import Usage
 from server.experiments.protos import arm_outcome_to_proto, comparison_to_proto
 from server.experiments.stats import Comparison
 
@@ -50,12 +51,7 @@ def interaction_to_proto(row: AIInteraction) -> pb.Interaction:
         video_id=row.video_id,
         position_seconds=row.position_seconds,
         model=row.model,
-        usage=common_pb2.TokenUsage(
-            prompt_tokens=row.prompt_tokens,
-            completion_tokens=row.completion_tokens,
-            total_tokens=row.prompt_tokens + row.completion_tokens,
-            cost_usd=row.cost_usd,
-        ),
+        usage=usage_to_proto(Usage(row.prompt_tokens, row.completion_tokens, row.cost_usd)),
         latency_ms=row.latency_ms,
         cached=row.cached,
         confidence=row.confidence or 0.0,
@@ -84,12 +80,7 @@ def user_analytics_to_proto(report: UserAnalytics) -> pb.GetUserAnalyticsRespons
             pb.ConceptMasteryStat(concept=m.concept, probability=m.probability, attempts=m.attempts)
             for m in report.mastery
         ],
-        usage=common_pb2.TokenUsage(
-            prompt_tokens=report.prompt_tokens,
-            completion_tokens=report.completion_tokens,
-            total_tokens=report.prompt_tokens + report.completion_tokens,
-            cost_usd=report.cost_usd,
-        ),
+        usage=usage_to_proto(Usage(report.prompt_tokens, report.completion_tokens, report.cost_usd)),
         interventions_received=report.interventions_received,
         interventions_accepted=report.interventions_accepted,
     )

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.analytics.domain import AGENT_TYPES, Finding
 from server.analytics.models import AIInteraction, AuditRead, FlaggedInteraction, Insight
 from server.core.models import User
+from server.core.pagination import newest_first
 
 
 async def get_user(session: AsyncSession, user_id: str) -> User | None:
@@ -503,16 +504,13 @@ async def list_flags(
     session: AsyncSession, course_id: str, *, after: tuple[datetime, str] | None, limit: int
 ) -> list[FlaggedInteraction]:
     """Newest first; `after` is the (create_time, id) of the last flag of the previous page."""
-    statement = (
-        select(FlaggedInteraction)
-        .where(FlaggedInteraction.course_id == course_id)
-        .order_by(FlaggedInteraction.create_time.desc(), FlaggedInteraction.id.desc())
-        .limit(limit)
+    statement = newest_first(
+        select(FlaggedInteraction).where(FlaggedInteraction.course_id == course_id),
+        FlaggedInteraction.create_time,
+        FlaggedInteraction.id,
+        after=after,
+        limit=limit,
     )
-    if after is not None:
-        statement = statement.where(
-            func.row(FlaggedInteraction.create_time, FlaggedInteraction.id) < func.row(after[0], after[1])
-        )
     return list((await session.execute(statement)).scalars())
 
 

@@ -1,4 +1,4 @@
-"""Opaque page tokens (AIP-158) for keyset pagination.
+"""Opaque page tokens (AIP-158) for keyset pagination, and the page of a statement newest first.
 
 A token is URL-safe base64 of a small JSON object: which listing it belongs to (`scope`, e.g. the session a
 message list is for) and the sort key of the last item returned. A token from another listing, one that does
@@ -11,9 +11,14 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, func
+from sqlalchemy.orm import InstrumentedAttribute
 
 from server.core.errors import InvalidArgument
+
+_Statement = TypeVar("_Statement", bound=Select[Any])
 
 
 def encode_page_token(scope: str, key: list[Any]) -> str:
@@ -63,3 +68,19 @@ def page_size(requested: int, *, default: int, maximum: int, field: str = "page_
     if requested == 0:
         return default
     return min(requested, maximum)
+
+
+def newest_first(
+    statement: _Statement,
+    created: InstrumentedAttribute[datetime],
+    key: InstrumentedAttribute[str],
+    *,
+    after: tuple[Any, ...] | None,
+    limit: int,
+) -> _Statement:
+    """At most `limit` rows of `statement`, newest first by (`created`, `key`); with `after`, the (created, key)
+    of the previous page's last row, only the rows that follow it."""
+    statement = statement.order_by(created.desc(), key.desc()).limit(limit)
+    if after is not None:
+        statement = statement.where(func.row(created, key) < func.row(after[0], after[1]))
+    return statement

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from server.core.pagination import newest_first
 from server.experiments.models import Experiment, ExperimentExposure
 
 # A watch session covering this share of its video counts as completing it.
@@ -89,16 +90,13 @@ async def list_experiments(
     session: AsyncSession, course_id: str, *, after: tuple[datetime, str] | None, limit: int
 ) -> list[Experiment]:
     """Newest first; `after` is the (create_time, experiment_id) of the last experiment of the previous page."""
-    statement = (
-        select(Experiment)
-        .where(Experiment.course_id == course_id)
-        .order_by(Experiment.create_time.desc(), Experiment.experiment_id.desc())
-        .limit(limit)
+    statement = newest_first(
+        select(Experiment).where(Experiment.course_id == course_id),
+        Experiment.create_time,
+        Experiment.experiment_id,
+        after=after,
+        limit=limit,
     )
-    if after is not None:
-        statement = statement.where(
-            func.row(Experiment.create_time, Experiment.experiment_id) < func.row(after[0], after[1])
-        )
     return list((await session.execute(statement)).scalars())
 
 
