@@ -7,7 +7,15 @@ from typing import Any
 from tutorstream.v1 import analytics_service_pb2 as pb
 from tutorstream.v1 import common_pb2
 
-from server.analytics.domain import AgentCount, FlagView, Place, UsageReport, UserAnalytics, VideoAnalytics
+from server.analytics.domain import (
+    AgentCount,
+    ConfusionSegment,
+    FlagView,
+    Place,
+    UsageReport,
+    UserAnalytics,
+    VideoAnalytics,
+)
 from server.analytics.models import AIInteraction, Insight
 from server.analytics.video import HELP_OUTCOME_DESCRIPTION
 from server.core.protos import timestamp, usage_to_proto
@@ -91,17 +99,7 @@ def video_analytics_to_proto(report: VideoAnalytics) -> pb.GetVideoAnalyticsResp
         video_id=report.video_id,
         viewers=report.viewers,
         confusion_peaks=[
-            pb.ConfusionPeak(
-                range=common_pb2.TimeRange(start_seconds=peak.start_seconds, end_seconds=peak.end_seconds),
-                score=peak.score,
-                rewatches=peak.rewatches,
-                pauses=peak.pauses,
-                hints=peak.hints,
-                wrong_answers=peak.wrong_answers,
-                students=peak.students,
-                transcript_text=peak.transcript_text,
-            )
-            for peak in report.peaks
+            pb.ConfusionPeak(**_segment_fields(peak), transcript_text=peak.transcript_text) for peak in report.peaks
         ],
         interventions=[
             pb.InterventionStat(
@@ -114,21 +112,23 @@ def video_analytics_to_proto(report: VideoAnalytics) -> pb.GetVideoAnalyticsResp
             for stat in report.interventions
         ],
         help_outcome=_help_outcome(report.help_outcome),
-        segments=[
-            pb.ConfusionSegment(
-                range=common_pb2.TimeRange(start_seconds=segment.start_seconds, end_seconds=segment.end_seconds),
-                score=segment.score,
-                rewatches=segment.rewatches,
-                pauses=segment.pauses,
-                hints=segment.hints,
-                wrong_answers=segment.wrong_answers,
-                students=segment.students,
-            )
-            for segment in report.segments
-        ],
+        segments=[pb.ConfusionSegment(**_segment_fields(segment)) for segment in report.segments],
         agents=[agent_stats_to_proto(agent) for agent in report.agents],
         ratings=[pb.RatingCount(rating=star, count=count) for star, count in enumerate(report.ratings, start=1)],
     )
+
+
+def _segment_fields(segment: ConfusionSegment) -> dict[str, Any]:
+    """The fields a confusion segment and a confusion peak share."""
+    return {
+        "range": common_pb2.TimeRange(start_seconds=segment.start_seconds, end_seconds=segment.end_seconds),
+        "score": segment.score,
+        "rewatches": segment.rewatches,
+        "pauses": segment.pauses,
+        "hints": segment.hints,
+        "wrong_answers": segment.wrong_answers,
+        "students": segment.students,
+    }
 
 
 def _help_outcome(comparison: Comparison) -> pb.HelpOutcome:
