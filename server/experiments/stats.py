@@ -82,7 +82,10 @@ def compare_proportions(
             arms.append(ArmEstimate(0, math.nan, math.nan, math.nan))
             continue
         low, high = proportion_confint(successes, n, alpha=ALPHA, method="wilson")
-        arms.append(ArmEstimate(n, successes / n, float(low), float(high)))
+        estimate = successes / n
+        # The formula's rounding can leave an all-right arm's upper bound at 0.9999999999999999 (an all-wrong
+        # arm's lower one at 1e-17): the interval is held to contain its estimate.
+        arms.append(ArmEstimate(n, estimate, min(float(low), estimate), max(float(high), estimate)))
     control, treatment = arms
     if control_n == 0 or treatment_n == 0:
         return Comparison(control, treatment, math.nan, math.nan, math.nan, math.nan, math.nan, False)

@@ -94,3 +94,11 @@ def test_empty_and_constant_arms() -> None:
     assert (constant.difference, constant.p_value, constant.significant) == (0.0, 1.0, False)
     single = compare_proportions(5, 5, 5, 5)
     assert single.difference == 0.0 and single.p_value == 1.0
+
+
+@pytest.mark.parametrize("n", [28, 30, 60])
+def test_an_arm_all_right_or_all_wrong_has_an_interval_holding_its_estimate(n: int) -> None:
+    comparison = compare_proportions(n, n, 0, n)
+    for arm, estimate in ((comparison.control, 1.0), (comparison.treatment, 0.0)):
+        assert arm.estimate == estimate
+        assert 0.0 <= arm.ci_low <= arm.estimate <= arm.ci_high <= 1.0
