@@ -8,6 +8,9 @@ Excerpts, in this order of priority (and of their `cN` ids):
 The prompt is [system: instructions, persona, learning context, excerpts as delimited data] + history +
 [user: the question]. History is trimmed to the token budget from the oldest message on; the system message
 and the question are never dropped.
+
+Longer than 400 lines because what the prompt may hold and how it is built are one contract: the ceiling the
+budget reserves before retrieval ends (`prompt_ceiling`) is computed from the same budgets that build it.
 """
 
 from __future__ import annotations

@@ -1,9 +1,13 @@
 """One StreamChat turn: store the question, build the context, stream the answer, store the answer.
 
-    question stored (own transaction, committed)
-      ─► excerpts + preferences + budget reservation (concurrently) ─► prompt ─► PII redaction
-      ─► response cache? ─► routed model / offline engine ─► deltas relayed as they arrive
-      ─► answer + interaction stored ─► final chunk
+Longer than 400 lines because a turn's endings (answered, cut mid-answer, cancelled, past its deadline, broken
+upstream, fitted to a spent budget) share its state and are read together; the stages it calls live in
+`context`, `recording`, `release` and `questions`.
+
+    question stored (one statement, committed; meanwhile redacted, embedded, parsed, sent to moderation)
+      ─► excerpts + preferences + budget reservation (concurrently, while the verdict is awaited)
+      ─► prompt ─► PII redaction ─► response cache? ─► routed model / offline engine
+      ─► deltas relayed as they arrive ─► answer + interaction stored ─► final chunk
 
 How a turn ends:
 - normally: the answer is stored, the final chunk carries citations, usage, model and the stored ids;

@@ -1,6 +1,9 @@
 """The state machine of one watch session and its detectors. Pure: no I/O, time comes from the events
 (or the injected clock), so every rule can be scripted in a unit test.
 
+Longer than 400 lines because the detectors share the session's state and its cross-cutting rules (one
+intervention per event, the cool-down); a good part of the length is this account of where each rule comes from.
+
 Detectors and where their thresholds come from (all in Settings, `watch_*`):
 
 - Re-watching (HINT, reason REWATCH). Kim et al., "Understanding in-video dropouts and interaction peaks in
