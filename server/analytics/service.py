@@ -14,7 +14,7 @@ from server.analytics.retention import delete_user_data
 from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import FailedPrecondition, InvalidArgument, NotFound
-from server.core.names import require_id
+from server.core.names import require_id, resolve_user
 from server.core.pagination import decode_page_token, encode_page_token, page_size
 from server.core.users import ensure_user
 from server.jobs.queue import AlreadyEnqueued, JobQueue
@@ -169,8 +169,10 @@ class AnalyticsService:
 
     # --- deletion ----------------------------------------------------------------------------------
 
-    async def delete_user(self, user_id: str) -> dict[str, int]:
-        """Delete every row about `user_id` (already authorized) and return the counts by kind."""
+    async def delete_user(self, principal: Principal, user: str) -> dict[str, int]:
+        """Delete every row about `user` (`me`, or anyone for a service) and return the counts by kind; another
+        user's data answers like a missing user."""
+        user_id = resolve_user(principal, user, "user")
         if self._forget_user is not None:
             self._forget_user(user_id)
         counts = await delete_user_data(self._db, user_id)

@@ -122,10 +122,8 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
     async def DeleteUserData(
         self, request: pb.DeleteUserDataRequest, context: aio.ServicerContext[Any, Any]
     ) -> pb.DeleteUserDataResponse:
-        principal = current_principal()
         (user,) = parse_name(request.user, "users/{user}", "user")
-        user_id = resolve_user(principal, user, "user")
-        return pb.DeleteUserDataResponse(deleted=await self._analytics.delete_user(user_id))
+        return pb.DeleteUserDataResponse(deleted=await self._analytics.delete_user(current_principal(), user))
 
     async def CreateExperiment(
         self, request: pb.CreateExperimentRequest, context: aio.ServicerContext[Any, Any]
