@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from server.analytics.models import Insight
+from server.analytics.models import AIInteraction, Insight
+from server.core.values import Usage
 from server.experiments.stats import Comparison
 from server.limits.gate import RateStatus
 from server.limits.windows import ModelUsage, WindowStatus
@@ -51,8 +52,72 @@ class UserAnalytics:
 
 
 @dataclass(frozen=True, slots=True)
+class InteractionView:
+    """One AI interaction as its owner sees it."""
+
+    interaction_id: str
+    agent_type: str
+    trigger: str
+    place: Place
+    model: str
+    usage: Usage
+    latency_ms: int
+    cached: bool
+    confidence: float | None
+    rating: int | None
+    rating_reason: str
+    create_time: datetime
+
+
+def interaction_view(row: AIInteraction) -> InteractionView:
+    return InteractionView(
+        interaction_id=row.id,
+        agent_type=row.agent_type,
+        trigger=row.trigger,
+        place=Place(row.course_id, row.video_id, row.position_seconds),
+        model=row.model,
+        usage=Usage(row.prompt_tokens, row.completion_tokens, row.cost_usd),
+        latency_ms=row.latency_ms,
+        cached=row.cached,
+        confidence=row.confidence,
+        rating=row.rating,
+        rating_reason=row.rating_reason,
+        create_time=row.create_time,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InsightView:
+    """One insight as the instructor who owns it sees it."""
+
+    insight_id: str
+    kind: str
+    title: str
+    detail: str
+    concept: str
+    course_id: str
+    citations: list[dict[str, Any]]
+    create_time: datetime
+    dismiss_time: datetime | None
+
+
+def insight_view(row: Insight) -> InsightView:
+    return InsightView(
+        insight_id=row.id,
+        kind=row.kind,
+        title=row.title,
+        detail=row.detail,
+        concept=row.concept,
+        course_id=row.course_id,
+        citations=list(row.citations),
+        create_time=row.create_time,
+        dismiss_time=row.dismiss_time,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class InsightPage:
-    insights: list[Insight]
+    insights: list[InsightView]
     next_page_token: str
 
 

@@ -11,12 +11,13 @@ from server.analytics.domain import (
     AgentCount,
     ConfusionSegment,
     FlagView,
+    InsightView,
+    InteractionView,
     Place,
     UsageReport,
     UserAnalytics,
     VideoAnalytics,
 )
-from server.analytics.models import AIInteraction, Insight
 from server.analytics.video import HELP_OUTCOME_DESCRIPTION
 from server.core.protos import timestamp, usage_to_proto
 from server.core.values import Usage
@@ -49,23 +50,23 @@ def place_from_proto(context: common_pb2.LearningContext) -> Place:
     return Place(context.course_id, context.video_id, context.position_seconds)
 
 
-def interaction_to_proto(row: AIInteraction) -> pb.Interaction:
+def interaction_to_proto(view: InteractionView) -> pb.Interaction:
     return pb.Interaction(
-        name=f"interactions/{row.id}",
-        interaction_id=row.id,
-        agent_type=AGENT_TYPES.get(row.agent_type, pb.AGENT_TYPE_UNSPECIFIED),
-        trigger=row.trigger,
-        course_id=row.course_id,
-        video_id=row.video_id,
-        position_seconds=row.position_seconds,
-        model=row.model,
-        usage=usage_to_proto(Usage(row.prompt_tokens, row.completion_tokens, row.cost_usd)),
-        latency_ms=row.latency_ms,
-        cached=row.cached,
-        confidence=row.confidence or 0.0,
-        rating=row.rating or 0,
-        rating_reason=row.rating_reason,
-        create_time=timestamp(row.create_time),
+        name=f"interactions/{view.interaction_id}",
+        interaction_id=view.interaction_id,
+        agent_type=AGENT_TYPES.get(view.agent_type, pb.AGENT_TYPE_UNSPECIFIED),
+        trigger=view.trigger,
+        course_id=view.place.course_id,
+        video_id=view.place.video_id,
+        position_seconds=view.place.position_seconds,
+        model=view.model,
+        usage=usage_to_proto(view.usage),
+        latency_ms=view.latency_ms,
+        cached=view.cached,
+        confidence=view.confidence or 0.0,
+        rating=view.rating or 0,
+        rating_reason=view.rating_reason,
+        create_time=timestamp(view.create_time),
     )
 
 
@@ -152,18 +153,18 @@ def _citation(data: dict[str, Any]) -> common_pb2.Citation:
     )
 
 
-def insight_to_proto(row: Insight) -> pb.Insight:
+def insight_to_proto(view: InsightView) -> pb.Insight:
     return pb.Insight(
-        name=f"insights/{row.id}",
-        insight_id=row.id,
-        kind=INSIGHT_KINDS.get(row.kind, pb.INSIGHT_KIND_UNSPECIFIED),
-        title=row.title,
-        detail=row.detail,
-        concept=row.concept,
-        course_id=row.course_id,
-        citations=[_citation(citation) for citation in row.citations],
-        create_time=timestamp(row.create_time),
-        dismiss_time=timestamp(row.dismiss_time),
+        name=f"insights/{view.insight_id}",
+        insight_id=view.insight_id,
+        kind=INSIGHT_KINDS.get(view.kind, pb.INSIGHT_KIND_UNSPECIFIED),
+        title=view.title,
+        detail=view.detail,
+        concept=view.concept,
+        course_id=view.course_id,
+        citations=[_citation(citation) for citation in view.citations],
+        create_time=timestamp(view.create_time),
+        dismiss_time=timestamp(view.dismiss_time),
     )
 
 

@@ -7,9 +7,18 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from server.analytics import repository as repo
-from server.analytics.domain import AgentCount, InsightPage, MasteryStat, Place, UserAnalytics
+from server.analytics.domain import (
+    AgentCount,
+    InsightPage,
+    InsightView,
+    InteractionView,
+    MasteryStat,
+    Place,
+    UserAnalytics,
+    insight_view,
+    interaction_view,
+)
 from server.analytics.insights import GENERATE_TASK, queueing_lock
-from server.analytics.models import AIInteraction, Insight
 from server.analytics.retention import delete_user_data
 from server.core.auth import Principal
 from server.core.db import Database
@@ -55,7 +64,7 @@ class AnalyticsService:
 
     async def record_client_interaction(
         self, principal: Principal, trigger: str, place: Place, attributes: dict[str, str]
-    ) -> AIInteraction:
+    ) -> InteractionView:
         if not trigger or len(trigger) > MAX_TRIGGER_CHARS:
             raise InvalidArgument.field("trigger", f"must be 1 to {MAX_TRIGGER_CHARS} characters")
         if len(attributes) > MAX_ATTRIBUTES:
@@ -78,9 +87,9 @@ class AnalyticsService:
                 position_seconds=place.position_seconds,
                 attributes=dict(attributes),
             )
-            return await repo.stored_interaction(session, interaction_id)
+            return interaction_view(await repo.stored_interaction(session, interaction_id))
 
-    async def rate(self, principal: Principal, interaction_id: str, rating: int, reason: str) -> AIInteraction:
+    async def rate(self, principal: Principal, interaction_id: str, rating: int, reason: str) -> InteractionView:
         """Rate the caller's interaction once. Another user's interaction answers NOT_FOUND (checked before
         the rating is validated); a second rating is FAILED_PRECONDITION (reason ALREADY_RATED)."""
         async with self._db.transaction() as session:
@@ -94,7 +103,7 @@ class AnalyticsService:
             if row.rating is not None:
                 raise FailedPrecondition(f"interaction `{interaction_id}` is already rated", reason="ALREADY_RATED")
             await repo.rate_interaction(session, row, rating, reason)
-            return row
+            return interaction_view(row)
 
     # --- the learner's analytics -------------------------------------------------------------------
 
@@ -155,9 +164,9 @@ class AnalyticsService:
             rows = rows[:size]
             last = rows[-1]
             next_token = encode_page_token(scope, [last.create_time, last.id])
-        return InsightPage(rows, next_token)
+        return InsightPage([insight_view(row) for row in rows], next_token)
 
-    async def dismiss_insight(self, principal: Principal, insight_id: str) -> Insight:
+    async def dismiss_insight(self, principal: Principal, insight_id: str) -> InsightView:
         """Hide the caller's insight (dismissing again changes nothing)."""
         async with self._db.transaction() as session:
             row = await repo.get_insight(session, insight_id, lock=True)
@@ -165,7 +174,7 @@ class AnalyticsService:
                 raise NotFound(f"insight `{insight_id}` not found")
             if row.dismiss_time is None:
                 await repo.dismiss_insight(session, row)
-            return row
+            return insight_view(row)
 
     # --- deletion ----------------------------------------------------------------------------------
 
