@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from server.chat.domain import LearningContext
 from server.chat.models import ChatSession, StoredMessage, TranscriptReference
 
 
@@ -66,14 +67,11 @@ ADD_QUESTION = text(
 
 @dataclass(frozen=True, slots=True)
 class AddedQuestion:
-    """The session a question was added to, as it was before: its context columns, its last messages as
+    """The session a question was added to, as it was before: its learning context, its last messages as
     (role, content) oldest first, its references (column -> value, `create_time` an ISO string) and how many of
     its last answers were not grounded."""
 
-    course_id: str
-    video_id: str
-    position_seconds: float
-    selected_range: tuple[float, float] | None
+    context: LearningContext
     history: list[tuple[str, str]]
     references: list[dict[str, Any]]
     ungrounded: int
@@ -104,10 +102,12 @@ async def add_question(
         return None
     start, end = row.selected_start_seconds, row.selected_end_seconds
     return AddedQuestion(
-        course_id=row.course_id,
-        video_id=row.video_id,
-        position_seconds=row.position_seconds,
-        selected_range=(start, end) if start is not None and end is not None else None,
+        context=LearningContext(
+            course_id=row.course_id,
+            video_id=row.video_id,
+            position_seconds=row.position_seconds,
+            selected_range=(start, end) if start is not None and end is not None else None,
+        ),
         history=[(role, content) for role, content in row.history],
         references=list(row.references),
         ungrounded=int(row.ungrounded),

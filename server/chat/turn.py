@@ -527,13 +527,7 @@ class TurnRunner:
             raise NotFound("session not found", reason="SESSION_NOT_FOUND")
         return _Stored(
             user_message_id=message_id,
-            context=context
-            or LearningContext(
-                course_id=added.course_id,
-                video_id=added.video_id,
-                position_seconds=added.position_seconds,
-                selected_range=added.selected_range,
-            ),
+            context=added.context if context is None else context,
             references=[reference_from_json(reference) for reference in added.references],
             history=[HistoryMessage(role, content) for role, content in added.history],
             ungrounded=added.ungrounded,
