@@ -154,13 +154,12 @@ def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
     reported as a disconnect, which makes the pool discard it and check out another."""
     sync_engine = engine.sync_engine
 
-    @event.listens_for(sync_engine, "connect")
-    def _connected(dbapi_connection: Any, entry: ConnectionPoolEntry) -> None:
+    def _note_time(dbapi_connection: Any, entry: ConnectionPoolEntry) -> None:
         entry.info[_RETURNED_AT] = time.monotonic()
 
-    @event.listens_for(sync_engine, "checkin")
-    def _returned(dbapi_connection: Any, entry: ConnectionPoolEntry) -> None:
-        entry.info[_RETURNED_AT] = time.monotonic()
+    # A new connection counts as just returned: it was opened a moment ago.
+    event.listen(sync_engine, "connect", _note_time)
+    event.listen(sync_engine, "checkin", _note_time)
 
     @event.listens_for(sync_engine, "checkout")
     def _checked_out(dbapi_connection: Any, entry: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
