@@ -15,7 +15,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.agents import repository as repo
@@ -86,9 +85,7 @@ class AnswerAgent:
             mastery = await self._update_mastery(session, user_id, concepts, correct) if counted else None
             if mastery is None:
                 mastery = [_mastery_json(row) for row in await repo.mastery_of(session, user_id, concepts)]
-            await session.execute(
-                update(QuizAttempt).where(QuizAttempt.id == row_id).values(counted=counted, mastery=mastery)
-            )
+            await repo.record_result(session, row_id, counted=counted, mastery=mastery)
         return AnswerResult(
             attempt_id=attempt_id,
             correct=correct,

@@ -23,9 +23,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 
+from server.agents import repository as repo
 from server.agents.models import Preference
 from server.core.auth import Principal
 from server.core.db import Database
@@ -124,7 +123,7 @@ class PreferencesService:
                 return cached[0]
         generation = self._generation
         async with self._db.reader() as session:
-            row = await session.get(Preference, user_id)
+            row = await repo.get_preference(session, user_id)
             values = _values(row) if row is not None else PreferenceValues(user_id=user_id)
         if self.caching and generation == self._generation:
             self._cache[user_id] = (values, self._clock() + self._ttl)
@@ -186,15 +185,6 @@ class PreferencesService:
                 await ensure_user(session, principal)
             else:
                 await ensure_user_id(session, user_id)
-            statement = insert(Preference).values(user_id=user_id, **changes)
-            if changes:
-                statement = statement.on_conflict_do_update(
-                    index_elements=[Preference.user_id], set_={**changes, "update_time": func.now()}
-                )
-            else:
-                statement = statement.on_conflict_do_nothing(index_elements=[Preference.user_id])
-            await session.execute(statement)
-            row = (await session.execute(select(Preference).where(Preference.user_id == user_id))).scalar_one()
-            values = _values(row)
+            values = _values(await repo.save_preference(session, user_id, changes))
         await self.forget(user_id)
         return values

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.agents.models import ConceptMastery, GeneratedQuiz, Quiz, QuizAttempt, QuizItem
+from server.agents.models import ConceptMastery, GeneratedQuiz, Preference, Quiz, QuizAttempt, QuizItem
 from server.analytics.models import AIInteraction
 
 MAX_FORBIDDEN_ITEMS = 2000
@@ -76,6 +76,15 @@ async def insert_attempt(session: AsyncSession, values: dict[str, Any]) -> bool:
         .returning(QuizAttempt.id)
     )
     return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def record_result(
+    session: AsyncSession, attempt_id: str, *, counted: bool, mastery: list[dict[str, Any]]
+) -> None:
+    """Store whether the attempt (by row id) counted and the mastery it left."""
+    await session.execute(
+        update(QuizAttempt).where(QuizAttempt.id == attempt_id).values(counted=counted, mastery=mastery)
+    )
 
 
 async def answered_before(
@@ -230,3 +239,20 @@ async def last_hint_level(
     )
     level = (await session.execute(statement)).scalar_one_or_none()
     return int(level) if level is not None and level.isdigit() else 0
+
+
+async def get_preference(session: AsyncSession, user_id: str) -> Preference | None:
+    return await session.get(Preference, user_id)
+
+
+async def save_preference(session: AsyncSession, user_id: str, changes: dict[str, Any]) -> Preference:
+    """Insert the user's preferences with `changes`, or apply `changes` to the stored ones; the stored row."""
+    statement = insert(Preference).values(user_id=user_id, **changes)
+    if changes:
+        statement = statement.on_conflict_do_update(
+            index_elements=[Preference.user_id], set_={**changes, "update_time": func.now()}
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=[Preference.user_id])
+    await session.execute(statement)
+    return (await session.execute(select(Preference).where(Preference.user_id == user_id))).scalar_one()
