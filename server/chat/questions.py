@@ -9,7 +9,6 @@ over the newest `MAX_SCANNED` citing answers.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -18,8 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import text
-
+from server.chat import repository as repo
 from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import InvalidArgument, NotFound
@@ -47,30 +45,6 @@ class SegmentQuestionView:
     start_seconds: float
     messages: tuple[str, ...] = ()
 
-
-# The user message right before each assistant message citing the stretch (GIN index on citations).
-CITING_QUESTIONS = text(
-    """
-    SELECT q.id, q.session_id, q.content, q.create_time, s.user_id, cited.start_seconds
-    FROM chat_messages a
-    JOIN chat_sessions s ON s.id = a.session_id
-    CROSS JOIN LATERAL (
-        SELECT min(CAST(c ->> 'start_seconds' AS float8)) AS start_seconds
-        FROM jsonb_array_elements(a.citations) AS c
-        WHERE c ->> 'video_id' = :video
-          AND CAST(c ->> 'start_seconds' AS float8) < :end AND CAST(c ->> 'end_seconds' AS float8) > :start
-    ) AS cited
-    CROSS JOIN LATERAL (
-        SELECT m.id, m.session_id, m.content, m.create_time FROM chat_messages m
-        WHERE m.session_id = a.session_id AND m.seq < a.seq AND m.role = 'user'
-        ORDER BY m.seq DESC LIMIT 1
-    ) AS q
-    WHERE a.role = 'assistant' AND a.citations @> CAST(:contains AS jsonb) AND cited.start_seconds IS NOT NULL
-      AND (CAST(:user AS text) IS NULL OR s.user_id = :user)
-    ORDER BY a.seq DESC
-    LIMIT :scan
-    """
-)
 
 _TRAILING = re.compile(r"[\s?!.…]+$")
 _SPACES = re.compile(r"\s+")
@@ -102,16 +76,16 @@ class SegmentQuestions:
         limit = max_questions or DEFAULT_QUESTIONS
         if scope is QuestionScope.COURSE:
             await self._require_course(principal, video_id)
-        params: dict[str, Any] = {
-            "video": video_id,
-            "start": start,
-            "end": end,
-            "contains": json.dumps([{"video_id": video_id}]),
-            "user": principal.user_id if scope is QuestionScope.MINE else None,
-            "scan": limit if scope is QuestionScope.MINE else MAX_SCANNED,
-        }
+        mine = scope is QuestionScope.MINE
         async with self._db.reader() as session:
-            rows = (await session.execute(CITING_QUESTIONS, params)).all()
+            rows = await repo.citing_questions(
+                session,
+                video_id,
+                start,
+                end,
+                user_id=principal.user_id if mine else None,
+                scan=limit if mine else MAX_SCANNED,
+            )
         if scope is QuestionScope.MINE:
             return [
                 SegmentQuestionView(

@@ -6,12 +6,13 @@ nothing (AIP-211: answered as NOT_FOUND by the service).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, tuple_, update
+from sqlalchemy import Row, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from server.chat.domain import LearningContext
@@ -197,3 +198,44 @@ async def remove_reference(session: AsyncSession, session_id: str, reference_id:
     )
     result = await session.execute(statement)
     return bool(getattr(result, "rowcount", 0))
+
+
+# The user message right before each assistant message citing the stretch (GIN index on citations).
+CITING_QUESTIONS = text(
+    """
+    SELECT q.id, q.session_id, q.content, q.create_time, s.user_id, cited.start_seconds
+    FROM chat_messages a
+    JOIN chat_sessions s ON s.id = a.session_id
+    CROSS JOIN LATERAL (
+        SELECT min(CAST(c ->> 'start_seconds' AS float8)) AS start_seconds
+        FROM jsonb_array_elements(a.citations) AS c
+        WHERE c ->> 'video_id' = :video
+          AND CAST(c ->> 'start_seconds' AS float8) < :end AND CAST(c ->> 'end_seconds' AS float8) > :start
+    ) AS cited
+    CROSS JOIN LATERAL (
+        SELECT m.id, m.session_id, m.content, m.create_time FROM chat_messages m
+        WHERE m.session_id = a.session_id AND m.seq < a.seq AND m.role = 'user'
+        ORDER BY m.seq DESC LIMIT 1
+    ) AS q
+    WHERE a.role = 'assistant' AND a.citations @> CAST(:contains AS jsonb) AND cited.start_seconds IS NOT NULL
+      AND (CAST(:user AS text) IS NULL OR s.user_id = :user)
+    ORDER BY a.seq DESC
+    LIMIT :scan
+    """
+)
+
+
+async def citing_questions(
+    session: AsyncSession, video_id: str, start: float, end: float, *, user_id: str | None, scan: int
+) -> Sequence[Row[Any]]:
+    """The questions whose answers cited [start, end) of the video, newest first, at most `scan` of them; only
+    `user_id`'s when given."""
+    params: dict[str, Any] = {
+        "video": video_id,
+        "start": start,
+        "end": end,
+        "contains": json.dumps([{"video_id": video_id}]),
+        "user": user_id,
+        "scan": scan,
+    }
+    return (await session.execute(CITING_QUESTIONS, params)).all()
