@@ -46,11 +46,11 @@ from server.core.auth import Principal
 from server.core.db import Database
 from server.core.errors import QuotaExceeded, Unavailable
 from server.limits.ledger import (
-    BOOK,
     NOT_BOOKED,
     UNRECONCILED_MODEL,
     NotBooked,
     add_usage,
+    book,
     charge_expired,
     current_windows,
     drop_reservation,
@@ -200,23 +200,17 @@ class TokenBudget:
         reservation is waiting to be charged (then nothing was changed)."""
         windows = reservation.windows
         async with self._db.autocommit() as connection:
-            rows = (
-                await connection.execute(
-                    BOOK,
-                    {
-                        "id": reservation.id,
-                        "user_id": reservation.user_id,
-                        "operation": reservation.operation,
-                        "tokens": reservation.tokens,
-                        "day_start": windows.day_start,
-                        "month_start": windows.month_start,
-                        "daily_limit": daily,
-                        "monthly_limit": monthly,
-                        "now": windows.now,
-                        "expire_time": windows.now + self._ttl,
-                    },
-                )
-            ).all()
+            rows = await book(
+                connection,
+                reservation_id=reservation.id,
+                user_id=reservation.user_id,
+                operation=reservation.operation,
+                tokens=reservation.tokens,
+                windows=windows,
+                expire_time=windows.now + self._ttl,
+                daily_limit=daily,
+                monthly_limit=monthly,
+            )
         found, expired, fits = rows[0].found, rows[0].expired, rows[0].fits
         if not found or expired:
             return NOT_BOOKED

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import delete, func, select, text, tuple_
+from sqlalchemy import Row, delete, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from server.core.auth import Principal
 from server.core.errors import QuotaExceeded, QuotaViolation
@@ -79,6 +80,34 @@ BOOK = text(
     FROM verdict LEFT JOIN locked ON true
     """
 )
+
+
+async def book(
+    connection: AsyncConnection,
+    *,
+    reservation_id: str,
+    user_id: str,
+    operation: str,
+    tokens: int,
+    windows: Windows,
+    expire_time: datetime,
+    daily_limit: int,
+    monthly_limit: int,
+) -> Sequence[Row[Any]]:
+    """Run `BOOK`: one row per window found (at least one, with the verdict)."""
+    params = {
+        "id": reservation_id,
+        "user_id": user_id,
+        "operation": operation,
+        "tokens": tokens,
+        "day_start": windows.day_start,
+        "month_start": windows.month_start,
+        "daily_limit": daily_limit,
+        "monthly_limit": monthly_limit,
+        "now": windows.now,
+        "expire_time": expire_time,
+    }
+    return (await connection.execute(BOOK, params)).all()
 
 
 def left_share(tokens: int, windows: list[tuple[int, int, int]]) -> float:
