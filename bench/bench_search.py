@@ -57,9 +57,9 @@ from sqlalchemy.types import Text
 from bench.report import Line, at_least, at_most, context, percentile, publish
 from server.core.db import Database, libpq_conninfo
 from server.embeddings.base import ProgressCallback
-from server.transcripts.repository import vector_index_name
+from server.transcripts.repository.search import vector_index_name
+from server.transcripts.repository.search_sql import code_terms, hybrid_sql, nearest_sql, scope_filter, vector_literal
 from server.transcripts.search import TranscriptSearch
-from server.transcripts.search_sql import code_terms, hybrid_sql, nearest_sql, scope_filter, vector_literal
 from tests.support.postgres import create_migrated_database, drop_database, start_embedded_for_tests
 
 T = TypeVar("T")

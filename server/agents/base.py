@@ -27,7 +27,7 @@ from server.llm.moderation import SUPPORTIVE_MODEL, Moderator, Verdict
 from server.llm.persona import Persona, persona_for
 from server.llm.pii import redact
 from server.llm.structured import StructuredCaller
-from server.transcripts import repository as transcripts_repository
+from server.transcripts.repository import jobs as transcript_jobs
 from server.transcripts.search import TranscriptSearch
 from server.transcripts.sentences import SentenceStore
 
@@ -59,7 +59,7 @@ async def require_video(deps: AgentDeps, video_id: str, field: str = "video_id")
     if info is not None and info.chunk_count > 0:
         return info
     async with deps.database.reader() as session:
-        in_flight = await transcripts_repository.has_active_job(session, video_id)
+        in_flight = await transcript_jobs.has_active_job(session, video_id)
     metadata = {"video_id": video_id}
     if in_flight:
         raise FailedPrecondition(

@@ -76,8 +76,8 @@ from server.llm.provider import ChatMessage
 from server.llm.structured import Spend
 from server.nlp import pipeline
 from server.nlp.sentence import StoredSentence
+from server.transcripts.repository.search_sql import RRF_K
 from server.transcripts.search import TranscriptSearch
-from server.transcripts.search_sql import RRF_K
 
 MAX_STRUGGLE_CHARS = 1000
 MAX_HINT_CHARS = 400

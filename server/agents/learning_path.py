@@ -51,7 +51,7 @@ from server.llm.offline import OFFLINE_MODEL
 from server.llm.persona import Persona
 from server.llm.provider import ChatMessage
 from server.llm.structured import Spend
-from server.transcripts.search_sql import RRF_K
+from server.transcripts.repository.search_sql import RRF_K
 
 MAX_RECOMMENDATIONS = 5
 SEARCH_LIMIT = 4

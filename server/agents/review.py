@@ -16,7 +16,7 @@ from server.core.auth import Principal
 from server.core.errors import FailedPrecondition
 from server.core.values import Citation, SearchHit, Usage
 from server.llm.grounding import shorten
-from server.transcripts.search_sql import RRF_K
+from server.transcripts.repository.search_sql import RRF_K
 
 BEFORE_SECONDS, AFTER_SECONDS = 60.0, 30.0
 SEARCH_LIMIT = 10

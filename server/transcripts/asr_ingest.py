@@ -24,8 +24,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from server.asr.base import AsrProvider
 from server.asr.factory import build_asr_provider
 from server.asr.fetch import MediaFetcher, resolve_media_path
@@ -35,10 +33,10 @@ from server.config import Settings
 from server.core.db import Database
 from server.core.errors import FailedPrecondition, Unavailable
 from server.jobs.queue import JobQueue
-from server.transcripts import repository
 from server.transcripts.jobs import JobProgress, TranscriptJobs
 from server.transcripts.models import IngestJob
 from server.transcripts.parsing import Cue, ParsedTranscript, TranscriptFormat
+from server.transcripts.repository import jobs as jobs_repo
 
 logger = logging.getLogger(__name__)
 
@@ -185,15 +183,7 @@ class MediaTranscriber:
         if not by_job:
             return
         async with self._db.session() as session:
-            active = set(
-                (
-                    await session.execute(
-                        select(IngestJob.id).where(
-                            IngestJob.id.in_(list(by_job)), IngestJob.state.in_(repository.ACTIVE_STATES)
-                        )
-                    )
-                ).scalars()
-            )
+            active = await jobs_repo.active_job_ids(session, list(by_job))
         for job_id, paths in by_job.items():
             if job_id not in active:
                 for path in paths:

@@ -35,7 +35,6 @@ from server.core.db import Database
 from server.core.errors import AlreadyExists, InvalidArgument
 from server.core.names import require_id
 from server.core.users import ensure_user
-from server.transcripts import repository
 from server.transcripts.asr_ingest import INCOMING_PREFIX, MEDIA_FORMAT, UPLOADED_SUFFIX, MediaSpec, upload_dir
 from server.transcripts.courses import (
     claim_or_require_teacher,
@@ -44,6 +43,8 @@ from server.transcripts.courses import (
     require_writable,
 )
 from server.transcripts.domain import JobView, job_view
+from server.transcripts.repository import jobs as jobs_repo
+from server.transcripts.repository import transcripts as transcripts_repo
 from server.transcripts.service import INGEST_TASK, MAX_TITLE_CHARS, REQUEST_ID_PATTERN, JobDeferrer
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class MediaTranscriptionService:
 
     async def _existing(self, principal: Principal, request_id: str, request_hash: str) -> JobView | None:
         async with self._db.session() as session:
-            existing = await repository.find_job_by_request(session, principal.user_id, request_id)
+            existing = await jobs_repo.find_job_by_request(session, principal.user_id, request_id)
         if existing is None:
             return None
         if existing.request_hash != request_hash:
@@ -250,12 +251,12 @@ class MediaTranscriptionService:
         }
         async with self._db.transaction() as session:
             await ensure_user(session, principal)
-            await repository.lock_video(session, video_id)
+            await transcripts_repo.lock_video(session, video_id)
             await claim_or_require_teacher(session, principal, course_id, ACTION)
-            stored = await repository.get_transcript(session, video_id)
+            stored = await transcripts_repo.get_transcript(session, video_id)
             if stored is not None and stored.course_id != course_id:
                 await require_teacher(session, principal, stored.course_id, ACTION)
-            if not await repository.insert_job(session, values):
+            if not await jobs_repo.insert_job(session, values):
                 # A concurrent call with the same request id won the insert.
                 raced = await self._existing(principal, request_id, request_hash)
                 if raced is None:
@@ -264,8 +265,8 @@ class MediaTranscriptionService:
             if upload is not None:
                 await asyncio.to_thread(upload.rename, upload.parent / spec.location)
             queue_job_id = await self._jobs.defer(INGEST_TASK, session=session, lock=f"video:{video_id}", job_id=job_id)
-            await repository.update_job(session, job_id, queue_job_id=queue_job_id)
-            row = await repository.get_job(session, job_id)
+            await jobs_repo.update_job(session, job_id, queue_job_id=queue_job_id)
+            row = await jobs_repo.get_job(session, job_id)
             if row is None:
                 raise RuntimeError("ingest job vanished inside its own transaction")
         logger.info("media job %s queued for %s (%s)", job_id, video_id, spec.kind)

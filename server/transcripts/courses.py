@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import delete, exists, func, or_, select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.auth import Principal, Role
@@ -27,7 +25,8 @@ from server.core.db import Database
 from server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from server.core.names import require_id
 from server.core.pagination import decode_page_token, encode_page_token, page_size
-from server.transcripts.models import CourseInstructor, IngestJob, Transcript
+from server.transcripts.models import CourseInstructor
+from server.transcripts.repository import courses as repo
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -64,33 +63,9 @@ def not_taught(course_id: str) -> PermissionDenied:
     )
 
 
-async def lock_course(session: AsyncSession, course_id: str) -> None:
-    """Serialise ownership changes of one course until the transaction ends."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext('courses'), hashtext(:course))"), {"course": course_id}
-    )
-
-
 async def _grant(session: AsyncSession, course_id: str, user_id: str) -> CourseRole | None:
-    role = (
-        await session.execute(
-            select(CourseInstructor.role).where(
-                CourseInstructor.course_id == course_id, CourseInstructor.user_id == user_id
-            )
-        )
-    ).scalar_one_or_none()
+    role = await repo.grant_of(session, course_id, user_id)
     return None if role is None else CourseRole(role)
-
-
-async def _course_known(session: AsyncSession, course_id: str) -> bool:
-    statement = select(
-        or_(
-            exists().where(CourseInstructor.course_id == course_id),
-            exists().where(Transcript.course_id == course_id),
-            exists().where(IngestJob.course_id == course_id),
-        )
-    )
-    return bool((await session.execute(statement)).scalar_one())
 
 
 async def teaches(session: AsyncSession, principal: Principal, course_id: str) -> bool:
@@ -115,7 +90,7 @@ async def require_writable(session: AsyncSession, principal: Principal, course_i
     """The early check of a write that may create a course: PERMISSION_DENIED unless the caller teaches the
     course or nobody knows it yet (the write's transaction then claims it with `claim_or_require_teacher`)."""
     require_instructor_role(principal, action)
-    if not await teaches(session, principal, course_id) and await _course_known(session, course_id):
+    if not await teaches(session, principal, course_id) and await repo.course_known(session, course_id):
         raise not_taught(course_id)
 
 
@@ -125,18 +100,11 @@ async def claim_or_require_teacher(session: AsyncSession, principal: Principal, 
     require_instructor_role(principal, action)
     if principal.role is Role.SERVICE:
         return
-    await lock_course(session, course_id)
+    await repo.lock_course(session, course_id)
     if await _grant(session, course_id, principal.user_id) is not None:
         return
-    if not await _course_known(session, course_id):
-        await session.execute(
-            insert(CourseInstructor).values(
-                course_id=course_id,
-                user_id=principal.user_id,
-                role=CourseRole.OWNER.value,
-                granted_by=principal.user_id,
-            )
-        )
+    if not await repo.course_known(session, course_id):
+        await repo.claim_course(session, course_id, principal.user_id, role=CourseRole.OWNER.value)
         return
     if not await teaches(session, principal, course_id):
         raise not_taught(course_id)
@@ -169,17 +137,11 @@ class CourseInstructorService:
         limit = page_size(size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
         scope = f"courses/{course_id}/instructors"
         after = decode_page_token(token, scope, (str,))
-        statement = (
-            select(CourseInstructor)
-            .where(CourseInstructor.course_id == course_id)
-            .order_by(CourseInstructor.user_id)
-            .limit(limit + 1)
-        )
-        if after is not None:
-            statement = statement.where(CourseInstructor.user_id > after[0])
         async with self._db.session() as session:
             await self._require_visible(session, principal, course_id)
-            rows = list((await session.execute(statement)).scalars())
+            rows = await repo.list_instructors(
+                session, course_id, after=after[0] if after is not None else None, limit=limit + 1
+            )
         views = [_view(row) for row in rows[:limit]]
         next_token = encode_page_token(scope, [views[-1].user_id]) if len(rows) > limit else ""
         return views, next_token
@@ -192,15 +154,11 @@ class CourseInstructorService:
         except ValueError:
             raise InvalidArgument.field("role", "is required: OWNER or INSTRUCTOR") from None
         async with self._db.transaction() as session:
-            await lock_course(session, course_id)
+            await repo.lock_course(session, course_id)
             await self._require_owner(session, principal, course_id)
-            inserted = await session.execute(
-                insert(CourseInstructor)
-                .values(course_id=course_id, user_id=user_id, role=course_role.value, granted_by=principal.user_id)
-                .on_conflict_do_nothing(index_elements=[CourseInstructor.course_id, CourseInstructor.user_id])
-                .returning(CourseInstructor)
+            row = await repo.insert_grant(
+                session, course_id, user_id, role=course_role.value, granted_by=principal.user_id
             )
-            row = inserted.scalar_one_or_none()
             if row is None:
                 raise AlreadyExists(
                     f"courses/{course_id}/instructors/{user_id} already exists; remove it first to change its role",
@@ -210,26 +168,16 @@ class CourseInstructorService:
 
     async def remove(self, principal: Principal, course_id: str, user_id: str) -> None:
         async with self._db.transaction() as session:
-            await lock_course(session, course_id)
+            await repo.lock_course(session, course_id)
             await self._require_owner(session, principal, course_id)
             role = await _grant(session, course_id, user_id)
             if role is None:
                 raise NotFound(f"courses/{course_id}/instructors/{user_id} not found")
             if role is CourseRole.OWNER:
-                owners = (
-                    await session.execute(
-                        select(func.count()).where(
-                            CourseInstructor.course_id == course_id, CourseInstructor.role == CourseRole.OWNER.value
-                        )
-                    )
-                ).scalar_one()
+                owners = await repo.count_with_role(session, course_id, CourseRole.OWNER.value)
                 if owners <= 1:
                     raise FailedPrecondition(
                         f"`{user_id}` is the last owner of course `{course_id}`; add another owner first",
                         reason="LAST_OWNER",
                     )
-            await session.execute(
-                delete(CourseInstructor).where(
-                    CourseInstructor.course_id == course_id, CourseInstructor.user_id == user_id
-                )
-            )
+            await repo.delete_grant(session, course_id, user_id)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from server.transcripts.models import IngestJob, Transcript
-from server.transcripts.repository import TERMINAL_STATES
+from server.transcripts.repository.jobs import TERMINAL_STATES
 
 
 @dataclass(frozen=True)

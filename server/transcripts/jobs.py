@@ -18,8 +18,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from sqlalchemy import select
-
 from server.config import Settings
 from server.core import tracing
 from server.core.db import Database
@@ -28,11 +26,14 @@ from server.embeddings.base import Embedder
 from server.jobs.queue import AlreadyEnqueued, JobQueue
 from server.nlp.addressed import addressed_to_model
 from server.nlp.analysis import ANALYSIS_VERSION, TranscriptAnalysis, analyse
-from server.transcripts import repository
 from server.transcripts.chunking import Chunk, chunk_cues
 from server.transcripts.handoff import PARSED_HANDOFF, content_hash, cue_records
-from server.transcripts.models import IngestJob, Transcript, TranscriptChunk, TranscriptPhrase, TranscriptSentence
+from server.transcripts.models import IngestJob
 from server.transcripts.parsing import ParsedTranscript, format_timestamp, parse_transcript
+from server.transcripts.repository import jobs as jobs_repo
+from server.transcripts.repository import search as search_repo
+from server.transcripts.repository import transcripts as transcripts_repo
+from server.transcripts.repository import upkeep as upkeep_repo
 from server.transcripts.service import INGEST_TASK
 from server.transcripts.upkeep import TranscriptUpkeep
 
@@ -96,31 +97,15 @@ class TranscriptJobs:
         """Make the active model searchable: its HNSW index exists, and chunks embedded by another model
         get converted by a re-embed job."""
         model = self._embedder.model_id
-        if await repository.ensure_vector_index(self._db, model, self._embedder.dimension):
+        if await search_repo.ensure_vector_index(self._db, model, self._embedder.dimension):
             logger.info("created the HNSW index for embedding model %s", model)
         async with self._db.session() as session:
-            stale = (
-                await session.execute(
-                    select(TranscriptChunk.id).where(TranscriptChunk.embedding_model != model).limit(1)
-                )
-            ).first()
-            stale_analysis = (
-                await session.execute(
-                    select(TranscriptSentence.video_id).where(TranscriptSentence.embedding_model != model).limit(1)
-                )
-            ).first() or (
-                await session.execute(
-                    select(TranscriptPhrase.video_id).where(TranscriptPhrase.embedding_model != model).limit(1)
-                )
-            ).first()
-            unanalysed = (
-                await session.execute(
-                    select(Transcript.video_id).where(Transcript.analysis_version != ANALYSIS_VERSION).limit(1)
-                )
-            ).first()
-        if stale is not None or stale_analysis is not None:
+            stale = await upkeep_repo.has_other_model_chunks(session, model)
+            stale_analysis = await upkeep_repo.has_other_model_analysis(session, model)
+            unanalysed = await upkeep_repo.has_unanalysed(session, ANALYSIS_VERSION)
+        if stale or stale_analysis:
             await self.schedule_reembed()
-        if unanalysed is not None:
+        if unanalysed:
             await self._schedule(ANALYSE_TASK, "transcripts without the current sentence analysis will get it")
 
     async def schedule_reembed(self) -> None:
@@ -142,7 +127,7 @@ class TranscriptJobs:
     async def _ingest(self, job_id: str) -> None:
         handed_over = PARSED_HANDOFF.take(job_id)
         async with self._db.transaction() as session:
-            job = await repository.start_job(session, job_id, stage="parsing" if handed_over is None else "chunking")
+            job = await jobs_repo.start_job(session, job_id, stage="parsing" if handed_over is None else "chunking")
         if job is None:
             return
         external = self._sources.get(job.format)
@@ -191,7 +176,7 @@ class TranscriptJobs:
                 raise RuntimeError(f"the embedder returned {len(vectors)} vectors for {len(texts)} texts")
             await self._update(job_id, stage="indexing", completed_units=0, total_units=total)
             model = self._embedder.model_id
-            sentence_rows, phrase_rows = repository.analysis_rows(
+            sentence_rows, phrase_rows = transcripts_repo.analysis_rows(
                 job.video_id,
                 job.course_id,
                 analysis,
@@ -232,17 +217,17 @@ class TranscriptJobs:
             ]
             with tracing.span("ingest.store", chunks=total):
                 async with self._db.transaction() as session:
-                    await repository.lock_video(session, job.video_id)
+                    await transcripts_repo.lock_video(session, job.video_id)
                     # Marked done first: a job that ended meanwhile (failed by the sweep) leaves nothing behind.
-                    done = await repository.finish_job(
+                    done = await jobs_repo.finish_job(
                         session, job_id, total_units=total, warnings=warnings[:MAX_JOB_WARNINGS]
                     )
                     if not done:
                         return
-                    await repository.replace_transcript(
+                    await transcripts_repo.replace_transcript(
                         session, transcript=transcript, chunks=rows, first_ingested=job.create_time
                     )
-                    await repository.replace_analysis(
+                    await transcripts_repo.replace_analysis(
                         session, job.video_id, sentences=sentence_rows, phrases=phrase_rows, version=analysis.version
                     )
             logger.info("ingest job %s: %s indexed (%d chunks, %s)", job_id, job.video_id, total, model)
@@ -258,11 +243,11 @@ class TranscriptJobs:
 
     async def _update(self, job_id: str, **values: Any) -> None:
         async with self._db.transaction() as session:
-            await repository.update_job(session, job_id, **values)
+            await jobs_repo.update_job(session, job_id, **values)
 
     async def _fail(self, job_id: str, reason: str) -> None:
         async with self._db.transaction() as session:
-            await repository.update_job(
+            await jobs_repo.update_job(
                 session, job_id, state="failed", error_message=reason[:2000] or "failed", content=None
             )
 
@@ -271,24 +256,13 @@ class TranscriptJobs:
         often than the queue retries) are queued again, until JOB_MAX_ATTEMPTS; then they fail."""
         grace = max(2 * self._settings.job_sweep_seconds, 5.0)
         async with self._db.session() as session:
-            lost = await repository.lost_jobs(session, grace)
+            lost = await jobs_repo.lost_jobs(session, grace)
         for job_id, video_id, attempts, queue_job_id in lost:
             async with self._db.transaction() as session:
-                claimed = (
-                    await session.execute(
-                        select(IngestJob.id)
-                        .where(
-                            IngestJob.id == job_id,
-                            IngestJob.state.in_(repository.ACTIVE_STATES),
-                            IngestJob.queue_job_id.is_not_distinct_from(queue_job_id),
-                        )
-                        .with_for_update(skip_locked=True)
-                    )
-                ).first()
-                if claimed is None:
+                if not await jobs_repo.claim_lost_job(session, job_id, queue_job_id):
                     continue
                 if attempts >= self._settings.job_max_attempts:
-                    await repository.update_job(
+                    await jobs_repo.update_job(
                         session,
                         job_id,
                         state="failed",
@@ -300,7 +274,7 @@ class TranscriptJobs:
                 new_queue_job = await self._queue.defer(
                     INGEST_TASK, session=session, lock=f"video:{video_id}", job_id=job_id
                 )
-                await repository.update_job(session, job_id, queue_job_id=new_queue_job)
+                await jobs_repo.update_job(session, job_id, queue_job_id=new_queue_job)
                 logger.warning("ingest job %s had lost its queue entry; queued again", job_id)
 
 

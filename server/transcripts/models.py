@@ -75,7 +75,7 @@ class TranscriptChunk(Base):
     token_count: Mapped[int] = mapped_column(server_default="0")
     embedding_model: Mapped[str]
     # Its per-model HNSW indexes are partial expression indexes managed by the migration and at startup
-    # (repository.ensure_vector_index), so they are not declared here.
+    # (repository/search.py: ensure_vector_index), so they are not declared here.
     embedding: Mapped[Any] = deferred(mapped_column(VECTOR(), nullable=False))
     search_english: Mapped[Any] = deferred(
         mapped_column(TSVECTOR, Computed("to_tsvector('english'::regconfig, text)", persisted=True))

@@ -3,7 +3,7 @@ time-range reads for grounding.
 
 One search is one SQL statement, so it reads one snapshot: while a re-ingest swaps a video's chunks, a search
 sees the old chunks or the new ones, never a mix. Only vectors of the active embedding model take part in the
-vector half; full text covers every chunk. The statements themselves are built in `search_sql.py`.
+vector half; full text covers every chunk. The statements are built and run in `repository/search.py`.
 """
 
 from __future__ import annotations
@@ -15,31 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import Float, Text
-
 from server.core.db import Database
 from server.core.errors import DomainError
 from server.core.values import SearchHit, VideoInfo
 from server.embeddings.base import Embedder
-from server.transcripts.search_sql import (
-    CHUNK_COLUMNS,
-    code_terms,
-    hybrid_sql,
-    nearest_sql,
-    scope_filter,
-    vector_literal,
-)
+from server.transcripts.repository import search as search_repo
+from server.transcripts.repository.search_sql import vector_literal
 
 logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 50
-# HNSW candidate list per search (bench/bench_search.py, clustered 384-d vectors, m 16, ef_construction 64):
-# recall@10 at 100k is 0.96 with pgvector's default 40 and 1.00 with 100; at 1M, 100 gives 0.87, 200 and 300
-# give 0.95 and 400 gives 0.98.
-HNSW_EF_SEARCH = 400
 QUERY_VECTOR_CACHE_SIZE = 512
 
 
@@ -88,7 +73,6 @@ class TranscriptSearch:
         self._query_vectors: OrderedDict[tuple[str, str], str] = OrderedDict()
         # Embeddings being computed, shared by every caller asking for the same text meanwhile.
         self._embedding: dict[tuple[str, str], asyncio.Task[str | None]] = {}
-        self._statements: dict[tuple[str | None, int, str, bool], TextClause] = {}
 
     @property
     def embedding_model(self) -> str:
@@ -129,47 +113,28 @@ class TranscriptSearch:
         vector = await self.query_vector(query)
         model_id = self._embedder.model_id if vector is not None else None
         use_exact = exact if exact is not None else video_id is not None or course_id is not None
-        statement = self._statement(
+        request = search_repo.HybridQuery(
+            query=query,
+            query_vector=vector,
             model_id=model_id,
             dimension=self._embedder.dimension if vector is not None else 0,
-            scope=scope_filter(video_id, course_id, time_window is not None),
+            video_id=video_id,
+            course_id=course_id,
+            time_window=time_window,
+            candidates=candidates,
+            limit=limit,
             exact=use_exact,
         )
-        params: dict[str, Any] = {
-            "query": query,
-            "code_terms": code_terms(query),
-            "candidates": candidates,
-            "limit": limit,
-        }
-        if vector is not None:
-            params["query_vector"] = vector
-        if video_id is not None:
-            params["video_id"] = video_id
-        if course_id is not None:
-            params["course_id"] = course_id
-        if time_window is not None:
-            params["window_start"], params["window_end"] = time_window
         if vector is not None and not use_exact:
             async with self._db.transaction() as session:
-                await self._use_iterative_scan(session, candidates)
-                rows = (await session.execute(statement, params)).all()
+                await search_repo.use_iterative_scan(session, candidates)
+                rows = await search_repo.hybrid(session, request)
         else:
             # One statement, one snapshot: no transaction around it is needed (and none is paid for).
             async with self._db.engine.connect() as connection:
                 autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                rows = (await autocommit.execute(statement, params)).all()
+                rows = await search_repo.hybrid(autocommit, request)
         return SearchOutcome([_hit(row) for row in rows], model_id or "")
-
-    def _statement(self, *, model_id: str | None, dimension: int, scope: str, exact: bool) -> TextClause:
-        """The hybrid statement for this shape of search, built once (SQLAlchemy then reuses its compiled form
-        and psycopg prepares it on the server)."""
-        key = (model_id, dimension, scope, exact)
-        statement = self._statements.get(key)
-        if statement is None:
-            sql = hybrid_sql(model_id=model_id, dimension=dimension, scope=scope, exact=exact)
-            statement = text(sql).bindparams(bindparam("code_terms", type_=ARRAY(Text())))
-            self._statements[key] = statement
-        return statement
 
     async def nearest_chunks(
         self,
@@ -182,33 +147,19 @@ class TranscriptSearch:
     ) -> list[str]:
         """Ids of the `limit` chunks closest to `query_vector` (active model only), by the exact scan or the
         HNSW index: the vector half of `search`, for diagnostics and recall measurements."""
-        statement = nearest_sql(
-            model_id=self._embedder.model_id,
-            dimension=self._embedder.dimension,
-            scope=scope_filter(video_id, course_id, window=False),
-            exact=exact,
-        )
-        params: dict[str, Any] = {"query_vector": vector_literal(query_vector), "candidates": limit}
-        if video_id is not None:
-            params["video_id"] = video_id
-        if course_id is not None:
-            params["course_id"] = course_id
         async with self._db.transaction() as session:
             if not exact:
-                await self._use_iterative_scan(session, limit)
-            rows = (await session.execute(text(statement + " ORDER BY rank"), params)).all()
-        return [row.id for row in rows]
-
-    @staticmethod
-    async def _use_iterative_scan(session: AsyncSession, candidates: int) -> None:
-        # One round trip for both settings; `true`: local to the transaction, like SET LOCAL.
-        await session.execute(
-            text(
-                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                "set_config('hnsw.ef_search', :ef, true)"
-            ),
-            {"ef": str(max(HNSW_EF_SEARCH, min(candidates, 1000)))},
-        )
+                await search_repo.use_iterative_scan(session, limit)
+            return await search_repo.nearest(
+                session,
+                vector_literal(query_vector),
+                model_id=self._embedder.model_id,
+                dimension=self._embedder.dimension,
+                video_id=video_id,
+                course_id=course_id,
+                limit=limit,
+                exact=exact,
+            )
 
     async def chunks_around(
         self,
@@ -223,61 +174,36 @@ class TranscriptSearch:
 
     async def chunks_in_range(self, video_id: str, start_seconds: float, end_seconds: float) -> list[SearchHit]:
         """Chunks overlapping [start, end] in playback order (a zero-length range means that instant)."""
-        statement = text(
-            f"SELECT {CHUNK_COLUMNS} FROM transcript_chunks c "
-            "WHERE c.video_id = :video_id AND c.end_seconds >= :start AND c.start_seconds <= :end "
-            "ORDER BY c.start_seconds, c.chunk_index"
-        )
         async with self._db.session() as session:
-            rows = (
-                await session.execute(statement, {"video_id": video_id, "start": start_seconds, "end": end_seconds})
-            ).all()
+            rows = await search_repo.chunks_in_range(session, video_id, start_seconds, end_seconds)
         return [_hit(row) for row in rows]
 
     async def chunks_at(self, moments: Sequence[tuple[str, float]]) -> list[SearchHit]:
         """For each (video, second), the chunks said at that moment; each chunk once, in playback order."""
         if not moments:
             return []
-        statement = text(
-            f"SELECT DISTINCT ON (c.video_id, c.start_seconds, c.id) {CHUNK_COLUMNS} FROM transcript_chunks c "
-            "JOIN unnest(:videos, :moments) AS m(video_id, at_seconds) "
-            "ON c.video_id = m.video_id AND c.start_seconds <= m.at_seconds AND c.end_seconds >= m.at_seconds "
-            "ORDER BY c.video_id, c.start_seconds, c.id"
-        ).bindparams(bindparam("videos", type_=ARRAY(Text())), bindparam("moments", type_=ARRAY(Float())))
-        params = {"videos": [video for video, _ in moments], "moments": [float(at) for _, at in moments]}
         async with self._db.session() as session:
-            rows = (await session.execute(statement, params)).all()
+            rows = await search_repo.chunks_at(session, moments)
         return [_hit(row) for row in rows]
 
     async def get_chunks(self, chunk_ids: Sequence[str]) -> list[SearchHit]:
         """The chunks that still exist, in the order asked for."""
         if not chunk_ids:
             return []
-        statement = text(f"SELECT {CHUNK_COLUMNS} FROM transcript_chunks c WHERE c.id = ANY(:ids)").bindparams(
-            bindparam("ids", type_=ARRAY(Text()))
-        )
         async with self._db.session() as session:
-            rows = (await session.execute(statement, {"ids": list(chunk_ids)})).all()
+            rows = await search_repo.get_chunks(session, chunk_ids)
         by_id = {row.id: _hit(row) for row in rows}
         return [by_id[chunk_id] for chunk_id in dict.fromkeys(chunk_ids) if chunk_id in by_id]
 
     async def video_info(self, video_id: str) -> VideoInfo | None:
-        statement = text(
-            "SELECT video_id, course_id, title, duration_seconds, chunk_count FROM transcripts "
-            "WHERE video_id = :video_id"
-        )
         async with self._db.session() as session:
-            row = (await session.execute(statement, {"video_id": video_id})).first()
+            row = await search_repo.get_video(session, video_id)
         return _video_info(row) if row is not None else None
 
     async def course_videos(self, course_id: str) -> list[VideoInfo]:
         """The course's videos in the order they were first ingested."""
-        statement = text(
-            "SELECT video_id, course_id, title, duration_seconds, chunk_count FROM transcripts "
-            "WHERE course_id = :course_id ORDER BY create_time, video_id"
-        )
         async with self._db.session() as session:
-            rows = (await session.execute(statement, {"course_id": course_id})).all()
+            rows = await search_repo.course_videos(session, course_id)
         return [_video_info(row) for row in rows]
 
     def prefetch(self, query: str) -> None:

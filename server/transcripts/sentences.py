@@ -16,15 +16,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.types import Float, Text
 
 from server.core.db import Database
 from server.nlp.addressed import addressed_to_model
 from server.nlp.analysis import Mention
 from server.nlp.questions import Frame
 from server.nlp.sentence import StoredSentence
+from server.transcripts.repository import sentences as repo
 
 PHRASE_CACHE_SECONDS = 60.0
 MAX_CACHED_COURSES = 64
@@ -77,12 +75,6 @@ class CoursePhrases:
         return result
 
 
-_SENTENCE_COLUMNS = (
-    "s.video_id, s.sentence_index, s.start_seconds, s.end_seconds, s.text, s.lemmas, s.kinds, s.mentions, "
-    "s.frames, s.complete"
-)
-
-
 def _sentence(row: Any) -> StoredSentence:
     similarity = getattr(row, "similarity", None)
     return StoredSentence(
@@ -126,32 +118,8 @@ class SentenceStore:
         with `query_vector` (a vector literal of `model_id`), each with its similarity to it."""
         if not ranges:
             return []
-        similarity = (
-            "CASE WHEN s.embedding_model = :model_id "
-            "THEN 1 - (s.embedding <=> CAST(:query_vector AS halfvec)) END AS similarity"
-            if query_vector is not None
-            else "NULL AS similarity"
-        )
-        statement = text(
-            f"SELECT DISTINCT ON (s.video_id, s.sentence_index) {_SENTENCE_COLUMNS}, {similarity} "
-            "FROM transcript_sentences s "
-            "JOIN unnest(:videos, :starts, :ends) AS r(video_id, range_start, range_end) "
-            "ON s.video_id = r.video_id AND s.start_seconds < r.range_end AND s.end_seconds > r.range_start "
-            "ORDER BY s.video_id, s.sentence_index"
-        ).bindparams(
-            bindparam("videos", type_=ARRAY(Text())),
-            bindparam("starts", type_=ARRAY(Float())),
-            bindparam("ends", type_=ARRAY(Float())),
-        )
-        params: dict[str, Any] = {
-            "videos": [video for video, _, _ in ranges],
-            "starts": [float(start) for _, start, _ in ranges],
-            "ends": [float(end) if end > start else float(start) + 0.001 for _, start, end in ranges],
-        }
-        if query_vector is not None:
-            params |= {"query_vector": query_vector, "model_id": model_id}
         async with self._db.session() as session:
-            rows = (await session.execute(statement, params)).all()
+            rows = await repo.in_ranges(session, ranges, query_vector=query_vector, model_id=model_id)
         return sorted(_material(rows), key=lambda s: (s.video_id, s.start_seconds, s.index))
 
     async def vocabulary(self, course_id: str) -> frozenset[str]:
@@ -161,9 +129,8 @@ class SentenceStore:
         cached = self._vocabularies.get(course_id)
         if cached is not None and cached[1] == shape and cached[0] > time.monotonic():
             return cached[2]
-        statement = text("SELECT DISTINCT unnest(lemmas) FROM transcript_sentences WHERE course_id = :course_id")
         async with self._db.session() as session:
-            words = frozenset((await session.execute(statement, {"course_id": course_id})).scalars())
+            words = await repo.vocabulary(session, course_id)
         self._vocabularies[course_id] = (time.monotonic() + PHRASE_CACHE_SECONDS, shape, words)
         while len(self._vocabularies) > MAX_CACHED_COURSES:
             self._vocabularies.popitem(last=False)
@@ -171,13 +138,8 @@ class SentenceStore:
 
     async def versions(self, course_id: str) -> tuple[tuple[str, str], ...]:
         """What changes when a course's transcripts or their analyses change."""
-        statement = text(
-            "SELECT video_id, analysis_version || ':' || chunk_count || ':' || update_time AS version "
-            "FROM transcripts WHERE course_id = :course_id ORDER BY video_id"
-        )
         async with self._db.session() as session:
-            result = await session.execute(statement, {"course_id": course_id})
-            return tuple((row.video_id, row.version) for row in result)
+            return await repo.versions(session, course_id)
 
     async def nearest(
         self,
@@ -190,35 +152,19 @@ class SentenceStore:
     ) -> list[StoredSentence]:
         """The sentences of a video (or of a course) closest in meaning to the query vector, closest first: an
         exact scan of that video's or course's sentences."""
-        scope, params = ("s.video_id = :scope", video_id) if video_id else ("s.course_id = :scope", course_id)
-        if not params:
+        if not (video_id or course_id):
             return []
-        statement = text(
-            f"SELECT {_SENTENCE_COLUMNS}, 1 - (s.embedding <=> CAST(:query_vector AS halfvec)) AS similarity "
-            f"FROM transcript_sentences s WHERE {scope} AND s.embedding_model = :model_id "
-            "ORDER BY s.embedding <=> CAST(:query_vector AS halfvec) LIMIT :limit"
-        )
         async with self._db.session() as session:
-            rows = (
-                await session.execute(
-                    statement, {"scope": params, "query_vector": query_vector, "model_id": model_id, "limit": limit}
-                )
-            ).all()
+            rows = await repo.nearest(
+                session, query_vector, model_id, video_id=video_id, course_id=course_id, limit=limit
+            )
         return _material(rows)
 
     async def key_phrases(self, video_id: str, start: float, end: float, *, limit: int = 3) -> list[str]:
         """How the lecture writes the key phrases said between `start` and `end`, most telling first: said
         there most, rare in the rest of the video, multi-word and code terms preferred."""
-        statement = text(
-            "WITH said AS (SELECT m->>0 AS key FROM transcript_sentences s, jsonb_array_elements(s.mentions) m "
-            "WHERE s.video_id = :video_id AND s.start_seconds < :end AND s.end_seconds > :start) "
-            "SELECT p.key, p.surface, p.kind, count(*) AS here, cardinality(p.sentences) AS spread, "
-            "(SELECT count(*) FROM transcript_sentences t WHERE t.video_id = :video_id) AS total "
-            "FROM said JOIN transcript_phrases p ON p.video_id = :video_id AND p.key = said.key "
-            "GROUP BY p.key, p.surface, p.kind, p.sentences"
-        )
         async with self._db.session() as session:
-            rows = (await session.execute(statement, {"video_id": video_id, "start": start, "end": end})).all()
+            rows = await repo.phrases_said(session, video_id, start, end)
 
         def telling(row: Any) -> float:
             boost = (1.6 if row.kind == "code" else 1.0) * 1.5 ** (len(row.key.split()) - 1)
@@ -230,11 +176,8 @@ class SentenceStore:
         """Which of the videos have their sentences stored (older transcripts wait for the backfill job)."""
         if not video_ids:
             return set()
-        statement = text(
-            "SELECT video_id FROM transcripts WHERE video_id = ANY(:videos) AND analysis_version <> ''"
-        ).bindparams(bindparam("videos", type_=ARRAY(Text())))
         async with self._db.session() as session:
-            return set((await session.execute(statement, {"videos": list(video_ids)})).scalars())
+            return await repo.analysed(session, video_ids)
 
     async def course_phrases(self, course_id: str, model_id: str) -> CoursePhrases:
         """The course's key phrases, merged over its videos, with their vectors of `model_id` (kept for a
@@ -244,15 +187,9 @@ class SentenceStore:
         if cached is not None and cached[1] == shape and cached[0] > time.monotonic():
             self._phrases.move_to_end(course_id)
             return cached[2]
-        statement = text(
-            "SELECT p.video_id, p.key, p.surface, p.kind, p.mentions, p.sentences, p.embedding::text AS vector "
-            "FROM transcript_phrases p WHERE p.course_id = :course_id AND p.embedding_model = :model_id "
-            "ORDER BY p.key, p.video_id"
-        )
-        count_statement = text("SELECT count(*) FROM transcript_sentences WHERE course_id = :course_id")
         async with self._db.session() as session:
-            rows = (await session.execute(statement, {"course_id": course_id, "model_id": model_id})).all()
-            sentence_count = int((await session.execute(count_statement, {"course_id": course_id})).scalar_one())
+            rows = await repo.course_phrases(session, course_id, model_id)
+            sentence_count = await repo.sentence_count(session, course_id)
         phrases = _merge_phrases(rows)
         raw = np.array([vector for _, vector in phrases], dtype=np.float32)
         raw = raw.reshape(len(phrases), -1) if len(phrases) else np.zeros((0, 1), dtype=np.float32)

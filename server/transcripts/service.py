@@ -34,7 +34,6 @@ from server.core.errors import AlreadyExists, InvalidArgument, NotFound
 from server.core.names import require_id
 from server.core.pagination import decode_page_token, encode_page_token
 from server.core.users import ensure_user
-from server.transcripts import repository
 from server.transcripts.courses import (
     claim_or_require_teacher,
     require_instructor_role,
@@ -45,6 +44,8 @@ from server.transcripts.domain import JobView, TranscriptView, job_view, transcr
 from server.transcripts.handoff import PARSED_HANDOFF, content_hash
 from server.transcripts.models import IngestJob
 from server.transcripts.parsing import TranscriptFormat, parse_transcript
+from server.transcripts.repository import jobs as jobs_repo
+from server.transcripts.repository import transcripts as transcripts_repo
 from server.transcripts.search import MAX_LIMIT, SearchOutcome, TranscriptSearch
 
 INGEST_TASK = "transcripts.ingest"
@@ -138,7 +139,7 @@ class TranscriptService:
         fmt = self._validate(request)
         request_hash = _request_hash(request)
         async with self._db.session() as session:
-            existing = await repository.find_job_by_request(session, principal.user_id, request.request_id)
+            existing = await jobs_repo.find_job_by_request(session, principal.user_id, request.request_id)
             if existing is None:
                 await require_writable(session, principal, request.course_id, action)
         if existing is not None:
@@ -163,8 +164,8 @@ class TranscriptService:
         }
         async with self._db.transaction() as session:
             await ensure_user(session, principal)
-            await repository.lock_video(session, request.video_id)
-            stored = await repository.get_transcript(session, request.video_id)
+            await transcripts_repo.lock_video(session, request.video_id)
+            stored = await transcripts_repo.get_transcript(session, request.video_id)
             await claim_or_require_teacher(session, principal, request.course_id, action)
             if stored is not None and stored.course_id != request.course_id:
                 await require_teacher(session, principal, stored.course_id, action)
@@ -172,15 +173,15 @@ class TranscriptService:
                 stored is not None
                 and stored.content_hash == digest
                 and stored.embedding_model == self._search.embedding_model
-                and not await repository.has_active_job(session, request.video_id)
+                and not await jobs_repo.has_active_job(session, request.video_id)
             )
             if unchanged:
                 values |= {"state": "succeeded", "stage": "done", "unchanged": True, "content": None}
             else:
                 values |= {"state": "queued", "content": request.content}
-            if not await repository.insert_job(session, values):
+            if not await jobs_repo.insert_job(session, values):
                 # A concurrent call with the same request id won the insert.
-                raced = await repository.find_job_by_request(session, principal.user_id, request.request_id)
+                raced = await jobs_repo.find_job_by_request(session, principal.user_id, request.request_id)
                 if raced is None:
                     raise RuntimeError("ingest job vanished after a conflicting insert")
                 return self._same_request(raced, request_hash)
@@ -188,7 +189,7 @@ class TranscriptService:
                 title = request.title or stored.title
                 language = request.language or stored.language
                 if (stored.course_id, stored.title, stored.language) != (request.course_id, title, language):
-                    await repository.update_transcript_metadata(
+                    await transcripts_repo.update_transcript_metadata(
                         session, request.video_id, course_id=request.course_id, title=title, language=language
                     )
             else:
@@ -198,11 +199,11 @@ class TranscriptService:
                     queue_job_id = await self._jobs.defer(
                         INGEST_TASK, session=session, lock=f"video:{request.video_id}", job_id=job_id
                     )
-                    await repository.update_job(session, job_id, queue_job_id=queue_job_id)
+                    await jobs_repo.update_job(session, job_id, queue_job_id=queue_job_id)
                 except BaseException:
                     PARSED_HANDOFF.take(job_id)
                     raise
-            row = await repository.get_job(session, job_id)
+            row = await jobs_repo.get_job(session, job_id)
             if row is None:
                 raise RuntimeError("ingest job vanished inside its own transaction")
             return job_view(row)
@@ -222,7 +223,7 @@ class TranscriptService:
     async def get_job(self, principal: Principal, job_id: str) -> JobView:
         require_instructor_role(principal, "read ingest jobs")
         async with self._db.session() as session:
-            row = await repository.get_job(session, job_id)
+            row = await jobs_repo.get_job(session, job_id)
         if row is None or (principal.role is not Role.SERVICE and row.requested_by != principal.user_id):
             raise NotFound(f"ingestJobs/{job_id} not found")
         return job_view(row)
@@ -244,7 +245,7 @@ class TranscriptService:
 
     async def get_transcript(self, principal: Principal, video_id: str, *, full: bool) -> TranscriptView:
         async with self._db.session() as session:
-            row = await repository.get_transcript(session, video_id, with_cues=full)
+            row = await transcripts_repo.get_transcript(session, video_id, with_cues=full)
         if row is None:
             raise NotFound(f"videos/{video_id}/transcript not found")
         return transcript_view(row, with_cues=full)
@@ -259,7 +260,9 @@ class TranscriptService:
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         after = decode_page_token(page_token, f"transcripts:{course_id}", (str, str))
         async with self._db.session() as session:
-            rows = await repository.list_transcripts(session, course_id=course_id or None, after=after, limit=size + 1)
+            rows = await transcripts_repo.list_transcripts(
+                session, course_id=course_id or None, after=after, limit=size + 1
+            )
         views = [transcript_view(row) for row in rows[:size]]
         next_token = ""
         if len(rows) > size:
@@ -272,12 +275,12 @@ class TranscriptService:
         action = "delete transcripts"
         require_instructor_role(principal, action)
         async with self._db.transaction() as session:
-            await repository.lock_video(session, video_id)
-            stored = await repository.get_transcript(session, video_id)
+            await transcripts_repo.lock_video(session, video_id)
+            stored = await transcripts_repo.get_transcript(session, video_id)
             if stored is None:
                 raise NotFound(f"videos/{video_id}/transcript not found")
             await require_teacher(session, principal, stored.course_id, action)
-            await repository.delete_transcript(session, video_id)
+            await transcripts_repo.delete_transcript(session, video_id)
 
     # --- search ------------------------------------------------------------------------------------
 

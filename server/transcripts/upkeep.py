@@ -10,15 +10,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select, text, update
-from sqlalchemy.orm import Mapper
-
 from server.core.db import Database
 from server.embeddings.base import Embedder
 from server.nlp.analysis import ANALYSIS_VERSION, analyse
-from server.transcripts import repository
-from server.transcripts.models import Transcript, TranscriptChunk, TranscriptPhrase, TranscriptSentence
+from server.transcripts.models import TranscriptPhrase, TranscriptSentence
+from server.transcripts.repository import transcripts as transcripts_repo
+from server.transcripts.repository import upkeep as upkeep_repo
 
 logger = logging.getLogger(__name__)
 
@@ -55,61 +52,31 @@ class TranscriptUpkeep:
         converted = 0
         while True:
             async with self._db.session() as session:
-                batch = (
-                    await session.execute(
-                        select(TranscriptChunk.id, TranscriptChunk.text, TranscriptChunk.embedding_model)
-                        .where(TranscriptChunk.embedding_model != model)
-                        .order_by(TranscriptChunk.video_id, TranscriptChunk.chunk_index)
-                        .limit(REEMBED_BATCH)
-                    )
-                ).all()
+                batch = await upkeep_repo.chunks_to_reembed(session, model, REEMBED_BATCH)
             if not batch:
                 break
             vectors = await self._embedder.embed([row.text for row in batch])
             async with self._db.transaction() as session:
-                converted += await repository.set_chunk_embeddings(
+                converted += await upkeep_repo.set_chunk_embeddings(
                     session,
                     model,
                     [(row.id, vector, row.embedding_model) for row, vector in zip(batch, vectors, strict=True)],
                 )
-                await session.execute(
-                    text(
-                        "UPDATE transcripts t SET embedding_model = :model "
-                        "WHERE t.embedding_model <> :model AND NOT EXISTS (SELECT 1 FROM transcript_chunks c "
-                        "WHERE c.video_id = t.video_id AND c.embedding_model <> :model)"
-                    ),
-                    {"model": model},
-                )
+                await upkeep_repo.mark_transcripts_embedded(session, model)
         logger.info("re-embed job: %d chunks now use %s", converted, model)
 
-    async def _reembed_rows(
-        self, table: type[TranscriptSentence] | type[TranscriptPhrase], text_column: Any, model: str
-    ) -> int:
-        mapper: Mapper[Any] = sa_inspect(table)
-        keys = list(mapper.primary_key)
+    async def _reembed_rows(self, table: upkeep_repo.AnalysisTable, text_column: Any, model: str) -> int:
         converted = 0
         while True:
             async with self._db.session() as session:
-                batch = (
-                    await session.execute(
-                        select(*keys, text_column.label("text"), table.embedding_model)
-                        .where(table.embedding_model != model)
-                        .order_by(*keys)
-                        .limit(REEMBED_BATCH)
-                    )
-                ).all()
+                batch = await upkeep_repo.analysis_to_reembed(session, table, text_column, model, REEMBED_BATCH)
             if not batch:
                 return converted
             vectors = await self._embedder.embed([row.text for row in batch])
             async with self._db.transaction() as session:
-                for row, vector in zip(batch, vectors, strict=True):
-                    match = [column == row._mapping[column.name] for column in keys]
-                    result = await session.execute(
-                        update(table)
-                        .where(*match, table.embedding_model == row.embedding_model)
-                        .values(embedding=vector, embedding_model=model)
-                    )
-                    converted += getattr(result, "rowcount", 0) or 0
+                converted += await upkeep_repo.set_analysis_embeddings(
+                    session, table, model, list(zip(batch, vectors, strict=True))
+                )
 
     # --- sentence analysis of transcripts stored before it existed --------------------------------------
 
@@ -121,14 +88,7 @@ class TranscriptUpkeep:
         done: set[str] = set()
         while True:
             async with self._db.session() as session:
-                row = (
-                    await session.execute(
-                        select(Transcript.video_id, Transcript.content_hash, Transcript.cues)
-                        .where(Transcript.analysis_version != ANALYSIS_VERSION, Transcript.video_id.not_in(done))
-                        .order_by(Transcript.video_id)
-                        .limit(1)
-                    )
-                ).first()
+                row = await upkeep_repo.next_unanalysed(session, ANALYSIS_VERSION, skip=done)
             if row is None:
                 break
             done.add(row.video_id)
@@ -138,17 +98,11 @@ class TranscriptUpkeep:
                 [sentence.text for sentence in analysis.sentences] + [phrase.surface for phrase in analysis.phrases]
             )
             async with self._db.transaction() as session:
-                await repository.lock_video(session, row.video_id)
-                current = (
-                    await session.execute(
-                        select(Transcript.course_id, Transcript.content_hash, Transcript.analysis_version).where(
-                            Transcript.video_id == row.video_id
-                        )
-                    )
-                ).first()
+                await transcripts_repo.lock_video(session, row.video_id)
+                current = await upkeep_repo.analysis_state(session, row.video_id)
                 if current is None or current.content_hash != row.content_hash:
                     continue
-                sentences, phrases = repository.analysis_rows(
+                sentences, phrases = transcripts_repo.analysis_rows(
                     row.video_id,
                     current.course_id,
                     analysis,
@@ -156,7 +110,7 @@ class TranscriptUpkeep:
                     vectors[: len(analysis.sentences)],
                     vectors[len(analysis.sentences) :],
                 )
-                await repository.replace_analysis(
+                await transcripts_repo.replace_analysis(
                     session, row.video_id, sentences=sentences, phrases=phrases, version=analysis.version
                 )
             logger.info("analysis backfill: %s has %d sentences", row.video_id, len(analysis.sentences))

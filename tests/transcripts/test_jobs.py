@@ -31,7 +31,7 @@ from server.embeddings.openai_embedder import OpenAIEmbedder
 from server.nlp.analysis import ANALYSIS_VERSION
 from server.seed import seed_demo_if_absent
 from server.transcripts.models import IngestJob, Transcript, TranscriptChunk, TranscriptPhrase, TranscriptSentence
-from server.transcripts.repository import ensure_vector_index
+from server.transcripts.repository.search import ensure_vector_index
 from server.transcripts.search import TranscriptSearch
 from tests.conftest import RunningServer
 from tests.support.clients import Client

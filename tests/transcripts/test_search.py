@@ -11,8 +11,8 @@ from tutorstream.v1 import transcript_service_pb2 as pb
 
 from server.core.values import SearchHit, VideoInfo
 from server.demo import load_demo_course, load_eval_questions
+from server.transcripts.repository.search_sql import code_terms, nearest_sql, vector_literal
 from server.transcripts.search import TranscriptSearch
-from server.transcripts.search_sql import code_terms, nearest_sql, vector_literal
 from tests.conftest import RunningServer
 from tests.support.clients import error_details
 

@@ -4,7 +4,7 @@ Chunk vectors live in one `vector` column without a fixed dimension, next to the
 them. Each model gets a partial HNSW index on the column cast to its dimension, so vectors of different
 models never meet in one index or one search. The two models the server knows out of the box are indexed
 here; any other configured model gets its index when a server or worker first starts with it
-(server.transcripts.repository.ensure_vector_index).
+(server.transcripts.repository.search.ensure_vector_index).
 
 The job queue's tables and functions are procrastinate's own schema, read from the installed package.
 
@@ -28,7 +28,7 @@ down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# (index name, model id, dimension): must match server.transcripts.repository.vector_index_name().
+# (index name, model id, dimension): must match server.transcripts.repository.search.vector_index_name().
 BUILTIN_VECTOR_INDEXES = (
     ("ix_transcript_chunks_hnsw_local_all_minilm_l6_v2", "local:all-MiniLM-L6-v2", 384),
     ("ix_transcript_chunks_hnsw_openai_text_embedding_3_small", "openai:text-embedding-3-small", 1536),
