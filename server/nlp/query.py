@@ -7,6 +7,7 @@ This parses what the student typed, never transcript text.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import py3langid
@@ -21,6 +22,7 @@ _POINTING_BACK = frozenset({"it", "its", "that", "they", "them", "those", "these
 # Words that point at what is on screen: "what does this mean?", "explain what happens here".
 _POINTING_HERE = frozenset({"this", "here", "now"})
 MIN_WORDS_FOR_LANGUAGE = 4
+_LETTERS = re.compile(r"[^\W\d_]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,21 @@ def _follow_up(doc: Doc) -> bool:
     if words[0] in _FOLLOW_UP_OPENERS or words[:2] in (["what", "about"], ["how", "about"]):
         return True
     return any(word in _POINTING_BACK for word in words) and not _own_topic(doc)
+
+
+def may_follow_up(question: str) -> bool:
+    """False only for a question that `_follow_up` cannot take for a follow-up, read from its words alone (no
+    parse): none opens it like a continuation and none points back. Every spaCy token those checks match is a
+    run of letters here too (splitting on anything else only adds candidates), so a question this rules out
+    needs no parse to know it stands on its own."""
+    words = _LETTERS.findall(question.lower())
+    if not words:
+        return False
+    return (
+        words[0] in _FOLLOW_UP_OPENERS
+        or words[:2] in (["what", "about"], ["how", "about"])
+        or any(word in _POINTING_BACK for word in words)
+    )
 
 
 def _deictic(doc: Doc) -> bool:
