@@ -38,7 +38,7 @@ from server.llm.offline import Evidence
 from server.llm.persona import Persona, persona_for
 from server.llm.provider import ChatMessage
 from server.llm.tokens import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter
-from server.nlp.query import QuestionAnalysis, analyse_question
+from server.nlp.query import QuestionAnalysis, analyse_question, may_follow_up
 from server.nlp.sentence import StoredSentence
 from server.transcripts.search import TranscriptSearch
 from server.transcripts.sentences import SentenceStore
@@ -232,9 +232,11 @@ class Gathered:
 
     sources: list[Source]
     evidence: TurnEvidence
-    question: QuestionAnalysis
+    # None when a model answers (the offline engine reads it; see `analysed`).
+    question: QuestionAnalysis | None
     # What the question is about (its nouns, names, code terms) that the course never says.
     unknown_terms: tuple[str, ...] = ()
+    course_id: str = ""
 
 
 async def gather_turn(
@@ -247,13 +249,18 @@ async def gather_turn(
     previous: str = "",
     spoiler_limit: float | None = None,
     parsing: asyncio.Future[QuestionAnalysis] | None = None,
+    analyse: bool = True,
 ) -> Gathered:
     """Excerpts and evidence for one question (already redacted, as is `previous`, the session's last
-    question). The question is parsed in a worker thread while retrieval runs; a follow-up ("and what about
-    the second argument?") is retrieved again together with the question it continues. With a
-    `spoiler_limit` (no spoilers), nothing said after it in the current video is given as an excerpt (see
-    `_without_spoilers`). `parsing`: the question's analysis, when the caller started it earlier."""
-    if parsing is None:
+    question). A follow-up ("and what about the second argument?") is retrieved again together with the
+    question it continues. With a `spoiler_limit` (no spoilers), nothing said after it in the current video is
+    given as an excerpt (see `_without_spoilers`).
+
+    The question is parsed in a worker thread while retrieval runs (`parsing`, when the caller started it
+    earlier) if the offline engine may answer (`analyse`), which reads the parse; for a model's answer only a
+    question that may continue the previous one is parsed (`may_follow_up`), and `analysed` parses the rest
+    if the offline engine takes over after all."""
+    if parsing is None and (analyse or (previous and may_follow_up(question))):
         parsing = asyncio.ensure_future(asyncio.to_thread(analyse_question, question))
     # With the course known, the sentences closest to the question are looked up alongside the search.
     early = (
@@ -263,9 +270,9 @@ async def gather_turn(
     )
     try:
         groups = await _source_groups(search, question, context, references)
-        analysis = await parsing
+        analysis = await parsing if parsing is not None else None
         query = question
-        if analysis.follow_up and previous:
+        if analysis is not None and analysis.follow_up and previous:
             query = f"{previous} {question}"
             groups = await _source_groups(search, query, context, references)
         course_id = context.course_id or next(
@@ -276,7 +283,8 @@ async def gather_turn(
         else:
             neighbours = await _sentence_neighbours(search, sentences, query, context, course_id)
     finally:
-        parsing.cancel()
+        if parsing is not None:
+            parsing.cancel()
         if early is not None and not early.done():
             early.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -291,16 +299,35 @@ async def gather_turn(
     sources = label_sources(groups, MAX_SOURCES)
     # A follow-up's excerpts come from the topic it continues; its sentences are compared with what it adds
     # ("and what is the fix?"), unless it adds no words of its own ("why is that?").
+    evidence_query = question if analysis is None or analysis.keys else query
+    if analysis is None or not analyse:
+        evidence = await gather_evidence(sentences, search, evidence_query, sources)
+        return Gathered(sources, evidence, None, course_id=course_id)
     evidence, vocabulary = await asyncio.gather(
-        gather_evidence(sentences, search, question if analysis.keys else query, sources),
-        sentences.vocabulary(course_id) if course_id else _nothing_said(),
+        gather_evidence(sentences, search, evidence_query, sources), _vocabulary(sentences, course_id)
     )
-    unknown = tuple(term for term in analysis.terms if vocabulary and term not in vocabulary)
-    return Gathered(sources, evidence, analysis, unknown)
+    return Gathered(sources, evidence, analysis, _unknown_terms(analysis, vocabulary), course_id)
 
 
-async def _nothing_said() -> frozenset[str]:
-    return frozenset()
+async def analysed(
+    gathered: Gathered, sentences: SentenceStore, question: str
+) -> tuple[QuestionAnalysis, tuple[str, ...]]:
+    """The question's analysis and what it names that the course never says: `gathered`'s, or, for a turn
+    gathered for a model that the offline engine answers after all, parsed now."""
+    if gathered.question is not None:
+        return gathered.question, gathered.unknown_terms
+    analysis, vocabulary = await asyncio.gather(
+        asyncio.to_thread(analyse_question, question), _vocabulary(sentences, gathered.course_id)
+    )
+    return analysis, _unknown_terms(analysis, vocabulary)
+
+
+def _unknown_terms(analysis: QuestionAnalysis, vocabulary: frozenset[str]) -> tuple[str, ...]:
+    return tuple(term for term in analysis.terms if vocabulary and term not in vocabulary)
+
+
+async def _vocabulary(sentences: SentenceStore, course_id: str) -> frozenset[str]:
+    return await sentences.vocabulary(course_id) if course_id else frozenset()
 
 
 async def _without_spoilers(

@@ -54,6 +54,7 @@ from server.chat.context import (
     Gathered,
     HistoryMessage,
     Prompt,
+    analysed,
     build_prompt,
     gather_turn,
     prompt_ceiling,
@@ -131,6 +132,8 @@ class _Prepared:
     gathered: Gathered
     refused: QuotaExceeded | None
     counter: TokenCounter
+    # The model's recent answers in the session were not grounded: the offline engine answers (`_model_strayed`).
+    strayed: bool
 
 
 class TurnRunner:
@@ -197,7 +200,10 @@ class TurnRunner:
             safe_question = (await asyncio.to_thread(redact, message)).text if _storable(message) else ""
             if safe_question:
                 self._search.prefetch(safe_question)
-                parsing = asyncio.ensure_future(asyncio.to_thread(analyse_question, safe_question))
+                if not self._llm.upstream_likely():
+                    # The offline engine answers from the question's parse; a model's turn parses only what
+                    # it needs, and later (`gather_turn`).
+                    parsing = asyncio.ensure_future(asyncio.to_thread(analyse_question, safe_question))
                 moderating = asyncio.ensure_future(self._moderator.check(message, redacted=safe_question))
             with tracing.span("chat.store_question"):
                 stored = await asyncio.shield(storing)
@@ -315,6 +321,7 @@ class TurnRunner:
         refusal when the upper bound does not fit). Everything that leaves the process from here on is redacted
         (`safe_question`, redacted when the turn began); the stored question is as typed."""
         counter = self._llm.counter()
+        strayed = self._model_strayed(stored)
         earlier, preferences, spoilers_off = await asyncio.gather(
             asyncio.to_thread(redact, _previous_question(stored.history)),
             self._preferences.get(turn.principal.user_id),
@@ -334,10 +341,11 @@ class TurnRunner:
                     previous=earlier.text,
                     spoiler_limit=spoiler_limit,
                     parsing=parsing,
+                    analyse=strayed or not self._llm.upstream_likely(),
                 ),
                 self._reserve(turn, stored, counter) if self._llm.upstream_likely() else _no_refusal(),
             )
-        return _Prepared(preferences, spoiler_limit, gathered, refused, counter)
+        return _Prepared(preferences, spoiler_limit, gathered, refused, counter, strayed)
 
     async def _open(
         self,
@@ -387,18 +395,21 @@ class TurnRunner:
             deadline=deadline,
             user=pseudonymous_user(turn.principal.user_id),
         )
-        offline_request = OfflineRequest(
-            question=gathered.question,
-            evidence=evidence.items,
-            sources=sources,
-            video_id=stored.context.video_id,
-            position_seconds=stored.context.position_seconds if stored.context.video_id else None,
-            persona=persona,
-            embedding_model=self._search.embedding_model,
-            unanalysed=evidence.unanalysed,
-            unknown_terms=gathered.unknown_terms,
-            ahead=evidence.ahead,
-        )
+
+        async def offline_request() -> OfflineRequest:
+            question, unknown_terms = await analysed(gathered, self._sentences, safe_question)
+            return OfflineRequest(
+                question=question,
+                evidence=evidence.items,
+                sources=sources,
+                video_id=stored.context.video_id,
+                position_seconds=stored.context.position_seconds if stored.context.video_id else None,
+                persona=persona,
+                embedding_model=self._search.embedding_model,
+                unanalysed=evidence.unanalysed,
+                unknown_terms=unknown_terms,
+                ahead=evidence.ahead,
+            )
 
         key = ""
         hit: CachedAnswer | None = None
@@ -420,7 +431,7 @@ class TurnRunner:
             key = cache_key(
                 params.model, redacted.messages, temperature=params.temperature, max_tokens=params.max_tokens
             )
-        routed = self._llm.open_chat(redacted.messages, params, offline_request, offline=self._model_strayed(stored))
+        routed = self._llm.open_chat(redacted.messages, params, offline_request, offline=prepared.strayed)
         turn.routed = routed
         if routed.offline:
             await self._release(turn)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 from server.config import Settings
@@ -74,7 +74,7 @@ class RoutedChat:
         router: LLMRouter,
         messages: Sequence[ChatMessage],
         params: ChatParams,
-        offline_request: OfflineRequest,
+        offline_request: Callable[[], Awaitable[OfflineRequest]],
         *,
         force_offline: bool = False,
     ) -> None:
@@ -112,7 +112,8 @@ class RoutedChat:
                 self.offline = True
                 self.fallback = True
                 self.model = OFFLINE_MODEL
-        async with contextlib.aclosing(self._router.offline.stream(self._offline_request)) as stream:
+        request = await self._offline_request()
+        async with contextlib.aclosing(self._router.offline.stream(request)) as stream:
             async for event in stream:
                 yield event
 
@@ -171,22 +172,14 @@ class LLMRouter:
         self,
         messages: Sequence[ChatMessage],
         params: ChatParams,
-        offline_request: OfflineRequest,
+        offline_request: Callable[[], Awaitable[OfflineRequest]],
         *,
         offline: bool = False,
     ) -> RoutedChat:
-        """`offline`: the offline engine answers even with a model available (marked `fallback`, as in an
+        """`offline_request` builds what the offline engine answers from, called only when it answers.
+        `offline`: the offline engine answers even with a model available (marked `fallback`, as in an
         outage), e.g. after the model's answers in a session failed the grounding check."""
         return RoutedChat(self, messages, params, offline_request, force_offline=offline)
-
-    async def stream_chat(
-        self, messages: Sequence[ChatMessage], params: ChatParams, offline_request: OfflineRequest
-    ) -> AsyncIterator[StreamEvent]:
-        """Shorthand for callers that do not need to know who answered."""
-        routed = self.open_chat(messages, params, offline_request)
-        async with contextlib.aclosing(routed.events()) as events:
-            async for event in events:
-                yield event
 
     async def complete_json(
         self,

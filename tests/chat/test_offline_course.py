@@ -9,7 +9,7 @@ from server.demo import load_eval_questions
 from server.llm.grounding import format_clock
 from server.llm.offline import OFFLINE_MODEL
 from tests.chat.conftest import ChatServerFactory, answer_text, ask, learning_context, messages_of, new_session
-from tests.support.fake_openai import FakeOpenAI
+from tests.support.fake_openai import Behavior, FakeOpenAI
 
 QUESTIONS = {question.question_id: question for question in load_eval_questions()}
 
@@ -81,3 +81,31 @@ async def test_a_question_in_another_language_gets_an_honest_answer(
     deltas, final = await ask(client, session, "Was macht justify-content in einem Flex-Container genau?")
     assert "in English" in answer_text(deltas)
     assert list(final.citations) == []
+
+
+async def test_the_offline_engine_taking_over_a_model_turn_answers_as_it_does_offline(
+    chat_server_factory: ChatServerFactory, course_database_url: str, fake_openai: FakeOpenAI
+) -> None:
+    """A turn a model was to answer skips the question's parse; when the upstream fails and the offline engine
+    answers after all, it parses then, and says what it says with no model configured."""
+    offline = (await chat_server_factory(online=False, database_url=course_database_url)).client("offline-student")
+    online = (
+        await chat_server_factory(database_url=course_database_url, breaker_failure_threshold=100, llm_max_retries=0)
+    ).client("fallback-student")
+    turns = [
+        QUESTIONS["q10"].question,
+        "Who won the football world cup in 1998?",
+        "Was macht justify-content in einem Flex-Container genau?",
+        "Why does a flex item with a long URL overflow instead of shrinking?",
+        "and what is the fix?",
+    ]
+    fake_openai.enqueue_chat(*[Behavior(status=503) for _ in turns])
+    sessions = [await new_session(client, learning_context("flexbox-layout", 30.0)) for client in (offline, online)]
+    for question in turns:
+        (expected_deltas, expected), (deltas, final) = [
+            await ask(client, session, question) for client, session in zip((offline, online), sessions, strict=True)
+        ]
+        assert (final.model, final.fallback, expected.fallback) == (OFFLINE_MODEL, True, False)
+        assert answer_text(deltas) == answer_text(expected_deltas), question
+        assert list(final.citations) == list(expected.citations)
+    assert len(fake_openai.chat_requests) == len(turns)
