@@ -86,7 +86,14 @@ from server.experiments.assignment import NO_SPOILERS_ARM, Assignments, Lever
 from server.limits.budget import TokenBudget
 from server.llm.cache import CachedAnswer, cache_key
 from server.llm.grounding import Source
-from server.llm.moderation import SELF_HARM, SUPPORTIVE_MODEL, SUPPORTIVE_REPLY, Moderator, Verdict
+from server.llm.moderation import (
+    SELF_HARM,
+    SUPPORTIVE_MODEL,
+    SUPPORTIVE_REPLY,
+    Moderator,
+    Verdict,
+    reads_as_self_harm,
+)
 from server.llm.offline import OfflineRequest
 from server.llm.persona import MAX_ANSWER_TOKENS, Persona, persona_for
 from server.llm.pii import redact, redact_messages
@@ -231,12 +238,17 @@ class TurnRunner:
                 await self._release(turn)
             raise
 
-        # A model's answer reaches the student a moderated sentence at a time (`server.chat.release`).
-        release = SentenceRelease(self._moderator) if self._holds_back(turn) else None
+        # A model's answer reaches the student a moderated sentence at a time (`server.chat.release`). Who answers
+        # is known at the first text: the supportive reply may take the model's place (`_after_verdict`).
+        release: SentenceRelease | None = None
+        speaking = False
         try:
             async with contextlib.aclosing(events) as stream:
                 async for event in stream:
                     if isinstance(event, TextDelta):
+                        if not speaking:
+                            speaking = True
+                            release = SentenceRelease(self._moderator) if self._holds_back(turn) else None
                         text = event.text if release is None else await release.take(event.text)
                         if text:
                             yield _relayed(turn, text)
@@ -275,6 +287,9 @@ class TurnRunner:
             # propagates at once (the call's stream slot is free before the write ends).
             self._detach(self._store_answer(turn, _cut_reason(deadline), None))
             raise
+        finally:
+            if moderating is not None:
+                moderating.cancel()
 
         completion = turn.completion
         finish = _FINISH_REASONS.get(completion.finish_reason, STOP) if completion else STOP
@@ -286,7 +301,7 @@ class TurnRunner:
                 extra={"category": release.verdict.category, "detector": release.verdict.detector},
             )
         final = await self._finish_shielded(turn, finish)
-        if key and not turn.cached and not turn.offline and finish == STOP and turn.text and final.grounded:
+        if key and turn.answered_by_model and finish == STOP and turn.text and final.grounded:
             await self._llm.cache.put(
                 key, CachedAnswer(turn.text, completion.finish_reason if completion else "stop", turn.model)
             )
@@ -358,14 +373,13 @@ class TurnRunner:
     ) -> tuple[AsyncGenerator[StreamEvent, None], str]:
         """Everything up to the model call: context, prompt, redaction, cache, budget, route.
         Returns the answer's event stream and its cache key ("" when the answer is not cacheable).
-        The question's context is gathered while it is moderated; a question about self-harm gets the supportive
-        reply whatever the gathering did (it is stopped, and a reservation it made is released)."""
+        The question's context is gathered, and its answer begun, while it is moderated (`_after_verdict`). A
+        message the in-process phrases read as self-harm waits for the verdict before any model call, and gets
+        the supportive reply whatever the gathering did (it is stopped, and a reservation it made is released)."""
         preparing = asyncio.ensure_future(self._prepare(turn, stored, safe_question, parsing))
+        held = moderating if moderating is not None and reads_as_self_harm(turn.question) else None
         try:
-            with tracing.span("chat.moderation"):
-                verdict = await moderating if moderating is not None else Verdict(False)
-            if verdict.flagged:
-                await self._flag(turn, verdict, safe_question)
+            verdict = await self._verdict(turn, held, safe_question) if held is not None else Verdict(False)
         except BaseException:
             await _stop(preparing)
             raise
@@ -418,10 +432,11 @@ class TurnRunner:
                 params.model, redacted.messages, temperature=params.temperature, max_tokens=params.max_tokens
             )
             hit = await self._llm.cache.get(key)
+        pending = None if held is not None else moderating
         if hit is not None:
             turn.cached_model = hit.model
             await self._release(turn)
-            return _replay(hit), key
+            return self._after_verdict(turn, _replay(hit), pending, safe_question), key
         if refused is not None:
             # The upper bound did not fit what the student has left: fit the real turn to it.
             prompt, answer_tokens = await self._fit(turn, stored, persona, sources, counter, spoiler_limit, refused)
@@ -435,7 +450,58 @@ class TurnRunner:
         turn.routed = routed
         if routed.offline:
             await self._release(turn)
-        return routed.events(), key
+        return self._after_verdict(turn, routed.events(), pending, safe_question), key
+
+    def _after_verdict(
+        self,
+        turn: TurnState,
+        events: AsyncGenerator[StreamEvent, None],
+        moderating: asyncio.Future[Verdict] | None,
+        excerpt: str,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """`events`, held until the question's verdict (`moderating`, None when it is already decided)."""
+        return events if moderating is None else self._released_after_verdict(turn, events, moderating, excerpt)
+
+    async def _released_after_verdict(
+        self,
+        turn: TurnState,
+        events: AsyncGenerator[StreamEvent, None],
+        moderating: asyncio.Future[Verdict],
+        excerpt: str,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """The answer, begun while its question is still being moderated (a moderation endpoint takes about
+        0.1-0.3 s, a model's first token usually longer), released only once the verdict is in. A statement of
+        self-harm only the endpoint recognises gets the supportive reply: the answer's stream is closed unread
+        (what the upstream spent on it is the platform's, like the moderation call) and its reservation
+        released."""
+        verdict: Verdict | None = None
+        try:
+            async with contextlib.aclosing(events) as stream:
+                async for event in stream:
+                    if verdict is None:
+                        verdict = await self._verdict(turn, moderating, excerpt)
+                        if verdict.category == SELF_HARM:
+                            break
+                    yield event
+        except Exception:
+            if verdict is None:
+                # The answer failed before it began: a flagged question is still kept for the instructors.
+                with contextlib.suppress(Exception):
+                    await self._verdict(turn, moderating, excerpt)
+            raise
+        if verdict is not None and verdict.category == SELF_HARM:
+            turn.supportive = True
+            await self._release(turn)
+            async for event in _replay(CachedAnswer(SUPPORTIVE_REPLY, "stop", SUPPORTIVE_MODEL)):
+                yield event
+
+    async def _verdict(self, turn: TurnState, moderating: asyncio.Future[Verdict], excerpt: str) -> Verdict:
+        """The question's verdict; a flagged question is kept for the course's instructors."""
+        with tracing.span("chat.moderation"):
+            verdict = await moderating
+        if verdict.flagged:
+            await self._flag(turn, verdict, excerpt)
+        return verdict
 
     async def _reserve(self, turn: TurnState, stored: _Stored, counter: TokenCounter) -> QuotaExceeded | None:
         """Reserve an upper bound of the turn's tokens (refunded down to the real usage on commit), so the

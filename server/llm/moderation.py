@@ -16,8 +16,10 @@ Offline, a heuristic, labelled as such (`detector: offline-heuristic`):
   `MODERATION_PROFANITY_THRESHOLD`. Frustrated students swear; the tutor still answers, the message is flagged
   for the course's instructors.
 
-A `self_harm` verdict replaces the tutor's answer or hint with `SUPPORTIVE_REPLY` (no model call); every flagged
-message is stored for the instructors (`server/analytics/moderation.py`).
+A `self_harm` verdict replaces the tutor's answer or hint with `SUPPORTIVE_REPLY`; every flagged message is
+stored for the instructors (`server/analytics/moderation.py`). A chat turn whose message the phrases match
+(`reads_as_self_harm`) waits for the verdict before any model call; any other turn's model starts answering
+while the message is moderated, and nothing of its answer is shown before the verdict (`server/chat/turn.py`).
 """
 
 from __future__ import annotations
@@ -76,6 +78,11 @@ _model_lock = threading.Lock()
 _predict: Any = None
 
 
+def reads_as_self_harm(text: str) -> bool:
+    """Whether the offline heuristic's phrases find a statement of self-harm in `text` (in process, microseconds)."""
+    return _SELF_HARM.search(text) is not None
+
+
 def _profanity_probability(text: str) -> float:
     global _predict
     with _model_lock:
@@ -92,7 +99,7 @@ def warm_up() -> None:
 
 
 def offline_verdict(text: str, profanity_threshold: float) -> Verdict:
-    if _SELF_HARM.search(text):
+    if reads_as_self_harm(text):
         return Verdict(True, SELF_HARM, 1.0)
     score = _profanity_probability(text)
     if score >= profanity_threshold:

@@ -5,6 +5,7 @@ audited), and with a key the moderation endpoint decides on the redacted text.""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -131,6 +132,72 @@ async def test_with_a_key_the_endpoint_moderates_the_redacted_text(
     assert answer_text(deltas) == SUPPORTIVE_REPLY
     latest = next(flag for flag in await flags(teacher) if flag.user_id == "endpoint-student")
     assert (latest.category, latest.detector) == ("self_harm", "offline-heuristic")
+
+
+async def test_the_model_answers_while_the_question_is_moderated_and_nothing_shows_before_the_verdict(
+    chat_server_factory: ChatServerFactory, course_database_url: str, fake_openai: FakeOpenAI
+) -> None:
+    server = await chat_server_factory(online=True, database_url=course_database_url, moderate_streamed_answers=False)
+    student = server.client("overlap-student")
+    session = await new_session(student, learning_context(VIDEO, 100.0))
+    fake_openai.moderation_delay, fake_openai.moderation_delay_marker = 3.0, "slowly"
+    fake_openai.enqueue_chat(Behavior(content="It distributes free space along the main axis [c1]."))
+    received: list[pb.StreamChatResponse] = []
+
+    async def stream() -> None:
+        request = pb.StreamChatRequest(session=session, message="slowly now: what does justify-content do?")
+        async for chunk in student.chat.StreamChat(request):
+            received.append(chunk)
+
+    streaming = asyncio.ensure_future(stream())
+    try:
+        # The model is asked while the moderation endpoint still holds its verdict back ...
+        assert await wait_until(lambda: _true(len(fake_openai.chat_requests) == 1), within=2.5)
+        assert len(fake_openai.moderation_requests) == 1 and not streaming.done()
+        # ... and nothing of its answer reaches the student before the verdict.
+        assert received == []
+        await streaming
+    finally:
+        streaming.cancel()
+    assert answer_text(received[:-1]) == "It distributes free space along the main axis [c1]."
+    assert received[-1].model == "gpt-4o-mini"
+
+
+async def test_self_harm_only_the_endpoint_reads_closes_the_begun_answer_unshown(
+    chat_server_factory: ChatServerFactory, course_database_url: str, fake_openai: FakeOpenAI
+) -> None:
+    server = await chat_server_factory(online=True, database_url=course_database_url)
+    student = server.client("endpoint-only-student")
+    context = learning_context(VIDEO, 100.0)
+    question = "everything feels pointless lately, what does flex-grow do?"
+    fake_openai.moderation_flags["feels pointless"] = "self-harm/intent"
+    fake_openai.enqueue_chat(Behavior(content="flex-grow shares out the free space [c1]. It is a ratio."))
+    deltas, final = await ask(student, await new_session(student, context), question)
+    # The phrases do not read it, so the model had begun; the endpoint does, so the student gets the support.
+    assert len(fake_openai.chat_requests) == 1
+    assert (answer_text(deltas), final.model, final.usage.total_tokens) == (SUPPORTIVE_REPLY, SUPPORTIVE_MODEL, 0)
+    assert not final.cached
+    teacher = server.client("endpoint-only-teacher", role="instructor", courses=[COURSE_ID])
+    (flag,) = [flag for flag in await flags(teacher) if flag.user_id == "endpoint-only-student"]
+    assert (flag.category, flag.detector) == ("self_harm", "omni-moderation-latest")
+    runtime = server.server.runtime
+    usage = await runtime.budget.usage_by_model(student.user_id, since=datetime.now(UTC) - timedelta(hours=1))
+    assert sum(entry.total_tokens for entry in usage) == 0
+
+    # The supportive reply was not cached as the model's answer to that prompt.
+    del fake_openai.moderation_flags["feels pointless"]
+    fake_openai.enqueue_chat(Behavior(content="flex-grow shares out the free space [c1]. It is a ratio."))
+    deltas, final = await ask(student, await new_session(student, context), question)
+    assert (answer_text(deltas), final.model, final.cached) == (
+        "flex-grow shares out the free space [c1]. It is a ratio.",
+        "gpt-4o-mini",
+        False,
+    )
+    assert len(fake_openai.chat_requests) == 2
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def test_a_model_answer_reaches_the_student_a_checked_sentence_at_a_time(
