@@ -1,7 +1,8 @@
 """StreamChat relay overhead: time to first token and token relay rate, through tutorstream vs direct.
 
     python -m bench.bench_chat [--ttft-runs 200] [--rate-runs 8] [--rate-tokens 400] [--tokens-per-second 400]
-        [--moderation-runs 30] [--model-tokens-per-second 50]
+        [--moderation-runs 30] [--model-tokens-per-second 50] [--paced-runs 20] [--model-first-token-ms 400]
+        [--moderation-ms 200]
 
 Three processes: the OpenAI-compatible test server (tests/support/fake_openai.py) as the upstream, a real
 tutorstream server (embedded PostgreSQL, limits, budget, persistence, retrieval: everything on), and this
@@ -20,6 +21,9 @@ The floor of "before": one query embedding (the SDK's `embeddings.create` agains
 server embeds a question) and one database round trip (`SELECT 1` on a pooled connection to the same database),
 timed back to back in this process, alternating with the other runs; "before" is reported as a multiple of it
 (target <= 1.3x), and the whole TTFT as a multiple of the direct one (target <= 3x).
+At a model's pace: the upstream holds its first token back `--model-first-token-ms` and every moderation
+answer `--moderation-ms`, as a hosted model and moderation endpoint roughly do; through vs direct then shows
+what a student waits beyond the model itself (the question is moderated while the model already answers).
 Relay rate: tokens per second between the first and the last token while the upstream streams at a fixed
 rate (target: >= 0.99x direct). The benchmarked server relays tokens as they come (MODERATE_STREAMED_ANSWERS
 off); a third server with it on (the default) answers the same three-sentence answer streamed at a model's pace,
@@ -101,6 +105,10 @@ def serve_upstream(control_port: int) -> None:
         fake.default_chat = Behavior(**await request.json())
         return web.json_response({})
 
+    async def moderate(request: web.Request) -> web.Response:
+        fake.moderation_delay = float((await request.json())["delay"])
+        return web.json_response({})
+
     async def last_chat(request: web.Request) -> web.Response:
         requests = fake.chat_requests
         return web.json_response(
@@ -110,6 +118,7 @@ def serve_upstream(control_port: int) -> None:
     app = web.Application()
     app.router.add_get("/info", info)
     app.router.add_post("/behavior", behave)
+    app.router.add_post("/moderation", moderate)
     app.router.add_get("/last-chat", last_chat)
     web.run_app(app, host="127.0.0.1", port=control_port, print=None, access_log=None)
 
@@ -135,6 +144,10 @@ class Upstream:
 
     async def behave(self, **behavior: Any) -> None:
         (await self._http.post("/behavior", json=behavior)).raise_for_status()
+
+    async def moderate(self, delay: float) -> None:
+        """Hold every moderation answer back `delay` seconds."""
+        (await self._http.post("/moderation", json={"delay": delay})).raise_for_status()
 
     async def last_chat(self) -> dict[str, Any]:
         data: dict[str, Any] = (await self._http.get("/last-chat")).json()
@@ -312,6 +325,21 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
         held.ttft.append((run.first - run.started) * 1000)
     first_sentence_ms = len(MODERATED_ANSWER.split(".")[0].split()) / args.model_tokens_per_second * 1000
 
+    # At a real model's pace: the first token takes the model a while, the moderation endpoint answers in between.
+    await bench.upstream.behave(
+        content="Flex containers lay out their children along one axis.",
+        first_token_delay=args.model_first_token_ms / 1000,
+    )
+    await bench.upstream.moderate(args.moderation_ms / 1000)
+    paced_via, paced_direct = Samples(), Samples()
+    for _ in range(args.paced_runs):
+        run, _ = await bench.through_tutorstream()
+        paced_via.ttft.append((run.first - run.started) * 1000)
+        run, _ = await bench.direct()
+        paced_direct.ttft.append((run.first - run.started) * 1000)
+    await bench.upstream.moderate(0.0)
+    paced = f"model {args.model_first_token_ms:g} ms to its first token, moderation endpoint {args.moderation_ms:g} ms"
+
     # Relay rate: a long answer at a fixed upstream rate.
     content = " ".join(f"tok{i}" for i in range(args.rate_tokens))
     await bench.upstream.behave(content=content, tokens_per_second=args.tokens_per_second)
@@ -341,6 +369,10 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
     print(f"  TTFT, tokens relayed as they come             {summary(relayed.ttft)}")
     print(f"  TTFT, sentences released once moderated       {summary(held.ttft)}")
     print(f"    (the first sentence alone takes the model {first_sentence_ms:.0f} ms)")
+    print()
+    print(f"time to first token at a model's pace: {paced}")
+    print(f"  direct (openai SDK)                           {summary(paced_direct.ttft)}")
+    print(f"  through tutorstream                           {summary(paced_via.ttft)}")
     print()
     print(f"relay rate, upstream at {args.tokens_per_second:g} tokens/s ({args.rate_tokens} tokens)")
     print(f"  direct       {statistics.median(direct.rates):8.1f} tokens/s")
@@ -375,6 +407,13 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
             "ms",
             baseline=f"same answer relayed token by token, same run; its first sentence takes the model "
             f"{first_sentence_ms:.0f} ms at {args.model_tokens_per_second:g} tokens/s",
+        ),
+        context(
+            "chat",
+            "TTFT through tutorstream vs direct at a model's pace, p50",
+            percentile(paced_via.ttft, 50) / percentile(paced_direct.ttft, 50),
+            "x",
+            baseline=f"{paced}; the same upstream called directly with the openai SDK, same run",
         ),
         context(
             "chat",
@@ -505,6 +544,9 @@ def main() -> None:
     parser.add_argument("--tokens-per-second", type=float, default=400.0)
     parser.add_argument("--moderation-runs", type=int, default=30)
     parser.add_argument("--model-tokens-per-second", type=float, default=50.0)
+    parser.add_argument("--paced-runs", type=int, default=20)
+    parser.add_argument("--model-first-token-ms", type=float, default=400.0)
+    parser.add_argument("--moderation-ms", type=float, default=200.0)
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
