@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,6 +294,19 @@ class Bench:
         return Run(started, first, last, tokens), float(sent["arrival"])
 
 
+async def alternating_ttfts(
+    runs: int, first: Callable[[], Awaitable[tuple[Run, float]]], second: Callable[[], Awaitable[tuple[Run, float]]]
+) -> tuple[list[float], list[float]]:
+    """Milliseconds to the first token of `first` and `second`, `runs` times each, alternating."""
+    firsts: list[float] = []
+    seconds: list[float] = []
+    for _ in range(runs):
+        for path, samples in ((first, firsts), (second, seconds)):
+            run, _ = await path()
+            samples.append((run.first - run.started) * 1000)
+    return firsts, seconds
+
+
 async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.Namespace) -> list[Line]:
     # Time to first token: a short answer, streamed at once.
     await bench.upstream.behave(content="Flex containers lay out their children along one axis.")
@@ -317,12 +330,9 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
     # Sentence-by-sentence output moderation: the same three-sentence answer at a model's pace, through a server
     # that releases each sentence once moderated vs the benchmarked one, which relays tokens as they come.
     await bench.upstream.behave(content=MODERATED_ANSWER, tokens_per_second=args.model_tokens_per_second)
-    relayed, held = Samples(), Samples()
-    for _ in range(args.moderation_runs):
-        run, _ = await bench.through_tutorstream()
-        relayed.ttft.append((run.first - run.started) * 1000)
-        run, _ = await moderated.through_tutorstream()
-        held.ttft.append((run.first - run.started) * 1000)
+    relayed, held = await alternating_ttfts(
+        args.moderation_runs, bench.through_tutorstream, moderated.through_tutorstream
+    )
     first_sentence_ms = len(MODERATED_ANSWER.split(".")[0].split()) / args.model_tokens_per_second * 1000
 
     # At a real model's pace: the first token takes the model a while, the moderation endpoint answers in between.
@@ -331,12 +341,7 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
         first_token_delay=args.model_first_token_ms / 1000,
     )
     await bench.upstream.moderate(args.moderation_ms / 1000)
-    paced_via, paced_direct = Samples(), Samples()
-    for _ in range(args.paced_runs):
-        run, _ = await bench.through_tutorstream()
-        paced_via.ttft.append((run.first - run.started) * 1000)
-        run, _ = await bench.direct()
-        paced_direct.ttft.append((run.first - run.started) * 1000)
+    paced_via, paced_direct = await alternating_ttfts(args.paced_runs, bench.through_tutorstream, bench.direct)
     await bench.upstream.moderate(0.0)
     paced = f"model {args.model_first_token_ms:g} ms to its first token, moderation endpoint {args.moderation_ms:g} ms"
 
@@ -366,13 +371,13 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
     print("                                                (target: <= 1 ms p50, <= 5 ms p99)")
     print()
     print(f"streamed answer moderated a sentence at a time, model at {args.model_tokens_per_second:g} tokens/s")
-    print(f"  TTFT, tokens relayed as they come             {summary(relayed.ttft)}")
-    print(f"  TTFT, sentences released once moderated       {summary(held.ttft)}")
+    print(f"  TTFT, tokens relayed as they come             {summary(relayed)}")
+    print(f"  TTFT, sentences released once moderated       {summary(held)}")
     print(f"    (the first sentence alone takes the model {first_sentence_ms:.0f} ms)")
     print()
     print(f"time to first token at a model's pace: {paced}")
-    print(f"  direct (openai SDK)                           {summary(paced_direct.ttft)}")
-    print(f"  through tutorstream                           {summary(paced_via.ttft)}")
+    print(f"  direct (openai SDK)                           {summary(paced_direct)}")
+    print(f"  through tutorstream                           {summary(paced_via)}")
     print()
     print(f"relay rate, upstream at {args.tokens_per_second:g} tokens/s ({args.rate_tokens} tokens)")
     print(f"  direct       {statistics.median(direct.rates):8.1f} tokens/s")
@@ -403,7 +408,7 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
         context(
             "chat",
             "TTFT p50 added by sentence-by-sentence output moderation",
-            percentile(held.ttft, 50) - percentile(relayed.ttft, 50),
+            percentile(held, 50) - percentile(relayed, 50),
             "ms",
             baseline=f"same answer relayed token by token, same run; its first sentence takes the model "
             f"{first_sentence_ms:.0f} ms at {args.model_tokens_per_second:g} tokens/s",
@@ -411,7 +416,7 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
         context(
             "chat",
             "TTFT through tutorstream vs direct at a model's pace, p50",
-            percentile(paced_via.ttft, 50) / percentile(paced_direct.ttft, 50),
+            percentile(paced_via, 50) / percentile(paced_direct, 50),
             "x",
             baseline=f"{paced}; the same upstream called directly with the openai SDK, same run",
         ),

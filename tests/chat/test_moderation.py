@@ -140,7 +140,7 @@ async def test_the_model_answers_while_the_question_is_moderated_and_nothing_sho
     server = await chat_server_factory(online=True, database_url=course_database_url, moderate_streamed_answers=False)
     student = server.client("overlap-student")
     session = await new_session(student, learning_context(VIDEO, 100.0))
-    fake_openai.moderation_delay, fake_openai.moderation_delay_marker = 3.0, "slowly"
+    fake_openai.moderation_delay, fake_openai.moderation_delay_marker = 5.0, "slowly"
     fake_openai.enqueue_chat(Behavior(content="It distributes free space along the main axis [c1]."))
     received: list[pb.StreamChatResponse] = []
 
@@ -152,7 +152,7 @@ async def test_the_model_answers_while_the_question_is_moderated_and_nothing_sho
     streaming = asyncio.ensure_future(stream())
     try:
         # The model is asked while the moderation endpoint still holds its verdict back ...
-        assert await wait_until(lambda: _true(len(fake_openai.chat_requests) == 1), within=2.5)
+        assert await wait_until(lambda: _true(len(fake_openai.chat_requests) == 1), within=4.0)
         assert len(fake_openai.moderation_requests) == 1 and not streaming.done()
         # ... and nothing of its answer reaches the student before the verdict.
         assert received == []
