@@ -490,7 +490,8 @@ class TurnRunner:
                     await self._verdict(turn, moderating, excerpt)
             raise
         if verdict is not None and verdict.category == SELF_HARM:
-            turn.supportive = True
+            # The turn ends as one decided before any answer: neither the cache's nor the engine's.
+            turn.supportive, turn.cached_model, turn.routed = True, "", None
             await self._release(turn)
             async for event in _replay(CachedAnswer(SUPPORTIVE_REPLY, "stop", SUPPORTIVE_MODEL)):
                 yield event

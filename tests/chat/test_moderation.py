@@ -195,6 +195,12 @@ async def test_self_harm_only_the_endpoint_reads_closes_the_begun_answer_unshown
     )
     assert len(fake_openai.chat_requests) == 2
 
+    # Read as self-harm again, the model's answer now in the cache is not replayed either.
+    fake_openai.moderation_flags["feels pointless"] = "self-harm/intent"
+    deltas, final = await ask(student, await new_session(student, context), question)
+    assert (answer_text(deltas), final.model, final.cached) == (SUPPORTIVE_REPLY, SUPPORTIVE_MODEL, False)
+    assert len(fake_openai.chat_requests) == 2
+
 
 async def _true(value: bool) -> bool:
     return value
