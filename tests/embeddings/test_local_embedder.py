@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server.embeddings.local import LocalEmbedder, bundled_model_path, resolve_model_path
+from server.embeddings.local import LocalEmbedder, bundled_model_path, resolve_model_path, similar_length_batches
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 outbound_attempts: list[object] = []
@@ -70,6 +70,32 @@ async def test_progress_is_reported_per_batch_and_order_is_kept(embedder: LocalE
     raw = embedder.raw_encode(texts)
     assert raw.shape == (10, 384)
     assert np.asarray(vectors) == pytest.approx(raw, abs=1e-5)
+
+
+def test_batches_group_texts_of_similar_length() -> None:
+    chunk = "A flex container lays out its children along one axis. " * 8
+    sentence = "Each item can grow or shrink."
+    texts = [chunk, sentence, "flex-grow", chunk, sentence, "main axis", sentence]
+    batches = similar_length_batches(texts, batch_size=2)
+    assert sorted(index for batch in batches for index in batch) == list(range(len(texts)))
+    assert [sorted(batch) for batch in batches] == [[0, 3], [1, 4], [6], [2, 5]]
+    assert all(len(batch) <= 2 for batch in batches)
+    for batch in batches:
+        lengths = [len(texts[index]) for index in batch]
+        assert 2 * min(lengths) >= max(lengths)
+
+
+async def test_mixed_lengths_come_back_in_the_order_given(embedder: LocalEmbedder) -> None:
+    chunk = "Gradient descent updates the weights in the direction that lowers the loss, one small step at a time. " * 4
+    texts = ["learning rate", chunk, "The loss goes down.", "", chunk[:150], "momentum"]
+    progress: list[tuple[int, int]] = []
+
+    def on_progress(done: int, total: int) -> None:
+        progress.append((done, total))
+
+    vectors = await embedder.embed(texts, on_progress=on_progress)
+    assert np.asarray(vectors) == pytest.approx(embedder.raw_encode(texts), abs=1e-5)
+    assert progress[-1] == (6, 6) and [done for done, _ in progress] == sorted(done for done, _ in progress)
 
 
 async def test_empty_input(embedder: LocalEmbedder) -> None:
