@@ -149,10 +149,13 @@ async def test_the_model_answers_while_the_question_is_moderated_and_nothing_sho
         async for chunk in student.chat.StreamChat(request):
             received.append(chunk)
 
+    async def model_asked() -> bool:
+        return len(fake_openai.chat_requests) == 1
+
     streaming = asyncio.ensure_future(stream())
     try:
         # The model is asked while the moderation endpoint still holds its verdict back ...
-        assert await wait_until(lambda: _true(len(fake_openai.chat_requests) == 1), within=4.0)
+        assert await wait_until(model_asked, within=4.0)
         assert len(fake_openai.moderation_requests) == 1 and not streaming.done()
         # ... and nothing of its answer reaches the student before the verdict.
         assert received == []
@@ -200,10 +203,6 @@ async def test_self_harm_only_the_endpoint_reads_closes_the_begun_answer_unshown
     deltas, final = await ask(student, await new_session(student, context), question)
     assert (answer_text(deltas), final.model, final.cached) == (SUPPORTIVE_REPLY, SUPPORTIVE_MODEL, False)
     assert len(fake_openai.chat_requests) == 2
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_a_model_answer_reaches_the_student_a_checked_sentence_at_a_time(
