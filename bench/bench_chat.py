@@ -420,6 +420,8 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
             "x",
             baseline=f"{paced}; the same upstream called directly with the openai SDK, same run",
         ),
+        context("chat", "TTFT at a model's pace through tutorstream, p50", percentile(paced_via, 50), "ms"),
+        context("chat", "TTFT at a model's pace direct, p50", percentile(paced_direct, 50), "ms"),
         context(
             "chat",
             "TTFT p50 with tracing on vs off",
