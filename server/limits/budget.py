@@ -19,8 +19,9 @@ concurrent calls can never reserve more than the budget, whichever replica serve
 is one statement (`BOOK` in `server.limits.ledger`, one round trip, on the path before every model call); the first
 reservation of a user in a new window, or one that finds expired reservations to charge, runs as a
 transaction that also takes a per-user advisory lock, creates the rows and charges the expired.
-`commit()` swaps the estimate for the real usage and appends a `usage_records` row; an estimate is
-an upper bound (prompt + max_tokens), and a call that still exceeds it is recorded in full. A
+`commit()` swaps the estimate for the real usage and appends a `usage_records` row, `release()` refunds it,
+each in one statement too (`SETTLE`); an estimate is an upper bound (prompt + max_tokens), and a call that
+still exceeds it is recorded in full. A
 reservation whose replica died mid-call is charged at its estimate once it expires
 (`budget_reservation_ttl_seconds`): the call may have reached the upstream, and an unknown spend is
 never refunded. If PostgreSQL is unreachable, `reserve()` fails closed with UNAVAILABLE. Call these
@@ -34,9 +35,7 @@ import asyncio
 import logging
 import re
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from types import TracebackType
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -48,18 +47,18 @@ from server.core.errors import QuotaExceeded, Unavailable
 from server.limits.ledger import (
     NOT_BOOKED,
     UNRECONCILED_MODEL,
+    Charge,
     NotBooked,
-    add_usage,
     book,
     charge_expired,
     current_windows,
-    drop_reservation,
     keys_of,
     left_share,
     lock_windows,
     recorded_usage,
     refusal_for,
     serialize_user,
+    settle,
     take_expired,
 )
 from server.limits.models import TokenReservation
@@ -72,14 +71,6 @@ KNOWN_OPERATIONS = ("chat", "hint", "quiz", "reflection", "learning_path", "embe
 _OPERATION = re.compile(r"^[a-z][a-z_]{0,39}$")
 _FINISH_ATTEMPTS = 3
 _DATABASE_DOWN = (OperationalError, InterfaceError, OSError)
-
-
-@dataclass(frozen=True)
-class _Usage:
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
 
 
 class Reservation:
@@ -117,7 +108,7 @@ class Reservation:
         if prompt_tokens < 0 or completion_tokens < 0 or cost_usd < 0:
             raise ValueError("token counts and cost must not be negative")
         self._state = "committed"
-        usage = _Usage(model or UNRECONCILED_MODEL, prompt_tokens, completion_tokens, cost_usd)
+        usage = Charge(model or UNRECONCILED_MODEL, prompt_tokens, completion_tokens, cost_usd)
         metrics.count_llm_usage(usage.model, self.operation, prompt_tokens, completion_tokens, cost_usd)
         # Shielded: a cancelled caller still gets its usage recorded.
         await asyncio.shield(self._budget._finish(self, usage))
@@ -304,7 +295,7 @@ class TokenBudget:
         async with self._db.reader() as session:
             return await recorded_usage(session, user_id, since)
 
-    async def _finish(self, reservation: Reservation, usage: _Usage | None) -> None:
+    async def _finish(self, reservation: Reservation, usage: Charge | None) -> None:
         for attempt in range(1, _FINISH_ATTEMPTS + 1):
             try:
                 await self._finish_once(reservation, usage)
@@ -321,38 +312,15 @@ class TokenBudget:
                     return
                 await asyncio.sleep(0.2 * attempt)
 
-    async def _finish_once(self, reservation: Reservation, usage: _Usage | None) -> None:
-        async with self._db.transaction() as session:
-            held = await drop_reservation(session, reservation.id)
-            if held is None and usage is None:
-                return  # already charged on expiry
-            windows = reservation.windows
-            rows = await lock_windows(
-                session,
-                reservation.user_id,
-                {(DAY, windows.day_start), (MONTH, windows.month_start)},
-                create=False,
+    async def _finish_once(self, reservation: Reservation, usage: Charge | None) -> None:
+        async with self._db.autocommit() as connection:
+            await settle(
+                connection,
+                reservation_id=reservation.id,
+                user_id=reservation.user_id,
+                operation=reservation.operation,
+                reserved_tokens=reservation.tokens,
+                windows=reservation.windows,
+                usage=usage,
+                now=self._clock(),
             )
-            if len(rows) < 2:
-                return  # the user's data was deleted meanwhile
-            now = self._clock()
-            for row in rows.values():
-                if held is not None:
-                    row.tokens_reserved = max(0, row.tokens_reserved - held)
-                if usage is not None:
-                    row.tokens_used += usage.prompt_tokens + usage.completion_tokens
-                    row.cost_usd += Decimal(repr(usage.cost_usd))
-                row.update_time = now
-            if usage is not None:
-                add_usage(
-                    session,
-                    user_id=reservation.user_id,
-                    operation=reservation.operation,
-                    model=usage.model,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    total_tokens=usage.prompt_tokens + usage.completion_tokens,
-                    reserved_tokens=reservation.tokens,
-                    cost_usd=Decimal(repr(usage.cost_usd)),
-                    now=now,
-                )

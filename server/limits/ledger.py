@@ -1,12 +1,13 @@
-"""The SQL side of token budgets: booking a reservation in one statement, the per-user lock and window rows
-of the transaction path, charging expired reservations, the usage records, the reads behind GetUsage, and the
-refusal when an estimate does not fit."""
+"""The SQL side of token budgets: booking and settling a reservation in one statement each, the per-user lock
+and window rows of the transaction path, charging expired reservations, the usage records, the reads behind
+GetUsage, and the refusal when an estimate does not fit."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -27,6 +28,16 @@ log = logging.getLogger("tutorstream.limits")
 UNRECONCILED_MODEL = "unreconciled"
 # When only calls in flight block a reservation, they finish (or are refunded) within seconds.
 IN_FLIGHT_RETRY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What one call cost: its model's reported (or estimated) tokens and their price."""
+
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
 
 
 class NotBooked:
@@ -81,6 +92,44 @@ BOOK = text(
     """
 )
 
+# Finishing a reservation in one statement: `dropped` deletes it (empty when it expired and was charged
+# already), `locked` takes the window rows in `lock_windows`'s order, `settled` returns what it held and adds
+# the real usage (when charged; a release of an already charged reservation changes nothing), and `recorded`
+# appends the usage row when both windows were there to settle (a deleted user's rows are gone).
+SETTLE = text(
+    """
+    WITH dropped AS (
+        DELETE FROM token_reservations WHERE id = :id RETURNING tokens
+    ), locked AS (
+        SELECT period, period_start
+        FROM token_budgets
+        WHERE user_id = :user_id
+          AND (period, period_start) IN (('day', :day_start), ('month', :month_start))
+        ORDER BY period_start, period
+        FOR UPDATE
+    ), settled AS (
+        UPDATE token_budgets AS b
+        SET tokens_reserved = greatest(0, b.tokens_reserved - coalesce((SELECT tokens FROM dropped), 0)),
+            tokens_used = b.tokens_used + :total_tokens,
+            cost_usd = b.cost_usd + :cost_usd,
+            update_time = :now
+        WHERE (SELECT count(*) FROM locked) = 2
+          AND (:charged OR EXISTS (SELECT 1 FROM dropped))
+          AND b.user_id = :user_id
+          AND (b.period, b.period_start) IN (('day', :day_start), ('month', :month_start))
+        RETURNING b.period
+    ), recorded AS (
+        INSERT INTO usage_records
+            (id, user_id, operation, model, prompt_tokens, completion_tokens, total_tokens, reserved_tokens,
+             cost_usd, create_time)
+        SELECT :usage_id, :user_id, :operation, :model, :prompt_tokens, :completion_tokens, :total_tokens,
+               :reserved_tokens, :cost_usd, :now
+        WHERE :charged AND (SELECT count(*) FROM settled) = 2
+    )
+    SELECT (SELECT count(*) FROM settled) AS windows
+    """
+)
+
 
 async def book(
     connection: AsyncConnection,
@@ -108,6 +157,37 @@ async def book(
         "expire_time": expire_time,
     }
     return (await connection.execute(BOOK, params)).all()
+
+
+async def settle(
+    connection: AsyncConnection,
+    *,
+    reservation_id: str,
+    user_id: str,
+    operation: str,
+    reserved_tokens: int,
+    windows: Windows,
+    usage: Charge | None,
+    now: datetime,
+) -> int:
+    """Run `SETTLE`: finish a reservation, charging `usage` (None refunds it all); the windows it settled."""
+    params = {
+        "id": reservation_id,
+        "user_id": user_id,
+        "operation": operation,
+        "day_start": windows.day_start,
+        "month_start": windows.month_start,
+        "charged": usage is not None,
+        "usage_id": uuid.uuid4().hex,
+        "model": usage.model if usage else "",
+        "prompt_tokens": usage.prompt_tokens if usage else 0,
+        "completion_tokens": usage.completion_tokens if usage else 0,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens if usage else 0,
+        "reserved_tokens": reserved_tokens,
+        "cost_usd": Decimal(repr(usage.cost_usd)) if usage else Decimal(0),
+        "now": now,
+    }
+    return int((await connection.execute(SETTLE, params)).scalar_one())
 
 
 def left_share(tokens: int, windows: list[tuple[int, int, int]]) -> float:
@@ -138,16 +218,15 @@ def keys_of(reservation: TokenReservation) -> tuple[WindowKey, WindowKey]:
 
 
 async def lock_windows(
-    session: AsyncSession, user_id: str, keys: Iterable[WindowKey], *, create: bool = True
+    session: AsyncSession, user_id: str, keys: Iterable[WindowKey]
 ) -> dict[WindowKey, TokenBudgetWindow]:
-    """Lock (creating when asked) the user's window rows, always in one order so lockers never deadlock."""
+    """Lock the user's window rows, creating the missing ones, always in one order so lockers never deadlock."""
     ordered = sorted(set(keys), key=lambda key: (key[1], key[0]))
-    if create:
-        await session.execute(
-            insert(TokenBudgetWindow)
-            .values([{"user_id": user_id, "period": period, "period_start": start} for period, start in ordered])
-            .on_conflict_do_nothing()
-        )
+    await session.execute(
+        insert(TokenBudgetWindow)
+        .values([{"user_id": user_id, "period": period, "period_start": start} for period, start in ordered])
+        .on_conflict_do_nothing()
+    )
     found = (
         await session.execute(
             select(TokenBudgetWindow)
@@ -227,15 +306,6 @@ async def take_expired(session: AsyncSession, user_id: str, now: datetime) -> li
         .returning(TokenReservation)
     )
     return list(result.scalars())
-
-
-async def drop_reservation(session: AsyncSession, reservation_id: str) -> int | None:
-    """Delete a reservation and return the tokens it held; None when it is gone (charged on expiry)."""
-    return (
-        await session.execute(
-            delete(TokenReservation).where(TokenReservation.id == reservation_id).returning(TokenReservation.tokens)
-        )
-    ).scalar_one_or_none()
 
 
 async def current_windows(session: AsyncSession, user_id: str, windows: Windows) -> dict[str, TokenBudgetWindow]:

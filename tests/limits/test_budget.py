@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 
 from server.config import Settings
 from server.core.auth import Principal, Role, Tier
@@ -92,6 +93,58 @@ async def test_a_released_reservation_costs_nothing(budget: TokenBudget, databas
     assert await budget.usage_by_model("ada", budget.windows().month_begin) == []
     async with database.session() as session:
         assert await session.scalar(select(func.count()).select_from(TokenReservation)) == 0
+
+
+async def test_commit_and_release_each_take_one_statement(budget: TokenBudget) -> None:
+    """Finishing a reservation is on every model call's path: one round trip, no transaction around it."""
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    committed = await budget.reserve(student(), 300, operation="chat")
+    released = await budget.reserve(student(), 200, operation="hint")
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        await committed.commit(model="m", prompt_tokens=90, completion_tokens=30, cost_usd=0.25)
+        after_commit = len(statements)
+        await released.release()
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+
+    assert (after_commit, len(statements)) == (1, 2)
+    day, month = await budget.status("ada", "free")
+    assert [(w.tokens_used, w.tokens_reserved, w.cost_usd) for w in (day, month)] == [(120, 0, 0.25)] * 2
+    (usage,) = await budget.usage_by_model("ada", budget.windows().month_begin)
+    assert (usage.model, usage.operation, usage.total_tokens, usage.calls) == ("m", "chat", 120, 1)
+
+
+async def test_finishing_a_reservation_charged_on_expiry(
+    database: Database, tmp_path: Path, fresh_database_url: str
+) -> None:
+    """Its replica came back after the estimate was charged: a release refunds nothing, a commit adds the usage
+    it reports (the estimate stays charged: an unknown spend is never refunded)."""
+    settings = limits_settings(tmp_path, fresh_database_url, budget_reservation_ttl_seconds=60)
+    clock = FixedClock(datetime(2026, 5, 5, 10, tzinfo=UTC))
+    budget = budget_for(database, settings, clock=clock)
+    released = await budget.reserve(student(), 300, operation="chat")
+    committed = await budget.reserve(student(), 100, operation="hint")
+    clock.now += timedelta(seconds=61)
+    await (await budget.reserve(student(), 50, operation="quiz")).release()
+
+    await released.release()
+    day, _ = await budget.status("ada", "free")
+    assert (day.tokens_used, day.tokens_reserved) == (400, 0)
+    await committed.commit(model="m", prompt_tokens=20, completion_tokens=5, cost_usd=0.0)
+
+    day, month = await budget.status("ada", "free")
+    assert [(w.tokens_used, w.tokens_reserved) for w in (day, month)] == [(425, 0)] * 2
+    rows = await budget.usage_by_model("ada", budget.windows().month_begin)
+    assert sorted((r.model, r.operation, r.total_tokens) for r in rows) == [
+        ("m", "hint", 25),
+        (UNRECONCILED_MODEL, "chat", 300),
+        (UNRECONCILED_MODEL, "hint", 100),
+    ]
 
 
 async def test_release_after_commit_does_nothing_and_commit_twice_is_an_error(budget: TokenBudget) -> None:
