@@ -6,15 +6,15 @@ turns that into rows and the final chunk, whatever the ending.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 
-from server.analytics.repository import record_interaction
 from server.chat import repository as repo
 from server.chat.context import Prompt
-from server.chat.domain import ASSISTANT, CANCELLED, DEADLINE, ERROR, AnswerFinal, LearningContext, citations_to_json
+from server.chat.domain import CANCELLED, DEADLINE, ERROR, AnswerFinal, LearningContext, citations_to_json
 from server.config import Settings
 from server.core import metrics
 from server.core.auth import Principal
@@ -116,7 +116,6 @@ class AnswerRecorder:
         latency_ms = int((finished_at - turn.started) * 1000)
         ttft_ms = int((turn.first_token_at - turn.started) * 1000) if turn.first_token_at is not None else 0
 
-        await self.settle_budget(turn, model, usage)
         # A turn cut off before any text still leaves its (empty) answer, so the session shows why it ended.
         assistant_id = uuid.uuid4().hex if text or finish_reason in (CANCELLED, DEADLINE) else ""
         attributes = {
@@ -133,45 +132,34 @@ class AnswerRecorder:
             attributes["error_reason"] = error.reason
         if turn.prompt is not None:
             attributes["history_dropped"] = str(turn.prompt.history_dropped)
-        async with self._db.transaction() as session:
-            interaction_id = await record_interaction(
-                session,
-                user_id=turn.principal.user_id,
-                agent_type="chat",
-                trigger="user",
-                course_id=turn.context.course_id,
-                video_id=turn.context.video_id,
-                position_seconds=turn.context.position_seconds,
-                model=model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cost_usd=usage.cost_usd,
-                latency_ms=latency_ms,
-                cached=turn.cached,
-                attributes=attributes,
-            )
-            if assistant_id:
-                await repo.add_message(
-                    session,
-                    id=assistant_id,
-                    session_id=turn.session_id,
-                    role=ASSISTANT,
-                    content=text,
-                    model=model,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    cost_usd=usage.cost_usd,
-                    incomplete=incomplete,
-                    cached=turn.cached,
-                    fallback=turn.fallback,
-                    latency_ms=latency_ms,
-                    time_to_first_token_ms=ttft_ms,
-                    finish_reason=finish_reason,
-                    citations=citations_to_json(citations),
-                    grounded=grounded,
-                    interaction_id=interaction_id,
-                )
-                await repo.touch_session(session, turn.session_id)
+        finished = repo.FinishedTurn(
+            interaction_id=uuid.uuid4().hex,
+            user_id=turn.principal.user_id,
+            session_id=turn.session_id,
+            course_id=turn.context.course_id,
+            video_id=turn.context.video_id,
+            position_seconds=turn.context.position_seconds,
+            model=model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=usage.cost_usd,
+            latency_ms=latency_ms,
+            cached=turn.cached,
+            attributes=attributes,
+            message_id=assistant_id,
+            content=text,
+            incomplete=incomplete,
+            fallback=turn.fallback,
+            time_to_first_token_ms=ttft_ms,
+            finish_reason=finish_reason,
+            citations=citations_to_json(citations),
+            grounded=grounded,
+        )
+        # The budget is settled on its own connection while the answer is stored: two round trips side by side.
+        _, answered = await asyncio.gather(self.settle_budget(turn, model, usage), self._store(finished))
+        interaction_id = finished.interaction_id
+        if not answered:
+            assistant_id = ""
         return AnswerFinal(
             finish_reason=finish_reason,
             citations=citations,
@@ -184,6 +172,10 @@ class AnswerRecorder:
             interaction_id=interaction_id,
             grounded=grounded,
         )
+
+    async def _store(self, finished: repo.FinishedTurn) -> bool:
+        async with self._db.autocommit() as connection:
+            return await repo.add_answer(connection, finished)
 
     def usage(self, turn: TurnState, text: str) -> Usage:
         if turn.cached or turn.offline:

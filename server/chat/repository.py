@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import Row, delete, func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from server.chat.domain import LearningContext
@@ -115,6 +115,95 @@ async def add_question(
     )
 
 
+# A turn's end in one statement (one round trip in autocommit): its interaction row (the analytics domain's
+# `ai_interactions`, the columns `server.analytics.repository.record_interaction` writes) and, when the turn has an
+# answer, the answer and the session's touch. A session deleted during the turn takes no answer: no row is
+# added and `answered` comes back false; the interaction (what the turn cost) is kept.
+ADD_ANSWER = text(
+    """
+    WITH interaction AS (
+        INSERT INTO ai_interactions
+            (id, user_id, agent_type, trigger, course_id, video_id, position_seconds, model, prompt_tokens,
+             completion_tokens, cost_usd, latency_ms, cached, attributes)
+        VALUES (:interaction_id, :user_id, 'chat', 'user', :course_id, :video_id, :position_seconds, :model,
+                :prompt_tokens, :completion_tokens, :cost_usd, :latency_ms, :cached, CAST(:attributes AS jsonb))
+    ), touched AS (
+        UPDATE chat_sessions SET update_time = now()
+        WHERE id = :session_id AND :answer
+        RETURNING id
+    ), added AS (
+        INSERT INTO chat_messages
+            (id, session_id, role, content, model, prompt_tokens, completion_tokens, cost_usd, incomplete, cached,
+             fallback, latency_ms, time_to_first_token_ms, finish_reason, citations, grounded, interaction_id)
+        SELECT :message_id, id, 'assistant', :content, :model, :prompt_tokens, :completion_tokens, :cost_usd,
+               :incomplete, :cached, :fallback, :latency_ms, :time_to_first_token_ms, :finish_reason,
+               CAST(:citations AS jsonb), :grounded, :interaction_id
+        FROM touched
+        RETURNING id
+    )
+    SELECT EXISTS (SELECT 1 FROM added) AS answered
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedTurn:
+    """What a chat turn stores as it ends: the interaction's columns, and the answer's (`message_id` empty for a
+    turn that leaves no answer)."""
+
+    interaction_id: str
+    user_id: str
+    session_id: str
+    course_id: str
+    video_id: str
+    position_seconds: float
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_ms: int
+    cached: bool
+    attributes: dict[str, str]
+    message_id: str
+    content: str
+    incomplete: bool
+    fallback: bool
+    time_to_first_token_ms: int
+    finish_reason: str
+    citations: list[dict[str, Any]]
+    grounded: bool
+
+
+async def add_answer(connection: AsyncConnection, turn: FinishedTurn) -> bool:
+    """Store a turn's interaction and answer (one statement; `connection` in autocommit commits it); whether the
+    answer was added (false when there is none, or its session was deleted meanwhile)."""
+    values = {
+        "interaction_id": turn.interaction_id,
+        "user_id": turn.user_id,
+        "session_id": turn.session_id,
+        "course_id": turn.course_id,
+        "video_id": turn.video_id,
+        "position_seconds": turn.position_seconds,
+        "model": turn.model,
+        "prompt_tokens": turn.prompt_tokens,
+        "completion_tokens": turn.completion_tokens,
+        "cost_usd": turn.cost_usd,
+        "latency_ms": turn.latency_ms,
+        "cached": turn.cached,
+        "attributes": json.dumps(turn.attributes),
+        "answer": bool(turn.message_id),
+        "message_id": turn.message_id,
+        "content": turn.content,
+        "incomplete": turn.incomplete,
+        "fallback": turn.fallback,
+        "time_to_first_token_ms": turn.time_to_first_token_ms,
+        "finish_reason": turn.finish_reason,
+        "citations": json.dumps(turn.citations),
+        "grounded": turn.grounded,
+    }
+    return bool((await connection.execute(ADD_ANSWER, values)).scalar_one())
+
+
 async def list_sessions(
     session: AsyncSession, user_id: str, *, after: tuple[datetime, str] | None, limit: int
 ) -> list[ChatSession]:
@@ -156,17 +245,6 @@ async def delete_session(session: AsyncSession, session_id: str, user_id: str) -
     statement = delete(ChatSession).where(ChatSession.id == session_id, ChatSession.user_id == user_id)
     result = await session.execute(statement)
     return bool(getattr(result, "rowcount", 0))
-
-
-async def touch_session(session: AsyncSession, session_id: str) -> None:
-    await session.execute(update(ChatSession).where(ChatSession.id == session_id).values(update_time=func.now()))
-
-
-async def add_message(session: AsyncSession, **values: Any) -> tuple[int, datetime]:
-    """Insert a message; returns its (seq, create_time)."""
-    statement = insert(StoredMessage).values(**values).returning(StoredMessage.seq, StoredMessage.create_time)
-    row = (await session.execute(statement)).one()
-    return int(row.seq), row.create_time
 
 
 async def list_messages(

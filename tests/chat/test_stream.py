@@ -471,6 +471,36 @@ async def test_every_turn_is_recorded_as_an_interaction(online_server: RunningSe
     assert "zebra" not in json.dumps(row.attributes)  # no message text in analytics
 
 
+async def test_a_session_deleted_mid_answer_takes_no_answer_and_keeps_the_interaction(
+    online_server: RunningServer, fake_openai: FakeOpenAI
+) -> None:
+    """The student deletes the session from another tab while its answer streams: the turn ends normally, no
+    answer is added to a session that is gone (the final chunk names none), and what the turn cost is kept."""
+    client = online_server.client()
+    session = await new_session(client)
+    fake_openai.enqueue_chat(Behavior(content=LONG_ANSWER, tokens_per_second=40))
+    call = client.chat.StreamChat(pb.StreamChatRequest(session=session, message="go"))
+    first = await call.read()
+    assert first.text
+    await client.chat.DeleteSession(pb.DeleteSessionRequest(name=session))
+    chunks = [chunk async for chunk in call]
+
+    final = chunks[-1]
+    assert final.finish_reason == pb.FINISH_REASON_STOP
+    assert final.assistant_message_id == "" and final.interaction_id
+    database: Database = online_server.server.runtime.database
+    async with database.session() as db:
+        interaction = (
+            await db.execute(
+                text("SELECT agent_type, completion_tokens FROM ai_interactions WHERE id = :id"),
+                {"id": final.interaction_id},
+            )
+        ).one()
+        answers = await db.scalar(text("SELECT count(*) FROM chat_messages WHERE role = 'assistant'"))
+    assert interaction.agent_type == "chat" and interaction.completion_tokens == final.usage.completion_tokens > 0
+    assert answers == 0
+
+
 async def test_a_stream_cut_off_by_shutdown_is_stored_incomplete(
     chat_server_factory: ChatServerFactory, fake_openai: FakeOpenAI
 ) -> None:
