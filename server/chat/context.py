@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 
 from server.chat.domain import ASSISTANT, LearningContext, ReferenceInfo
@@ -247,14 +247,15 @@ async def gather_turn(
     references: Sequence[ReferenceInfo],
     *,
     previous: str = "",
-    spoiler_limit: float | None = None,
+    spoiler_limit: Awaitable[float | None] | None = None,
     parsing: asyncio.Future[QuestionAnalysis] | None = None,
     analyse: bool = True,
 ) -> Gathered:
     """Excerpts and evidence for one question (already redacted, as is `previous`, the session's last
     question). A follow-up ("and what about the second argument?") is retrieved again together with the
     question it continues. With a `spoiler_limit` (no spoilers), nothing said after it in the current video is
-    given as an excerpt (see `_without_spoilers`).
+    given as an excerpt (see `_without_spoilers`); it is awaited once the excerpts are found, so the preferences
+    that decide it are read during the search.
 
     The question is parsed in a worker thread while retrieval runs (`parsing`, when the caller started it
     earlier) if the offline engine may answer (`analyse`), which reads the parse; for a model's answer only a
@@ -294,8 +295,9 @@ async def gather_turn(
         *groups[:2],
         (KIND_SEARCH, [*groups[2][1][:VIDEO_SEARCH_LIMIT], *neighbours, *groups[2][1][VIDEO_SEARCH_LIMIT:]]),
     ]
-    if spoiler_limit is not None and context.video_id:
-        groups = await _without_spoilers(sentences, groups, context.video_id, spoiler_limit)
+    limit = await spoiler_limit if spoiler_limit is not None else None
+    if limit is not None and context.video_id:
+        groups = await _without_spoilers(sentences, groups, context.video_id, limit)
     sources = label_sources(groups, MAX_SOURCES)
     # A follow-up's excerpts come from the topic it continues; its sentences are compared with what it adds
     # ("and what is the fix?"), unless it adds no words of its own ("why is that?").

@@ -40,7 +40,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -337,30 +337,43 @@ class TurnRunner:
         (`safe_question`, redacted when the turn began); the stored question is as typed."""
         counter = self._llm.counter()
         strayed = self._model_strayed(stored)
-        earlier, preferences, spoilers_off = await asyncio.gather(
-            asyncio.to_thread(redact, _previous_question(stored.history)),
+        # The preferences and the experiment arm decide the spoiler limit, which the search needs only at its end.
+        choosing = asyncio.ensure_future(self._choices(turn, stored))
+        limiting = asyncio.ensure_future(_second(choosing))
+        try:
+            previous = _previous_question(stored.history)
+            earlier = (await asyncio.to_thread(redact, previous)).text if previous else ""
+            with tracing.span("chat.context"):
+                gathered, refused = await _together(
+                    gather_turn(
+                        self._search,
+                        self._sentences,
+                        safe_question,
+                        stored.context,
+                        stored.references,
+                        previous=earlier,
+                        spoiler_limit=limiting,
+                        parsing=parsing,
+                        analyse=strayed or not self._llm.upstream_likely(),
+                    ),
+                    self._reserve(turn, stored, counter) if self._llm.upstream_likely() else _no_refusal(),
+                )
+            preferences, spoiler_limit = await choosing
+        except BaseException:
+            await _stop(limiting)
+            await _stop(choosing)
+            raise
+        return _Prepared(preferences, spoiler_limit, gathered, refused, counter, strayed)
+
+    async def _choices(self, turn: TurnState, stored: _Stored) -> tuple[PreferenceValues, float | None]:
+        """The student's preferences and the turn's spoiler limit (None: spoilers allowed)."""
+        preferences, spoilers_off = await asyncio.gather(
             self._preferences.get(turn.principal.user_id),
             self._assignments.in_arm(turn.principal, stored.context.course_id, Lever.NO_SPOILERS, NO_SPOILERS_ARM),
         )
-        spoiler_limit = None
         if (preferences.no_spoilers or spoilers_off) and stored.context.video_id:
-            spoiler_limit = stored.context.position_seconds + self._settings.spoiler_lookahead_seconds
-        with tracing.span("chat.context"):
-            gathered, refused = await _together(
-                gather_turn(
-                    self._search,
-                    self._sentences,
-                    safe_question,
-                    stored.context,
-                    stored.references,
-                    previous=earlier.text,
-                    spoiler_limit=spoiler_limit,
-                    parsing=parsing,
-                    analyse=strayed or not self._llm.upstream_likely(),
-                ),
-                self._reserve(turn, stored, counter) if self._llm.upstream_likely() else _no_refusal(),
-            )
-        return _Prepared(preferences, spoiler_limit, gathered, refused, counter, strayed)
+            return preferences, stored.context.position_seconds + self._settings.spoiler_lookahead_seconds
+        return preferences, None
 
     async def _open(
         self,
@@ -722,6 +735,10 @@ async def _together(first: Coroutine[Any, Any, A], second: Coroutine[Any, Any, B
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+async def _second(pair: Awaitable[tuple[Any, B]]) -> B:
+    return (await pair)[1]
 
 
 async def _stop(task: asyncio.Future[Any]) -> None:
