@@ -76,8 +76,7 @@ from server.llm.provider import ChatMessage
 from server.llm.structured import Spend
 from server.nlp import pipeline
 from server.nlp.sentence import StoredSentence
-from server.transcripts.repository.search_sql import RRF_K
-from server.transcripts.search import TranscriptSearch
+from server.transcripts.search import BEST_FUSED_SCORE, TranscriptSearch
 
 MAX_STRUGGLE_CHARS = 1000
 MAX_HINT_CHARS = 400
@@ -85,7 +84,6 @@ QUOTE_RUN_TOKENS = 10
 BEFORE_SECONDS, AFTER_SECONDS = 60.0, 30.0
 MAX_SELECTED_CHUNKS, MAX_PLAYHEAD_CHUNKS, SEARCH_LIMIT = 4, 3, 3
 PROXIMITY_SCALE_SECONDS = 60.0
-BEST_FUSED_SCORE = 2.0 / (RRF_K + 1)
 VALIDATION_WEIGHT = {"model": 1.0, "model-retry": 0.85, "offline": 0.7, "offline-generic": 0.4}
 MAX_FORBIDDEN_IN_PROMPT = 40
 # A hint for the same moment within this long climbs a rung.

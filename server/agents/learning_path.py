@@ -51,12 +51,11 @@ from server.llm.offline import OFFLINE_MODEL
 from server.llm.persona import Persona
 from server.llm.provider import ChatMessage
 from server.llm.structured import Spend
-from server.transcripts.repository.search_sql import RRF_K
+from server.transcripts.search import BEST_FUSED_SCORE
 
 MAX_RECOMMENDATIONS = 5
 SEARCH_LIMIT = 4
 HELP_BUCKET_SECONDS = 30.0
-BEST_FUSED_SCORE = 2.0 / (RRF_K + 1)
 MAX_TEXT_CHARS = 300
 LITERAL_BONUS = 0.2
 

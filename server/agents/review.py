@@ -16,11 +16,10 @@ from server.core.auth import Principal
 from server.core.errors import FailedPrecondition
 from server.core.values import Citation, SearchHit, Usage
 from server.llm.grounding import shorten
-from server.transcripts.repository.search_sql import RRF_K
+from server.transcripts.search import BEST_FUSED_SCORE
 
 BEFORE_SECONDS, AFTER_SECONDS = 60.0, 30.0
 SEARCH_LIMIT = 10
-BEST_FUSED_SCORE = 2.0 / (RRF_K + 1)
 FALLBACK_CONFIDENCE = 0.4
 REVIEW_MODEL = "retrieval"
 

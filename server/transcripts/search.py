@@ -20,12 +20,15 @@ from server.core.errors import DomainError
 from server.core.values import SearchHit, VideoInfo
 from server.embeddings.base import Embedder
 from server.transcripts.repository import search as search_repo
-from server.transcripts.repository.search_sql import vector_literal
+from server.transcripts.repository.search_sql import RRF_K, vector_literal
 
 logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 50
 QUERY_VECTOR_CACHE_SIZE = 512
+# The highest score a hybrid hit can have (first in both the vector and the full-text ranking): agents read a
+# hit's score against it as a confidence.
+BEST_FUSED_SCORE = 2.0 / (RRF_K + 1)
 
 
 @dataclass(frozen=True)
