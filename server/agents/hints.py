@@ -30,6 +30,7 @@ at once, 0.85 after a retry, 0.7 the offline ladder, 0.4 its generic fallback.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Sequence
@@ -317,8 +318,11 @@ class HintAgent:
         assignments = self._deps.assignments
         course = interaction.course_id
         # Every student of a running experiment is exposed, whatever their own preference (else the arms would
-        # differ in who prefers what).
-        spoilers_off = await assignments.in_arm(principal, course, Lever.NO_SPOILERS, NO_SPOILERS_ARM)
+        # differ in who prefers what); both levers' exposures are written side by side.
+        spoilers_off, direct = await asyncio.gather(
+            assignments.in_arm(principal, course, Lever.NO_SPOILERS, NO_SPOILERS_ARM),
+            assignments.in_arm(principal, course, Lever.HINT_LADDER, DIRECT_HINT),
+        )
         if (values.no_spoilers or spoilers_off) and selected is None:
             context = without_spoilers(context, position + self._deps.settings.spoiler_lookahead_seconds)
         corpus = await self._deps.corpora.load(info.course_id)
@@ -338,7 +342,7 @@ class HintAgent:
         # The tutor stepping in on its own offers the first rung; the student asking again climbs (unless an
         # experiment gives this student the top rung at once).
         level = min(TOP_RUNG, previous + 1) if previous and trigger == USER_TRIGGER else QUESTION
-        if await assignments.in_arm(principal, course, Lever.HINT_LADDER, DIRECT_HINT):
+        if direct:
             level = TOP_RUNG
         # Below the top rung the key term is the student's to find: the model may not write it either.
         guarded = list(context.forbidden)
