@@ -24,6 +24,8 @@ timed back to back in this process, alternating with the other runs; "before" is
 At a model's pace: the upstream holds its first token back `--model-first-token-ms` and every moderation
 answer `--moderation-ms`, as a hosted model and moderation endpoint roughly do; through vs direct then shows
 what a student waits beyond the model itself (the question is moderated while the model already answers).
+The end of a turn: last token -> end of the stream. Through tutorstream that is the answer and its interaction
+stored and the budget settled before the final chunk (which carries their ids); direct, the usage chunk.
 Relay rate: tokens per second between the first and the last token while the upstream streams at a fixed
 rate (target: >= 0.99x direct). The benchmarked server relays tokens as they come (MODERATE_STREAMED_ANSWERS
 off); a third server with it on (the default) answers the same three-sentence answer streamed at a model's pace,
@@ -208,6 +210,8 @@ class Samples:
     before_upstream: list[float] = field(default_factory=list)
     floor: list[float] = field(default_factory=list)
     after_upstream: list[float] = field(default_factory=list)
+    # Last token -> end of the stream: through tutorstream, the answer stored and the final chunk sent.
+    closing: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
 
 
@@ -216,6 +220,7 @@ class Run:
     started: float
     first: float
     last: float
+    ended: float
     tokens: int
 
 
@@ -252,13 +257,14 @@ class Bench:
                 if not tokens:
                     first = last
                 tokens += 1
+        ended = time.perf_counter()
         sent = await self.upstream.last_chat()
         self.prompt = sent["body"]["messages"]
         self.params = {
             "temperature": sent["body"].get("temperature"),
             "max_completion_tokens": sent["body"].get("max_completion_tokens"),
         }
-        return Run(started, first, last, tokens), float(sent["arrival"])
+        return Run(started, first, last, ended, tokens), float(sent["arrival"])
 
     async def floor(self) -> float:
         """Milliseconds of the least a turn must do before the model call: embed the question, one round trip."""
@@ -290,8 +296,9 @@ class Bench:
                     tokens += 1
         finally:
             await stream.close()
+        ended = time.perf_counter()
         sent = await self.upstream.last_chat()
-        return Run(started, first, last, tokens), float(sent["arrival"])
+        return Run(started, first, last, ended, tokens), float(sent["arrival"])
 
 
 async def alternating_ttfts(
@@ -320,11 +327,13 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
         via.ttft.append((run.first - run.started) * 1000)
         via.before_upstream.append((arrival - run.started) * 1000)
         via.after_upstream.append((run.first - arrival) * 1000)
+        via.closing.append((run.ended - run.last) * 1000)
         run, _ = await traced.through_tutorstream()
         tracing_on.ttft.append((run.first - run.started) * 1000)
         run, arrival = await bench.direct()
         direct.ttft.append((run.first - run.started) * 1000)
         direct.after_upstream.append((run.first - arrival) * 1000)
+        direct.closing.append((run.ended - run.last) * 1000)
         via.floor.append(await bench.floor())
 
     # Sentence-by-sentence output moderation: the same three-sentence answer at a model's pace, through a server
@@ -369,6 +378,9 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
     print(f"  upstream arrival -> first token, tutorstream  {summary(via.after_upstream)}")
     print(f"  added by the relay                            p50 {added_p50:8.2f}   p99 {added_p99:8.2f}")
     print("                                                (target: <= 1 ms p50, <= 5 ms p99)")
+    print("last token -> end of the stream (ms)")
+    print(f"  direct (openai SDK)                           {summary(direct.closing)}")
+    print(f"  through tutorstream (answer stored, final)    {summary(via.closing)}")
     print()
     print(f"streamed answer moderated a sentence at a time, model at {args.model_tokens_per_second:g} tokens/s")
     print(f"  TTFT, tokens relayed as they come             {summary(relayed)}")
@@ -405,6 +417,14 @@ async def measure(bench: Bench, traced: Bench, moderated: Bench, args: argparse.
         context("chat", "of which before the upstream call, p50", percentile(via.before_upstream, 50), "ms"),
         context("chat", "TTFT direct, p50", percentile(direct.ttft, 50), "ms"),
         context("chat", "TTFT direct, p99", percentile(direct.ttft, 99), "ms"),
+        context(
+            "chat",
+            "last token to the end of the stream through tutorstream, p50",
+            percentile(via.closing, 50),
+            "ms",
+            baseline="the answer and its interaction stored and the budget settled before the final chunk; direct "
+            f"(the usage chunk and the stream's end): {percentile(direct.closing, 50):.2f} ms, same run",
+        ),
         context(
             "chat",
             "TTFT p50 added by sentence-by-sentence output moderation",
