@@ -181,6 +181,27 @@ async def test_drop_after_tokens_breaks_the_stream(fake: FakeOpenAI, client: ope
     assert fake.completed_streams == 0
 
 
+async def test_hold_after_tokens_pauses_the_stream_until_released(fake: FakeOpenAI, client: openai.AsyncOpenAI) -> None:
+    fake.enqueue_chat(Behavior(content="one two three", hold_after_tokens=1))
+
+    stream = await client.chat.completions.create(model="m", messages=USER_MESSAGE, stream=True)
+    chunks = aiter(stream)
+    received: list[str] = []
+    while not received:
+        chunk = await anext(chunks)
+        if chunk.choices[0].delta.content:
+            received.append(chunk.choices[0].delta.content)
+    waiting = asyncio.ensure_future(anext(chunks))
+    await asyncio.sleep(0.3)
+    assert not waiting.done() and fake.active_streams == 1
+    fake.release_held()
+    received.append((await waiting).choices[0].delta.content or "")
+    received.extend([chunk.choices[0].delta.content async for chunk in chunks if chunk.choices[0].delta.content])
+
+    assert received == ["one ", "two ", "three"]
+    assert fake.wait_for(lambda: fake.completed_streams == 1)
+
+
 async def test_client_close_mid_stream_is_counted(fake: FakeOpenAI, client: openai.AsyncOpenAI) -> None:
     fake.enqueue_chat(Behavior(content=LONG_CONTENT, tokens_per_second=5))
 

@@ -277,11 +277,12 @@ async def test_the_question_is_stored_before_the_model_answers(
     """Stored first, in its own transaction: visible while the answer is still streaming."""
     client = online_server.client()
     session = await new_session(client, learning_context("flexbox-layout", 1.0, course_id=COURSE_ID))
-    fake_openai.enqueue_chat(Behavior(content="slow answer " * 20, tokens_per_second=20))
+    fake_openai.enqueue_chat(Behavior(content="slow answer " * 20, hold_after_tokens=1))
     call = client.chat.StreamChat(pb.StreamChatRequest(session=session, message="what is flex?"))
     first = await call.read()
     assert first.text
     stored = await messages_of(client, session)
     assert [(m.role, m.content) for m in stored] == [(pb.MESSAGE_ROLE_USER, "what is flex?")]
+    fake_openai.release_held()
     rest = [chunk async for chunk in call]
     assert answer_text([first, *rest[:-1]]) == "slow answer " * 20

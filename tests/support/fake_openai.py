@@ -55,6 +55,8 @@ MODERATION_CATEGORIES = (
 # How long stop() lets in-flight handlers finish before cancelling them; slow scripted streams would
 # otherwise hold shutdown for aiohttp's default of a minute.
 SHUTDOWN_GRACE_SECONDS = 0.2
+# A stream held by `Behavior.hold_after_tokens` goes on by itself after this long (a test that forgot it).
+HOLD_LIMIT_SECONDS = 30.0
 # Input substring -> the moderation category it flags.
 DEFAULT_MODERATION_FLAGS = {"hurt myself": "self-harm/intent", "you useless idiot": "harassment"}
 
@@ -74,7 +76,8 @@ class Behavior:
     A status of 400 or more answers with an OpenAI-style error body. `first_token_delay` holds back the
     first byte of the body (for streams the headers go out first, as the real API does). With
     `drop_after_tokens` set the stream never completes: the connection is cut after that many content
-    chunks, or after the last one if the content is shorter.
+    chunks, or after the last one if the content is shorter. With `hold_after_tokens` the stream stops after
+    that many content chunks until `FakeOpenAI.release_held()` (a test looks at the middle of an answer).
     """
 
     content: str | None = None
@@ -85,6 +88,7 @@ class Behavior:
     tokens_per_second: float | None = None
     first_token_delay: float = 0.0
     drop_after_tokens: int | None = None
+    hold_after_tokens: int | None = None
     finish_reason: str = "stop"
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -288,6 +292,7 @@ class FakeOpenAI:
             if thread is None or loop is None:
                 return
             self._stopping = True
+            self._held.set()
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=10)
             self._thread = self._loop = None
@@ -372,6 +377,11 @@ class FakeOpenAI:
             self.moderation_delay_marker = ""
             self.chat_chooser = None
             self.embeddings_chooser = None
+            self._held = threading.Event()
+
+    def release_held(self) -> None:
+        """Let streams held by `Behavior.hold_after_tokens` go on."""
+        self._held.set()
 
     def enqueue_chat(self, *behaviors: Behavior) -> None:
         with self._lock:
@@ -594,6 +604,8 @@ class FakeOpenAI:
                         await asyncio.sleep(delay)
                 if behavior.drop_after_tokens is not None and index >= behavior.drop_after_tokens:
                     break
+                if index == behavior.hold_after_tokens:
+                    await asyncio.to_thread(self._held.wait, HOLD_LIMIT_SECONDS)
                 await response.write(chunk({"content": token}))
             if behavior.drop_after_tokens is not None:
                 await self._drop_connection(request)
