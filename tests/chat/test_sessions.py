@@ -274,15 +274,17 @@ async def test_bad_references_are_refused(chat_server_factory: ChatServerFactory
 async def test_the_question_is_stored_before_the_model_answers(
     online_server: RunningServer, fake_openai: FakeOpenAI
 ) -> None:
-    """Stored first, in its own transaction: visible while the answer is still streaming."""
+    """Stored first, in its own transaction: visible while the answer is still streaming (the upstream holds
+    the answer after its second sentence began, which releases the first, moderated, to the student)."""
     client = online_server.client()
     session = await new_session(client, learning_context("flexbox-layout", 1.0, course_id=COURSE_ID))
-    fake_openai.enqueue_chat(Behavior(content="slow answer " * 20, hold_after_tokens=1))
+    answer = " ".join(f"Sentence {i}." for i in range(20))
+    fake_openai.enqueue_chat(Behavior(content=answer, hold_after_tokens=3))
     call = client.chat.StreamChat(pb.StreamChatRequest(session=session, message="what is flex?"))
     first = await call.read()
-    assert first.text
+    assert first.text == "Sentence 0. "
     stored = await messages_of(client, session)
     assert [(m.role, m.content) for m in stored] == [(pb.MESSAGE_ROLE_USER, "what is flex?")]
     fake_openai.release_held()
     rest = [chunk async for chunk in call]
-    assert answer_text([first, *rest[:-1]]) == "slow answer " * 20
+    assert answer_text([first, *rest[:-1]]) == answer
