@@ -2,7 +2,7 @@
 
 Rows are buffered in memory and written in one transaction per batch: every `watch_flush_interval_seconds`,
 as soon as `watch_flush_batch` rows wait, when a stream ends (`flush()`), and on shutdown (`close()`, a
-runtime closer). Each table gets one set-based INSERT ... SELECT FROM unnest(...) per batch.
+runtime closer). Each table gets one set-based INSERT ... SELECT FROM jsonb_array_elements(...) per batch.
 
 Never lost, never unbounded: when the database is slow or down, a failed batch is kept (in order) and
 retried with backoff; once `watch_writer_max_pending` rows wait, `wait_for_room` waits. Event intake
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,19 +100,18 @@ class _Batch:
         self.progress = {**older.progress, **self.progress}
 
 
+# Each batch travels as one JSON array of rows (arrays in column order) per statement: serialising it is a
+# single C call, where one parameter per column has the driver convert every value of every column in Python.
+# Every number in a row is finite (the engine accepted nothing else), so each is valid JSON.
 _INSERT_EVENTS = text(
     """
     INSERT INTO video_events (watch_session_id, user_id, video_id, event_id, type, position_seconds,
         seek_from_seconds, seek_to_seconds, playback_rate, intervention_id, event_time, client_time, receive_time)
-    SELECT t.sid, t.uid, t.vid, t.eid, t.kind, t.pos, t.sfrom, t.sto, t.rate, t.iid,
-        to_timestamp(t.etime), to_timestamp(t.ctime), to_timestamp(t.rtime)
-    FROM unnest(
-        CAST(:sid AS text[]), CAST(:uid AS text[]), CAST(:vid AS text[]), CAST(:eid AS text[]),
-        CAST(:kind AS text[]), CAST(:pos AS float8[]), CAST(:sfrom AS float8[]), CAST(:sto AS float8[]),
-        CAST(:rate AS float8[]), CAST(:iid AS text[]), CAST(:etime AS float8[]), CAST(:ctime AS float8[]),
-        CAST(:rtime AS float8[])
-    ) WITH ORDINALITY AS t(sid, uid, vid, eid, kind, pos, sfrom, sto, rate, iid, etime, ctime, rtime, n)
-    WHERE EXISTS (SELECT 1 FROM watch_sessions w WHERE w.id = t.sid)
+    SELECT t.r->>0, t.r->>1, t.r->>2, t.r->>3, t.r->>4, CAST(t.r->>5 AS float8), CAST(t.r->>6 AS float8),
+        CAST(t.r->>7 AS float8), CAST(t.r->>8 AS float8), t.r->>9, to_timestamp(CAST(t.r->>10 AS float8)),
+        to_timestamp(CAST(t.r->>11 AS float8)), to_timestamp(CAST(t.r->>12 AS float8))
+    FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS t(r, n)
+    WHERE EXISTS (SELECT 1 FROM watch_sessions w WHERE w.id = t.r->>0)
     ORDER BY t.n
     ON CONFLICT (watch_session_id, event_id) WHERE event_id <> '' DO NOTHING
     """
@@ -121,17 +121,11 @@ _INSERT_INTERVENTIONS = text(
     """
     INSERT INTO interventions (id, watch_session_id, user_id, video_id, course_id, type, reason, reason_text,
         position_seconds, start_seconds, end_seconds, content, citation, quiz, interaction_id, status, trigger_time)
-    SELECT t.id, t.sid, t.uid, t.vid, t.cid, t.kind, t.reason, t.rtext, t.pos, t.start, t.stop, t.content,
-        CAST(t.citation AS jsonb), t.quiz, t.iid, t.status, to_timestamp(t.ttime)
-    FROM unnest(
-        CAST(:id AS text[]), CAST(:sid AS text[]), CAST(:uid AS text[]), CAST(:vid AS text[]),
-        CAST(:cid AS text[]), CAST(:kind AS text[]), CAST(:reason AS text[]), CAST(:rtext AS text[]),
-        CAST(:pos AS float8[]), CAST(:start AS float8[]), CAST(:stop AS float8[]), CAST(:content AS text[]),
-        CAST(:citation AS text[]), CAST(:quiz AS text[]), CAST(:iid AS text[]), CAST(:status AS text[]),
-        CAST(:ttime AS float8[])
-    ) AS t(id, sid, uid, vid, cid, kind, reason, rtext, pos, start, stop, content, citation, quiz, iid, status,
-        ttime)
-    WHERE EXISTS (SELECT 1 FROM watch_sessions w WHERE w.id = t.sid)
+    SELECT t.r->>0, t.r->>1, t.r->>2, t.r->>3, t.r->>4, t.r->>5, t.r->>6, t.r->>7, CAST(t.r->>8 AS float8),
+        CAST(t.r->>9 AS float8), CAST(t.r->>10 AS float8), t.r->>11, CAST(t.r->>12 AS jsonb), t.r->>13, t.r->>14,
+        t.r->>15, to_timestamp(CAST(t.r->>16 AS float8))
+    FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS t(r)
+    WHERE EXISTS (SELECT 1 FROM watch_sessions w WHERE w.id = t.r->>1)
     ON CONFLICT (id) DO NOTHING
     """
 )
@@ -139,12 +133,9 @@ _INSERT_INTERVENTIONS = text(
 _INSERT_ACKS = text(
     """
     INSERT INTO intervention_acks (intervention_id, watch_session_id, user_id, action, event_time)
-    SELECT t.iid, t.sid, t.uid, t.action, to_timestamp(t.etime)
-    FROM unnest(
-        CAST(:iid AS text[]), CAST(:sid AS text[]), CAST(:uid AS text[]), CAST(:action AS text[]),
-        CAST(:etime AS float8[])
-    ) AS t(iid, sid, uid, action, etime)
-    WHERE EXISTS (SELECT 1 FROM interventions i WHERE i.id = t.iid)
+    SELECT t.r->>0, t.r->>1, t.r->>2, t.r->>3, to_timestamp(CAST(t.r->>4 AS float8))
+    FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS t(r)
+    WHERE EXISTS (SELECT 1 FROM interventions i WHERE i.id = t.r->>0)
     ON CONFLICT (intervention_id, action) DO NOTHING
     RETURNING (SELECT i.type FROM interventions i WHERE i.id = intervention_acks.intervention_id), action
     """
@@ -152,62 +143,66 @@ _INSERT_ACKS = text(
 
 _UPDATE_PROGRESS = text(
     """
-    UPDATE watch_sessions w SET watched_seconds = greatest(w.watched_seconds, t.watched),
-        last_position_seconds = t.pos, update_time = now()
-    FROM unnest(CAST(:sid AS text[]), CAST(:watched AS float8[]), CAST(:pos AS float8[])) AS t(sid, watched, pos)
-    WHERE w.id = t.sid
+    UPDATE watch_sessions w SET watched_seconds = greatest(w.watched_seconds, CAST(t.r->>1 AS float8)),
+        last_position_seconds = CAST(t.r->>2 AS float8), update_time = now()
+    FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS t(r)
+    WHERE w.id = t.r->>0
     """
 )
 
 
-def _event_params(rows: list[EventRow]) -> dict[str, list[Any]]:
-    return {
-        "sid": [r.watch_session_id for r in rows],
-        "uid": [r.user_id for r in rows],
-        "vid": [r.video_id for r in rows],
-        "eid": [r.event_id for r in rows],
-        "kind": [r.type for r in rows],
-        "pos": [r.position for r in rows],
-        "sfrom": [r.seek_from for r in rows],
-        "sto": [r.seek_to for r in rows],
-        "rate": [r.rate for r in rows],
-        "iid": [r.intervention_id for r in rows],
-        "etime": [r.event_time for r in rows],
-        "ctime": [r.client_time for r in rows],
-        "rtime": [r.receive_time for r in rows],
-    }
+def _event_rows(rows: list[EventRow]) -> str:
+    return json.dumps(
+        [
+            (
+                r.watch_session_id,
+                r.user_id,
+                r.video_id,
+                r.event_id,
+                r.type,
+                r.position,
+                r.seek_from,
+                r.seek_to,
+                r.rate,
+                r.intervention_id,
+                r.event_time,
+                r.client_time,
+                r.receive_time,
+            )
+            for r in rows
+        ]
+    )
 
 
-def _intervention_params(rows: list[InterventionRecord]) -> dict[str, list[Any]]:
-    return {
-        "id": [r.id for r in rows],
-        "sid": [r.watch_session_id for r in rows],
-        "uid": [r.user_id for r in rows],
-        "vid": [r.video_id for r in rows],
-        "cid": [r.course_id for r in rows],
-        "kind": [r.type for r in rows],
-        "reason": [r.reason for r in rows],
-        "rtext": [r.reason_text for r in rows],
-        "pos": [r.position for r in rows],
-        "start": [r.start for r in rows],
-        "stop": [r.end for r in rows],
-        "content": [r.content for r in rows],
-        "citation": [r.citation for r in rows],
-        "quiz": [r.quiz for r in rows],
-        "iid": [r.interaction_id for r in rows],
-        "status": [r.status for r in rows],
-        "ttime": [r.trigger_time for r in rows],
-    }
+def _intervention_rows(rows: list[InterventionRecord]) -> str:
+    return json.dumps(
+        [
+            (
+                r.id,
+                r.watch_session_id,
+                r.user_id,
+                r.video_id,
+                r.course_id,
+                r.type,
+                r.reason,
+                r.reason_text,
+                r.position,
+                r.start,
+                r.end,
+                r.content,
+                r.citation,
+                r.quiz,
+                r.interaction_id,
+                r.status,
+                r.trigger_time,
+            )
+            for r in rows
+        ]
+    )
 
 
-def _ack_params(rows: list[AckRow]) -> dict[str, list[Any]]:
-    return {
-        "iid": [r.intervention_id for r in rows],
-        "sid": [r.watch_session_id for r in rows],
-        "uid": [r.user_id for r in rows],
-        "action": [r.action for r in rows],
-        "etime": [r.event_time for r in rows],
-    }
+def _ack_rows(rows: list[AckRow]) -> str:
+    return json.dumps([(r.intervention_id, r.watch_session_id, r.user_id, r.action, r.event_time) for r in rows])
 
 
 class EventWriter:
@@ -362,21 +357,14 @@ class EventWriter:
         acknowledged: list[Any] = []
         async with self._db.transaction() as session:
             if batch.interventions:
-                await session.execute(_INSERT_INTERVENTIONS, _intervention_params(batch.interventions))
+                await session.execute(_INSERT_INTERVENTIONS, {"rows": _intervention_rows(batch.interventions)})
             if batch.events:
-                await session.execute(_INSERT_EVENTS, _event_params(batch.events))
+                await session.execute(_INSERT_EVENTS, {"rows": _event_rows(batch.events)})
             if batch.acks:
-                acknowledged = list(await session.execute(_INSERT_ACKS, _ack_params(batch.acks)))
+                acknowledged = list(await session.execute(_INSERT_ACKS, {"rows": _ack_rows(batch.acks)}))
             if batch.progress:
-                sessions = list(batch.progress)
-                await session.execute(
-                    _UPDATE_PROGRESS,
-                    {
-                        "sid": sessions,
-                        "watched": [batch.progress[s][0] for s in sessions],
-                        "pos": [batch.progress[s][1] for s in sessions],
-                    },
-                )
+                progress = [(sid, watched, position) for sid, (watched, position) in batch.progress.items()]
+                await session.execute(_UPDATE_PROGRESS, {"rows": json.dumps(progress)})
         # Counted once committed: a failed batch is retried, and a repeated acknowledgement inserts nothing.
         for kind, action in acknowledged:
             metrics.count_intervention(kind, action)
