@@ -165,3 +165,27 @@ async def test_forged_page_tokens_are_refused_by_every_listing(server: RunningSe
                 await listing(token)
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, token
             assert error_details(caught.value)["BadRequest"].field_violations[0].field == "page_token"
+
+
+async def test_every_message_of_a_client_stream_is_checked(server: RunningServer) -> None:
+    """A later message of a stream is held to the same rules as the first: a NUL is refused naming its field,
+    a body that is not the method's message is MALFORMED_REQUEST."""
+    client = server.client()
+    opening = agent_pb.WatchVideoRequest(watch_session_id="ws-hostile-0001", video_id="flexbox-layout")
+    with_nul = agent_pb.WatchVideoRequest(events=[agent_pb.VideoEvent(event_id="e\x00", position_seconds=1.0)])
+    with pytest.raises(aio.AioRpcError) as caught:
+        async for _ in client.agents.WatchVideo(iter([opening, with_nul])):
+            pass
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = error_details(caught.value)
+    assert details["ErrorInfo"].reason == "NUL_CHARACTER"
+    assert [v.field for v in details["BadRequest"].field_violations] == ["events[0].event_id"]
+
+    watch = client.channel.stream_stream(
+        "/tutorstream.v1.AgentService/WatchVideo", request_serializer=lambda body: body, response_deserializer=bytes
+    )
+    with pytest.raises(aio.AioRpcError) as malformed:
+        async for _ in watch(iter([opening.SerializeToString(), b"\x0a\xff\xff\xff"])):
+            pass
+    assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(malformed.value)["ErrorInfo"].reason == "MALFORMED_REQUEST"

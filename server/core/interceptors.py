@@ -88,6 +88,7 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         reader = requests.tolerant(handler.request_deserializer)
+        stream_reader = requests.checking(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method, streamed=False),
@@ -97,7 +98,7 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
                 self._wrap_unary(handler.stream_unary, method, streamed=True),
-                request_deserializer=reader,
+                request_deserializer=stream_reader,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
@@ -108,7 +109,7 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             )
         return grpc.stream_stream_rpc_method_handler(
             self._wrap_stream(handler.stream_stream, method, streamed=True),
-            request_deserializer=reader,
+            request_deserializer=stream_reader,
             response_serializer=handler.response_serializer,
         )
 
@@ -167,7 +168,8 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             request_id, principal, refused = self._start(context)
             try:
                 principal = _admitted(principal, refused)
-                request = requests.checked(request) if streamed else requests.check(request)
+                if not streamed:
+                    request = requests.check(request)
                 async with self.gate.admit(principal, method):
                     result = behavior(request, context)
                     return await result if inspect.isawaitable(result) else result
@@ -191,7 +193,8 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             request_id, principal, refused = self._start(context)
             try:
                 principal = _admitted(principal, refused)
-                request = requests.checked(request) if streamed else requests.check(request)
+                if not streamed:
+                    request = requests.check(request)
                 async with self.gate.admit(principal, method):
                     result = behavior(request, context)
                     if inspect.isasyncgen(result):
