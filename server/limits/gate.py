@@ -12,10 +12,9 @@ unaffected (they live in PostgreSQL). Rate state kept in Redis is lost if Redis 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -75,6 +74,28 @@ class RateStatus:
     reset_time: datetime
 
 
+class _Admission:
+    """One call's pass through the gate, kept while the call runs (a stream's for hours): a slotted object
+    rather than a generator-based context manager, which would keep a generator, its frame and the event
+    loop's weak reference to it."""
+
+    __slots__ = ("gate", "lease", "method", "principal")
+
+    def __init__(self, gate: LimitsGate, principal: Principal, method: str) -> None:
+        self.gate = gate
+        self.principal = principal
+        self.method = method
+        self.lease: tuple[LimiterBackend, str, str] | None = None  # the stream slot taken: backend, key, id
+
+    async def __aenter__(self) -> None:
+        await self.gate._enter(self)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            await asyncio.shield(LimitsGate._release(*lease))
+
+
 class LimitsGate:
     """Implements `server.core.interceptors.RpcGate`."""
 
@@ -114,31 +135,30 @@ class LimitsGate:
         except _REDIS_DOWN as exc:
             await self._mark_down(exc)
 
-    @contextlib.asynccontextmanager
-    async def admit(self, principal: Principal, method: str) -> AsyncIterator[None]:
+    def admit(self, principal: Principal, method: str) -> _Admission:
+        return _Admission(self, principal, method)
+
+    async def _enter(self, admission: _Admission) -> None:
+        principal, method = admission.principal, admission.method
         limits = self._policy.for_tier(principal.tier.value)
         rate = limits.rates[rpc_class_for(method)]
         kind = stream_kind_for(method)
         max_leases = limits.streams[kind] if kind is not None else 0
         if not rate.enabled and max_leases == 0:
-            yield
             return
         user_id = principal.user_id
         cell = Cell.of(rate) if rate.enabled else None
         leases = lease_key(user_id, kind) if kind is not None and max_leases > 0 else ""
         lease_id = uuid.uuid4().hex if leases else ""
-        backend, admission = await self._admit(rate_key(user_id, rate.rpc_class), cell, leases, max_leases, lease_id)
-        if admission.outcome is Outcome.RATE_LIMITED:
+        backend, decision = await self._admit(rate_key(user_id, rate.rpc_class), cell, leases, max_leases, lease_id)
+        if decision.outcome is Outcome.RATE_LIMITED:
             metrics.count_limiter_rejection(f"rate_{rate.rpc_class.value}")
-            raise _rate_limited(principal, rate, admission.retry_after / MICROS)
-        if admission.outcome is Outcome.TOO_MANY_STREAMS and kind is not None:
+            raise _rate_limited(principal, rate, decision.retry_after / MICROS)
+        if decision.outcome is Outcome.TOO_MANY_STREAMS and kind is not None:
             metrics.count_limiter_rejection(f"streams_{kind.value}")
             raise _too_many_streams(principal, kind, max_leases)
-        try:
-            yield
-        finally:
-            if leases:
-                await asyncio.shield(self._release(backend, leases, lease_id))
+        if leases:
+            admission.lease = (backend, leases, lease_id)
 
     async def rate_status(self, user_id: str, tier: str) -> list[RateStatus]:
         """What is left of each reported rate limit for `user_id` (nothing is consumed)."""
