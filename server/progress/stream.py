@@ -186,12 +186,15 @@ class ProgressStreams:
     ) -> AsyncGenerator[pb.WatchVideoResponse, None]:
         """Reads the client's messages in the RPC's own task while the stream's outlet writes interventions and
         rejections. When the client is done sending, the handler writes what is left itself, and the stream
-        ends once the interventions whose content is still being made are out."""
+        ends once the interventions whose content is still being made are out.
+
+        Messages are read with `context.read()` rather than through `request_iterator` (the interceptor's
+        deserializer has checked them either way): no generator stands between grpc and the handler, and
+        nothing of a message is kept while the next one is awaited, which is most of a stream's life."""
         principal = current_principal()
         progress = self._progress
-        requests = aiter(request_iterator)
-        first = await anext(requests, None)
-        if first is None:
+        first = await context.read()
+        if first is aio.EOF:
             return
         target = watch_target(first.watch_session_id, first.video_id, first.course_id, first.duration_seconds)
         events = event_inputs(first.events)
@@ -202,7 +205,7 @@ class ProgressStreams:
             for rejection in (await progress.publish_from_stream(principal, target, events)).rejections:
                 box.put(rejection)
             del events
-            async for request in requests:
+            while (request := await context.read()) is not aio.EOF:
                 if request.watch_session_id not in ("", target.watch_session_id) or request.video_id not in (
                     "",
                     target.video_id,
@@ -213,6 +216,7 @@ class ProgressStreams:
                 result = await progress.publish_from_stream(principal, target, event_inputs(request.events))
                 for rejection in result.rejections:
                     box.put(rejection)
+                del request, result
             await outlet.hand_back()
             ending = asyncio.create_task(_end_stream(progress, target, box))
             try:
