@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from server.config import Settings
@@ -60,10 +60,19 @@ class JobProgress(Protocol):
 TranscriptSource = Callable[[IngestJob, JobProgress], Awaitable[tuple[ParsedTranscript, str]]]
 
 
-def _prepare(parsed: ParsedTranscript) -> tuple[list[Chunk], list[dict[str, Any]], TranscriptAnalysis]:
+def prepare_transcript(parsed: ParsedTranscript) -> tuple[list[Chunk], list[dict[str, Any]], TranscriptAnalysis]:
     """The CPU-bound preparation of a transcript, in one step (one hop to a worker thread): its chunks, its
     cues as stored, and its sentences and key phrases (server.nlp)."""
     return chunk_cues(parsed.cues), cue_records(parsed), analyse(parsed.cues)
+
+
+def embedding_texts(chunks: Sequence[Chunk], analysis: TranscriptAnalysis) -> list[str]:
+    """What an ingest job embeds in its one pass, in this order: the chunks, their sentences, the video's key
+    phrases."""
+    texts = [chunk.text for chunk in chunks]
+    texts += [sentence.text for sentence in analysis.sentences]
+    texts += [phrase.surface for phrase in analysis.phrases]
+    return texts
 
 
 class TranscriptJobs:
@@ -143,7 +152,7 @@ class TranscriptJobs:
                 # The call that queued the job hashed this very content.
                 parsed, source, digest = handed_over, "upload", job.content_hash
             with tracing.span("ingest.prepare", video_id=job.video_id):
-                chunks, cues, analysis = await asyncio.to_thread(_prepare, parsed)
+                chunks, cues, analysis = await asyncio.to_thread(prepare_transcript, parsed)
             total = len(chunks)
             warnings = list(parsed.warnings)
             addressed = [s for s in analysis.sentences if addressed_to_model(s.text, s.lemmas)]
@@ -156,9 +165,7 @@ class TranscriptJobs:
                 logger.warning("ingest job %s: %s of %s: %s", job_id, job.video_id, job.course_id, warnings[-1])
             # One embedding pass for the chunks, their sentences and the video's key phrases; its progress
             # counts all of them, the stages after it count chunks.
-            texts = [chunk.text for chunk in chunks]
-            texts += [sentence.text for sentence in analysis.sentences]
-            texts += [phrase.surface for phrase in analysis.phrases]
+            texts = embedding_texts(chunks, analysis)
             await self._update(job_id, stage="embedding", completed_units=0, total_units=len(texts))
             last_write = time.monotonic()
 
