@@ -215,12 +215,29 @@ def _nominal_identifiers(docs: Sequence[Doc]) -> frozenset[str]:
     )
 
 
-def _mentions(sentence: Span, nominal: frozenset[str] = frozenset()) -> list[tuple[list[Token], str]]:
-    """Key phrase candidates of a sentence: trimmed noun chunks (and the compound noun at their end, which
-    is often the term: "a long URL" → "URL"), code terms outside noun chunks, and names."""
+class _NounChunks:
+    """A doc's noun chunks, found once: `Span.noun_chunks` walks the whole doc's chunks for every sentence."""
+
+    def __init__(self, doc: Doc) -> None:
+        self._chunks = list(doc.noun_chunks)
+        self._starts = [chunk.start for chunk in self._chunks]
+
+    def within(self, sentence: Span) -> list[Span]:
+        """What `sentence.noun_chunks` yields: the doc's chunks inside the sentence, in order."""
+        first = bisect.bisect_left(self._starts, sentence.start)
+        last = bisect.bisect_left(self._starts, sentence.end)
+        return [chunk for chunk in self._chunks[first:last] if chunk.end <= sentence.end]
+
+
+def _mentions(
+    sentence: Span, chunks: Sequence[Span], nominal: frozenset[str] = frozenset()
+) -> list[tuple[list[Token], str]]:
+    """Key phrase candidates of a sentence: trimmed noun chunks (`chunks`, the sentence's) (and the compound
+    noun at their end, which is often the term: "a long URL" → "URL"), code terms outside noun chunks, and
+    names."""
     found: list[tuple[list[Token], str]] = []
     covered: set[int] = set()
-    for chunk in sentence.noun_chunks:
+    for chunk in chunks:
         tokens = _trimmed(chunk)
         # A code term is a phrase of its own; around it, a noun chunk is mostly a misparse ("justify-content
         # works"), kept only when the code term names what a noun is ("the flex-direction property").
@@ -302,6 +319,7 @@ def analyse(cues: Sequence[CueLike]) -> TranscriptAnalysis:
     phrases: dict[str, PhraseAnalysis] = {}
     surfaces: dict[str, Counter[str]] = defaultdict(Counter)
     for (offset, _), doc in zip(blocks, docs, strict=True):
+        noun_chunks = _NounChunks(doc)
         for sentence in doc.sents:
             words = sentence.text.strip()
             if not words or not any(token.is_alpha or token._.code for token in sentence):
@@ -310,7 +328,7 @@ def analyse(cues: Sequence[CueLike]) -> TranscriptAnalysis:
             begin = offset + sentence.start_char + (len(sentence.text) - len(sentence.text.lstrip()))
             frames = tuple(frames_of(sentence, proper))
             mentions: list[Mention] = []
-            for tokens, kind in _mentions(sentence, nominal):
+            for tokens, kind in _mentions(sentence, noun_chunks.within(sentence), nominal):
                 key = phrase_key(tokens)
                 start = tokens[0].idx - sentence.start_char
                 end = tokens[-1].idx + len(tokens[-1].text) - sentence.start_char

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from server.nlp import pipeline
-from server.nlp.analysis import CAUSAL, CONDITIONAL, DEFINITION, analyse
+from server.nlp.analysis import CAUSAL, CONDITIONAL, DEFINITION, _NounChunks, analyse
 from server.nlp.questions import WHAT_DOES, WHAT_IF, WHAT_IS, WHY, frames_of
 
 
@@ -144,3 +144,21 @@ def test_kinds_of_statement() -> None:
 def test_no_cues_no_analysis() -> None:
     analysis = analyse([])
     assert analysis.sentences == () and analysis.phrases == ()
+
+
+def test_each_sentence_gets_the_noun_chunks_spacy_finds_in_it() -> None:
+    doc = next(
+        pipeline.parse_many(
+            [
+                "The flex container lays out its items. A long URL breaks the layout of the page. "
+                "Then the justify-content property spreads the remaining space between the items."
+            ]
+        )
+    )
+    chunks = _NounChunks(doc)
+
+    per_sentence = [chunks.within(sentence) for sentence in doc.sents]
+
+    assert len(per_sentence) == 3
+    assert per_sentence == [list(sentence.noun_chunks) for sentence in doc.sents]
+    assert all(per_sentence)
