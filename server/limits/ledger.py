@@ -93,8 +93,8 @@ BOOK = text(
 )
 
 # Finishing a reservation in one statement: `dropped` deletes it (empty when it expired and was charged
-# already), `locked` takes the window rows in `lock_windows`'s order, `settled` returns what it held and adds
-# the real usage (when charged; a release of an already charged reservation changes nothing), and `recorded`
+# already), `locked` takes the window rows in `lock_windows`'s order, `settled` refunds what it held and adds
+# the real usage (when charged; a release of an already charged reservation changes nothing), and the insert
 # appends the usage row when both windows were there to settle (a deleted user's rows are gone).
 SETTLE = text(
     """
@@ -118,15 +118,13 @@ SETTLE = text(
           AND b.user_id = :user_id
           AND (b.period, b.period_start) IN (('day', :day_start), ('month', :month_start))
         RETURNING b.period
-    ), recorded AS (
-        INSERT INTO usage_records
-            (id, user_id, operation, model, prompt_tokens, completion_tokens, total_tokens, reserved_tokens,
-             cost_usd, create_time)
-        SELECT :usage_id, :user_id, :operation, :model, :prompt_tokens, :completion_tokens, :total_tokens,
-               :reserved_tokens, :cost_usd, :now
-        WHERE :charged AND (SELECT count(*) FROM settled) = 2
     )
-    SELECT (SELECT count(*) FROM settled) AS windows
+    INSERT INTO usage_records
+        (id, user_id, operation, model, prompt_tokens, completion_tokens, total_tokens, reserved_tokens,
+         cost_usd, create_time)
+    SELECT :usage_id, :user_id, :operation, :model, :prompt_tokens, :completion_tokens, :total_tokens,
+           :reserved_tokens, :cost_usd, :now
+    WHERE :charged AND (SELECT count(*) FROM settled) = 2
     """
 )
 
@@ -169,8 +167,8 @@ async def settle(
     windows: Windows,
     usage: Charge | None,
     now: datetime,
-) -> int:
-    """Run `SETTLE`: finish a reservation, charging `usage` (None refunds it all); the windows it settled."""
+) -> None:
+    """Run `SETTLE`: finish a reservation, charging `usage` (None refunds it all)."""
     params = {
         "id": reservation_id,
         "user_id": user_id,
@@ -187,7 +185,7 @@ async def settle(
         "cost_usd": Decimal(repr(usage.cost_usd)) if usage else Decimal(0),
         "now": now,
     }
-    return int((await connection.execute(SETTLE, params)).scalar_one())
+    await connection.execute(SETTLE, params)
 
 
 def left_share(tokens: int, windows: list[tuple[int, int, int]]) -> float:
