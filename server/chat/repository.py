@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -178,28 +178,10 @@ async def add_answer(connection: AsyncConnection, turn: FinishedTurn) -> bool:
     """Store a turn's interaction and answer (one statement; `connection` in autocommit commits it); whether the
     answer was added (false when there is none, or its session was deleted meanwhile)."""
     values = {
-        "interaction_id": turn.interaction_id,
-        "user_id": turn.user_id,
-        "session_id": turn.session_id,
-        "course_id": turn.course_id,
-        "video_id": turn.video_id,
-        "position_seconds": turn.position_seconds,
-        "model": turn.model,
-        "prompt_tokens": turn.prompt_tokens,
-        "completion_tokens": turn.completion_tokens,
-        "cost_usd": turn.cost_usd,
-        "latency_ms": turn.latency_ms,
-        "cached": turn.cached,
+        **asdict(turn),
         "attributes": json.dumps(turn.attributes),
-        "answer": bool(turn.message_id),
-        "message_id": turn.message_id,
-        "content": turn.content,
-        "incomplete": turn.incomplete,
-        "fallback": turn.fallback,
-        "time_to_first_token_ms": turn.time_to_first_token_ms,
-        "finish_reason": turn.finish_reason,
         "citations": json.dumps(turn.citations),
-        "grounded": turn.grounded,
+        "answer": bool(turn.message_id),
     }
     return bool((await connection.execute(ADD_ANSWER, values)).scalar_one())
 
