@@ -88,7 +88,6 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         reader = requests.tolerant(handler.request_deserializer)
-        stream_reader = requests.checking(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method, streamed=False),
@@ -98,7 +97,7 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
                 self._wrap_unary(handler.stream_unary, method, streamed=True),
-                request_deserializer=stream_reader,
+                request_deserializer=requests.checking(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
@@ -109,7 +108,7 @@ class ServerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             )
         return grpc.stream_stream_rpc_method_handler(
             self._wrap_stream(handler.stream_stream, method, streamed=True),
-            request_deserializer=stream_reader,
+            request_deserializer=requests.checking(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 

@@ -17,6 +17,7 @@ enum holds one of its declared values.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -117,17 +118,11 @@ def _path(prefix: str, field: FieldDescriptor, index: int | None) -> str:
     return f"{prefix}{field.name}" if index is None else f"{prefix}{field.name}[{index}]"
 
 
-# Per message type, the fields that can hold text or an enum at any depth: only those are read. A message of
-# numbers (Timestamp, a time range) is never walked.
-_CHECKED_FIELDS: dict[Descriptor, frozenset[FieldDescriptor]] = {}
-
-
+@functools.cache
 def _checked_fields(descriptor: Descriptor) -> frozenset[FieldDescriptor]:
-    fields = _CHECKED_FIELDS.get(descriptor)
-    if fields is None:
-        fields = frozenset(field for field in descriptor.fields if _may_hold_text_or_enum(field, set()))
-        _CHECKED_FIELDS[descriptor] = fields
-    return fields
+    """Of a message type, the fields that can hold text or an enum at any depth: only those are read. A message
+    of numbers (Timestamp, a time range) is never walked."""
+    return frozenset(field for field in descriptor.fields if _may_hold_text_or_enum(field, set()))
 
 
 def _may_hold_text_or_enum(field: FieldDescriptor, seen: set[Descriptor]) -> bool:
