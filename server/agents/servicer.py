@@ -52,9 +52,9 @@ def _range(message: common_pb2.TimeRange) -> tuple[float, float]:
 class ProgressRpcs(Protocol):
     """The progress RPCs' transport (`server.progress.stream.ProgressStreams`, handed in by `server.app`)."""
 
-    def watch_video(
-        self, request_iterator: AsyncIterator[pb.WatchVideoRequest], context: aio.ServicerContext[Any, Any]
-    ) -> AsyncGenerator[pb.WatchVideoResponse, None]: ...
+    def watch_video(self, context: aio.ServicerContext[Any, Any]) -> AsyncGenerator[pb.WatchVideoResponse, None]:
+        """The stream's messages are read with `context.read()`."""
+        ...
 
     async def publish_video_events(
         self, request: pb.PublishVideoEventsRequest, context: aio.ServicerContext[Any, Any]
@@ -76,7 +76,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
     async def WatchVideo(
         self, request_iterator: AsyncIterator[pb.WatchVideoRequest], context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.WatchVideoResponse]:
-        async with contextlib.aclosing(self._progress.watch_video(request_iterator, context)) as responses:
+        async with contextlib.aclosing(self._progress.watch_video(context)) as responses:
             async for response in responses:
                 yield response
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from google.protobuf import timestamp_pb2
@@ -179,16 +179,12 @@ class ProgressStreams:
     def __init__(self, service: ProgressService) -> None:
         self._progress = service
 
-    async def watch_video(
-        self,
-        request_iterator: AsyncIterator[pb.WatchVideoRequest],
-        context: aio.ServicerContext[Any, Any],
-    ) -> AsyncGenerator[pb.WatchVideoResponse, None]:
+    async def watch_video(self, context: aio.ServicerContext[Any, Any]) -> AsyncGenerator[pb.WatchVideoResponse, None]:
         """Reads the client's messages in the RPC's own task while the stream's outlet writes interventions and
         rejections. When the client is done sending, the handler writes what is left itself, and the stream
         ends once the interventions whose content is still being made are out.
 
-        Messages are read with `context.read()` rather than through `request_iterator` (the interceptor's
+        Messages are read with `context.read()` rather than through grpc's request iterator (the interceptor's
         deserializer has checked them either way): no generator stands between grpc and the handler, and
         nothing of a message is kept while the next one is awaited, which is most of a stream's life."""
         principal = current_principal()
