@@ -1,4 +1,4 @@
-"""Build and run the grpc.aio server: interceptors, servicers, health, reflection, graceful shutdown."""
+"""Build and run the grpc.aio server: servicers behind the interceptor, health, reflection, graceful shutdown."""
 
 from __future__ import annotations
 
@@ -111,8 +111,9 @@ def warm_up_language() -> None:
     moderation.warm_up()
 
 
-def register_servicers(server: aio.Server, runtime: Runtime) -> None:
-    """Each domain's servicer, built from the runtime. Unimplemented RPCs answer UNIMPLEMENTED."""
+def register_servicers(server: aio.Server, runtime: Runtime, interceptor: ServerInterceptor) -> None:
+    """Each domain's servicer, built from the runtime, its methods wrapped by `interceptor`. Unimplemented RPCs
+    answer UNIMPLEMENTED."""
     turns = TurnRunner(
         settings=runtime.settings,
         database=runtime.database,
@@ -124,20 +125,24 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
         moderator=runtime.moderator,
     )
     runtime.closers.append(turns.aclose)
-    chat_service_pb2_grpc.add_ChatServiceServicer_to_server(
+    interceptor.add_service(
+        server,
+        chat_service_pb2_grpc.add_ChatServiceServicer_to_server,
         ChatServicer(
             ChatService(runtime.database, runtime.search, runtime.sentences, turns),
             SegmentQuestions(runtime.database, runtime.search),
         ),
-        server,
     )
     agents = AgentServicer(runtime.preferences, runtime.agents, ProgressStreams(runtime.progress))
-    agent_service_pb2_grpc.add_AgentServiceServicer_to_server(agents, server)
-    transcript_service_pb2_grpc.add_TranscriptServiceServicer_to_server(
-        TranscriptServicer(runtime.transcripts, runtime.media, CourseInstructorService(runtime.database)),
+    interceptor.add_service(server, agent_service_pb2_grpc.add_AgentServiceServicer_to_server, agents)
+    interceptor.add_service(
         server,
+        transcript_service_pb2_grpc.add_TranscriptServiceServicer_to_server,
+        TranscriptServicer(runtime.transcripts, runtime.media, CourseInstructorService(runtime.database)),
     )
-    analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server(
+    interceptor.add_service(
+        server,
+        analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server,
         AnalyticsServicer(
             UsageService(runtime.database, runtime.budget, runtime.limits),
             AnalyticsService(
@@ -150,7 +155,6 @@ def register_servicers(server: aio.Server, runtime: Runtime) -> None:
             ExperimentService(runtime.database, mastery_prior=P_INIT),
             FlagService(runtime.database),
         ),
-        server,
     )
 
 
@@ -244,7 +248,7 @@ class TutorstreamServer:
         self.interceptor = ServerInterceptor(authenticator)
         self.interceptor.gate = limits.gate
         server = aio.server(
-            interceptors=[*tracing.server_interceptors(), self.interceptor],
+            interceptors=tracing.server_interceptors(),
             options=[
                 ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
                 ("grpc.max_send_message_length", settings.max_send_message_bytes),
@@ -253,7 +257,7 @@ class TutorstreamServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        register_servicers(server, self.runtime)
+        register_servicers(server, self.runtime, self.interceptor)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (

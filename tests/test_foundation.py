@@ -13,12 +13,13 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from google.protobuf import field_mask_pb2
+from google.protobuf import descriptor_pool, field_mask_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tutorstream.v1 import agent_service_pb2 as agent_pb
 from tutorstream.v1 import chat_service_pb2 as chat_pb
 from tutorstream.v1 import common_pb2
 
+from server.app import SERVICE_NAMES
 from server.core.db import libpq_conninfo
 from tests.conftest import TEST_JWT_SECRET, RunningServer, ServerFactory
 from tests.support.clients import connect, error_details
@@ -165,6 +166,39 @@ async def test_bad_credentials_are_unauthenticated_for_unary_and_streams(
         assert streamed.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         await client.close()
+
+
+async def test_every_method_of_every_service_refuses_a_call_without_credentials(server: RunningServer) -> None:
+    """No method is reachable around the interceptor; health checks need no token; an unknown name is
+    UNIMPLEMENTED."""
+    pool = descriptor_pool.Default()
+    channel = grpc.aio.insecure_channel(server.target)
+    try:
+        called = 0
+        for service_name in SERVICE_NAMES:
+            for method in pool.FindServiceByName(service_name).methods:
+                path = f"/{service_name}/{method.name}"
+                if method.client_streaming:
+                    streamed = channel.stream_stream(path) if method.server_streaming else channel.stream_unary(path)
+                    call = streamed(iter([b""]))
+                else:
+                    call = (channel.unary_stream if method.server_streaming else channel.unary_unary)(path)(b"")
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    if method.server_streaming:
+                        async for _ in call:
+                            pass
+                    else:
+                        await call
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, path
+                called += 1
+        assert called > 40
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await channel.unary_unary("/tutorstream.v1.ChatService/NoSuchMethod")(b"")
+        assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await channel.close()
 
 
 async def test_a_remembered_token_is_refused_once_it_expires_and_a_tampered_copy_never_passes(
