@@ -15,6 +15,10 @@ generation excluded: a BREAK's content is fixed). Latency percentiles are report
 Both servers are the same program with the same gRPC server options, so the baseline shows what the transport
 itself costs per stream and the difference is what the progress layer adds.
 
+A third process, a bare grpc.aio server, answers WatchVideo with the same messages (a rejection for the bad first
+event, a BREAK for every second heartbeat, stamped with the event's time) and nothing in between: the same
+streams and the same load give the transport's floor for memory per bidirectional stream and CPU per event.
+
     .venv/bin/python -m bench.bench_progress                # 10,000 streams, 1,000 events/s, 20 s
     .venv/bin/python -m bench.bench_progress --streams 2000 --seconds 10
 """
@@ -35,9 +39,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
@@ -46,11 +51,13 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tutorstream.v1 import agent_service_pb2 as pb
 from tutorstream.v1 import agent_service_pb2_grpc as pb_grpc
+from tutorstream.v1 import common_pb2
 
 from bench.report import Line, at_most, context, percentile, publish
 from server.config import Settings
 from server.core.auth import Role, mint_token
 from server.core.embedded_pg import DEFAULT_DATABASE, EmbeddedPostgres
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"tutorstream listening on [\d.]+:(\d+)")
@@ -59,6 +66,8 @@ STEP_SECONDS = 30.0  # client event time per event: with BREAK after 60 s, every
 USERS = 100
 T0 = 1_760_000_000.0
 MEMORY_TARGET_KIB = 20
+LAYER_TARGET_KIB = 3
+CPU_TARGET_MICROSECONDS = 100
 LATENCY_TARGET_MS = 50
 
 
@@ -139,9 +148,75 @@ def channels(port: int, count: int) -> list[aio.Channel]:
     return [aio.insecure_channel(f"127.0.0.1:{port}", options=options) for _ in range(count)]
 
 
-async def settle(server: ServerProcess, seconds: float = 2.0) -> int:
+async def settle(server: ServerProcess | MinimalProcess, seconds: float = 2.0) -> int:
     await asyncio.sleep(seconds)
     return server.rss_kib
+
+
+# --- the transport's floor: WatchVideo on a bare grpc.aio server --------------------------------------------
+
+
+async def minimal_watch(requests: object, context: aio.ServicerContext[Any, Any]) -> None:
+    """WatchVideo with nothing between grpc.aio and the wire: the same messages in and out as tutorstream's
+    (a rejection for the bad first event, a BREAK for every second heartbeat of a stream, stamped with its
+    event time) and no work in between — no token check, engine, database or outbox."""
+    heartbeats = 0
+    while (request := await context.read()) is not aio.EOF:
+        for event in request.events:
+            if event.position_seconds < 0:
+                rejection = pb.EventRejection(event_id=event.event_id, reason="position_seconds is negative")
+                await context.write(pb.WatchVideoResponse(rejection=rejection))
+            elif event.type == pb.VIDEO_EVENT_TYPE_HEARTBEAT:
+                heartbeats += 1
+                if heartbeats % 2 == 0:
+                    intervention = pb.Intervention(
+                        type=common_pb2.INTERVENTION_TYPE_BREAK, create_time=event.event_time
+                    )
+                    await context.write(pb.WatchVideoResponse(intervention=intervention))
+
+
+def serve_minimal(port: int) -> None:
+    handler = grpc.stream_stream_rpc_method_handler(
+        minimal_watch,
+        request_deserializer=pb.WatchVideoRequest.FromString,
+        response_serializer=pb.WatchVideoResponse.SerializeToString,
+    )
+    service = pb.DESCRIPTOR.services_by_name["AgentService"].full_name
+
+    async def run() -> None:
+        server = aio.server()
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"WatchVideo": handler}),))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(run())
+
+
+class MinimalProcess:
+    """`serve_minimal` in a process of its own, like the tutorstream servers."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self._log = (workdir / "minimal.log").open("wb")
+        command = [sys.executable, "-m", "bench.bench_progress", "--serve-minimal", str(self.port)]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    async def wait_listening(self, within: float = 60.0) -> None:
+        async with aio.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+            await asyncio.wait_for(channel.channel_ready(), within)
+
+    @property
+    def rss_kib(self) -> int:
+        return rss_kib(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
 
 
 # --- baseline: idle health streams ---------------------------------------------------------------------
@@ -212,7 +287,7 @@ async def read(stream: Stream, call: aio.StreamStreamCall, results: Results) -> 
 
 
 async def open_watch_streams(
-    server: ServerProcess, count: int, channel_count: int, results: Results
+    server: ServerProcess | MinimalProcess, count: int, channel_count: int, results: Results
 ) -> tuple[list[Stream], list[asyncio.Task[None]], list[aio.Channel]]:
     settings = Settings(_env_file=None, jwt_secret=JWT_SECRET)  # type: ignore[call-arg]
     tokens = [mint_token(settings, user_id=f"bench-{i}", role=Role.STUDENT) for i in range(USERS)]
@@ -293,37 +368,30 @@ def stored_events(data_dir: Path) -> int:
     return int(row[0]) if row is not None else 0
 
 
-def report(
-    *,
-    count: int,
-    base_per_stream: float,
-    per_stream: float,
-    rss: tuple[int, int, int],
-    opening_seconds: float,
-    achieved: float,
-    processed: float,
-    cpu_per_event: float,
-    arguments: argparse.Namespace,
-    results: Results,
-) -> list[Line]:
+def report(*, base_per_stream: float, ours: Phase, bare: Phase, arguments: argparse.Namespace) -> list[Line]:
     kib = 1024
+    count = arguments.streams
+    per_stream, results = ours.per_stream, ours.results
     added = per_stream - base_per_stream
-    before, after, during = (value / kib for value in rss)
+    before, after, during = (value / kib for value in ours.rss)
     print()
     print("memory per open stream (server RSS delta / streams)")
     print(f"  baseline  Health/Watch (idle grpc.aio stream): {base_per_stream / kib:7.2f} KiB")
+    print(f"  bare grpc.aio WatchVideo (no session):          {bare.per_stream / kib:7.2f} KiB")
     print(f"  WatchVideo (stream + loaded watch session):     {per_stream / kib:7.2f} KiB")
     print(f"  added by the progress layer:                    {added / kib:7.2f} KiB")
-    print(f"  (target: WatchVideo <= {MEMORY_TARGET_KIB} KiB per stream)")
+    print(f"  (targets: WatchVideo <= {MEMORY_TARGET_KIB} KiB per stream, the layer <= {LAYER_TARGET_KIB} KiB)")
     print(f"  ratio WatchVideo / baseline:                    {per_stream / base_per_stream:7.2f}x")
     print(f"  server RSS: {before:.0f} MiB idle, {after:.0f} MiB with {count} streams, {during:.0f} MiB after the load")
-    print(f"  {count} streams opened in {opening_seconds:.1f} s")
+    print(f"  {count} streams opened in {ours.opening_seconds:.1f} s")
     print()
-    print(f"load: {results.sent} events in {arguments.seconds:.0f} s = {achieved:.0f} events/s offered")
-    print(f"  {processed:.0f} events/s processed (written to the database over the same time)")
+    print(f"load: {results.sent} events in {arguments.seconds:.0f} s = {ours.achieved:.0f} events/s offered")
+    print(f"  {ours.processed:.0f} events/s processed (written to the database over the same time)")
     print(f"  (target {arguments.rate:.0f}); {results.interventions} BREAK interventions received")
-    print(f"  server CPU {cpu_per_event * 1e6:.0f} us per event (the load phase, user + system)")
-    load = f"{achieved:,.0f} events/s over {count:,} streams"
+    print(f"  server CPU {ours.cpu_per_event * 1e6:.0f} us per event (the load phase, user + system)")
+    print(f"  bare grpc.aio WatchVideo, same load: {bare.cpu_per_event * 1e6:.0f} us per event")
+    print(f"  ({bare.achieved:.0f} events/s offered, {bare.results.interventions} interventions received)")
+    load = f"{ours.achieved:,.0f} events/s over {count:,} streams"
     memory = f"{count:,} streams per server"
     lines = [
         at_most(
@@ -334,20 +402,46 @@ def report(
         ),
         context(
             "progress",
+            "memory per bare grpc.aio WatchVideo stream",
+            bare.per_stream / kib,
+            "KiB",
+            baseline="the same messages, no session, same run",
+        ),
+        at_most(
+            "progress",
             "memory added by the progress layer per stream",
             added / kib,
             "KiB",
+            LAYER_TARGET_KIB,
             baseline="WatchVideo minus Health/Watch",
         ),
         context(
             "progress",
             "event rate offered by the client",
-            achieved,
+            ours.achieved,
             "events/s",
             baseline=f"asked {arguments.rate:,.0f}",
         ),
-        context("progress", "event rate processed by the server", processed, "events/s", baseline="stored, same time"),
-        context("progress", "server CPU per event", cpu_per_event * 1e6, "us", baseline=load),
+        context(
+            "progress", "event rate processed by the server", ours.processed, "events/s", baseline="stored, same time"
+        ),
+        at_most(
+            "progress", "server CPU per event", ours.cpu_per_event * 1e6, "us", CPU_TARGET_MICROSECONDS, baseline=load
+        ),
+        context(
+            "progress",
+            "bare grpc.aio WatchVideo: server CPU per event",
+            bare.cpu_per_event * 1e6,
+            "us",
+            baseline="the same messages and load, no work between them, same run",
+        ),
+        context(
+            "progress",
+            "server CPU per event vs bare grpc.aio WatchVideo",
+            ours.cpu_per_event / bare.cpu_per_event,
+            "x",
+            baseline="the same messages and load, same run",
+        ),
     ]
     if not results.latencies:
         print("no intervention latency samples")
@@ -364,6 +458,55 @@ def report(
     ]
 
 
+@dataclass
+class Phase:
+    """One server's WatchVideo streams: memory per stream, then the event load."""
+
+    per_stream: float  # bytes
+    rss: tuple[int, int, int]  # KiB: before the streams, with them, after the load
+    opening_seconds: float
+    achieved: float
+    cpu_per_event: float
+    processed: float
+    results: Results
+
+
+async def watch_phase(
+    server: ServerProcess | MinimalProcess,
+    arguments: argparse.Namespace,
+    stored: Callable[[], Awaitable[int]] | None = None,
+) -> Phase:
+    """Open `arguments.streams` WatchVideo streams on `server`, then drive the event load. `stored` counts the
+    events the server has written; without it (the bare server writes nothing) every event counts as processed."""
+    count, channel_count = arguments.streams, arguments.channels
+    results = Results()
+    before = await settle(server)
+    opened = time.perf_counter()
+    streams, readers, pool = await open_watch_streams(server, count, channel_count, results)
+    opening_seconds = time.perf_counter() - opened
+    after = await settle(server)
+    # The client holds every stream too: move what exists now out of the collector's reach, so a full
+    # collection of the client's own heap does not show up as server latency.
+    gc.collect()
+    gc.freeze()
+    cpu_before = cpu_seconds(server.process.pid)
+    events_before = await stored() if stored else 0
+    achieved = await drive(streams, arguments.rate, arguments.seconds, results)
+    await asyncio.sleep(2.0)
+    cpu_per_event = (cpu_seconds(server.process.pid) - cpu_before) / max(1, results.sent)
+    written = await stored() - events_before if stored else results.sent
+    processed = written / (results.sent / achieved) if achieved else 0.0
+    rss = (before, after, server.rss_kib)
+    for stream in streams:
+        stream.queue.put_nowait(None)
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    for channel in pool:
+        await channel.close()
+    return Phase((after - before) * 1024 / count, rss, opening_seconds, achieved, cpu_per_event, processed, results)
+
+
 async def main(arguments: argparse.Namespace) -> None:
     count, channel_count = arguments.streams, arguments.channels
     with tempfile.TemporaryDirectory(prefix="bench-progress-") as workdir:
@@ -371,8 +514,10 @@ async def main(arguments: argparse.Namespace) -> None:
         measured = ServerProcess("measured", data_dir, Path(workdir))
         await measured.wait_listening()
         baseline = ServerProcess("baseline", data_dir, Path(workdir))
+        minimal = MinimalProcess(Path(workdir))
         try:
             await baseline.wait_listening()
+            await minimal.wait_listening()
             print(f"servers up (pids {baseline.process.pid}, {measured.process.pid}); {count} streams each")
             phase = time.perf_counter()
 
@@ -381,49 +526,14 @@ async def main(arguments: argparse.Namespace) -> None:
             base_per_stream = (base_after - base_before) * 1024 / count
             print(f"baseline measured in {time.perf_counter() - phase:.0f} s")
 
-            results = Results()
-            before = await settle(measured)
-            opened = time.perf_counter()
-            streams, readers, pool = await open_watch_streams(measured, count, channel_count, results)
-            opening_seconds = time.perf_counter() - opened
-            after = await settle(measured)
-            per_stream = (after - before) * 1024 / count
-
-            # The client holds every stream too: move what exists now out of the collector's reach, so a full
-            # collection of the client's own heap does not show up as server latency.
-            gc.collect()
-            gc.freeze()
-            cpu_before = cpu_seconds(measured.process.pid)
-            events_before = await asyncio.to_thread(stored_events, data_dir)
-            achieved = await drive(streams, arguments.rate, arguments.seconds, results)
-            await asyncio.sleep(2.0)
-            cpu_per_event = (cpu_seconds(measured.process.pid) - cpu_before) / max(1, results.sent)
-            written = await asyncio.to_thread(stored_events, data_dir) - events_before
-            processed = written / (results.sent / achieved) if achieved else 0.0
-
-            lines = report(
-                count=count,
-                base_per_stream=base_per_stream,
-                per_stream=per_stream,
-                rss=(before, after, measured.rss_kib),
-                opening_seconds=opening_seconds,
-                achieved=achieved,
-                processed=processed,
-                cpu_per_event=cpu_per_event,
-                arguments=arguments,
-                results=results,
-            )
-
-            for stream in streams:
-                stream.queue.put_nowait(None)
-            for reader in readers:
-                reader.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
-            for channel in pool:
-                await channel.close()
+            ours = await watch_phase(measured, arguments, lambda: asyncio.to_thread(stored_events, data_dir))
+            measured.stop()
+            bare = await watch_phase(minimal, arguments)
+            lines = report(base_per_stream=base_per_stream, ours=ours, bare=bare, arguments=arguments)
         finally:
             baseline.stop()
             measured.stop()
+            minimal.stop()
     publish(lines)
 
 
@@ -433,4 +543,9 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=1_000.0, help="events per second, all streams together")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--channels", type=int, default=50, help="client connections")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--serve-minimal", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parsed = parser.parse_args()
+    if parsed.serve_minimal:
+        serve_minimal(parsed.serve_minimal)
+    else:
+        asyncio.run(main(parsed))
