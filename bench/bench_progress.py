@@ -17,7 +17,9 @@ itself costs per stream and the difference is what the progress layer adds.
 
 A third process, a bare grpc.aio server, answers WatchVideo with the same messages (a rejection for the bad first
 event, a BREAK for every second heartbeat, stamped with the event's time) and nothing in between: the same
-streams and the same load give the transport's floor for memory per bidirectional stream and CPU per event.
+streams and the same load give the transport's floor for memory per bidirectional stream and CPU per event. What
+tutorstream adds to a WatchVideo stream (the progress layer's target) is measured against that floor: Health/Watch
+is a server-streaming call, which costs grpc itself less than a bidirectional one.
 
     .venv/bin/python -m bench.bench_progress                # 10,000 streams, 1,000 events/s, 20 s
     .venv/bin/python -m bench.bench_progress --streams 2000 --seconds 10
@@ -379,8 +381,9 @@ def report(*, base_per_stream: float, ours: Phase, bare: Phase, arguments: argpa
     print(f"  baseline  Health/Watch (idle grpc.aio stream): {base_per_stream / kib:7.2f} KiB")
     print(f"  bare grpc.aio WatchVideo (no session):          {bare.per_stream / kib:7.2f} KiB")
     print(f"  WatchVideo (stream + loaded watch session):     {per_stream / kib:7.2f} KiB")
-    print(f"  added by the progress layer:                    {added / kib:7.2f} KiB")
-    print(f"  (targets: WatchVideo <= {MEMORY_TARGET_KIB} KiB per stream, the layer <= {LAYER_TARGET_KIB} KiB)")
+    print(f"  added over bare grpc.aio WatchVideo:            {(per_stream - bare.per_stream) / kib:7.2f} KiB")
+    print(f"  added over Health/Watch:                        {added / kib:7.2f} KiB")
+    print(f"  (targets: WatchVideo <= {MEMORY_TARGET_KIB} KiB per stream, added over bare <= {LAYER_TARGET_KIB} KiB)")
     print(f"  ratio WatchVideo / baseline:                    {per_stream / base_per_stream:7.2f}x")
     print(f"  server RSS: {before:.0f} MiB idle, {after:.0f} MiB with {count} streams, {during:.0f} MiB after the load")
     print(f"  {count} streams opened in {ours.opening_seconds:.1f} s")
@@ -409,11 +412,18 @@ def report(*, base_per_stream: float, ours: Phase, bare: Phase, arguments: argpa
         ),
         at_most(
             "progress",
+            "memory added per WatchVideo stream over bare grpc.aio",
+            (per_stream - bare.per_stream) / kib,
+            "KiB",
+            LAYER_TARGET_KIB,
+            baseline="WatchVideo minus the bare server's WatchVideo, same run",
+        ),
+        context(
+            "progress",
             "memory added by the progress layer per stream",
             added / kib,
             "KiB",
-            LAYER_TARGET_KIB,
-            baseline="WatchVideo minus Health/Watch",
+            baseline="WatchVideo minus Health/Watch (a server-streaming call)",
         ),
         context(
             "progress",
