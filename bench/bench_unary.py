@@ -20,8 +20,8 @@ over `--channels` connections; targets take turns in rounds (A, B, C, A, B, C, .
 Next to RPS and latency the bench reads each server process's CPU time per call from /proc: the client shares
 the machine's cores, so the CPU cost per call is the comparison that does not depend on who saturates first.
 
-Targets: tutorstream's own Health/Check at least 0.9x the minimal server's RPS (the interceptor leaves public
-methods alone), and GetPreferences at most 3.5x the minimal server's CPU per call.
+Targets: tutorstream's own Health/Check at least 0.9x the minimal server's RPS (health checks are registered
+outside the interceptor, which wraps only tutorstream's own methods), and GetPreferences at most 3.5x the minimal server's CPU per call.
 """
 
 from __future__ import annotations
