@@ -20,6 +20,7 @@ from server.config import Settings
 from server.core.embedded_pg import EmbeddedPostgres
 from server.embeddings.base import Embedder
 from server.embeddings.local import LocalEmbedder
+from server.seed import seed_demo_course
 from tests.support.clients import Client, connect, token_for
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.postgres import create_fresh_database, create_migrated_database, start_embedded_for_tests
@@ -65,6 +66,26 @@ def template_database(embedded_pg: EmbeddedPostgres) -> str:
 @pytest.fixture
 def fresh_database_url(embedded_pg: EmbeddedPostgres, template_database: str) -> str:
     return create_fresh_database(embedded_pg.admin_url, "t", template=template_database)
+
+
+@pytest.fixture(scope="session")
+async def seeded_demo_template(
+    embedded_pg: EmbeddedPostgres,
+    template_database: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    local_embedder: LocalEmbedder,
+) -> str:
+    """Name of a database holding the demo course as `seed_demo_course` ingests it (service role, the real
+    jobs, the local MiniLM model), seeded once per session. Clone it (`template=`), never use it."""
+    url = create_fresh_database(embedded_pg.admin_url, "seeded", template=template_database)
+    running = await launch(tmp_path_factory.mktemp("seed-demo"), url, embedder=local_embedder, **FAST_JOBS)
+    try:
+        jobs = await seed_demo_course(running.server.runtime.transcripts, wait=True)
+        assert [job.state for job in jobs] == ["succeeded"] * len(jobs), [job.error_message for job in jobs]
+    finally:
+        await running.close_clients()
+        await running.server.stop(0)
+    return url.rsplit("/", 1)[-1].split("?", 1)[0]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import pytest
 from server.app import TutorstreamServer
 from server.core.embedded_pg import EmbeddedPostgres
 from server.embeddings.local import LocalEmbedder
-from server.seed import seed_demo_course
 from tests.conftest import FAST_JOBS as SHARED_FAST_JOBS
 from tests.conftest import RunningServer, make_settings
 from tests.edge.support import EnvoyProcess, StaticWebServer, build_web, bundle_probe
@@ -60,26 +59,19 @@ async def stop_module_server(running: RunningServer) -> None:
     await running.server.stop(0)
 
 
-async def seed_demo(running: RunningServer) -> None:
-    jobs = await seed_demo_course(running.server.runtime.transcripts, wait=True)
-    failed = [job for job in jobs if job.state != "succeeded"]
-    assert not failed, failed
-
-
 @pytest.fixture(scope="session")
-def demo_database_url(embedded_pg: EmbeddedPostgres, template_database: str) -> str:
-    """One migrated database with the demo course, shared by the edge tests (seeding costs seconds)."""
-    return create_fresh_database(embedded_pg.admin_url, "edge", template=template_database)
+def demo_database_url(embedded_pg: EmbeddedPostgres, seeded_demo_template: str) -> str:
+    """One copy of the seeded demo course, shared by the edge tests."""
+    return create_fresh_database(embedded_pg.admin_url, "edge", template=seeded_demo_template)
 
 
 @pytest.fixture(scope="session")
 async def demo_server(
     demo_database_url: str, tmp_path_factory: pytest.TempPathFactory, edge_embedder: LocalEmbedder
 ) -> AsyncIterator[RunningServer]:
-    """A server on that database with the demo course seeded; tests use their own users."""
+    """A server on that database; tests use their own users."""
     running = await start_module_server(tmp_path_factory.mktemp("demo-server"), demo_database_url, edge_embedder)
     try:
-        await seed_demo(running)
         yield running
     finally:
         await stop_module_server(running)

@@ -13,11 +13,12 @@ import pytest
 from tutorstream.v1 import transcript_service_pb2 as pb
 
 from server.app import TutorstreamServer
+from server.core.embedded_pg import EmbeddedPostgres
 from server.embeddings.base import Embedder
 from server.embeddings.local import LocalEmbedder
-from server.seed import seed_demo_course
 from tests.conftest import FAST_JOBS as SHARED_FAST_JOBS
 from tests.conftest import RunningServer, make_settings
+from tests.support.postgres import create_fresh_database
 
 FAST_JOBS: dict[str, Any] = {**SHARED_FAST_JOBS, "job_poll_seconds": 0.5, "job_stalled_seconds": 3.0}
 
@@ -72,15 +73,18 @@ async def wait_for_job(client: Any, job_name: str, *, within: float = 120.0) -> 
 
 @pytest.fixture(scope="module")
 async def demo_server(
-    tmp_path_factory: pytest.TempPathFactory, module_database_url: str, local_embedder: LocalEmbedder
+    tmp_path_factory: pytest.TempPathFactory,
+    embedded_pg: EmbeddedPostgres,
+    seeded_demo_template: str,
+    local_embedder: LocalEmbedder,
 ) -> AsyncIterator[RunningServer]:
-    """One server per module with the demo course ingested through the ingest service and its jobs."""
-    settings = make_settings(tmp_path_factory.mktemp("demo"), module_database_url, **FAST_JOBS)
+    """One server per module on its own copy of the demo course (ingested once per session through the ingest
+    service and its jobs)."""
+    database_url = create_fresh_database(embedded_pg.admin_url, "demo", template=seeded_demo_template)
+    settings = make_settings(tmp_path_factory.mktemp("demo"), database_url, **FAST_JOBS)
     running = RunningServer(TutorstreamServer(settings, embedder=local_embedder))
     await running.server.start()
     try:
-        jobs = await seed_demo_course(running.server.runtime.transcripts, wait=True)
-        assert [job.state for job in jobs] == ["succeeded"] * len(jobs), [job.error_message for job in jobs]
         yield running
     finally:
         await running.close_clients()
