@@ -206,9 +206,13 @@ def compile_locks(venv_python: Path, upgrade: bool) -> None:
 def sync(venv_python: Path, lock: Path, editable: bool) -> None:
     binary = uv(venv_python)
     env = {**os.environ, "VIRTUAL_ENV": str(venv_python.parent.parent)}
+    # Bytecode compiled at install: torch, transformers, spaCy and Presidio otherwise compile from source in every
+    # process that imports them wherever bytecode writing is off (PYTHONDONTWRITEBYTECODE, read-only installs) —
+    # about 12 s of each server, worker and CLI start.
     subprocess.run(
         [
-            *(str(binary), "pip", "sync", "--quiet", "--python", str(venv_python), "--require-hashes"),
+            *(str(binary), "pip", "sync", "--quiet", "--compile-bytecode", "--python", str(venv_python)),
+            "--require-hashes",
             *("--find-links", torch_source(), str(lock)),
         ],
         check=True,
