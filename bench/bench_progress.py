@@ -524,10 +524,9 @@ async def main(arguments: argparse.Namespace) -> None:
         measured = ServerProcess("measured", data_dir, Path(workdir))
         await measured.wait_listening()
         baseline = ServerProcess("baseline", data_dir, Path(workdir))
-        minimal = MinimalProcess(Path(workdir))
+        minimal: MinimalProcess | None = None
         try:
             await baseline.wait_listening()
-            await minimal.wait_listening()
             print(f"servers up (pids {baseline.process.pid}, {measured.process.pid}); {count} streams each")
             phase = time.perf_counter()
 
@@ -538,12 +537,16 @@ async def main(arguments: argparse.Namespace) -> None:
 
             ours = await watch_phase(measured, arguments, lambda: asyncio.to_thread(stored_events, data_dir))
             measured.stop()
+            # Started only now, so nothing but the measured server runs during its phase.
+            minimal = MinimalProcess(Path(workdir))
+            await minimal.wait_listening()
             bare = await watch_phase(minimal, arguments)
             lines = report(base_per_stream=base_per_stream, ours=ours, bare=bare, arguments=arguments)
         finally:
             baseline.stop()
             measured.stop()
-            minimal.stop()
+            if minimal is not None:
+                minimal.stop()
     publish(lines)
 
 

@@ -21,7 +21,8 @@ Next to RPS and latency the bench reads each server process's CPU time per call 
 the machine's cores, so the CPU cost per call is the comparison that does not depend on who saturates first.
 
 Targets: tutorstream's own Health/Check at least 0.9x the minimal server's RPS (health checks are registered
-outside the interceptor, which wraps only tutorstream's own methods), and GetPreferences at most 3.5x the minimal server's CPU per call.
+outside the interceptor, which wraps only tutorstream's own methods), and GetPreferences at most 3.5x the
+minimal server's CPU per call.
 """
 
 from __future__ import annotations
