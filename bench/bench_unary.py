@@ -1,6 +1,6 @@
 """Unary RPS of a simple RPC vs a minimal grpc.aio server in the same run.
 
-    python -m bench.bench_unary [--seconds 4] [--rounds 5] [--concurrency 32] [--channels 4]
+    python -m bench.bench_unary [--seconds 4] [--rounds 6] [--concurrency 32] [--channels 4]
 
 Two servers, each in its own process (the client's event loop never runs server code), on one embedded
 PostgreSQL:
@@ -16,7 +16,8 @@ PostgreSQL:
 
 A third target is tutorstream's own Health/Check (public: no token, no gate, no database), which separates what
 the server framework costs from what the layer adds. Closed-loop clients keep `--concurrency` calls in flight
-over `--channels` connections; targets take turns in rounds (A, B, C, A, B, C, ...) so drift hits all alike.
+over `--channels` connections; targets take turns in rounds, the order reversed every other round (A, B, C, C, B,
+A, ...), so drift hits all alike and no target always follows the same one.
 Next to RPS and latency the bench reads each server process's CPU time per call from /proc: the client shares
 the machine's cores, so the CPU cost per call is the comparison that does not depend on who saturates first.
 
@@ -170,7 +171,9 @@ async def measure(
             await closed_loop(target, args.concurrency, args.warmup, None)
         tallies = {target.name: Tally() for target in targets}
         for round_number in range(args.rounds):
-            for target in targets:
+            # The order reverses every round: no target always follows the same one (a server left busy by the
+            # previous turn, its garbage, the host's clock) while drift still hits all alike.
+            for target in targets if round_number % 2 == 0 else targets[::-1]:
                 await closed_loop(target, args.concurrency, args.seconds, tallies[target.name])
             print(f"round {round_number + 1}/{args.rounds} done", flush=True)
         return tallies
@@ -265,7 +268,7 @@ def report(args: argparse.Namespace, tallies: dict[str, Tally]) -> list[Line]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="length of one target's turn in a round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=6, help="an even number balances the two orders")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per target")
     parser.add_argument("--concurrency", type=int, default=32, help="calls in flight")
     parser.add_argument("--channels", type=int, default=4, help="client connections per server")
