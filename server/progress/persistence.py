@@ -19,7 +19,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import text
@@ -100,8 +102,9 @@ class _Batch:
         self.progress = {**older.progress, **self.progress}
 
 
-# Each batch travels as one JSON array of rows (arrays in column order) per statement: serialising it is a
-# single C call, where one parameter per column has the driver convert every value of every column in Python.
+# Each batch travels as one JSON array of rows (arrays in column order: the row dataclass's field order) per
+# statement: serialising it is a single C call, where one parameter per column has the driver convert every value
+# of every column in Python.
 # Every number in a row is finite (the engine accepted nothing else), so each is valid JSON.
 _INSERT_EVENTS = text(
     """
@@ -151,58 +154,19 @@ _UPDATE_PROGRESS = text(
 )
 
 
-def _event_rows(rows: list[EventRow]) -> str:
-    return json.dumps(
-        [
-            (
-                r.watch_session_id,
-                r.user_id,
-                r.video_id,
-                r.event_id,
-                r.type,
-                r.position,
-                r.seek_from,
-                r.seek_to,
-                r.rate,
-                r.intervention_id,
-                r.event_time,
-                r.client_time,
-                r.receive_time,
-            )
-            for r in rows
-        ]
-    )
+# A row's values in its dataclass's field order, which is the column order its statement reads.
+_COLUMNS: dict[type, Callable[[Any], tuple[Any, ...]]] = {
+    row_type: attrgetter(*(column.name for column in fields(row_type)))
+    for row_type in (EventRow, InterventionRecord, AckRow)
+}
 
 
-def _intervention_rows(rows: list[InterventionRecord]) -> str:
-    return json.dumps(
-        [
-            (
-                r.id,
-                r.watch_session_id,
-                r.user_id,
-                r.video_id,
-                r.course_id,
-                r.type,
-                r.reason,
-                r.reason_text,
-                r.position,
-                r.start,
-                r.end,
-                r.content,
-                r.citation,
-                r.quiz,
-                r.interaction_id,
-                r.status,
-                r.trigger_time,
-            )
-            for r in rows
-        ]
-    )
-
-
-def _ack_rows(rows: list[AckRow]) -> str:
-    return json.dumps([(r.intervention_id, r.watch_session_id, r.user_id, r.action, r.event_time) for r in rows])
+def _json_rows(rows: Sequence[EventRow | InterventionRecord | AckRow]) -> str:
+    """`rows` (all of one type) as the JSON array of arrays their statement reads."""
+    if not rows:
+        return "[]"
+    values = _COLUMNS[type(rows[0])]
+    return json.dumps([values(row) for row in rows])
 
 
 class EventWriter:
@@ -357,11 +321,11 @@ class EventWriter:
         acknowledged: list[Any] = []
         async with self._db.transaction() as session:
             if batch.interventions:
-                await session.execute(_INSERT_INTERVENTIONS, {"rows": _intervention_rows(batch.interventions)})
+                await session.execute(_INSERT_INTERVENTIONS, {"rows": _json_rows(batch.interventions)})
             if batch.events:
-                await session.execute(_INSERT_EVENTS, {"rows": _event_rows(batch.events)})
+                await session.execute(_INSERT_EVENTS, {"rows": _json_rows(batch.events)})
             if batch.acks:
-                acknowledged = list(await session.execute(_INSERT_ACKS, {"rows": _ack_rows(batch.acks)}))
+                acknowledged = list(await session.execute(_INSERT_ACKS, {"rows": _json_rows(batch.acks)}))
             if batch.progress:
                 progress = [(sid, watched, position) for sid, (watched, position) in batch.progress.items()]
                 await session.execute(_UPDATE_PROGRESS, {"rows": json.dumps(progress)})
