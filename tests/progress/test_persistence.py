@@ -17,7 +17,7 @@ from server.core.db import Database
 from server.core.embedded_pg import EmbeddedPostgres
 from server.progress.domain import Mailbox, WatchTarget
 from server.progress.events import Rejection
-from server.progress.persistence import EventRow, EventWriter
+from server.progress.persistence import AckRow, EventRow, EventWriter, InterventionRecord
 from tests.progress.conftest import (
     VIDEO_ID,
     ProgressServerFactory,
@@ -245,3 +245,129 @@ async def test_a_stream_that_stops_reading_keeps_a_bounded_outbox(
         assert [item.create_time for item in newest] == sorted(item.create_time for item in newest)  # type: ignore[union-attr]
     finally:
         await hub.detach(watch_session_id, box)
+
+
+async def test_every_column_of_each_row_type_is_stored_where_it_belongs(progress_database_url: str) -> None:
+    """Rows travel as JSON arrays in their dataclass's field order: each value lands in its own column."""
+    database = Database(progress_database_url, pool_size=2)
+    writer = EventWriter(database, flush_interval=60.0, batch_size=100, max_pending=1000)
+    watch_session_id = new_watch_session()
+    try:
+        await _create_session(database, watch_session_id, "columns-student")
+        writer.add_events(
+            [
+                EventRow(
+                    watch_session_id=watch_session_id,
+                    user_id="columns-student",
+                    video_id=VIDEO_ID,
+                    event_id="e-1",
+                    type="seeked",
+                    position=12.5,
+                    seek_from=3.25,
+                    seek_to=12.5,
+                    rate=1.5,
+                    intervention_id="i-ref",
+                    event_time=1_760_000_010.0,
+                    client_time=1_760_000_011.0,
+                    receive_time=1_760_000_012.0,
+                )
+            ]
+        )
+        writer.add_intervention(
+            InterventionRecord(
+                id="i-1",
+                watch_session_id=watch_session_id,
+                user_id="columns-student",
+                video_id=VIDEO_ID,
+                course_id="course-c",
+                type="review",
+                reason="rewatch",
+                reason_text="You went back twice",
+                position=40.0,
+                start=30.0,
+                end=45.0,
+                content="Review the part on flex-grow",
+                citation='{"chunk_id": "c-9"}',
+                quiz="",
+                interaction_id="",
+                status="delivered",
+                trigger_time=1_760_000_020.0,
+            )
+        )
+        writer.add_acknowledgement(
+            AckRow(
+                intervention_id="i-1",
+                watch_session_id=watch_session_id,
+                user_id="columns-student",
+                action="accepted",
+                event_time=1_760_000_030.0,
+            )
+        )
+        await writer.flush()
+        async with database.transaction() as session:
+            stored_event = (
+                await session.execute(
+                    text(
+                        "SELECT watch_session_id, user_id, video_id, event_id, type, position_seconds,"
+                        " seek_from_seconds, seek_to_seconds, playback_rate, intervention_id,"
+                        " extract(epoch FROM event_time), extract(epoch FROM client_time),"
+                        " extract(epoch FROM receive_time) FROM video_events WHERE watch_session_id = :id"
+                    ),
+                    {"id": watch_session_id},
+                )
+            ).one()
+            stored_intervention = (
+                await session.execute(
+                    text(
+                        "SELECT id, watch_session_id, user_id, video_id, course_id, type, reason, reason_text,"
+                        " position_seconds, start_seconds, end_seconds, content, citation, quiz, interaction_id,"
+                        " status, extract(epoch FROM trigger_time) FROM interventions WHERE id = 'i-1'"
+                    )
+                )
+            ).one()
+            stored_ack = (
+                await session.execute(
+                    text(
+                        "SELECT intervention_id, watch_session_id, user_id, action, extract(epoch FROM event_time)"
+                        " FROM intervention_acks WHERE intervention_id = 'i-1'"
+                    )
+                )
+            ).one()
+        assert tuple(stored_event) == (
+            watch_session_id,
+            "columns-student",
+            VIDEO_ID,
+            "e-1",
+            "seeked",
+            12.5,
+            3.25,
+            12.5,
+            1.5,
+            "i-ref",
+            1_760_000_010,
+            1_760_000_011,
+            1_760_000_012,
+        )
+        assert tuple(stored_intervention) == (
+            "i-1",
+            watch_session_id,
+            "columns-student",
+            VIDEO_ID,
+            "course-c",
+            "review",
+            "rewatch",
+            "You went back twice",
+            40.0,
+            30.0,
+            45.0,
+            "Review the part on flex-grow",
+            {"chunk_id": "c-9"},
+            "",
+            "",
+            "delivered",
+            1_760_000_020,
+        )
+        assert tuple(stored_ack) == ("i-1", watch_session_id, "columns-student", "accepted", 1_760_000_030)
+    finally:
+        await writer.close()
+        await database.dispose()
