@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -177,8 +177,9 @@ class FinishedTurn:
 async def add_answer(connection: AsyncConnection, turn: FinishedTurn) -> bool:
     """Store a turn's interaction and answer (one statement; `connection` in autocommit commits it); whether the
     answer was added (false when there is none, or its session was deleted meanwhile)."""
+    # Shallow: `asdict` would deep-copy the attributes and citations only for them to be replaced by their JSON.
     values = {
-        **asdict(turn),
+        **{column.name: getattr(turn, column.name) for column in fields(turn)},
         "attributes": json.dumps(turn.attributes),
         "citations": json.dumps(turn.citations),
         "answer": bool(turn.message_id),
