@@ -23,7 +23,12 @@ from server.embeddings.local import LocalEmbedder
 from server.seed import seed_demo_course
 from tests.support.clients import Client, connect, token_for
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.postgres import create_fresh_database, create_migrated_database, start_embedded_for_tests
+from tests.support.postgres import (
+    create_fresh_database,
+    create_migrated_database,
+    database_name,
+    start_embedded_for_tests,
+)
 from tests.support.redis_server import RedisServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -60,7 +65,7 @@ def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPo
 def template_database(embedded_pg: EmbeddedPostgres) -> str:
     """A database with every migration applied, cloned by `fresh_database_url`."""
     url = create_migrated_database(embedded_pg.admin_url, "tmpl")
-    return url.rsplit("/", 1)[-1].split("?", 1)[0]
+    return database_name(url)
 
 
 @pytest.fixture
@@ -85,7 +90,7 @@ async def seeded_demo_template(
     finally:
         await running.close_clients()
         await running.server.stop(0)
-    return url.rsplit("/", 1)[-1].split("?", 1)[0]
+    return database_name(url)
 
 
 @pytest.fixture(scope="module")

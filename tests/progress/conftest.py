@@ -20,7 +20,7 @@ from server.embeddings.openai_embedder import OpenAIEmbedder
 from tests.conftest import RunningServer, ServerFactory, launch, make_settings
 from tests.support.clients import Client
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.postgres import create_fresh_database
+from tests.support.postgres import create_fresh_database, database_name
 
 VIDEO_ID = "flexbox-layout"
 COURSE_ID = "webdev-101"
@@ -85,7 +85,7 @@ async def progress_template(
     finally:
         await running.close_clients()
         await running.server.stop(0)
-    return url.rsplit("/", 1)[-1].split("?", 1)[0]
+    return database_name(url)
 
 
 @pytest.fixture

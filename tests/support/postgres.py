@@ -35,6 +35,14 @@ def start_embedded_for_tests(base_dir: Path) -> EmbeddedPostgres:
     return embedded
 
 
+def database_name(url: str) -> str:
+    """The database a SQLAlchemy URL names (to pass as another database's `template=`)."""
+    name = make_url(url).database
+    if not name:
+        raise ValueError("the URL names no database")
+    return name
+
+
 def create_fresh_database(admin_url: str, name: str, *, template: str | None = None) -> str:
     """CREATE DATABASE `<name>_<random>` (optionally from `template`) and return its SQLAlchemy URL."""
     if not _NAME.match(name):
